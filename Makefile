@@ -1,0 +1,59 @@
+# One-command set-up: every target that runs code depends on the venv stamp, which is rebuilt
+# only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES)
+
+.PHONY: help venv test study figures report demo bench lint format clean
+
+help:
+	@echo "make study    set up .venv, run the default study (config.yaml), write the report"
+	@echo "make test     set up .venv, run the test suite"
+	@echo "make figures  redraw figures and report from existing results (no refitting)"
+	@echo "make demo     reproduce the seed document's fit and table"
+	@echo "make bench    run the speed benchmarks (results/bench/)"
+	@echo "make lint     ruff, snakefmt and snakemake --lint"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+study: $(STAMP)
+	$(SNAKEMAKE) all
+	@echo "Report: $(CURDIR)/results/report/index.html"
+
+figures: $(STAMP)
+	$(SNAKEMAKE) report
+	@echo "Report: $(CURDIR)/results/report/index.html"
+
+report: figures
+
+demo: $(STAMP)
+	$(BIN)/emsim demo --plot results/demo/seed_trace.png
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint --cores 1
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt .
+
+clean:
+	rm -rf results/fits results/traces results/summary results/figures results/report results/logs .snakemake

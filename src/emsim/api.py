@@ -1,0 +1,297 @@
+"""Public fitting API: `fit` for one dataset, `fit_batch` for many of the same length.
+
+`fit` is `fit_batch` with one row, so both share one code path and a batched row equals the
+single fit bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import engine
+from .information import information
+from .models import PARAMS, check_method, check_model, estimated_params, known_params
+
+# A component whose sigma falls below this fraction of the data's standard deviation has
+# collapsed onto (nearly) a single point: the likelihood is unbounded there.
+SIGMA_FLOOR_REL = 1e-6
+DEFAULT_START_PI = 0.5
+
+ParamValues = Mapping[str, float | np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """One fit. `params` are the components as fitted (not aligned to any truth)."""
+
+    status: str
+    iterations: int
+    loglik: float
+    loglik_start: float
+    loglik_evals: int
+    params: dict[str, float]
+    se: dict[str, float]
+    rate_empirical: float
+    rate_theory: float
+    runtime_s: float
+    model: str
+    method: str
+    trace: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class BatchFitResult:
+    """Many fits; every field is an array with one entry per row of the data."""
+
+    status: np.ndarray
+    iterations: np.ndarray
+    loglik: np.ndarray
+    loglik_start: np.ndarray
+    loglik_evals: np.ndarray
+    params: dict[str, np.ndarray]
+    se: dict[str, np.ndarray]
+    rate_empirical: np.ndarray
+    rate_theory: np.ndarray
+    runtime_s: np.ndarray
+    model: str
+    method: str
+    traces: list[pd.DataFrame | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def row(self, i: int) -> FitResult:
+        return FitResult(
+            status=str(self.status[i]),
+            iterations=int(self.iterations[i]),
+            loglik=float(self.loglik[i]),
+            loglik_start=float(self.loglik_start[i]),
+            loglik_evals=int(self.loglik_evals[i]),
+            params={k: float(v[i]) for k, v in self.params.items()},
+            se={k: float(v[i]) for k, v in self.se.items()},
+            rate_empirical=float(self.rate_empirical[i]),
+            rate_theory=float(self.rate_theory[i]),
+            runtime_s=float(self.runtime_s[i]),
+            model=self.model,
+            method=self.method,
+            trace=self.traces[i] if self.traces else None,
+        )
+
+
+def _as_data(y: Any) -> np.ndarray:
+    try:
+        data = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"data must be numeric: {err}") from None
+    if data.ndim != 2:
+        raise ValueError(
+            f"data must be a 1-D array (fit) or 2-D array (fit_batch), got {data.ndim}-D"
+        )
+    if data.shape[1] < 2:
+        raise ValueError(f"data need at least 2 points, got {data.shape[1]}")
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"data row {int(np.argmin(finite))} has NaN or infinite values")
+    constant = data.min(axis=1) == data.max(axis=1)
+    if constant.any():
+        raise ValueError(
+            f"data row {int(np.argmax(constant))} is constant: a mixture cannot be fitted"
+        )
+    return np.ascontiguousarray(data)
+
+
+def _column(values: ParamValues, name: str, n_rows: int, what: str) -> np.ndarray | None:
+    if not values or name not in values:
+        return None
+    try:
+        column = np.broadcast_to(np.asarray(values[name], dtype=np.float64), (n_rows,))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{what} {name} must be a number or an array of {n_rows} numbers"
+        ) from None
+    if not np.isfinite(column).all():
+        raise ValueError(f"{what} {name} must be finite")
+    if name == "pi" and ((column <= 0) | (column >= 1)).any():
+        raise ValueError(
+            f"{what} pi={_first(column, (column <= 0) | (column >= 1))} is outside (0, 1)"
+        )
+    if name.startswith("sigma") and (column <= 0).any():
+        raise ValueError(f"{what} {name}={_first(column, column <= 0)} must be > 0")
+    return column.astype(np.float64, copy=True)
+
+
+def _first(column: np.ndarray, bad: np.ndarray) -> float:
+    return float(column[np.argmax(bad)])
+
+
+def quantile_start(
+    y: np.ndarray, pi0: np.ndarray | float = DEFAULT_START_PI
+) -> dict[str, np.ndarray]:
+    """Split each row's sorted data at the (1 - pi0) quantile: the upper side (weight pi0) starts
+    component 1, the lower side component 2, each at its mean and standard deviation."""
+    y = np.atleast_2d(y)
+    n_rows, n = y.shape
+    pi0 = np.broadcast_to(np.asarray(pi0, dtype=np.float64), (n_rows,))
+    ordered = np.sort(y, axis=1)
+    # Each side keeps at least one point.
+    n_lower = np.clip(np.rint((1.0 - pi0) * n).astype(np.int64), 1, n - 1)
+    position = np.arange(n)[None, :]
+    upper = position >= n_lower[:, None]
+    count_upper = (n - n_lower).astype(np.float64)
+    count_lower = n_lower.astype(np.float64)
+    mean_upper = np.where(upper, ordered, 0.0).sum(axis=1) / count_upper
+    mean_lower = np.where(upper, 0.0, ordered).sum(axis=1) / count_lower
+    var_upper = np.where(upper, (ordered - mean_upper[:, None]) ** 2, 0.0).sum(axis=1) / count_upper
+    var_lower = np.where(upper, 0.0, (ordered - mean_lower[:, None]) ** 2).sum(axis=1) / count_lower
+    # A side of one point (or of ties) has no spread; start it at a tenth of the data's.
+    fallback = 0.1 * ordered.std(axis=1)
+    return {
+        "pi": pi0.copy(),
+        "mu1": mean_upper,
+        "mu2": mean_lower,
+        "sigma1": np.where(var_upper > 0, np.sqrt(var_upper), fallback),
+        "sigma2": np.where(var_lower > 0, np.sqrt(var_lower), fallback),
+    }
+
+
+def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamValues) -> np.ndarray:
+    n_rows = y.shape[0]
+    start = dict(start or {})
+    if model == "equal_var" and "sigma" in start:
+        start.setdefault("sigma1", start["sigma"])
+        start.setdefault("sigma2", start["sigma"])
+    unknown = set(start) - set(PARAMS) - {"sigma"}
+    if unknown:
+        raise ValueError(f"unknown start parameter {sorted(unknown)[0]!r}; use {', '.join(PARAMS)}")
+    unknown = set(known or {}) - set(PARAMS)
+    if unknown:
+        raise ValueError(f"unknown known parameter {sorted(unknown)[0]!r}; use {', '.join(PARAMS)}")
+
+    matrix = np.empty((n_rows, len(PARAMS)))
+    for j, name in enumerate(PARAMS):
+        if name in known_params(model):
+            value = _column(known, name, n_rows, "known")
+            if value is None:
+                raise ValueError(f"model {model!r} needs a known value for {name}")
+        else:
+            value = _column(start, name, n_rows, "start")
+        matrix[:, j] = np.nan if value is None else value
+
+    pi_start = matrix[:, 0]
+    pi_start[np.isnan(pi_start)] = DEFAULT_START_PI
+    missing = np.isnan(matrix).any(axis=0)
+    if missing.any():
+        default = quantile_start(y, pi_start)
+        for j in np.flatnonzero(missing):
+            matrix[:, j] = default[PARAMS[j]]
+    if model == "equal_var":
+        pooled = np.sqrt(0.5 * (matrix[:, 3] ** 2 + matrix[:, 4] ** 2))
+        matrix[:, 3] = matrix[:, 4] = pooled
+    return matrix
+
+
+def fit_batch(
+    Y: Any,
+    model: str = "full",
+    method: str = "em",
+    start: ParamValues = None,
+    known: ParamValues = None,
+    tolerance: float = 1e-5,
+    max_iterations: int = 1000,
+    trace: bool | np.ndarray = False,
+) -> BatchFitResult:
+    """Fit a two-component Gaussian mixture to every row of `Y` (shape replicates x n).
+
+    Raises ValueError only for invalid input; every fit of valid input ends with a status.
+    """
+    check_model(model)
+    check_method(method)
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be > 0, got {tolerance}")
+    if int(max_iterations) != max_iterations or max_iterations < 1:
+        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations}")
+    y = _as_data(Y)
+    n_rows = y.shape[0]
+    traced = np.broadcast_to(np.asarray(trace, dtype=bool), (n_rows,)).copy()
+    start_matrix = _start_matrix(y, model, start, known)
+    sigma_floor = SIGMA_FLOOR_REL * y.std(axis=1)
+
+    began = time.perf_counter()
+    out = engine.run(
+        y, start_matrix, model, method, float(tolerance), int(max_iterations), sigma_floor, traced
+    )
+    se_estimated, rate_theory = information(y, out.params, model)
+    elapsed = time.perf_counter() - began
+
+    names = estimated_params(model)
+    se = {name: np.full(n_rows, np.nan) for name in PARAMS}
+    for k, name in enumerate(names if model != "equal_var" else ("pi", "mu1", "mu2", "sigma1")):
+        se[name] = se_estimated[:, k]
+    if model == "equal_var":
+        se["sigma2"] = se["sigma1"].copy()
+    evals = out.loglik_evals
+    return BatchFitResult(
+        status=out.status,
+        iterations=out.iterations,
+        loglik=out.loglik,
+        loglik_start=out.loglik_start,
+        loglik_evals=evals,
+        params={name: out.params[:, j].copy() for j, name in enumerate(PARAMS)},
+        se=se,
+        rate_empirical=out.rate_empirical,
+        rate_theory=rate_theory,
+        runtime_s=elapsed * evals / evals.sum(),
+        model=model,
+        method=method,
+        traces=_traces(out.trace_rows, n_rows, names) if traced.any() else [],
+    )
+
+
+def _traces(trace_rows, n_rows: int, names: tuple[str, ...]) -> list[pd.DataFrame | None]:
+    if not trace_rows:
+        return [None] * n_rows
+    rows = np.concatenate([r for r, *_ in trace_rows])
+    iteration = np.concatenate([np.full(len(r), it) for r, it, *_ in trace_rows])
+    params = np.concatenate([p for _, _, p, _, _ in trace_rows])
+    loglik = np.concatenate([ll for *_, ll, _ in trace_rows])
+    diff = np.concatenate([d for *_, d in trace_rows])
+    order = np.lexsort((iteration, rows))
+    columns = [PARAMS.index(name) for name in names]
+    frame = pd.DataFrame({"iteration": iteration[order]})
+    for name, j in zip(names, columns, strict=True):
+        frame[name] = params[order, j]
+    frame["loglik"] = loglik[order]
+    frame["diff_loglik"] = diff[order]
+    bounds = np.searchsorted(rows[order], np.arange(n_rows + 1))
+    return [
+        frame.iloc[bounds[i] : bounds[i + 1]].reset_index(drop=True)
+        if bounds[i + 1] > bounds[i]
+        else None
+        for i in range(n_rows)
+    ]
+
+
+def fit(
+    y: Any,
+    model: str = "full",
+    method: str = "em",
+    start: ParamValues = None,
+    known: ParamValues = None,
+    tolerance: float = 1e-5,
+    max_iterations: int = 1000,
+    trace: bool = False,
+) -> FitResult:
+    """Fit one dataset; the same as row 0 of `fit_batch` on a batch of one."""
+    data = np.asarray(y, dtype=np.float64) if not isinstance(y, np.ndarray) else y
+    if data.ndim != 1:
+        raise ValueError(f"fit takes a 1-D array of data, got {data.ndim}-D; use fit_batch")
+    result = fit_batch(
+        data[None, :], model, method, start, known, tolerance, max_iterations, bool(trace)
+    )
+    return result.row(0)

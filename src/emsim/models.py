@@ -1,0 +1,48 @@
+"""Names shared by every part of emsim: parameters, models, methods and fit statuses."""
+
+from __future__ import annotations
+
+PARAMS: tuple[str, ...] = ("pi", "mu1", "mu2", "sigma1", "sigma2")
+
+# What each model estimates; everything else is held at a known value. For `equal_var` the one
+# common sigma is reported in both sigma1 and sigma2.
+MODELS: dict[str, tuple[str, ...]] = {
+    "pi": ("pi",),
+    "equal_var": ("pi", "mu1", "mu2", "sigma"),
+    "full": ("pi", "mu1", "mu2", "sigma1", "sigma2"),
+}
+
+METHODS: tuple[str, ...] = ("em", "squarem")
+
+STATUSES: tuple[str, ...] = (
+    "converged",
+    "max_iterations",
+    "degenerate",
+    "boundary",
+    "nonfinite",
+    "decreased",
+)
+
+
+def estimated_params(model: str) -> tuple[str, ...]:
+    """The entries of PARAMS that `model` estimates (equal_var's sigma counts as both sigmas)."""
+    check_model(model)
+    names = MODELS[model]
+    if "sigma" in names:
+        names = (*names[:-1], "sigma1", "sigma2")
+    return names
+
+
+def known_params(model: str) -> tuple[str, ...]:
+    estimated = estimated_params(model)
+    return tuple(p for p in PARAMS if p not in estimated)
+
+
+def check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
