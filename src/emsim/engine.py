@@ -144,9 +144,9 @@ def run(
     record_trace(np.ones(n_rows, dtype=bool), 0, np.full(n_rows, np.nan))
     start_bad = ~np.isfinite(batch.loglik)
     nonfinite, degenerate, boundary = batch.invalid_params(batch.params)
-    finish(start_bad | nonfinite, "nonfinite", 0, 1)
+    finish(boundary, "boundary", 0, 1)
     finish(batch.alive & degenerate, "degenerate", 0, 1)
-    finish(batch.alive & boundary, "boundary", 0, 1)
+    finish(batch.alive & (start_bad | nonfinite), "nonfinite", 0, 1)
 
     evals = 1
     iteration = 0
@@ -177,10 +177,11 @@ def run(
             batch.last_diffs[accepted, 0] = diff[accepted]
             record_trace(batch.alive & accepted, iteration, diff)
 
-            alive = batch.alive
-            finish(alive & nonfinite, "nonfinite", iteration - 1, evals)
-            finish(batch.alive & degenerate, "degenerate", iteration - 1, evals)
+            # A vanishing or collapsing component also makes the next statistics 0/0, so the
+            # specific diagnoses come before the generic one.
             finish(batch.alive & boundary, "boundary", iteration - 1, evals)
+            finish(batch.alive & degenerate, "degenerate", iteration - 1, evals)
+            finish(batch.alive & nonfinite, "nonfinite", iteration - 1, evals)
             finish(batch.alive & decreased, "decreased", iteration - 1, evals)
             finish(batch.alive & (diff < tolerance), "converged", iteration, evals)
         finish(batch.alive, "max_iterations", iteration, evals)
