@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import engine
-from .information import information
+from .information import information, pi_information
 from .models import PARAMS, check_method, check_model, estimated_params, known_params
 
 # A component whose sigma falls below this fraction of the data's standard deviation has
@@ -226,7 +226,10 @@ def fit_batch(
     out = engine.run(
         y, start_matrix, model, method, float(tolerance), int(max_iterations), sigma_floor, traced
     )
-    se_estimated, rate_theory = information(y, out.params, model)
+    if model == "pi":
+        se_estimated, rate_theory = pi_information(out.stats, out.params, y.shape[1])
+    else:
+        se_estimated, rate_theory = information(y, out.params, model)
     elapsed = time.perf_counter() - began
 
     names = estimated_params(model)

@@ -32,6 +32,7 @@ class EngineOutput:
     iterations: np.ndarray
     loglik_evals: np.ndarray
     rate_empirical: np.ndarray
+    stats: np.ndarray  # the kernel's statistics at the reported parameters
     trace_rows: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -113,6 +114,7 @@ def run(
         iterations=np.zeros(n_rows, dtype=np.int64),
         loglik_evals=np.ones(n_rows, dtype=np.int64),
         rate_empirical=np.full(n_rows, np.nan),
+        stats=stats.copy(),
         trace_rows=[],
     )
     evals_per_step = 1 if method == "em" else 3
@@ -128,6 +130,7 @@ def run(
         rows = batch.rows[mask]
         out.params[rows] = batch.params[mask]
         out.loglik[rows] = batch.loglik[mask]
+        out.stats[rows] = batch.stats[mask]
         out.status[rows] = status
         out.iterations[rows] = iterations
         out.loglik_evals[rows] = evals

@@ -36,34 +36,28 @@ def _information_block(y: np.ndarray, p: np.ndarray, model: str) -> tuple[np.nda
     untau = 1.0 - tau
     pi_curv = (tau / pi**2 + untau / (1.0 - pi) ** 2).sum(axis=1)
     pi_grad = np.broadcast_to(1.0 / pi + 1.0 / (1.0 - pi), y.shape)
-    if model == "pi":
-        complete = pi_curv[:, None, None]
-        gap = pi_grad[..., None]
+    s1, s2 = p[:, SIGMA1, None], p[:, SIGMA2, None]
+    e1, e2 = y - p[:, MU1, None], y - p[:, MU2, None]
+    if model == "full":
+        gap = np.stack(
+            [pi_grad, e1 / s1**2, -e2 / s2**2, -1 / s1 + e1**2 / s1**3, 1 / s2 - e2**2 / s2**3],
+            axis=-1,
+        )
+        complete = np.zeros((y.shape[0], 5, 5))
+        for k, (w, e, s) in enumerate(((tau, e1, s1), (untau, e2, s2))):
+            mu_i, sigma_i = 1 + k, 3 + k
+            complete[:, mu_i, mu_i] = (w / s**2).sum(axis=1)
+            complete[:, mu_i, sigma_i] = complete[:, sigma_i, mu_i] = (2 * w * e / s**3).sum(axis=1)
+            complete[:, sigma_i, sigma_i] = (w * (3 * e**2 / s**4 - 1 / s**2)).sum(axis=1)
     else:
-        s1, s2 = p[:, SIGMA1, None], p[:, SIGMA2, None]
-        e1, e2 = y - p[:, MU1, None], y - p[:, MU2, None]
-        if model == "full":
-            gap = np.stack(
-                [pi_grad, e1 / s1**2, -e2 / s2**2, -1 / s1 + e1**2 / s1**3, 1 / s2 - e2**2 / s2**3],
-                axis=-1,
-            )
-            complete = np.zeros((y.shape[0], 5, 5))
-            for k, (w, e, s) in enumerate(((tau, e1, s1), (untau, e2, s2))):
-                mu_i, sigma_i = 1 + k, 3 + k
-                complete[:, mu_i, mu_i] = (w / s**2).sum(axis=1)
-                complete[:, mu_i, sigma_i] = complete[:, sigma_i, mu_i] = (2 * w * e / s**3).sum(
-                    axis=1
-                )
-                complete[:, sigma_i, sigma_i] = (w * (3 * e**2 / s**4 - 1 / s**2)).sum(axis=1)
-        else:
-            s = s1
-            gap = np.stack([pi_grad, e1 / s**2, -e2 / s**2, (e1**2 - e2**2) / s**3], axis=-1)
-            complete = np.zeros((y.shape[0], 4, 4))
-            for k, (w, e) in enumerate(((tau, e1), (untau, e2))):
-                complete[:, 1 + k, 1 + k] = (w / s**2).sum(axis=1)
-                complete[:, 1 + k, 3] = complete[:, 3, 1 + k] = (2 * w * e / s**3).sum(axis=1)
-            complete[:, 3, 3] = (3 * (tau * e1**2 + untau * e2**2) / s**4 - 1 / s**2).sum(axis=1)
-        complete[:, 0, 0] = pi_curv
+        s = s1
+        gap = np.stack([pi_grad, e1 / s**2, -e2 / s**2, (e1**2 - e2**2) / s**3], axis=-1)
+        complete = np.zeros((y.shape[0], 4, 4))
+        for k, (w, e) in enumerate(((tau, e1), (untau, e2))):
+            complete[:, 1 + k, 1 + k] = (w / s**2).sum(axis=1)
+            complete[:, 1 + k, 3] = complete[:, 3, 1 + k] = (2 * w * e / s**3).sum(axis=1)
+        complete[:, 3, 3] = (3 * (tau * e1**2 + untau * e2**2) / s**4 - 1 / s**2).sum(axis=1)
+    complete[:, 0, 0] = pi_curv
     missing = np.einsum("rn,rni,rnj->rij", tau * untau, gap, gap)
     return complete, missing
 
@@ -78,10 +72,25 @@ def _positive_definite(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return ok, values, vectors
 
 
+def pi_information(stats: np.ndarray, params: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pi model's (standard error, rate) from the E-step's sums of tau and tau (1 - tau):
+    I_complete = sum tau / pi^2 + sum (1 - tau) / (1 - pi)^2 and
+    I_missing = sum tau (1 - tau) / (pi (1 - pi))^2, so no extra pass over the data is needed."""
+    pi = params[:, PI]
+    with np.errstate(all="ignore"):
+        complete = stats[:, 0] / pi**2 + (n - stats[:, 0]) / (1.0 - pi) ** 2
+        missing = stats[:, 1] / (pi * (1.0 - pi)) ** 2
+        observed = complete - missing
+        se = np.where(observed > 0, 1.0 / np.sqrt(observed), np.nan)
+        rate = np.where(complete > 0, missing / complete, np.nan)
+    return se[:, None], rate
+
+
 def information(y: np.ndarray, params: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate)."""
+    """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate)
+    for the models that estimate means and sigmas."""
     n_rows, n = y.shape
-    n_est = {"pi": 1, "equal_var": 4, "full": 5}[model]
+    n_est = {"equal_var": 4, "full": 5}[model]
     se = np.full((n_rows, n_est), np.nan)
     rate = np.full(n_rows, np.nan)
     block = max(1, _BLOCK_POINTS // max(n, 1))

@@ -189,6 +189,7 @@ def _pi_estep(log_ratio, base, params, loglik, stats):
     t_max = np.empty(size)
     t_log = np.empty(size)
     t_w1 = np.empty(size)
+    t_var = np.empty(size)
     for row in range(rows):
         pi = params[row, 0]
         log1m_pi = math.log1p(-pi)
@@ -196,6 +197,7 @@ def _pi_estep(log_ratio, base, params, loglik, stats):
         total_max = 0.0
         total_log = 0.0
         total_w1 = 0.0
+        total_var = 0.0
         ratio_row = log_ratio[row]
         for lo in range(0, n, size):
             ratio_block = ratio_row[lo : lo + size]
@@ -206,25 +208,31 @@ def _pi_estep(log_ratio, base, params, loglik, stats):
                 d = ratio_block[j] + shift
                 e = poly[j] * scale[j]
                 w = 1.0 / (1.0 + e)
+                ew = e * w
                 t_max[j] = (d if d > 0.0 else 0.0) + (d - d)
                 t_log[j] = 1.0 + e
-                t_w1[j] = w if d >= 0.0 else e * w
+                t_w1[j] = w if d >= 0.0 else ew
+                t_var[j] = ew * w
             for j in range(m, size):
                 t_max[j] = 0.0
                 t_log[j] = 1.0
                 t_w1[j] = 0.0
+                t_var[j] = 0.0
             total_max += _tree_sum(t_max, size)
             total_log += _tree_log_product(t_log, size)
             total_w1 += _tree_sum(t_w1, size)
+            total_var += _tree_sum(t_var, size)
         loglik[row] = base[row] + n * log1m_pi + (total_max + total_log)
+        # sum tau and sum tau (1 - tau): all the pi model's information needs (information.py).
         stats[row, 0] = total_w1
+        stats[row, 1] = total_var
 
 
 class PiKernel:
     """Only the mixing weight is unknown: the component log-densities are fixed, so their
     difference is computed once and an iteration is one exp per point."""
 
-    n_stats = 1
+    n_stats = 2
 
     def __init__(self, y: np.ndarray, params: np.ndarray) -> None:
         n = y.shape[1]
@@ -244,7 +252,7 @@ class PiKernel:
     def estep(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = params.shape[0]
         loglik = np.empty(rows)
-        stats = np.empty((rows, 1))
+        stats = np.empty((rows, 2))
         _pi_estep(self.log_ratio, self.base, np.ascontiguousarray(params), loglik, stats)
         return loglik, stats
 
