@@ -219,8 +219,10 @@ def fit_batch(
     y = _as_data(Y)
     n_rows = y.shape[0]
     traced = np.broadcast_to(np.asarray(trace, dtype=bool), (n_rows,)).copy()
-    start_matrix = _start_matrix(y, model, start, known)
-    sigma_floor = SIGMA_FLOOR_REL * y.std(axis=1)
+    # Valid data can still overflow a moment (values near 1e308); the fit then reports a status.
+    with np.errstate(all="ignore"):
+        start_matrix = _start_matrix(y, model, start, known)
+        sigma_floor = SIGMA_FLOOR_REL * y.std(axis=1)
 
     began = time.perf_counter()
     out = engine.run(

@@ -166,6 +166,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise InputError(
             f"-o {out}: unsupported format {out.suffix or '(none)'!r}; use .csv or .parquet"
         )
+    if args.rng == "numpy" and args.seed < 0:
+        raise InputError(f"--seed {args.seed}: numpy's SeedSequence needs a seed >= 0")
     rng = (
         RRandom(args.seed)
         if args.rng == "r"
@@ -184,6 +186,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         frame.to_parquet(tmp, index=False)
     tmp.replace(out)
     return 0
+
+
+def _json_number(value: float) -> float | None:
+    """Strict JSON has no NaN or infinity: a value that is not finite becomes null."""
+    return float(value) if np.isfinite(value) else None
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -207,6 +214,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - began
     if args.trace:
         path = Path(args.trace)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".parquet":
             result.trace.to_parquet(path, index=False)
         else:
@@ -215,12 +223,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         payload = {
             "status": result.status,
             "iterations": result.iterations,
-            "loglik": result.loglik,
-            "params": result.params,
-            "se": {k: (None if np.isnan(v) else v) for k, v in result.se.items()},
+            "loglik": _json_number(result.loglik),
+            "params": {k: _json_number(v) for k, v in result.params.items()},
+            "se": {k: _json_number(v) for k, v in result.se.items()},
             "elapsed_s": elapsed,
         }
-        print(json.dumps(payload))
+        print(json.dumps(payload, allow_nan=False))
         return 0
     print(
         f"model {result.model}, method {result.method}: {result.status} after "
@@ -246,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="draw data from a two-component mixture")
     sim.add_argument("--n", type=int, required=True)
-    sim.add_argument("--mu", required=True, metavar="A,B")
+    sim.add_argument(
+        "--mu", required=True, metavar="A,B", help="the two means; write --mu=-1,2 if A < 0"
+    )
     sim.add_argument("--sigma", required=True, metavar="S[,S2]")
     sim.add_argument("--pi", type=float, required=True, help="P(Z=1)")
     sim.add_argument("--seed", type=int, required=True)
@@ -282,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except InputError as err:
         print(f"emsim: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # an unwritable output path, a folder where a file should be, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"emsim: error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -101,8 +101,8 @@ def run(
     traced: np.ndarray,
 ) -> EngineOutput:
     n_rows, n = y.shape
-    kernel = make_kernel(y, start, model)
     with np.errstate(all="ignore"):
+        kernel = make_kernel(y, start, model)
         loglik, stats = kernel.estep(start)
     batch = _Batch(start.copy(), loglik, stats, sigma_floor, traced, model != "pi")
 

@@ -1,0 +1,423 @@
+"""The study configuration: validation, the cells of the design, chunks and hashes.
+
+`load_study(config)` validates a config dict (as Snakemake loaded it from `config.yaml`,
+`--configfile` and `--config`) against `workflow/schemas/config.schema.yaml` through
+`snakemake.utils.validate`, which also fills the schema's defaults, then checks what the schema
+cannot express. Any problem raises `ConfigError` with one line naming the key path and the bad
+value, e.g. ``config error: grid.sigma[1]: -1 is not > 0``.
+
+Cells: the full factorial of `grid` plus the `scenarios`, duplicates dropped (by parameter
+values, so `sigma: 1` and `sigma: [1.0, 1.0]` are one cell). A cell's id is readable and ends
+in a hash of its values (`n500_mu0-2_s1-1_pi0.8_1a2b3c4d`; a minus sign is written `m`), so it is
+stable whatever else is in the design, and uses only characters that are safe in a hive folder
+name.
+
+Hashes: `config_hash` of the whole validated config (provenance), and `fit_hash` of only what
+changes a fit's result (seed, em, models, methods, starts, traces, emsim version). The fit rule
+takes `fit_hash` as a parameter, so changing, say, the figure options reruns no fit.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emsim.study.seeding import cell_digest
+
+__all__ = [
+    "RESERVED_START_NAMES",
+    "Cell",
+    "ConfigError",
+    "Study",
+    "canonical_json",
+    "default_schema_path",
+    "expand_cells",
+    "fit_hash",
+    "fit_relevant",
+    "load_study",
+    "start_names",
+    "validate_config",
+]
+
+# `best` is the summary's derived estimator (the start with the highest log-likelihood).
+RESERVED_START_NAMES = frozenset({"best"})
+FIT_KEYS: tuple[str, ...] = ("seed", "em", "models", "methods", "starts", "traces")
+DEFAULT_RANDOM_K = 3
+DEFAULT_QUANTILE_PI0 = 0.5
+
+
+class ConfigError(ValueError):
+    """An invalid study configuration; the message is one line naming the key and value."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        self.problem = problem
+        where = f"{path}: " if path else ""
+        super().__init__(f"config error: {where}{problem}")
+
+
+def default_schema_path() -> Path:
+    """The schema of the source checkout this module belongs to (src layout: ../../../workflow)."""
+    return Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal configs give equal text and hashes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def _fmt_path(parts: Iterable[object]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _show(value: object) -> str:
+    # Values appear as the user wrote them in YAML: 'abc' quoted, numbers and lists plain.
+    try:
+        return json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+# --- schema validation ------------------------------------------------------------------------
+
+
+def _schema_error(err) -> ConfigError:
+    """One-line ConfigError from a jsonschema ValidationError."""
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        if extra:
+            return ConfigError(
+                _fmt_path([*path, extra[0]]), f"unknown key (expected one of: {', '.join(allowed)})"
+            )
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [k for k in err.validator_value if k not in err.instance]
+        if missing:
+            return ConfigError(_fmt_path([*path, missing[0]]), "missing (required)")
+    if err.validator == "oneOf":
+        return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not a number or a pair")
+    if err.validator == "enum":
+        options = ", ".join(map(str, err.validator_value))
+        return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not one of {options}")
+    return ConfigError(_fmt_path(path), err.message.replace("\n", " "))
+
+
+def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = None) -> dict:
+    """A validated deep copy of `config` with the schema's defaults filled in."""
+    import jsonschema
+    import yaml
+    from snakemake.utils import validate
+
+    schema_path = Path(schema_path) if schema_path is not None else default_schema_path()
+    cfg = copy.deepcopy(dict(config))
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    # jsonschema first, for a one-line message naming the key; snakemake's validate (which would
+    # only say that validation failed, at length) then fills the defaults.
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(cfg))
+    if error is not None:
+        raise _schema_error(error)
+    validate(cfg, str(schema_path.resolve()), set_default=True)
+    _check_semantics(cfg)
+    return cfg
+
+
+# --- checks the schema cannot express ---------------------------------------------------------
+
+
+def _finite(value: object, path: str) -> float:
+    x = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(x):
+        raise ConfigError(path, f"{_show(value)} is not finite")
+    return x
+
+
+def _check_n(value: object, path: str) -> None:
+    if int(value) < 2:  # type: ignore[call-overload]
+        raise ConfigError(path, f"{_show(value)} is not >= 2 (a mixture needs two points)")
+
+
+def _check_pi(value: object, path: str) -> None:
+    x = _finite(value, path)
+    if not 0.0 < x < 1.0:
+        raise ConfigError(path, f"{_show(value)} is not in (0, 1)")
+
+
+def _check_sigma(value: object, path: str) -> None:
+    for i, s in enumerate(value) if isinstance(value, list) else [(None, value)]:
+        where = path if i is None else f"{path}[{i}]"
+        if _finite(s, where) <= 0:
+            raise ConfigError(where, f"{_show(s)} is not > 0")
+
+
+def _check_mu(value: Sequence[object], path: str) -> None:
+    for i, m in enumerate(value):
+        _finite(m, f"{path}[{i}]")
+
+
+def _check_semantics(cfg: dict) -> None:
+    grid = cfg.get("grid")
+    if grid is not None:
+        for i, n in enumerate(grid["n"]):
+            _check_n(n, f"grid.n[{i}]")
+        for i, mu in enumerate(grid["mu"]):
+            _check_mu(mu, f"grid.mu[{i}]")
+        for i, s in enumerate(grid["sigma"]):
+            _check_sigma(s, f"grid.sigma[{i}]")
+        for i, p in enumerate(grid["pi"]):
+            _check_pi(p, f"grid.pi[{i}]")
+    for j, sc in enumerate(cfg.get("scenarios") or []):
+        _check_n(sc["n"], f"scenarios[{j}].n")
+        _check_mu(sc["mu"], f"scenarios[{j}].mu")
+        _check_sigma(sc["sigma"], f"scenarios[{j}].sigma")
+        _check_pi(sc["pi"], f"scenarios[{j}].pi")
+    if grid is None and not cfg.get("scenarios"):
+        raise ConfigError("grid", "no cells: give a grid and/or a non-empty scenarios list")
+
+    seen: dict[str, str] = {}
+    for j, st in enumerate(cfg["starts"]):
+        where = f"starts[{j}]"
+        strategy = st["strategy"]
+        for key, owner in (("values", "fixed"), ("k", "random"), ("pi0", "quantile")):
+            if key in st and strategy != owner:
+                raise ConfigError(f"{where}.{key}", f"only for strategy {owner}, not {strategy}")
+        if strategy == "fixed":
+            if "values" not in st:
+                raise ConfigError(f"{where}.values", "missing (required for strategy fixed)")
+            for name, value in st["values"].items():
+                if name == "pi":
+                    _check_pi(value, f"{where}.values.pi")
+                elif name.startswith("sigma"):
+                    _check_sigma(value, f"{where}.values.{name}")
+                else:
+                    _finite(value, f"{where}.values.{name}")
+        if strategy == "quantile" and "pi0" in st:
+            _check_pi(st["pi0"], f"{where}.pi0")
+        for name in start_names([st]):
+            if name in RESERVED_START_NAMES:
+                raise ConfigError(
+                    f"{where}.name", f"{name!r} is reserved for the derived estimator"
+                )
+            if name in seen:
+                raise ConfigError(
+                    f"{where}.name", f"start name {name!r} is already used by {seen[name]}"
+                )
+            seen[name] = where
+
+    tol = cfg["em"]["tolerance"]
+    if not (_finite(tol, "em.tolerance") > 0):
+        raise ConfigError("em.tolerance", f"{_show(tol)} is not > 0")
+    level = cfg["coverage"]["level"]
+    if not 0.0 < _finite(level, "coverage.level") < 1.0:
+        raise ConfigError("coverage.level", f"{_show(level)} is not in (0, 1)")
+
+
+def start_names(starts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of the fits' starts in config order: a random strategy `r` with k draws gives
+    r1 .. rk, every other strategy its own name."""
+    names: list[str] = []
+    for st in starts:
+        if st["strategy"] == "random":
+            names += [f"{st['name']}{j + 1}" for j in range(st.get("k", DEFAULT_RANDOM_K))]
+        else:
+            names.append(st["name"])
+    return names
+
+
+# --- cells ------------------------------------------------------------------------------------
+
+
+def _num_label(x: float) -> str:
+    text = format(float(x) + 0.0, "g").replace("+", "")
+    return text.replace("-", "m")  # '-' separates the pair's values in the id
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One data-generating mechanism (DESIGN.md section 5's design columns)."""
+
+    n: int
+    mu1: float
+    mu2: float
+    sigma1: float
+    sigma2: float
+    pi: float
+    cell_id: str = field(default="", compare=False)
+
+    @classmethod
+    def make(cls, n, mu, sigma, pi) -> Cell:
+        s1, s2 = (sigma, sigma) if not isinstance(sigma, list | tuple) else sigma
+        values = {
+            "n": int(n),
+            "mu1": float(mu[0]) + 0.0,
+            "mu2": float(mu[1]) + 0.0,
+            "sigma1": float(s1),
+            "sigma2": float(s2),
+            "pi": float(pi),
+        }
+        label = (
+            f"n{values['n']}_mu{_num_label(values['mu1'])}-{_num_label(values['mu2'])}"
+            f"_s{_num_label(values['sigma1'])}-{_num_label(values['sigma2'])}"
+            f"_pi{_num_label(values['pi'])}"
+        )
+        return cls(**values, cell_id=f"{label}_{cell_digest(values).hex()[:8]}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell_id,
+            "n": self.n,
+            "mu1": self.mu1,
+            "mu2": self.mu2,
+            "sigma1": self.sigma1,
+            "sigma2": self.sigma2,
+            "pi": self.pi,
+        }
+
+    @property
+    def separation(self) -> float:
+        """|mu2 - mu1| in units of the pooled sd."""
+        return abs(self.mu2 - self.mu1) / math.sqrt(0.5 * (self.sigma1**2 + self.sigma2**2))
+
+
+def expand_cells(cfg: Mapping[str, Any]) -> list[Cell]:
+    """The grid's cells (in the order of its lists: n slowest, then mu, sigma, pi) followed by
+    the scenarios not already in it."""
+    cells: list[Cell] = []
+    grid = cfg.get("grid")
+    if grid is not None:
+        for n, mu, sigma, pi in itertools.product(grid["n"], grid["mu"], grid["sigma"], grid["pi"]):
+            cells.append(Cell.make(n, mu, sigma, pi))
+    for sc in cfg.get("scenarios") or []:
+        cells.append(Cell.make(sc["n"], sc["mu"], sc["sigma"], sc["pi"]))
+    unique: dict[str, Cell] = {}
+    for cell in cells:
+        unique.setdefault(cell.cell_id, cell)
+    return list(unique.values())
+
+
+# --- the study --------------------------------------------------------------------------------
+
+
+@dataclass
+class Study:
+    """A validated config and what the workflow derives from it."""
+
+    config: dict
+    cells: list[Cell]
+    config_hash: str
+    fit_hash: str
+    _by_id: dict[str, Cell] = field(repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_id = {c.cell_id: c for c in self.cells}
+
+    @property
+    def replicates(self) -> int:
+        return int(self.config["replicates"])
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.config["chunk_size"])
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.replicates / self.chunk_size)
+
+    @property
+    def start_names(self) -> list[str]:
+        return start_names(self.config["starts"])
+
+    @property
+    def fits_per_replicate(self) -> int:
+        cfg = self.config
+        return len(cfg["models"]) * len(cfg["methods"]) * len(self.start_names)
+
+    def cell(self, cell_id: str) -> Cell:
+        try:
+            return self._by_id[cell_id]
+        except KeyError:
+            raise KeyError(f"cell {cell_id!r} is not in the study's design") from None
+
+    def chunk_replicates(self, chunk: int | str) -> range:
+        """Global replicate indices of chunk k: [k * chunk_size, min((k+1) * chunk_size, R))."""
+        k = int(chunk)
+        if not 0 <= k < self.n_chunks:
+            raise ValueError(f"chunk {k} is outside 0..{self.n_chunks - 1}")
+        first = k * self.chunk_size
+        return range(first, min(first + self.chunk_size, self.replicates))
+
+    def chunk_label(self, chunk: int | str) -> str:
+        reps = self.chunk_replicates(chunk)
+        return f"{reps.start}-{reps.stop - 1}"
+
+    def outputs(self, kind: str, root: str = "results") -> list[str]:
+        """Paths of every `kind` ("fits" or "traces") file of the study."""
+        return [
+            f"{root}/{kind}/cell={c.cell_id}/chunk={k}.parquet"
+            for c in self.cells
+            for k in range(self.n_chunks)
+        ]
+
+    def fit_mem_mb(self, cell_id: str) -> int:
+        # The chunk's data plus the EM work arrays (responsibilities, densities, information
+        # terms): a few tens of float64 copies of the (replicates x n) array, and Python/pandas.
+        cells = self.cell(cell_id).n * self.chunk_size
+        return int(400 + math.ceil(cells * 8 * 40 / 2**20))
+
+    def fit_runtime_min(self, cell_id: str) -> int:
+        # Generous: about 1 microsecond per data point per EM iteration over all fits of the
+        # chunk, at 300 iterations on average (overlapping cells run to the 1000 cap).
+        work = self.cell(cell_id).n * self.chunk_size * self.fits_per_replicate * 300
+        return int(5 + math.ceil(work * 1e-6 / 60))
+
+    def summary_line(self) -> str:
+        return (
+            f"study {self.config['study']!r}: {len(self.cells)} cells x {self.replicates} "
+            f"replicates x {self.fits_per_replicate} fits = "
+            f"{len(self.cells) * self.replicates * self.fits_per_replicate} fits in "
+            f"{len(self.cells) * self.n_chunks} jobs (config {self.config_hash[:12]})"
+        )
+
+
+def fit_relevant(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    from emsim.study.parquet_io import emsim_version
+
+    part = {key: cfg[key] for key in FIT_KEYS}
+    part["emsim_version"] = emsim_version()
+    return part
+
+
+def fit_hash(cfg: Mapping[str, Any]) -> str:
+    """sha256 of the fit-relevant part of a validated config (`fit_relevant`)."""
+    return _sha256(fit_relevant(cfg))
+
+
+def load_study(config: Mapping[str, Any], schema_path: str | Path | None = None) -> Study:
+    """Validate `config` (raising ConfigError) and derive the study's cells and hashes."""
+    cfg = validate_config(config, schema_path)
+    cells = expand_cells(cfg)
+    return Study(
+        config=cfg,
+        cells=cells,
+        config_hash=_sha256(cfg),
+        fit_hash=fit_hash(cfg),
+    )

@@ -1,0 +1,871 @@
+"""Figures of the study: one function per figure, each writing one PNG and returning its path.
+
+Figures are drawn on `matplotlib.figure.Figure` objects rendered by the Agg canvas, never through
+pyplot's global state, so they work headless, in parallel Snakemake jobs and leave the caller's
+matplotlib and seaborn settings untouched. Every function draws a readable "no data" panel for
+empty or degenerate input (no rows, all NaN, one cell, one n) instead of raising, because a
+partially failed study should still produce a report that shows what is missing.
+
+All numbers come from the summary tables of `emsim.study.measures`; nothing is recomputed here
+except presentation helpers (separation, selection of the start to show).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from emsim.models import MODELS, STATUSES
+from emsim.study.measures import BEST, CONVERGED, atomic_write, read_dataset
+
+DPI = 120
+NO_DATA = "no data"
+MODEL_ORDER: tuple[str, ...] = tuple(MODELS)
+METHOD_MARKERS = {"em": "o", "squarem": "s"}
+METHOD_LINESTYLES = {"em": "-", "squarem": "--"}
+MODEL_LINESTYLES = {"pi": "-", "equal_var": "--", "full": ":"}
+MODEL_MARKERS = {"pi": "o", "equal_var": "s", "full": "^"}
+
+# Design factors shown on facets and in the nested-loop plot, outermost first, with mathtext
+# labels (DejaVu's glyph coverage of Unicode sub/superscripts is patchy; mathtext always works).
+DESIGN_FACTORS: tuple[tuple[str, str], ...] = (
+    ("n", "$n$"),
+    ("separation", r"$|\mu_2-\mu_1|/\sigma_1$"),
+    ("sigma_ratio", r"$\sigma_2/\sigma_1$"),
+    ("pi", r"$\pi$"),
+    ("sigma1", r"$\sigma_1$"),
+    ("mu1", r"$\mu_1$"),
+)
+FACTOR_LABELS = dict(DESIGN_FACTORS)
+
+# One caption per figure; the HTML report shows them and workflow/report/<name>.rst repeats them
+# for Snakemake's report (tests/test_figures_report.py checks that the two agree).
+CAPTIONS: dict[str, str] = {
+    "traces": (
+        "EM paths as in the seed document: log-likelihood against the current estimate of "
+        "p(Z=1) for one kept replicate per cell (plain EM, one start), one path per model. "
+        "Arrows point from each iteration to the next; points are coloured by iteration."
+    ),
+    "bias": (
+        "Bias of the estimate of pi against the sample size n (log scale), with error bars of "
+        "+- 2 Monte Carlo SEs, faceted by the separation abs(mu2 - mu1)/sigma1 (columns) and the "
+        "mixing proportion pi (rows); colour = model, marker = method; start 'best'."
+    ),
+    "rmse": (
+        "Root mean squared error of the estimate of pi multiplied by sqrt(n), against n (log "
+        "scale), with +- 2 Monte Carlo SEs. A flat line means the usual root-n rate; facets as "
+        "in the bias figure."
+    ),
+    "coverage": (
+        "Coverage of the Wald interval for pi (estimate +- z SE from the observed information) "
+        "against n, with +- 2 Monte Carlo SEs. The dashed line is the nominal level and the grey "
+        "band nominal +- 2 sqrt(C(1-C)/n_rep), the range expected from Monte Carlo error alone."
+    ),
+    "iterations": (
+        "Iterations to convergence (converged fits only) against the separation "
+        "abs(mu2 - mu1)/sigma1, log scale, one panel per start. Lines join the median over "
+        "cells of each cell's median; bands are the interquartile range over cells (the other "
+        "design factors)."
+    ),
+    "rate": (
+        "Plain EM's empirical linear convergence rate (from the last log-likelihood increments) "
+        "against the theoretical rate, the fraction of missing information 1 - I_obs/I_complete "
+        "at the estimate, averaged over converged fits per cell and start. Points on the "
+        "identity line mean the theory predicts EM's speed."
+    ),
+    "failures": (
+        "Percentage of fits ending in each non-converged status, by cell (rows) and model and "
+        "method (columns), averaged over the starts (the derived start 'best' excluded)."
+    ),
+    "nested_loop": (
+        "Nested-loop plot (Rücker & Schwarzer 2014) of the bias of the estimate of pi in every "
+        "cell (plain EM, start 'best'): cells are ordered by the design factors (outermost "
+        "first), bias is drawn as a step line per model with a +- 2 Monte Carlo SE band, and the "
+        "step lines underneath show each factor's level."
+    ),
+}
+FIGURE_NAMES: tuple[str, ...] = tuple(CAPTIONS)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _styled(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw inside seaborn's style and context without touching global rcParams."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return path
+
+
+def _no_data(ax: Axes, message: str = NO_DATA) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        fontsize=12,
+        color="0.35",
+    )
+
+
+def _empty_figure(
+    path: str | os.PathLike[str], title: str, message: str = NO_DATA, dpi: int = DPI
+) -> Path:
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    _no_data(ax, message)
+    ax.set_title(title)
+    return _save(fig, path, dpi)
+
+
+def _fmt(value: object) -> str:
+    """Compact label for a design value (0.8, 100, 2)."""
+    if isinstance(value, float | np.floating):
+        return f"{value:g}"
+    return str(value)
+
+
+def add_design_factors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``separation`` (|mu2 - mu1| / sigma1) and ``sigma_ratio`` (sigma2 / sigma1)."""
+    out = frame.copy()
+    if {"mu1", "mu2", "sigma1"} <= set(out.columns):
+        out["separation"] = ((out["mu2"] - out["mu1"]).abs() / out["sigma1"]).round(6)
+    if {"sigma1", "sigma2"} <= set(out.columns):
+        out["sigma_ratio"] = (out["sigma2"] / out["sigma1"]).round(6)
+    return out
+
+
+def cell_label(row: pd.Series) -> str:
+    """Short readable name of a cell from its design values."""
+    parts = [f"n={_fmt(row['n'])}", f"Δ/σ={_fmt(row['separation'])}", f"π={_fmt(row['pi'])}"]
+    if "sigma_ratio" in row and row["sigma_ratio"] != 1:
+        parts.append(f"σ₂/σ₁={_fmt(row['sigma_ratio'])}")
+    return ", ".join(parts)
+
+
+def _ordered(values: pd.Series, order: tuple[str, ...]) -> list:
+    present = list(dict.fromkeys(values.dropna().tolist()))
+    known = [v for v in order if v in present]
+    return known + sorted(v for v in present if v not in order)
+
+
+def _model_colors(models: list[str]) -> dict[str, tuple]:
+    palette = sns.color_palette("colorblind", max(len(MODEL_ORDER), len(models)))
+    colors = {m: palette[i] for i, m in enumerate(MODEL_ORDER)}
+    extra = [m for m in models if m not in colors]
+    for i, m in enumerate(extra, start=len(MODEL_ORDER)):
+        colors[m] = palette[i % len(palette)]
+    return colors
+
+
+def choose_start(frame: pd.DataFrame, start: str | None = None) -> str | None:
+    """The start to show: `start` if given, else ``best`` if present, else the first by name."""
+    if start is not None:
+        return start
+    starts = frame["start"].dropna().unique().tolist() if "start" in frame else []
+    if BEST in starts:
+        return BEST
+    return sorted(starts)[0] if starts else None
+
+
+def _facets(
+    fig: Figure, data: pd.DataFrame, row: str | None, col: str | None, *, sharey: bool = False
+) -> Iterator[tuple[Axes, str, pd.DataFrame]]:
+    """Lay out a row x col grid of axes and yield (ax, facet title, rows of that facet)."""
+    rows = sorted(data[row].dropna().unique()) if row else [None]
+    cols = sorted(data[col].dropna().unique()) if col else [None]
+    rows, cols = rows or [None], cols or [None]
+    axes = fig.subplots(len(rows), len(cols), squeeze=False, sharex=True, sharey=sharey)
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            subset = data
+            title = []
+            if cv is not None:
+                subset = subset[subset[col] == cv]
+                title.append(f"{FACTOR_LABELS.get(col, col)} = {_fmt(cv)}")
+            if rv is not None:
+                subset = subset[subset[row] == rv]
+                title.append(f"{FACTOR_LABELS.get(row, row)} = {_fmt(rv)}")
+            yield axes[i, j], ", ".join(title), subset
+
+
+def _bottom_legend(fig: Figure, handles: list, labels: list[str]) -> None:
+    if handles:
+        # As many entries per row as fit the figure's width (about 1.9 inches an entry).
+        ncol = max(1, min(len(handles), int(fig.get_figwidth() // 1.9)))
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def _plain_log_ticks(ax: Axes) -> None:
+    """Label a log y axis 2, 5, 10, 20 instead of 2x10^0 ...: iteration counts read easier."""
+    ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+
+    def minor(v: float, _pos: int) -> str:
+        # Only 2x and 5x per decade: labelling every minor tick crowds the axis.
+        if v <= 0:
+            return ""
+        lead = round(v / 10 ** np.floor(np.log10(v)))
+        return f"{v:g}" if lead in (2, 5) else ""
+
+    ax.yaxis.set_minor_formatter(mpl.ticker.FuncFormatter(minor))
+
+
+def _series_legend(models: list[str], methods: list[str], colors: dict) -> tuple[list, list]:
+    handles = [Line2D([], [], color=colors[m], marker="o", linestyle="-") for m in models]
+    labels = [f"model {m}" for m in models]
+    if len(methods) > 1:
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker=METHOD_MARKERS.get(m, "D"),
+                linestyle=METHOD_LINESTYLES.get(m, ":"),
+            )
+            for m in methods
+        ]
+        labels += [f"method {m}" for m in methods]
+    return handles, labels
+
+
+def _figure_size(n_rows: int, n_cols: int, w: float = 3.3, h: float = 2.6) -> tuple[float, float]:
+    return (max(5.5, w * n_cols), max(3.2, h * n_rows + 1.2))
+
+
+# --- figures by n (bias, RMSE, coverage) ------------------------------------------------------
+
+
+def _plot_against_n(
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    value: Callable[[pd.DataFrame], pd.Series],
+    error: Callable[[pd.DataFrame], pd.Series],
+    ylabel: str,
+    title: str,
+    parameter: str,
+    start: str | None,
+    reference: Callable[[Axes, pd.DataFrame], None] | None = None,
+    sharey: bool = False,
+    dpi: int = DPI,
+) -> Path:
+    """Shared layout of the bias, RMSE and coverage figures: y(n) by model and method."""
+    start = choose_start(perf, start)
+    full_title = f"{title} of {parameter} (start: {start})"
+    if perf.empty or "parameter" not in perf:
+        return _empty_figure(path, full_title, dpi=dpi)
+    data = add_design_factors(perf[(perf["parameter"] == parameter) & (perf["start"] == start)])
+    if data.empty:
+        return _empty_figure(path, full_title, dpi=dpi)
+    data = data.assign(_y=value(data), _err=error(data))
+    models = _ordered(data["model"], MODEL_ORDER)
+    methods = _ordered(data["method"], tuple(METHOD_MARKERS))
+    colors = _model_colors(models)
+    series = [(m, k) for m in models for k in methods]
+    # Dodge the series in log-n so error bars of different models do not hide each other.
+    offsets = np.linspace(-0.06, 0.06, len(series)) if len(series) > 1 else [0.0]
+    n_rows = data["pi"].nunique()
+    n_cols = data["separation"].nunique()
+    fig = Figure(figsize=_figure_size(n_rows, n_cols), layout="constrained")
+    for ax, facet_title, subset in _facets(fig, data, "pi", "separation", sharey=sharey):
+        ax.set_title(facet_title, fontsize=9)
+        finite = subset[np.isfinite(subset["_y"])]
+        if finite.empty:
+            _no_data(ax)
+            continue
+        for (model, method), offset in zip(series, offsets, strict=True):
+            s = finite[(finite["model"] == model) & (finite["method"] == method)]
+            if s.empty:
+                continue
+            s = s.sort_values("n")
+            x = s["n"].to_numpy(float) * np.exp(offset)
+            err = s["_err"].to_numpy(float)
+            ax.errorbar(
+                x,
+                s["_y"],
+                yerr=np.where(np.isfinite(err), err, 0.0),
+                color=colors[model],
+                marker=METHOD_MARKERS.get(method, "D"),
+                linestyle=METHOD_LINESTYLES.get(method, ":"),
+                markersize=4,
+                linewidth=1,
+                capsize=2,
+            )
+        if reference is not None:
+            reference(ax, subset)
+        ax.set_xscale("log")
+        # Ticks at the design's sample sizes, written plainly (100, 1000), not as powers.
+        sizes = sorted(data["n"].astype(float).unique())
+        ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(sizes))
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+        if len(sizes) == 1:
+            ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
+    for ax in fig.axes:
+        if ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("n (log scale)")
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(ylabel)
+    fig.suptitle(full_title)
+    _bottom_legend(fig, *_series_legend(models, methods, colors))
+    return _save(fig, path, dpi)
+
+
+@_styled
+def plot_bias(
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    parameter: str = "pi",
+    start: str | None = None,
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """Bias +- 2 MCSE against n, faceted by separation (columns) and pi (rows), hue = model."""
+
+    def zero(ax: Axes, _subset: pd.DataFrame) -> None:
+        ax.axhline(0.0, color="0.2", linewidth=0.8, linestyle="--")
+
+    return _plot_against_n(
+        perf,
+        path,
+        value=lambda d: d["bias"],
+        error=lambda d: 2 * d["bias_mcse"],
+        ylabel="bias",
+        title="Bias",
+        parameter=parameter,
+        start=start,
+        reference=zero,
+        dpi=dpi,
+    )
+
+
+@_styled
+def plot_rmse(
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    parameter: str = "pi",
+    start: str | None = None,
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """RMSE x sqrt(n) +- 2 MCSE against n (a flat line is the root-n rate)."""
+
+    def scaled(column: str) -> Callable[[pd.DataFrame], pd.Series]:
+        return lambda d: d[column] * np.sqrt(d["n"].astype(float))
+
+    return _plot_against_n(
+        perf,
+        path,
+        value=scaled("rmse"),
+        error=lambda d: 2 * scaled("rmse_mcse")(d),
+        ylabel=r"RMSE $\times\sqrt{n}$",
+        title=r"RMSE $\times\sqrt{n}$",
+        parameter=parameter,
+        start=start,
+        dpi=dpi,
+    )
+
+
+@_styled
+def plot_coverage(
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    parameter: str = "pi",
+    start: str | None = None,
+    level: float = 0.95,
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """Coverage +- 2 MCSE against n with the nominal line and its Monte Carlo band."""
+
+    def nominal(ax: Axes, subset: pd.DataFrame) -> None:
+        n_rep = subset["n_rep"].astype(float)
+        n_rep = float(n_rep[n_rep > 0].median()) if (n_rep > 0).any() else np.nan
+        if np.isfinite(n_rep):
+            half = 2.0 * np.sqrt(level * (1.0 - level) / n_rep)
+            ax.axhspan(level - half, min(1.0, level + half), color="0.6", alpha=0.25, lw=0)
+        ax.axhline(level, color="0.2", linewidth=0.8, linestyle="--")
+
+    return _plot_against_n(
+        perf,
+        path,
+        value=lambda d: d["coverage"],
+        error=lambda d: 2 * d["coverage_mcse"],
+        ylabel="coverage",
+        title=f"Coverage of the {level:.0%} interval",
+        parameter=parameter,
+        start=start,
+        reference=nominal,
+        sharey=True,
+        dpi=dpi,
+    )
+
+
+# --- convergence figures --------------------------------------------------------------------
+
+
+@_styled
+def plot_iterations(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+    """Median iterations to convergence (median and IQR over cells) against separation."""
+    title = "Iterations to convergence against separation"
+    if conv.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    data = add_design_factors(conv)
+    starts = _ordered(data["start"], (BEST,))
+    n_cols = min(4, len(starts))
+    n_rows = -(-len(starts) // n_cols)
+    fig = Figure(figsize=_figure_size(n_rows, n_cols, w=3.6, h=3.0), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey=True).ravel()
+    for ax in axes[len(starts) :]:
+        ax.set_visible(False)
+    handles, labels = [], []
+    models = _ordered(data["model"], MODEL_ORDER)
+    colors = _model_colors(models)
+    for ax, start in zip(axes, starts, strict=False):
+        subset = data[data["start"] == start]
+        ax.set_title(f"start: {start}", fontsize=9)
+        finite = subset[
+            np.isfinite(subset["iterations_median"].astype(float))
+            & (subset["iterations_median"].astype(float) > 0)
+        ]
+        if finite.empty:
+            _no_data(ax)
+            continue
+        sns.lineplot(
+            data=finite,
+            x="separation",
+            y="iterations_median",
+            hue="model",
+            style="method",
+            hue_order=[m for m in models if m in set(finite["model"])],
+            palette=colors,
+            estimator="median",
+            errorbar=("pi", 50),
+            markers=True,
+            dashes=True,
+            ax=ax,
+        )
+        ax.set_yscale("log")
+        _plain_log_ticks(ax)
+        if finite["separation"].nunique() == 1:
+            s0 = float(finite["separation"].iloc[0])
+            ax.set_xlim(s0 - 0.5, s0 + 0.5)
+        if ax.get_legend() is not None:
+            h, lab = ax.get_legend_handles_labels()
+            if len(h) > len(handles):
+                handles, labels = h, lab
+            ax.get_legend().remove()
+    for i, ax in enumerate(axes[: len(starts)]):
+        # The bottom panel of each column (the grid's last row may be partly empty) gets x ticks.
+        bottom = i + n_cols >= len(starts)
+        ax.xaxis.set_tick_params(labelbottom=bottom)
+        ax.set_xlabel(r"separation $|\mu_2-\mu_1|/\sigma_1$" if bottom else "")
+        ax.set_ylabel("iterations (median per cell)" if i % n_cols == 0 else "")
+    fig.suptitle(title)
+    _bottom_legend(fig, handles, labels)
+    return _save(fig, path, dpi)
+
+
+@_styled
+def plot_rate(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+    """Plain EM's empirical rate against the fraction of missing information, identity line."""
+    title = "EM convergence rate: empirical against theoretical"
+    needed = {"rate_empirical_mean", "rate_theory_mean", "method", "model"}
+    fig = Figure(figsize=(6, 5.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    data = conv[conv["method"] == "em"] if needed <= set(conv.columns) else conv.iloc[0:0]
+    if not data.empty:
+        x = data["rate_theory_mean"].astype(float)
+        y = data["rate_empirical_mean"].astype(float)
+        data = data[np.isfinite(x) & np.isfinite(y)]
+    if data.empty:
+        _no_data(ax)
+        return _save(fig, path, dpi)
+    models = _ordered(data["model"], MODEL_ORDER)
+    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=0.8, label="identity")
+    sns.scatterplot(
+        data=data,
+        x="rate_theory_mean",
+        y="rate_empirical_mean",
+        hue="model",
+        hue_order=models,
+        palette=_model_colors(models),
+        style="model",
+        markers=MODEL_MARKERS,
+        alpha=0.8,
+        ax=ax,
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"theoretical rate $1 - I_{obs}/I_{complete}$ (mean)")
+    ax.set_ylabel("empirical rate (mean)")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    _bottom_legend(fig, handles, [f"model {lab}" if lab in models else lab for lab in labels])
+    return _save(fig, path, dpi)
+
+
+@_styled
+def plot_failures(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+    """Heatmaps of the share of fits per non-converged status over the grid."""
+    title = "Failures by status (% of fits)"
+    statuses = [s for s in STATUSES if s != CONVERGED]
+    columns = [f"rate_{s}" for s in statuses]
+    if conv.empty or not set(columns) <= set(conv.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    data = add_design_factors(conv[conv["start"] != BEST])
+    if data.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    data = data.assign(fit=data["model"].astype(str) + " / " + data["method"].astype(str))
+    keys = [k for k, _ in DESIGN_FACTORS if k in data.columns]
+    cells = data.drop_duplicates("cell_id").sort_values(keys, kind="stable").set_index("cell_id")
+    labels = {cid: cell_label(row) for cid, row in cells.iterrows()}
+    models = _ordered(data["model"], MODEL_ORDER)
+    fits = [f"{m} / {k}" for m in models for k in _ordered(data["method"], ("em", "squarem"))]
+    fits = [f for f in fits if f in set(data["fit"])]
+    # Mean over starts: every start of a cell has the same number of replicates.
+    means = data.groupby(["cell_id", "fit"])[columns].mean() * 100.0
+    shown = [c for c in columns if (means[c] > 0).any()]
+    n_cells = len(cells)
+    if not shown:
+        fig = Figure(figsize=(6, 3.5), layout="constrained")
+        ax = fig.add_subplot()
+        _no_data(ax, "no failures: every fit converged")
+        ax.set_title(title)
+        return _save(fig, path, dpi)
+    vmax = float(np.nanmax(means[shown].to_numpy()))
+    fig = Figure(
+        figsize=(2.2 + 0.55 * len(fits) * len(shown) + 1.5, max(3.0, 0.28 * n_cells + 2.2)),
+        layout="constrained",
+    )
+    axes = fig.subplots(1, len(shown), squeeze=False, sharey=True)[0]
+    annotate = n_cells * len(fits) <= 120
+    for i, (ax, column) in enumerate(zip(axes, shown, strict=True)):
+        grid = means[column].unstack("fit").reindex(index=cells.index, columns=fits)
+        grid.index = [labels[c] for c in grid.index]
+        sns.heatmap(
+            grid,
+            ax=ax,
+            vmin=0.0,
+            vmax=max(vmax, 1e-9),
+            cmap="rocket_r",
+            annot=annotate,
+            fmt=".0f",
+            annot_kws={"fontsize": 7},
+            cbar=i == len(shown) - 1,
+            cbar_kws={"label": "% of fits"},
+            linewidths=0.5,
+            linecolor="white",
+        )
+        ax.set_title(column.removeprefix("rate_"))
+        ax.set_xlabel("model / method")
+        ax.set_ylabel("cell" if i == 0 else "")
+        ax.tick_params(axis="x", labelrotation=60)
+    fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+# --- nested-loop plot -----------------------------------------------------------------------
+
+
+@_styled
+def plot_nested_loop(
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    parameter: str = "pi",
+    start: str | None = None,
+    method: str = "em",
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """Nested-loop plot (Rücker & Schwarzer 2014) of the bias over every cell of the grid."""
+    start = choose_start(perf, start)
+    title = f"Nested-loop plot: bias of {parameter} (method {method}, start {start})"
+    if perf.empty or "parameter" not in perf:
+        return _empty_figure(path, title, dpi=dpi)
+    data = perf[
+        (perf["parameter"] == parameter) & (perf["start"] == start) & (perf["method"] == method)
+    ]
+    data = add_design_factors(data)
+    if data.empty or not np.isfinite(data["bias"].astype(float)).any():
+        return _empty_figure(path, title, dpi=dpi)
+    keys = [k for k, _ in DESIGN_FACTORS if k in data.columns]
+    cells = data.drop_duplicates("cell_id").sort_values(keys, kind="stable")
+    varying = [k for k in keys if cells[k].nunique() > 1]
+    n_cells = len(cells)
+    fig = Figure(
+        figsize=(max(6.5, 0.22 * n_cells + 3), 5.5 + 0.35 * len(varying)), layout="constrained"
+    )
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, max(1, len(varying)) * 0.6])
+    models = _ordered(data["model"], MODEL_ORDER)
+    colors = _model_colors(models)
+    x_all = np.arange(n_cells)
+    for model in models:
+        s = data[data["model"] == model].set_index("cell_id")
+        bias = s["bias"].reindex(cells["cell_id"]).to_numpy(float)
+        band = 2 * s["bias_mcse"].reindex(cells["cell_id"]).to_numpy(float)
+        top.step(x_all, bias, where="mid", color=colors[model], label=f"model {model}")
+        # Points at the cell centres keep a cell visible whose neighbours are missing.
+        top.plot(x_all, bias, "o", markersize=2.5, color=colors[model])
+        top.fill_between(
+            x_all, bias - band, bias + band, step="mid", color=colors[model], alpha=0.2, linewidth=0
+        )
+        if n_cells == 1:  # a step line and band of one point are invisible
+            top.errorbar(x_all, bias, yerr=np.nan_to_num(band), fmt="o", color=colors[model])
+    top.axhline(0.0, color="0.2", linewidth=0.8, linestyle="--")
+    top.set_ylabel(f"bias of {parameter}")
+    top.set_title(title)
+    top.legend(loc="best", frameon=False, fontsize=8)
+    # One band per varying factor, outermost at the top; levels scaled to [0, 0.8] of the band.
+    bottom.grid(False)
+    yticks, ylabels = [], []
+    for j, key in enumerate(varying):
+        levels = sorted(cells[key].unique())
+        rank = cells[key].map({v: i for i, v in enumerate(levels)}).to_numpy(float)
+        base = len(varying) - 1 - j
+        y = base + 0.8 * rank / max(1, len(levels) - 1)
+        bottom.step(x_all, y, where="mid", color="0.25", linewidth=1)
+        yticks.append(base + 0.4)
+        shown = ", ".join(_fmt(v) for v in levels[:6]) + (", …" if len(levels) > 6 else "")
+        ylabels.append(f"{FACTOR_LABELS.get(key, key)}: {shown}")
+    if not varying:
+        _no_data(bottom, "one cell: no design factor varies")
+    else:
+        bottom.set_yticks(yticks, ylabels, fontsize=8)
+        bottom.set_ylim(-0.2, len(varying))
+    bottom.set_xlabel("cell (sorted by the design factors)")
+    bottom.set_xlim(-0.5, n_cells - 0.5)
+    return _save(fig, path, dpi)
+
+
+# --- EM traces ------------------------------------------------------------------------------
+
+
+def _draw_trace(
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    iteration: np.ndarray,
+    norm: mpl.colors.Normalize,
+    cmap,
+    marker: str = "o",
+    linestyle: str = "-",
+) -> None:
+    """The seed's geom_point + geom_path(arrow=): a point per iteration, arrows between them."""
+    cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y, iteration = x[ok], y[ok], iteration[ok]
+    # Long traces get arrows on a subset of segments so the heads stay legible.
+    segments = np.arange(len(x) - 1)
+    if len(segments) > 60:
+        segments = np.unique(np.linspace(0, len(x) - 2, 60).astype(int))
+    for i in segments:
+        ax.annotate(
+            "",
+            xy=(x[i + 1], y[i + 1]),
+            xytext=(x[i], y[i]),
+            arrowprops={
+                "arrowstyle": "->",
+                "color": cmap(norm(iteration[i])),
+                "linewidth": 0.9,
+                "linestyle": linestyle,
+                "shrinkA": 2,
+                "shrinkB": 2,
+            },
+        )
+    ax.scatter(
+        x, y, c=iteration, cmap=cmap, norm=norm, s=18, marker=marker, zorder=3, edgecolors="none"
+    )
+
+
+def _trace_colorbar(fig: Figure, axes, norm: mpl.colors.Normalize, cmap: str) -> None:
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(mappable, ax=axes, location="bottom", label="Iteration", shrink=0.6, aspect=40)
+
+
+@_styled
+def plot_seed_trace(
+    trace: pd.DataFrame,
+    path: str | os.PathLike[str],
+    title: str = "EM for p(Z=1): log-likelihood along the iterations",
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """The seed document's figure for one fit: loglik against p(Z=1), coloured by iteration.
+
+    `trace` has columns ``iteration``, ``pi`` (or ``est_pi``) and ``loglik``.
+    """
+    column = "pi" if "pi" in trace.columns else "est_pi"
+    needed = {"iteration", column, "loglik"}
+    if trace.empty or not needed <= set(trace.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    t = trace.sort_values("iteration")
+    x, y = t[column].to_numpy(float), t["loglik"].to_numpy(float)
+    it = t["iteration"].to_numpy(float)
+    if not (np.isfinite(x) & np.isfinite(y)).any():
+        return _empty_figure(path, title, dpi=dpi)
+    fig = Figure(figsize=(6.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    norm = mpl.colors.Normalize(vmin=float(np.nanmin(it)), vmax=max(float(np.nanmax(it)), 1.0))
+    _draw_trace(ax, x, y, it, norm, "viridis")
+    ax.set_xlabel("p(Z=1)")
+    ax.set_ylabel("log-likelihood")
+    ax.set_title(title)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    _trace_colorbar(fig, ax, norm, "viridis")
+    return _save(fig, path, dpi)
+
+
+def select_traces(
+    traces: pd.DataFrame, method: str = "em", start: str | None = None
+) -> pd.DataFrame:
+    """One kept replicate per cell (the lowest), one method and start, every model."""
+    if traces.empty:
+        return traces
+    t = traces[traces["method"] == method] if method in set(traces["method"]) else traces
+    if start is None:
+        starts = sorted(t["start"].dropna().unique())
+        start = "fixed" if "fixed" in starts else (starts[0] if starts else None)
+    t = t[t["start"] == start]
+    first = t.groupby("cell_id")["replicate"].transform("min")
+    return t[t["replicate"] == first]
+
+
+@_styled
+def plot_traces(
+    traces: pd.DataFrame,
+    path: str | os.PathLike[str],
+    method: str = "em",
+    start: str | None = None,
+    max_cells: int = 12,
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """The seed's trace figure for a kept replicate per cell, faceted by cell, path per model."""
+    title = "EM paths: log-likelihood against p(Z=1), one kept replicate per cell"
+    needed = {"cell_id", "replicate", "model", "method", "start", "iteration", "est_pi", "loglik"}
+    if traces.empty or not needed <= set(traces.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    t = add_design_factors(select_traces(traces, method, start))
+    t = t[np.isfinite(t["est_pi"].astype(float)) & np.isfinite(t["loglik"].astype(float))]
+    if t.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    keys = [k for k, _ in DESIGN_FACTORS if k in t.columns]
+    cells = t.drop_duplicates("cell_id").sort_values(keys, kind="stable")
+    total = len(cells)
+    if total > max_cells:
+        # Evenly spaced along the design order so that every factor's range stays visible.
+        cells = cells.iloc[np.unique(np.linspace(0, total - 1, max_cells).astype(int))]
+        title += f" ({max_cells} of {total} cells)"
+    n_cols = min(4, len(cells))
+    n_rows = int(np.ceil(len(cells) / n_cols))
+    fig = Figure(figsize=(3.6 * n_cols + 0.5, 3.1 * n_rows + 1.8), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    it = t["iteration"].astype(float)
+    norm = mpl.colors.Normalize(vmin=0.0, vmax=max(float(it.max()), 1.0))
+    models = _ordered(t["model"], MODEL_ORDER)
+    for ax, (_, cell) in zip(axes, cells.iterrows(), strict=False):
+        ax.set_title(cell_label(cell), fontsize=9)
+        s = t[t["cell_id"] == cell["cell_id"]]
+        for model in models:
+            m = s[s["model"] == model].sort_values("iteration")
+            if m.empty:
+                continue
+            _draw_trace(
+                ax,
+                m["est_pi"].to_numpy(float),
+                m["loglik"].to_numpy(float),
+                m["iteration"].to_numpy(float),
+                norm,
+                "viridis",
+                marker=MODEL_MARKERS.get(model, "D"),
+                linestyle=MODEL_LINESTYLES.get(model, "-"),
+            )
+        ax.set_xlabel("p(Z=1)")
+        ax.set_ylabel("log-likelihood")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
+    for ax in axes[len(cells) :]:
+        ax.set_visible(False)
+    visible = [ax for ax in axes if ax.get_visible()]
+    _trace_colorbar(fig, visible, norm, "viridis")
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker=MODEL_MARKERS.get(m, "D"),
+            linestyle=MODEL_LINESTYLES.get(m, "-"),
+        )
+        for m in models
+    ]
+    _bottom_legend(fig, handles, [f"model {m}" for m in models])
+    first = t.iloc[0]
+    fig.suptitle(f"{title}\nmethod {first['method']}, start {first['start']}")
+    return _save(fig, path, dpi)
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+
+def _read_summary(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    if not path.exists():
+        return pd.DataFrame(), {}
+    table = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return table.to_pandas(), meta
+
+
+def draw_all(
+    summary_dir: str | os.PathLike[str],
+    traces_dir: str | os.PathLike[str],
+    figures_dir: str | os.PathLike[str],
+) -> dict[str, Path]:
+    """Draw every figure of `FIGURE_NAMES` into ``figures_dir/<name>.png``; return the paths.
+
+    Reads ``performance.parquet`` and ``convergence.parquet`` from `summary_dir` (the coverage
+    level is taken from their metadata) and every Parquet file under `traces_dir`.
+    """
+    summary_dir, figures_dir = Path(summary_dir), Path(figures_dir)
+    perf, meta = _read_summary(summary_dir / "performance.parquet")
+    conv, _ = _read_summary(summary_dir / "convergence.parquet")
+    traces = read_dataset(traces_dir)
+    level = float(meta.get("coverage_level", 0.95))
+    out = figures_dir
+    return {
+        "traces": plot_traces(traces, out / "traces.png"),
+        "bias": plot_bias(perf, out / "bias.png"),
+        "rmse": plot_rmse(perf, out / "rmse.png"),
+        "coverage": plot_coverage(perf, out / "coverage.png", level=level),
+        "iterations": plot_iterations(conv, out / "iterations.png"),
+        "rate": plot_rate(conv, out / "rate.png"),
+        "failures": plot_failures(conv, out / "failures.png"),
+        "nested_loop": plot_nested_loop(perf, out / "nested_loop.png"),
+    }

@@ -1,0 +1,286 @@
+"""One fit job of the study: one cell x one chunk of replicates (DESIGN.md sections 3 to 5).
+
+The job draws the chunk's replicates (each from its own stream, `seeding`), fits every
+model x method x start to the same data with `emsim.fit_batch`, aligns the estimates to the
+truth's labels, and writes one row per (replicate, model, method, start) to
+`results/fits/cell=<id>/chunk=<k>.parquet`, plus the per-iteration traces of the cell's first
+`traces` replicates to `results/traces/cell=<id>/chunk=<k>.parquet` (an empty file with the same
+schema when the chunk holds none of them, so that the rule's output always exists).
+
+Label alignment: a mixture's likelihood does not change when the components are exchanged, so
+an estimate is compared with the truth only after choosing the labelling closer to it. For the
+models that estimate the means the components are exchanged (pi -> 1 - pi, mu1 <-> mu2,
+sigma1 <-> sigma2, and the standard errors with them) when the swapped means are strictly
+closer to the true means in Euclidean distance; `swapped` records it. The `pi` model holds the
+means at the truth, so its labels are fixed by construction and never swapped. A trace is
+aligned with its fit's final decision so that a whole path is drawn in one labelling.
+
+`best_start_gap` is set per replicate x model x method: the highest log-likelihood among that
+replicate's converged fits (over all starts, the oracle `truth` start included, because the gap
+is a diagnostic of local maxima rather than an estimator) minus the fit's own log-likelihood.
+It is > 0 (beyond the tolerance) for a fit stuck at a local maximum and NaN when no start
+converged.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+import emsim
+from emsim.models import PARAMS, estimated_params, known_params
+from emsim.study.config import Cell, canonical_json, fit_hash, fit_relevant
+from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
+from emsim.study.seeding import simulate_replicates
+from emsim.study.starts import expand_starts, start_values
+
+__all__ = ["FITS_SCHEMA", "TRACES_SCHEMA", "align_to_truth", "fit_chunk"]
+
+log = logging.getLogger("emsim.study.fit")
+
+_DESIGN = [
+    ("cell_id", pa.string()),
+    ("n", pa.int64()),
+    ("mu1", pa.float64()),
+    ("mu2", pa.float64()),
+    ("sigma1", pa.float64()),
+    ("sigma2", pa.float64()),
+    ("pi", pa.float64()),
+    ("replicate", pa.int64()),
+]
+_FIT_ID = [("model", pa.string()), ("method", pa.string()), ("start", pa.string())]
+FITS_SCHEMA = pa.schema(
+    [
+        *_DESIGN,
+        *_FIT_ID,
+        ("status", pa.string()),
+        ("iterations", pa.int64()),
+        ("loglik_evals", pa.int64()),
+        ("runtime_s", pa.float64()),
+        ("loglik", pa.float64()),
+        ("loglik_start", pa.float64()),
+        *[(f"est_{p}", pa.float64()) for p in PARAMS],
+        ("swapped", pa.bool_()),
+        *[(f"se_{p}", pa.float64()) for p in PARAMS],
+        ("rate_empirical", pa.float64()),
+        ("rate_theory", pa.float64()),
+        ("best_start_gap", pa.float64()),
+    ]
+)
+TRACES_SCHEMA = pa.schema(
+    [
+        *_DESIGN,
+        *_FIT_ID,
+        ("iteration", pa.int64()),
+        *[(f"est_{p}", pa.float64()) for p in PARAMS],
+        ("loglik", pa.float64()),
+        ("diff_loglik", pa.float64()),
+    ]
+)
+
+
+def _swap_mask(params: Mapping[str, np.ndarray], truth: Mapping[str, float], model: str):
+    if "mu1" not in estimated_params(model):
+        return np.zeros(len(params["pi"]), dtype=bool)
+    m1, m2 = params["mu1"], params["mu2"]
+    keep = (m1 - truth["mu1"]) ** 2 + (m2 - truth["mu2"]) ** 2
+    swap = (m2 - truth["mu1"]) ** 2 + (m1 - truth["mu2"]) ** 2
+    # NaN compares False: a non-finite estimate keeps its labels.
+    return swap < keep
+
+
+def _swapped(values: Mapping[str, np.ndarray], mask: np.ndarray, se: bool = False):
+    out = {p: np.asarray(v, dtype=np.float64).copy() for p, v in values.items()}
+    if not mask.any():
+        return out
+    for a, b in (("mu1", "mu2"), ("sigma1", "sigma2")):
+        out[a][mask], out[b][mask] = values[b][mask], values[a][mask]
+    if not se:  # the se of pi is that of 1 - pi
+        out["pi"][mask] = 1.0 - values["pi"][mask]
+    return out
+
+
+def align_to_truth(
+    params: Mapping[str, np.ndarray],
+    se: Mapping[str, np.ndarray],
+    truth: Mapping[str, float],
+    model: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """Estimates and SEs in the truth's labelling, and the mask of rows that were swapped."""
+    mask = _swap_mask(params, truth, model)
+    return _swapped(params, mask), _swapped(se, mask, se=True), mask
+
+
+def _best_start_gap(frame: pd.DataFrame) -> pd.Series:
+    ok = frame["loglik"].where(frame["status"] == "converged")
+    best = ok.groupby([frame["replicate"], frame["model"], frame["method"]]).transform("max")
+    return best - frame["loglik"]
+
+
+def _trace_frame(
+    trace: pd.DataFrame, truth: Mapping[str, float], swap: bool, model: str
+) -> pd.DataFrame:
+    n_it = len(trace)
+    values = {}
+    for p in PARAMS:
+        if p in trace.columns and p in estimated_params(model):
+            values[p] = trace[p].to_numpy(dtype=np.float64)
+        else:  # held known: the truth, as in the fit rows
+            values[p] = np.full(n_it, float(truth[p]))
+    if swap:
+        values = _swapped(values, np.ones(n_it, dtype=bool))
+    out = pd.DataFrame({"iteration": trace["iteration"].to_numpy(dtype=np.int64)})
+    for p in PARAMS:
+        out[f"est_{p}"] = values[p]
+    out["loglik"] = trace["loglik"].to_numpy(dtype=np.float64)
+    out["diff_loglik"] = trace["diff_loglik"].to_numpy(dtype=np.float64)
+    return out
+
+
+def fit_chunk(
+    cell: Cell | Mapping[str, Any],
+    chunk: int,
+    config: Mapping[str, Any],
+    out_path: str | Path,
+    traces_path: str | Path,
+) -> dict[str, Any]:
+    """Fit chunk `chunk` of `cell` as `config` (a validated study config) says; write the fit
+    rows to `out_path` and the kept traces to `traces_path`. Returns a small summary."""
+    started_at = _dt.datetime.now(_dt.UTC)
+    began = time.perf_counter()
+    if isinstance(cell, Cell):
+        cell = cell.as_dict()
+    truth = {p: float(cell[p]) for p in PARAMS}
+    n = int(cell["n"])
+    seed = int(config["seed"])
+    chunk_size, total = int(config["chunk_size"]), int(config["replicates"])
+    first = int(chunk) * chunk_size
+    replicates = list(range(first, min(first + chunk_size, total)))
+    if not replicates:
+        raise ValueError(
+            f"chunk {chunk} holds no replicate (replicates={total}, size={chunk_size})"
+        )
+    log.info(
+        "cell %s chunk %s: replicates %d-%d, n=%d",
+        cell["cell_id"],
+        chunk,
+        replicates[0],
+        replicates[-1],
+        n,
+    )
+
+    Y = simulate_replicates(seed, cell, replicates)
+    specs = expand_starts(config["starts"])
+    starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in specs}
+    keep_trace = np.asarray(replicates) < int(config["traces"])
+    em = config["em"]
+
+    blocks: list[pd.DataFrame] = []
+    trace_blocks: list[pd.DataFrame] = []
+    em_seconds = 0.0
+    for model in config["models"]:
+        known = {p: truth[p] for p in known_params(model)} or None
+        for method in config["methods"]:
+            for spec in specs:
+                t0 = time.perf_counter()
+                res = emsim.fit_batch(
+                    Y,
+                    model=model,
+                    method=method,
+                    start=starts[spec.name],
+                    known=known,
+                    tolerance=float(em["tolerance"]),
+                    max_iterations=int(em["max_iterations"]),
+                    trace=keep_trace,
+                )
+                em_seconds += time.perf_counter() - t0
+                params, se, swapped = align_to_truth(res.params, res.se, truth, model)
+                block = {
+                    "replicate": np.asarray(replicates, dtype=np.int64),
+                    "model": model,
+                    "method": method,
+                    "start": spec.name,
+                    "status": np.asarray(res.status, dtype=object),
+                    "iterations": np.asarray(res.iterations, dtype=np.int64),
+                    "loglik_evals": np.asarray(res.loglik_evals, dtype=np.int64),
+                    "runtime_s": np.asarray(res.runtime_s, dtype=np.float64),
+                    "loglik": np.asarray(res.loglik, dtype=np.float64),
+                    "loglik_start": np.asarray(res.loglik_start, dtype=np.float64),
+                    **{f"est_{p}": params[p] for p in PARAMS},
+                    "swapped": swapped,
+                    **{f"se_{p}": se[p] for p in PARAMS},
+                    "rate_empirical": np.asarray(res.rate_empirical, dtype=np.float64),
+                    "rate_theory": np.asarray(res.rate_theory, dtype=np.float64),
+                }
+                blocks.append(pd.DataFrame(block))
+                for i in np.flatnonzero(keep_trace):
+                    trace = res.traces[i] if len(res.traces) else None
+                    if trace is None or len(trace) == 0:
+                        continue
+                    tf = _trace_frame(trace, truth, bool(swapped[i]), model)
+                    tf.insert(0, "replicate", replicates[i])
+                    tf.insert(1, "model", model)
+                    tf.insert(2, "method", method)
+                    tf.insert(3, "start", spec.name)
+                    trace_blocks.append(tf)
+
+    fits = pd.concat(blocks, ignore_index=True)
+    # Rows in reading order: replicate, then model, method and start in config order.
+    fits = fits.sort_values("replicate", kind="stable", ignore_index=True)
+    fits["best_start_gap"] = _best_start_gap(fits)
+    fits = _with_design(fits, cell)
+
+    if trace_blocks:
+        traces = _with_design(pd.concat(trace_blocks, ignore_index=True), cell)
+    else:
+        traces = TRACES_SCHEMA.empty_table().to_pandas()
+
+    elapsed = time.perf_counter() - began
+    fit_cfg = fit_relevant(config)
+    meta = provenance_metadata(
+        config_hash=fit_hash(config),
+        seed=seed,
+        extra={
+            # The hash covers only what changes a fit (config.FIT_KEYS): editing figure options
+            # must not make these files look stale.
+            "config_hash_scope": "fit",
+            "fit_config": canonical_json(fit_cfg),
+            "cell_id": cell["cell_id"],
+            "chunk": int(chunk),
+            "replicates": f"{replicates[0]}-{replicates[-1]}",
+            "job_started": started_at.isoformat(timespec="milliseconds"),
+            "job_elapsed_s": f"{elapsed:.6f}",
+            "em_elapsed_s": f"{em_seconds:.6f}",
+        },
+    )
+    write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA)
+    write_parquet_atomic(traces, traces_path, meta, schema=TRACES_SCHEMA)
+    statuses = fits["status"].value_counts().to_dict()
+    log.info(
+        "wrote %d fits (%s) in %.2f s (%.2f s in EM); %d trace rows",
+        len(fits),
+        ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())),
+        elapsed,
+        em_seconds,
+        len(traces),
+    )
+    return {"rows": len(fits), "elapsed_s": elapsed, "em_s": em_seconds, "statuses": statuses}
+
+
+def _with_design(frame: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:
+    design = {
+        "cell_id": str(cell["cell_id"]),
+        "n": int(cell["n"]),
+        **{p: float(cell[p]) for p in ("mu1", "mu2", "sigma1", "sigma2", "pi")},
+    }
+    for i, (name, value) in enumerate(design.items()):
+        frame.insert(i, name, value)
+    return frame

@@ -1,0 +1,450 @@
+"""Performance and convergence measures of the study (DESIGN.md section 6).
+
+The formulas are those of Morris, White & Crowther (2019, Table 6). Every measure is computed
+over the replicates of one group (cell x model x method x start [x parameter]) whose estimate is
+usable, i.e. whose status is ``converged``; every other status counts as a failure and is missing
+for the performance measures. Groups with fewer than two usable estimates give NaN for the
+sd-based measures instead of raising or warning, because sparse or failing cells are an expected
+outcome of a simulation study, not an error.
+
+``equal_var`` estimates one common sigma, which the fit rows store in both ``est_sigma1`` and
+``est_sigma2``. It is reported as a single parameter ``sigma`` (estimate ``est_sigma1``, SE
+``se_sigma1``) so that the one estimate is not counted twice. Its true value is ``sigma1`` when the
+cell has ``sigma1 == sigma2``; in cells with unequal sigmas the model is misspecified, there is no
+true common sigma, and the truth-based measures (bias, MSE, RMSE, coverage) are NaN while the
+empirical and model SEs are still reported.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from emsim.models import MODELS, STATUSES
+from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
+
+BEST = "best"
+CONVERGED = "converged"
+# Statuses whose fits cannot be the derived start `best`: a nonfinite fit has no comparable
+# log-likelihood. Other failures compete on their log-likelihood, as a user picking the highest
+# one would let them, and make `best` a failure when they win.
+BEST_EXCLUDED_STATUSES: tuple[str, ...] = ("nonfinite",)
+
+CELL_KEYS: tuple[str, ...] = ("cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi")
+FIT_KEYS: tuple[str, ...] = ("model", "method", "start")
+GROUP_KEYS: tuple[str, ...] = CELL_KEYS + FIT_KEYS
+# One fit of one replicate for the best-start derivation: the start varies within it.
+REPLICATE_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method")
+
+PERFORMANCE_COLUMNS: tuple[str, ...] = (
+    *GROUP_KEYS,
+    "parameter",
+    "true_value",
+    "n_rep",
+    "n_ok",
+    "bias",
+    "bias_mcse",
+    "empse",
+    "empse_mcse",
+    "mse",
+    "mse_mcse",
+    "rmse",
+    "rmse_mcse",
+    "coverage",
+    "coverage_mcse",
+    "modse",
+    "relerr_modse",
+)
+CONVERGENCE_COLUMNS: tuple[str, ...] = (
+    *GROUP_KEYS,
+    "n_rep",
+    "failure_rate",
+    "failure_rate_mcse",
+    *(f"rate_{status}" for status in STATUSES),
+    "iterations_mean",
+    "iterations_median",
+    "iterations_p90",
+    "loglik_evals_mean",
+    "runtime_mean_s",
+    "rate_empirical_mean",
+    "rate_theory_mean",
+)
+
+# Reporting order of parameters (equal_var's common `sigma` sits between mu2 and sigma1).
+PARAMETER_ORDER: tuple[str, ...] = ("pi", "mu1", "mu2", "sigma", "sigma1", "sigma2")
+
+
+def reported_parameters(model: str) -> tuple[str, ...]:
+    """Parameters that get a row in `performance` for `model` (equal_var: pi, mu1, mu2, sigma)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def _column(parameter: str) -> str:
+    """Suffix of the est_/se_ columns holding `parameter` (the common sigma lives in sigma1)."""
+    return "sigma1" if parameter == "sigma" else parameter
+
+
+def true_values(rows: pd.DataFrame, parameter: str) -> pd.Series:
+    """The data-generating value of `parameter` for each row (NaN where it has none)."""
+    if parameter == "sigma":
+        return rows["sigma1"].where(rows["sigma1"] == rows["sigma2"]).astype(float)
+    return rows[parameter].astype(float)
+
+
+def coverage_z(level: float) -> float:
+    """Normal quantile of a two-sided Wald interval with coverage `level`."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"coverage level must be in (0, 1), got {level}")
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    """num / den, NaN where den is not positive (no division warnings on sparse groups)."""
+    return num / den.where(den > 0)
+
+
+def _sqrt(x: pd.Series) -> pd.Series:
+    return np.sqrt(x.where(x >= 0))
+
+
+def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
+    """Stable, human order: cell, model (as in MODELS), method, start, parameter."""
+    model_rank = {m: i for i, m in enumerate(MODELS)}
+    param_rank = {p: i for i, p in enumerate(PARAMETER_ORDER)}
+    keys = frame.assign(
+        _model=frame["model"].map(model_rank).fillna(len(model_rank)),
+        _param=(frame["parameter"].map(param_rank) if with_parameter else 0),
+    )
+    by = ["cell_id", "_model", "model", "method", "start"] + (["_param"] if with_parameter else [])
+    by = [c for c in by if c in keys.columns]
+    order = keys.sort_values(by, kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def add_best_start(
+    fits: pd.DataFrame, exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES
+) -> pd.DataFrame:
+    """Append the derived start ``best`` and fill ``best_start_gap`` for every row.
+
+    Per cell_id x replicate x model x method, ``best`` is a copy of the row with the highest final
+    log-likelihood among the starts whose status is not in `exclude` (default: ``nonfinite``)
+    and whose loglik is finite; ties go to the row that comes first. A group without any such
+    start still gets a ``best`` row (a copy of its first row) so that ``best`` has as many
+    replicates as every other start and its failures are counted. ``best_start_gap`` is the best loglik minus the row's own:
+    0 for the chosen row, > 0 where that start stopped at a worse (local) maximum, NaN for
+    excluded fits and where either loglik is not finite. Existing ``best`` rows are dropped
+    first, so this is idempotent.
+    """
+    base = fits.loc[fits["start"] != BEST].reset_index(drop=True)
+    keys = list(REPLICATE_KEYS)
+    loglik = base["loglik"].astype(float)
+    eligible = ~base["status"].isin(list(exclude)) & np.isfinite(loglik)
+    ranked = pd.DataFrame(
+        {"_score": loglik.where(eligible, -np.inf), "_pos": np.arange(len(base))}
+    ).sort_values(["_score", "_pos"], ascending=[False, True], kind="stable")
+    first = base.loc[ranked.index, keys].drop_duplicates(keep="first").index
+    best = base.loc[first].copy()
+    best_loglik = best["loglik"].astype(float).where(eligible.loc[first])
+
+    lookup = best[keys].assign(_best_loglik=best_loglik.to_numpy())
+    merged = base[keys].merge(lookup, on=keys, how="left", validate="many_to_one")
+    # Only comparable fits get a gap: a nonfinite fit's loglik (if any) says nothing about maxima.
+    gap = merged["_best_loglik"].to_numpy() - loglik.to_numpy()
+    base["best_start_gap"] = np.where(eligible.to_numpy(), gap, np.nan)
+    best["start"] = BEST
+    best["best_start_gap"] = np.where(np.isfinite(best_loglik), 0.0, np.nan)
+    out = pd.concat([base, best], ignore_index=True)
+    return out
+
+
+def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
+    """One row per fit x reported parameter with the per-fit pieces of the measures."""
+    parts = []
+    for model, rows in fits.groupby("model", sort=False):
+        for parameter in reported_parameters(str(model)):
+            col = _column(parameter)
+            theta = true_values(rows, parameter)
+            est = rows[f"est_{col}"].astype(float)
+            se = rows[f"se_{col}"].astype(float)
+            ok = (rows["status"] == CONVERGED) & np.isfinite(est)
+            est = est.where(ok)
+            se = se.where(ok & np.isfinite(se))
+            # Coverage is defined only where the interval exists (finite SE) and a truth exists.
+            has_interval = se.notna() & theta.notna()
+            covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
+            part = rows.loc[:, list(GROUP_KEYS)].copy()
+            part["parameter"] = parameter
+            part["true_value"] = theta
+            part["_ok"] = ok.astype(np.int64)
+            part["_est"] = est
+            part["_sqerr"] = (est - theta) ** 2
+            part["_se2"] = se**2
+            part["_covered"] = covered
+            parts.append(part)
+    if not parts:
+        return _empty((*GROUP_KEYS, "parameter", "true_value"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFrame:
+    """Performance measures with Monte Carlo SEs, one row per group x estimated parameter.
+
+    Columns are `PERFORMANCE_COLUMNS` (DESIGN.md section 6). ``n_rep`` counts the replicates of
+    the group and ``n_ok`` the usable (converged) ones. Coverage and the model SE use the usable
+    fits with a finite SE; coverage refers to the Wald interval est +- z se with z the normal
+    quantile of `coverage_level`.
+    """
+    z = coverage_z(coverage_level)
+    long = _long_estimates(fits, z)
+    if long.empty:
+        return _empty(PERFORMANCE_COLUMNS)
+    keys = [*GROUP_KEYS, "parameter"]
+    grouped = long.groupby(keys, sort=False, dropna=False)
+    # MSE's MCSE needs each fit's deviation from its group's MSE, hence the transform.
+    long["_mse"] = grouped["_sqerr"].transform("mean")
+    long["_dev2"] = (long["_sqerr"] - long["_mse"]) ** 2
+    grouped = long.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        true_value=("true_value", "first"),
+        n_rep=("_ok", "size"),
+        n_ok=("_ok", "sum"),
+        mean_est=("_est", "mean"),
+        var_est=("_est", "var"),
+        mse=("_sqerr", "mean"),
+        sum_dev2=("_dev2", "sum"),
+        n_cov=("_covered", "count"),
+        coverage=("_covered", "mean"),
+        mean_se2=("_se2", "mean"),
+    ).reset_index()
+
+    n_ok = out["n_ok"].astype(float)
+    sd_ok = n_ok >= 2
+    out["bias"] = out["mean_est"] - out["true_value"]
+    out["empse"] = _sqrt(out["var_est"].where(sd_ok))
+    # No truth (equal_var's sigma in an unequal-sigma cell) means no bias, so no MCSE of it.
+    out["bias_mcse"] = _ratio(out["empse"], _sqrt(n_ok)).where(out["bias"].notna())
+    out["empse_mcse"] = _ratio(out["empse"], _sqrt(2.0 * (n_ok - 1.0)))
+    # sum_dev2 is 0 (not NaN) for an all-missing group or one without a truth; the guards make
+    # it NaN there.
+    sum_dev2 = out["sum_dev2"].where(sd_ok & out["mse"].notna())
+    out["mse_mcse"] = _sqrt(_ratio(sum_dev2, n_ok * (n_ok - 1.0)))
+    out["rmse"] = _sqrt(out["mse"])
+    out["rmse_mcse"] = _ratio(out["mse_mcse"], 2.0 * out["rmse"])
+    cov = out["coverage"]
+    out["coverage_mcse"] = _sqrt(_ratio(cov * (1.0 - cov), out["n_cov"].astype(float)))
+    out["modse"] = _sqrt(out["mean_se2"])
+    out["relerr_modse"] = 100.0 * (_ratio(out["modse"], out["empse"]) - 1.0)
+    out["n_rep"] = out["n_rep"].astype(np.int64)
+    out["n_ok"] = out["n_ok"].astype(np.int64)
+    return _sorted(out.loc[:, list(PERFORMANCE_COLUMNS)], with_parameter=True)
+
+
+def convergence(fits: pd.DataFrame) -> pd.DataFrame:
+    """Failure rates by status and cost per group (cell x model x method x start).
+
+    Columns are `CONVERGENCE_COLUMNS`. Rates are over all fits of the group (``failure_rate`` has
+    the binomial MCSE sqrt(F(1-F)/n_rep)). Iteration counts and the two EM rates are summarised
+    over converged fits only: a capped or collapsed run has no "iterations to convergence" and no
+    rate at an estimate. Log-likelihood evaluations and runtime are over all fits, since failed
+    fits cost time too. ``best`` rows are copies of the chosen start's fit, so their cost is that
+    one fit's, not the sum over the starts tried.
+    """
+    if fits.empty:
+        return _empty(CONVERGENCE_COLUMNS)
+    keys = list(GROUP_KEYS)
+    status = fits["status"].astype(str)
+    converged = status == CONVERGED
+    work = fits.loc[:, keys].copy()
+    work["_failed"] = (~converged).astype(float)
+    for name in STATUSES:
+        work[f"rate_{name}"] = (status == name).astype(float)
+    work["_iterations"] = fits["iterations"].astype(float).where(converged)
+    work["_evals"] = fits["loglik_evals"].astype(float)
+    work["_runtime"] = fits["runtime_s"].astype(float)
+    for name in ("rate_empirical", "rate_theory"):
+        value = fits[name].astype(float)
+        work[f"_{name}"] = value.where(converged & np.isfinite(value))
+    grouped = work.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        n_rep=("_failed", "size"),
+        failure_rate=("_failed", "mean"),
+        **{f"rate_{name}": (f"rate_{name}", "mean") for name in STATUSES},
+        iterations_mean=("_iterations", "mean"),
+        iterations_median=("_iterations", "median"),
+        loglik_evals_mean=("_evals", "mean"),
+        runtime_mean_s=("_runtime", "mean"),
+        rate_empirical_mean=("_rate_empirical", "mean"),
+        rate_theory_mean=("_rate_theory", "mean"),
+    )
+    out["iterations_p90"] = grouped["_iterations"].quantile(0.9)
+    out = out.reset_index()
+    f = out["failure_rate"]
+    out["failure_rate_mcse"] = _sqrt(_ratio(f * (1.0 - f), out["n_rep"].astype(float)))
+    out["n_rep"] = out["n_rep"].astype(np.int64)
+    return _sorted(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
+
+
+# --- streaming over the study's fits --------------------------------------------------------
+
+
+def _cell_fragments(fits_dir: Path) -> dict[str, list[pads.Fragment]]:
+    """The Parquet fragments of each cell of the hive-partitioned fits, in cell order."""
+    # Cell ids are read as strings whatever they look like, so "007" stays "007".
+    partitioning = pads.partitioning(pa.schema([("cell", pa.string())]), flavor="hive")
+    dataset = pads.dataset(fits_dir, format="parquet", partitioning=partitioning)
+    cells: dict[str, list[pads.Fragment]] = {}
+    for fragment in dataset.get_fragments():
+        keys = pads.get_partition_keys(fragment.partition_expression)
+        cell = keys.get("cell")
+        if cell is None:
+            raise ValueError(f"{fragment.path} is not under a cell=<cell_id> folder")
+        cells.setdefault(str(cell), []).append(fragment)
+    return dict(sorted(cells.items()))
+
+
+def read_fragments(fragments: list[pads.Fragment]) -> pd.DataFrame:
+    """The rows of several Parquet fragments (e.g. the chunks of one cell) as one frame."""
+    if not fragments:
+        return pd.DataFrame()
+    # Each fragment with its own physical schema: an all-NaN chunk written with a null type must
+    # not break the others, so the tables are unified (promoted) here rather than by the dataset.
+    tables = [fragment.to_table() for fragment in fragments]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.to_pandas()
+
+
+def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every Parquet file under `path` (flat or hive folders) as one frame; empty if none.
+
+    Meant for small outputs such as the kept traces, not for the fits (see `iter_cells`).
+    """
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    dataset = pads.dataset(path, format="parquet", exclude_invalid_files=True)
+    return read_fragments(list(dataset.get_fragments()))
+
+
+def iter_cells(fits_dir: str | os.PathLike[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Yield (cell_id, fit rows) for each cell of the fits dataset, one cell in memory at a time."""
+    for cell, fragments in _cell_fragments(Path(fits_dir)).items():
+        frame = read_fragments(fragments)
+        if "cell_id" not in frame.columns:
+            frame.insert(0, "cell_id", cell)
+        yield cell, frame
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through `write(tmp_name)` to a temp file next to `path`, then rename over it.
+
+    The temp name starts with a dot (pyarrow datasets and globbing skip it) and is created by
+    `write` itself, so the file gets the usual umask permissions rather than mkstemp's 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
+    """Atomically write `frame` as Parquet (with `meta` as key-value metadata) and as CSV."""
+    write_parquet_atomic(frame, parquet_path, meta)
+    csv_path = parquet_path.with_suffix(".csv")
+    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def summary_metadata(
+    coverage_level: float, metadata: Mapping[str, object] | None = None
+) -> dict[str, str]:
+    """The study's provenance metadata (parquet_io) plus the coverage level; `metadata` wins."""
+    meta = provenance_metadata(config_hash="", seed=None)
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    meta["coverage_level"] = str(coverage_level)
+    return meta
+
+
+def summarise(
+    fits_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    coverage_level: float = 0.95,
+    metadata: Mapping[str, str] | None = None,
+    best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
+) -> dict[str, Path]:
+    """Summarise the fits dataset into performance and convergence tables, one cell at a time.
+
+    Reads ``fits_dir/cell=<cell_id>/chunk=<k>.parquet``, derives the ``best`` start per cell,
+    and writes ``performance.parquet``/``.csv`` and ``convergence.parquet``/``.csv`` into
+    `out_dir` atomically. The Parquet key-value metadata is `parquet_io.provenance_metadata`
+    (emsim version, git commit, config hash, seed, numpy version, creation time) with the entries
+    of `metadata` (e.g. config_hash, seed) filled in or overriding, plus ``coverage_level``.
+    `best_exclude` are the statuses that cannot be the derived start (see `add_best_start`).
+    Returns the paths of the two Parquet files.
+    """
+    coverage_z(coverage_level)  # fail before reading anything if the level is invalid
+    perf_parts, conv_parts = [], []
+    for _cell, rows in iter_cells(fits_dir):
+        rows = add_best_start(rows, exclude=best_exclude)
+        perf_parts.append(performance(rows, coverage_level))
+        conv_parts.append(convergence(rows))
+    perf = _concat(perf_parts, PERFORMANCE_COLUMNS)
+    conv = _concat(conv_parts, CONVERGENCE_COLUMNS)
+    meta = summary_metadata(coverage_level, metadata)
+    out = Path(out_dir)
+    paths = {"performance": out / "performance.parquet", "convergence": out / "convergence.parquet"}
+    write_table(perf, paths["performance"], meta)
+    write_table(conv, paths["convergence"], meta)
+    return paths
+
+
+_TEXT_COLUMNS = frozenset({"cell_id", "model", "method", "start", "parameter"})
+_INT_COLUMNS = frozenset({"n", "n_rep", "n_ok"})
+
+
+def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    """A typed empty table, so that a study without results still writes a readable schema."""
+
+    def dtype(c: str) -> str:
+        return "str" if c in _TEXT_COLUMNS else "int64" if c in _INT_COLUMNS else "float64"
+
+    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in columns})
+
+
+def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return _empty(columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def failure_table(conv: pd.DataFrame) -> pd.DataFrame:
+    """Share of fits per status over all cells, by model x method x start (from `convergence`).
+
+    Each cell's rates are weighted by its number of replicates, so the result is the share of all
+    fits of that model, method and start in the study.
+    """
+    keys = list(FIT_KEYS)
+    rates = [f"rate_{status}" for status in STATUSES]
+    if conv.empty:
+        return _empty((*FIT_KEYS, "n_fits", "failure_rate", *rates))
+    counts = conv.loc[:, [*rates, "failure_rate"]].mul(conv["n_rep"].astype(float), axis=0)
+    counts[keys] = conv[keys]
+    counts["n_fits"] = conv["n_rep"].astype(np.int64)
+    total = counts.groupby(keys, sort=False, dropna=False).sum(numeric_only=True)
+    shares = total[["failure_rate", *rates]].div(total["n_fits"].where(total["n_fits"] > 0), axis=0)
+    out = pd.concat([total[["n_fits"]], shares], axis=1).reset_index()
+    return _sorted(out, with_parameter=False).loc[:, [*keys, "n_fits", "failure_rate", *rates]]

@@ -1,0 +1,118 @@
+"""Parquet files of the study: atomic writes and provenance metadata (DESIGN.md section 4).
+
+Every Parquet file the study writes carries the same key-value metadata (`provenance_metadata`)
+and is written under a temporary name in its own folder and then renamed, so a reader (or a
+killed job) never sees half a file under the final name. The temporary name starts with a dot,
+which pyarrow datasets skip, so a leftover from a crash does not join the fits dataset.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata as _metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "emsim_version",
+    "git_commit",
+    "provenance_metadata",
+    "read_metadata",
+    "write_parquet_atomic",
+]
+
+
+def emsim_version() -> str:
+    try:
+        return _metadata.version("emsim")
+    except _metadata.PackageNotFoundError:  # running from a source tree without install
+        return "unknown"
+
+
+@functools.cache
+def git_commit() -> str:
+    """Commit of the emsim source tree, or "" when it is not a git checkout (e.g. a wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def provenance_metadata(
+    config_hash: str, seed: int | None, extra: Mapping[str, object] | None = None
+) -> dict[str, str]:
+    """The key-value metadata of DESIGN.md section 4 (all values as strings).
+
+    Keys: ``emsim_version``, ``git_commit``, ``config_hash``, ``seed``, ``numpy_version``,
+    ``created`` (UTC, ISO 8601), plus any ``extra`` keys (which may override none of these).
+    """
+    meta = {
+        "emsim_version": emsim_version(),
+        "git_commit": git_commit(),
+        "config_hash": str(config_hash),
+        "seed": "" if seed is None else str(seed),
+        "numpy_version": np.__version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in (extra or {}).items():
+        if key in meta:
+            raise ValueError(f"metadata key {key!r} is reserved")
+        meta[str(key)] = str(value)
+    return meta
+
+
+def write_parquet_atomic(
+    df: pd.DataFrame | pa.Table,
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, object] | None = None,
+    schema: pa.Schema | None = None,
+) -> Path:
+    """Write `df` to `path` as Parquet with `metadata` (str -> str) merged into the schema's
+    key-value metadata; atomically (temporary file in the same folder, then `os.replace`).
+
+    `schema`, when given, fixes the column types, so that an empty frame still gets the right
+    dtypes and every chunk of a dataset has the same schema.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(df, pa.Table):
+        table = df.cast(schema) if schema is not None else df
+    else:
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    kv = dict(table.schema.metadata or {})
+    for key, value in (metadata or {}).items():
+        kv[str(key).encode()] = str(value).encode()
+    table = table.replace_schema_metadata(kv)
+    # Same folder as the target: os.replace is then a rename on one file system, i.e. atomic.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The key-value metadata of a Parquet file, without pandas' own entry."""
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}

@@ -1,0 +1,561 @@
+"""The study's HTML report: one self-contained file in ADEMP form.
+
+ADEMP (Morris, White & Crowther 2019): aims, data-generating mechanisms, estimands, methods and
+performance measures, followed by the results (tables with Monte Carlo SEs, every figure with its
+caption) and the provenance of the run. The file embeds its images (base64 PNG) and its CSS and
+links to nothing, so it opens offline, can be mailed, and stays readable when results/ is moved.
+
+Numbers come from the summary tables (`emsim.study.measures`) and captions from
+`emsim.study.figures.CAPTIONS`; this module only formats them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+import platform
+from collections.abc import Mapping
+from importlib import metadata as _metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+from emsim.models import MODELS, STATUSES, known_params
+from emsim.study.figures import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
+from emsim.study.measures import BEST, atomic_write, failure_table
+from emsim.study.parquet_io import emsim_version, git_commit, read_metadata
+
+MISSING = "–"
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #1d1d1f; background: #fff; line-height: 1.45; }
+main { max-width: 1200px; margin: 0 auto; padding: 1.5rem 2rem 4rem; }
+h1 { font-size: 1.8rem; margin-bottom: .2rem; }
+h2 { border-bottom: 2px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
+h3 { margin-top: 1.4rem; }
+.subtitle { color: #57606a; margin-top: 0; }
+nav ol { columns: 2; font-size: .95rem; }
+nav a, a { color: #0969da; text-decoration: none; }
+.table-wrap { overflow-x: auto; max-height: 38rem; overflow-y: auto; margin: .6rem 0 1rem;
+              border: 1px solid #d0d7de; border-radius: 6px; }
+table { border-collapse: collapse; font-size: .82rem; font-variant-numeric: tabular-nums; }
+th, td { padding: .25rem .55rem; border-bottom: 1px solid #eaeef2; text-align: right;
+         white-space: nowrap; }
+th { background: #f6f8fa; position: sticky; top: 0; z-index: 1; }
+td:first-child, th:first-child { text-align: left; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+table.kv td:first-child { font-weight: 600; }
+table.kv td { text-align: left; white-space: normal; }
+details { margin: .5rem 0; }
+summary { cursor: pointer; font-weight: 600; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #d0d7de; border-radius: 6px; }
+figcaption { color: #3d444d; font-size: .92rem; margin-top: .4rem; }
+pre { background: #f6f8fa; padding: .8rem; border-radius: 6px; overflow-x: auto;
+      font-size: .8rem; }
+.note { color: #57606a; font-size: .9rem; }
+code { background: #f6f8fa; padding: 0 .2rem; border-radius: 3px; }
+"""
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def _finite(x: object) -> bool:
+    try:
+        return math.isfinite(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def format_number(value: object, digits: int = 4) -> str:
+    """`value` with `digits` significant digits; a dash for missing or non-finite values."""
+    if not _finite(value):
+        return MISSING
+    return f"{float(value):.{digits}g}"  # type: ignore[arg-type]
+
+
+def format_estimate(estimate: object, mcse: object) -> str:
+    """ "estimate (MCSE)", both rounded to the MCSE's precision (two significant digits of it).
+
+    Digits beyond the Monte Carlo error are noise, so they are not shown. Without a usable MCSE
+    the estimate alone is shown with four significant digits.
+    """
+    if not _finite(estimate):
+        return MISSING
+    est = float(estimate)  # type: ignore[arg-type]
+    if not _finite(mcse) or float(mcse) <= 0:  # type: ignore[arg-type]
+        return format_number(est)
+    err = float(mcse)  # type: ignore[arg-type]
+    decimals = min(10, max(0, 1 - math.floor(math.log10(err))))
+    return f"{est:.{decimals}f} ({err:.{decimals}f})"
+
+
+def _with_mcse(frame: pd.DataFrame, column: str, scale: float = 1.0) -> list[str]:
+    """Column `column` of `frame` formatted as "estimate (MCSE)" from `column` and its _mcse."""
+    mcse = frame[f"{column}_mcse"].astype(float) * scale
+    return [
+        format_estimate(e, m)
+        for e, m in zip(frame[column].astype(float) * scale, mcse, strict=True)
+    ]
+
+
+def _percent(value: object) -> str:
+    return f"{100 * float(value):.1f}%" if _finite(value) else MISSING  # type: ignore[arg-type]
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def html_table(frame: pd.DataFrame, css_class: str = "") -> str:
+    """An HTML table of already formatted (string) cells, escaped, in a scrolling wrapper."""
+    if frame.empty:
+        return '<p class="note">No rows.</p>'
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    rows = "\n".join(
+        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False, name=None)
+    )
+    cls = f' class="{_esc(css_class)}"' if css_class else ""
+    return (
+        f'<div class="table-wrap"><table{cls}><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{rows}\n</tbody></table></div>"
+    )
+
+
+def _kv_table(pairs: Mapping[str, object]) -> str:
+    frame = pd.DataFrame({"": list(pairs), "value": [str(v) for v in pairs.values()]})
+    return html_table(frame, "kv")
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas() if path.exists() else pd.DataFrame()
+
+
+def _cells(perf: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
+    """The cells of the study with their design values and replicates (from the summaries)."""
+    design = ["cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi"]
+    source = conv if not conv.empty else perf
+    if source.empty:
+        return pd.DataFrame(columns=design)
+    cells = add_design_factors(source.drop_duplicates("cell_id")[design])
+    if not conv.empty:
+        reps = conv[conv["start"] != BEST].groupby("cell_id")["n_rep"].max()
+        cells["replicates"] = cells["cell_id"].map(reps)
+    return cells.sort_values(["n", "separation", "sigma_ratio", "pi", "cell_id"], kind="stable")
+
+
+def _cell_labels(cells: pd.DataFrame) -> dict[str, str]:
+    return {row["cell_id"]: cell_label(row) for _, row in cells.iterrows()}
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{_esc(anchor)}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
+
+
+def _aims(config: Mapping) -> str:
+    return (
+        "<p>To evaluate maximum likelihood estimation of two-component univariate Gaussian "
+        "mixtures by the EM algorithm, plain and SQUAREM-accelerated, as in the seed document "
+        "(which fits the weight p(Z=1) by EM with the means and a common standard deviation "
+        "known): how biased and how precise are the estimates, do Wald intervals from the "
+        "observed information reach their nominal coverage, how often and how does EM fail, "
+        "and how fast does it converge compared with the theoretical rate (the fraction of "
+        "missing information) - across sample size, separation of the components and mixing "
+        "proportion, from several starting values.</p>"
+        f"<p>Study: <b>{_esc(config.get('study', 'emsim study'))}</b>.</p>"
+    )
+
+
+def _grid_text(config: Mapping) -> str:
+    grid = config.get("grid")
+    parts = []
+    if isinstance(grid, Mapping):
+        items = [f"{_esc(k)} ∈ {{{_esc(', '.join(map(str, v)))}}}" for k, v in grid.items()]
+        parts.append("<p>Full-factorial grid: " + "; ".join(items) + ".</p>")
+    scenarios = config.get("scenarios") or []
+    if scenarios:
+        parts.append(f"<p>Plus {len(scenarios)} explicit scenario(s).</p>")
+    return "".join(parts)
+
+
+def _data_generation(config: Mapping, cells: pd.DataFrame) -> str:
+    replicates = config.get("replicates")
+    text = (
+        "<p>Each replicate draws n observations as the seed's <code>gen_data</code> does: a "
+        "component label Z = 1 when a uniform draw is at most pi (else Z = 2), then Y ~ "
+        "Normal(mu_Z, sigma_Z). Every replicate has its own random stream, derived from the "
+        "study seed and the cell's parameter values, so results do not depend on chunking, "
+        "order or core count, and all models, methods and starts of a replicate see the same "
+        "data (common random numbers).</p>"
+    )
+    if replicates is not None:
+        text += f"<p>Replicates per cell: <b>{_esc(replicates)}</b>.</p>"
+    text += _grid_text(config)
+    if cells.empty:
+        return text + '<p class="note">No cells in the summary.</p>'
+    shown = pd.DataFrame(
+        {
+            "cell": cells["cell_id"],
+            "n": cells["n"].map(lambda v: f"{int(v)}"),
+            "mu1": cells["mu1"].map(format_number),
+            "mu2": cells["mu2"].map(format_number),
+            "sigma1": cells["sigma1"].map(format_number),
+            "sigma2": cells["sigma2"].map(format_number),
+            "pi": cells["pi"].map(format_number),
+            "|mu2 - mu1|/sigma1": cells["separation"].map(format_number),
+        }
+    )
+    if "replicates" in cells:
+        shown["replicates"] = cells["replicates"].map(
+            lambda v: f"{int(v)}" if _finite(v) else MISSING
+        )
+    return text + f"<h3>Scenarios ({len(cells)} cells)</h3>" + html_table(shown)
+
+
+def _estimands() -> str:
+    rows = pd.DataFrame(
+        {
+            "model": list(MODELS),
+            "estimated": [", ".join(MODELS[m]) for m in MODELS],
+            "held at the true value": [", ".join(known_params(m)) or MISSING for m in MODELS],
+        }
+    )
+    return (
+        "<p>The estimands are the data-generating parameter values of each cell: pi = P(Z=1), "
+        "mu1, mu2, sigma1, sigma2. Estimates are aligned to the truth's component labels "
+        "before comparison (label switching). Each model estimates some of them and holds the "
+        "others at their true values:</p>"
+        + html_table(rows)
+        + "<p>The <code>equal_var</code> model's common sigma is reported once, as parameter "
+        "<code>sigma</code>, with true value sigma1 where sigma1 = sigma2; in cells with "
+        "unequal sigmas it has no true value (the model is misspecified) and only its "
+        "empirical and model-based SEs are reported.</p>"
+    )
+
+
+def _methods(config: Mapping, perf: pd.DataFrame, conv: pd.DataFrame) -> str:
+    source = conv if not conv.empty else perf
+    models = config.get("models") or (
+        list(dict.fromkeys(source["model"])) if not source.empty else []
+    )
+    methods = config.get("methods") or (
+        list(dict.fromkeys(source["method"])) if not source.empty else []
+    )
+    starts = list(dict.fromkeys(source["start"])) if not source.empty else []
+    text = (
+        f"<p>Models: {_esc(', '.join(models) or MISSING)}. Methods: "
+        f"{_esc(', '.join(methods) or MISSING)} (<code>em</code>: plain EM; "
+        "<code>squarem</code>: SQUAREM acceleration, Varadhan &amp; Roland 2008). Every "
+        "replicate is fitted with every model x method x start.</p>"
+    )
+    rows = []
+    for st in config.get("starts") or []:
+        detail = {k: v for k, v in st.items() if k not in ("name", "strategy")}
+        rows.append(
+            {
+                "start": st.get("name", ""),
+                "strategy": st.get("strategy", ""),
+                "settings": json.dumps(detail) if detail else MISSING,
+            }
+        )
+    rows.append(
+        {
+            "start": BEST,
+            "strategy": "derived",
+            "settings": "per replicate, the start with the highest final log-likelihood "
+            "(nonfinite fits excluded)",
+        }
+    )
+    text += "<h3>Starts</h3>" + html_table(pd.DataFrame(rows))
+    if starts:
+        text += f"<p>Starts in the results: {_esc(', '.join(map(str, starts)))}.</p>"
+    em = config.get("em") or {}
+    tol = em.get("tolerance", "1e-05 (default)")
+    cap = em.get("max_iterations", "1000 (default)")
+    text += (
+        "<p>Stopping rule (the seed's): stop after the first iteration whose increase of the "
+        f"total log-likelihood is below <b>{_esc(tol)}</b>, or after <b>{_esc(cap)}</b> "
+        "iterations. Each fit ends with exactly one status: "
+        f"{_esc(', '.join(STATUSES))}.</p>"
+    )
+    return text
+
+
+def _measures_text(level: float) -> str:
+    items = [
+        "bias = mean(est) - theta; MCSE = empSE / sqrt(n_ok)",
+        "empirical SE (empSE) = sd(est); MCSE = empSE / sqrt(2 (n_ok - 1))",
+        "MSE = mean((est - theta)^2); MCSE = sqrt(sum(((est - theta)^2 - MSE)^2) / "
+        "(n_ok (n_ok - 1))); RMSE = sqrt(MSE) with MCSE = MCSE(MSE) / (2 RMSE)",
+        f"coverage C of the {level:.0%} Wald interval est +- z SE; MCSE = sqrt(C (1 - C) / n)",
+        "model SE = sqrt(mean(SE^2)); relative error of the model SE = 100 (modSE / empSE - 1) %",
+        "convergence: share of fits per status (failure rate with binomial MCSE), iterations "
+        "of converged fits (mean, median, 90th percentile), log-likelihood evaluations, run "
+        "time, and EM's empirical rate against the fraction of missing information",
+    ]
+    return (
+        "<p>Morris, White &amp; Crowther (2019), Table 6, per cell x model x method x start "
+        "(x parameter), over the n_ok replicates whose fit converged (of n_rep); other "
+        "statuses are failures and are missing for the performance measures. Coverage and "
+        "model SE use the converged fits with a finite SE. With n_ok &lt; 2 the SD-based "
+        "measures are missing.</p><ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
+    )
+
+
+def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    if perf.empty:
+        return '<p class="note">No performance results.</p>'
+    out = [
+        '<p class="note">Each entry is "estimate (Monte Carlo SE)". Coverage and the relative '
+        "error of the model SE are in percent.</p>"
+    ]
+    for i, (model, rows) in enumerate(perf.groupby("model", sort=False)):
+        table = pd.DataFrame(
+            {
+                "cell": rows["cell_id"].map(lambda c: labels.get(c, c)),
+                "method": rows["method"],
+                "start": rows["start"],
+                "parameter": rows["parameter"],
+                "true value": rows["true_value"].map(format_number),
+                "n_ok / n_rep": rows["n_ok"].astype(str) + " / " + rows["n_rep"].astype(str),
+                "bias": _with_mcse(rows, "bias"),
+                "empirical SE": _with_mcse(rows, "empse"),
+                "RMSE": _with_mcse(rows, "rmse"),
+                "coverage %": _with_mcse(rows, "coverage", 100.0),
+                "model SE": rows["modse"].map(format_number),
+                "rel. error model SE %": rows["relerr_modse"].map(lambda v: format_number(v, 3)),
+            }
+        )
+        is_open = " open" if i == 0 else ""
+        out.append(
+            f"<details{is_open}><summary>model {_esc(model)} ({len(rows)} rows)</summary>"
+            + html_table(table)
+            + "</details>"
+        )
+    return "\n".join(out)
+
+
+def _convergence_table(conv: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    if conv.empty:
+        return '<p class="note">No convergence results.</p>'
+    table = pd.DataFrame(
+        {
+            "cell": conv["cell_id"].map(lambda c: labels.get(c, c)),
+            "model": conv["model"],
+            "method": conv["method"],
+            "start": conv["start"],
+            "n_rep": conv["n_rep"].astype(str),
+            "failure rate %": _with_mcse(conv, "failure_rate", 100.0),
+            "iterations mean": conv["iterations_mean"].map(lambda v: format_number(v, 3)),
+            "median": conv["iterations_median"].map(lambda v: format_number(v, 3)),
+            "p90": conv["iterations_p90"].map(lambda v: format_number(v, 3)),
+            "loglik evals": conv["loglik_evals_mean"].map(lambda v: format_number(v, 3)),
+            "runtime ms": (1000 * conv["runtime_mean_s"].astype(float)).map(
+                lambda v: format_number(v, 3)
+            ),
+            "rate empirical": conv["rate_empirical_mean"].map(lambda v: format_number(v, 3)),
+            "rate theory": conv["rate_theory_mean"].map(lambda v: format_number(v, 3)),
+        }
+    )
+    return (
+        '<p class="note">Iterations and rates over converged fits; evaluations and run time '
+        "over all fits. The start <code>best</code> repeats the chosen start's fit, so its "
+        "cost is that of one fit, not of all the starts tried.</p>"
+        f"<details><summary>convergence by cell ({len(table)} rows)</summary>"
+        + html_table(table)
+        + "</details>"
+    )
+
+
+def _failure_table(conv: pd.DataFrame) -> str:
+    summary = failure_table(conv)
+    if summary.empty:
+        return '<p class="note">No fits.</p>'
+    table = summary[["model", "method", "start"]].copy()
+    table["fits"] = summary["n_fits"].astype(str)
+    table["failed"] = summary["failure_rate"].map(_percent)
+    for status in STATUSES:
+        table[status] = summary[f"rate_{status}"].map(_percent)
+    return "<p>Share of all fits of the study (every cell) ending in each status.</p>" + html_table(
+        table
+    )
+
+
+def _embed_png(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def _figures(figures_dir: Path) -> str:
+    out = []
+    for i, name in enumerate(FIGURE_NAMES, start=1):
+        path = figures_dir / f"{name}.png"
+        caption = f"<b>Figure {i}.</b> {_esc(CAPTIONS[name])}"
+        if path.exists():
+            out.append(
+                f'<figure id="fig-{_esc(name)}"><img src="{_embed_png(path)}" '
+                f'alt="{_esc(name)} figure"><figcaption>{caption}</figcaption></figure>'
+            )
+        else:
+            out.append(f'<p class="note">Figure {i} ({_esc(name)}.png) was not drawn.</p>')
+    # Figures drawn beyond the standard set (e.g. bias of another parameter) are shown too.
+    extra = sorted(p for p in figures_dir.glob("*.png") if p.stem not in FIGURE_NAMES)
+    for j, path in enumerate(extra, start=len(FIGURE_NAMES) + 1):
+        out.append(
+            f'<figure><img src="{_embed_png(path)}" alt="{_esc(path.stem)}">'
+            f"<figcaption><b>Figure {j}.</b> {_esc(path.name)}</figcaption></figure>"
+        )
+    return "\n".join(out)
+
+
+def _version(package: str) -> str:
+    try:
+        return _metadata.version(package)
+    except _metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _format_seconds(value: object) -> str:
+    if not _finite(value):
+        return str(value)
+    s = float(value)  # type: ignore[arg-type]
+    return f"{s:.1f} s ({s / 60:.1f} min)" if s >= 60 else f"{s:.2f} s"
+
+
+def _config_text(config: Mapping) -> str:
+    """The config as YAML, the form the user wrote it in (flow style keeps pairs on one line)."""
+    plain = json.loads(json.dumps(config, default=str))
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+def collect_provenance(
+    provenance: Mapping[str, object],
+    config: Mapping,
+    summary_meta: Mapping[str, str],
+    conv: pd.DataFrame,
+) -> dict[str, str]:
+    """What ran, with which versions and inputs; entries of `provenance` take precedence.
+
+    Keys are snake_case (``git_commit``, ``config_hash``, ``wall_time_s``, ...); any extra key
+    the caller passes is shown as well.
+    """
+    total = int(conv.loc[conv["start"] != BEST, "n_rep"].sum()) if not conv.empty else 0
+    info: dict[str, object] = {
+        "emsim_version": emsim_version(),
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        "pandas_version": pd.__version__,
+        "pyarrow_version": _version("pyarrow"),
+        "matplotlib_version": _version("matplotlib"),
+        "seaborn_version": _version("seaborn"),
+        "snakemake_version": _version("snakemake"),
+        "platform": platform.platform(),
+        "git_commit": summary_meta.get("git_commit") or git_commit() or "not a git checkout",
+        "config_hash": summary_meta.get("config_hash") or MISSING,
+        "seed": config.get("seed", summary_meta.get("seed", MISSING)),
+        "total_fits": total,
+        "wall_time_s": "not recorded",
+        "summary_created": summary_meta.get("created", MISSING),
+        "report_created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in provenance.items():
+        norm = str(key).strip().lower().replace(" ", "_").replace("-", "_")
+        if value is not None and value != "":
+            info[norm] = value
+    if _finite(info["wall_time_s"]):
+        info["wall_time_s"] = _format_seconds(info["wall_time_s"])
+    return {k: str(v) for k, v in info.items()}
+
+
+def write_report(
+    summary_dir: str | os.PathLike[str],
+    figures_dir: str | os.PathLike[str],
+    out_html: str | os.PathLike[str],
+    config: Mapping | None = None,
+    provenance: Mapping[str, object] | None = None,
+) -> Path:
+    """Write the self-contained HTML report of the study to `out_html` (atomically).
+
+    `summary_dir` holds ``performance.parquet`` and ``convergence.parquet``; `figures_dir` the
+    PNGs of `emsim.study.figures.draw_all`; `config` is the validated study config (for the
+    design and methods sections); `provenance` adds or overrides entries of the provenance
+    table (e.g. ``git_commit``, ``config_hash``, ``seed``, ``total_fits``, ``wall_time_s``).
+    Missing inputs give a report that says so rather than an error.
+    """
+    config = dict(config or {})
+    summary_dir, figures_dir = Path(summary_dir), Path(figures_dir)
+    perf = _read(summary_dir / "performance.parquet")
+    conv = _read(summary_dir / "convergence.parquet")
+    perf_path = summary_dir / "performance.parquet"
+    meta = read_metadata(perf_path) if perf_path.exists() else {}
+    level = float(meta.get("coverage_level", (config.get("coverage") or {}).get("level", 0.95)))
+    cells = _cells(perf, conv)
+    labels = _cell_labels(cells) if not cells.empty else {}
+    prov = collect_provenance(provenance or {}, config, meta, conv)
+    title = str(config.get("study") or "emsim study")
+
+    sections = [
+        ("aims", "1. Aims", _aims(config)),
+        ("data", "2. Data-generating mechanisms", _data_generation(config, cells)),
+        ("estimands", "3. Estimands", _estimands()),
+        ("methods", "4. Methods", _methods(config, perf, conv)),
+        ("measures", "5. Performance measures", _measures_text(level)),
+        ("performance", "6. Results: performance", _performance_tables(perf, labels)),
+        ("convergence", "7. Results: convergence", _convergence_table(conv, labels)),
+        ("failures", "8. Results: failure rates", _failure_table(conv)),
+        ("figures", "9. Figures", _figures(figures_dir)),
+        (
+            "provenance",
+            "10. Provenance",
+            _kv_table({k.replace("_", " "): v for k, v in prov.items()})
+            + "<details><summary>configuration</summary><pre>"
+            + _esc(_config_text(config))
+            + "</pre></details>",
+        ),
+    ]
+    toc = "".join(
+        f'<li><a href="#{a}">{_esc(t.split(". ", 1)[1])}</a></li>' for a, t, _ in sections
+    )
+    body = "\n".join(_section(a, t, b) for a, t, b in sections)
+    document = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)}: simulation report</title>
+<style>{CSS}</style>
+</head>
+<body><main>
+<h1>{_esc(title)}</h1>
+<p class="subtitle">Simulation study of the EM algorithm for two-component Gaussian mixtures
+(emsim {_esc(prov["emsim_version"])}; {_esc(prov["total_fits"])} fits;
+report created {_esc(prov["report_created"])}).</p>
+<nav><ol>{toc}</ol></nav>
+{body}
+<p class="note">References: Morris TP, White IR, Crowther MJ (2019). Using simulation studies to
+evaluate statistical methods. Statistics in Medicine 38:2074-2102. Rücker G, Schwarzer G (2014).
+Presenting simulation results in a nested loop plot. BMC Medical Research Methodology 14:129.
+Varadhan R, Roland C (2008). Simple and globally convergent methods for accelerating the
+convergence of any EM algorithm. Scandinavian Journal of Statistics 35:335-353.</p>
+</main></body>
+</html>
+"""
+    out = Path(out_html)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(document, encoding="utf-8"))
+    return out
