@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import emsim
-from emsim.kernels import PI, NormalMixtureKernel
+from emsim import engine
 from emsim.models import estimated_params
 
 N = 200
@@ -253,18 +253,21 @@ def test_nonfinite_pi_model_tiny_known_sigma() -> None:
 
 @pytest.fixture
 def faulty_mstep(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """From the fourth M-step on, swap the weights: pi -> 1 - pi, a much worse point."""
-    calls: list[int] = []
-    original = NormalMixtureKernel.mstep
+    """From the fourth M-step on, swap the weights: pi -> 1 - pi, a much worse point.
 
-    def mstep(self, params, stats):
-        new = original(self, params, stats)
+    The engine is compiled; its pure-Python twin (`fit_one.py_func`, the same source) looks
+    `mstep` up in the module at call time, so the fault can be injected there."""
+    calls: list[int] = []
+    original = engine.mstep
+
+    def mstep(model, n, p, stats, out):
+        original(model, n, p, stats, out)
         calls.append(1)
         if len(calls) > 3:
-            new[:, PI] = 1.0 - new[:, PI]
-        return new
+            out[0] = 1.0 - out[0]
 
-    monkeypatch.setattr(NormalMixtureKernel, "mstep", mstep)
+    monkeypatch.setattr(engine, "mstep", mstep)
+    monkeypatch.setattr(engine, "fit_one", engine.fit_one.py_func)
     return calls
 
 
@@ -303,15 +306,15 @@ MARKED_MU = 100.0  # the row whose M-step is made faulty is the one with data ne
 def faulty_for_marked_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """A row-local fault (it depends only on the row's own parameters, so a batched row still
     equals its single fit): pi -> 0.01 for rows whose mu1 is near MARKED_MU."""
-    original = NormalMixtureKernel.mstep
+    original = engine.mstep
 
-    def mstep(self, params, stats):
-        new = original(self, params, stats)
-        marked = np.abs(params[:, 1] - MARKED_MU) < 20.0
-        new[marked, PI] = 0.01
-        return new
+    def mstep(model, n, p, stats, out):
+        original(model, n, p, stats, out)
+        if abs(p[1] - MARKED_MU) < 20.0:
+            out[0] = 0.01
 
-    monkeypatch.setattr(NormalMixtureKernel, "mstep", mstep)
+    monkeypatch.setattr(engine, "mstep", mstep)
+    monkeypatch.setattr(engine, "fit_one", engine.fit_one.py_func)
 
 
 def test_fit_batch_mixing_all_statuses(faulty_for_marked_row: None) -> None:

@@ -254,32 +254,24 @@ def fit_batch(
         runtime_s=elapsed * evals / evals.sum(),
         model=model,
         method=method,
-        traces=_traces(out.trace_rows, n_rows, names) if traced.any() else [],
+        traces=_traces(out.traces, names) if traced.any() else [],
     )
 
 
-def _traces(trace_rows, n_rows: int, names: tuple[str, ...]) -> list[pd.DataFrame | None]:
-    if not trace_rows:
-        return [None] * n_rows
-    rows = np.concatenate([r for r, *_ in trace_rows])
-    iteration = np.concatenate([np.full(len(r), it) for r, it, *_ in trace_rows])
-    params = np.concatenate([p for _, _, p, _, _ in trace_rows])
-    loglik = np.concatenate([ll for *_, ll, _ in trace_rows])
-    diff = np.concatenate([d for *_, d in trace_rows])
-    order = np.lexsort((iteration, rows))
-    columns = [PARAMS.index(name) for name in names]
-    frame = pd.DataFrame({"iteration": iteration[order]})
-    for name, j in zip(names, columns, strict=True):
-        frame[name] = params[order, j]
-    frame["loglik"] = loglik[order]
-    frame["diff_loglik"] = diff[order]
-    bounds = np.searchsorted(rows[order], np.arange(n_rows + 1))
-    return [
-        frame.iloc[bounds[i] : bounds[i + 1]].reset_index(drop=True)
-        if bounds[i + 1] > bounds[i]
-        else None
-        for i in range(n_rows)
-    ]
+def _traces(traces: list[np.ndarray | None], names: tuple[str, ...]) -> list[pd.DataFrame | None]:
+    columns = [1 + PARAMS.index(name) for name in names]
+    frames: list[pd.DataFrame | None] = []
+    for trace in traces:
+        if trace is None:
+            frames.append(None)
+            continue
+        frame = pd.DataFrame({"iteration": trace[:, 0].astype(np.int64)})
+        for name, j in zip(names, columns, strict=True):
+            frame[name] = trace[:, j]
+        frame["loglik"] = trace[:, 6]
+        frame["diff_loglik"] = trace[:, 7]
+        frames.append(frame)
+    return frames
 
 
 def fit(

@@ -1,17 +1,30 @@
-"""The iteration loop shared by every model and method: plain EM and SQUAREM over a batch.
+"""The iteration loop shared by every model and method: plain EM and SQUAREM, one dataset at a
+time, compiled with numba.
 
-All fits of a batch advance in lockstep; a fit that stops drops out of the work (the batch is
-compacted once a quarter of its rows have stopped), so the cost follows the live fits. Each fit
-ends with exactly one status; nothing here raises on bad numbers.
+Each fit runs to its own end inside compiled code, so a batch costs what its live fits cost
+and nothing per iteration is spent in Python. Each fit ends with exactly one status; nothing
+here raises on bad numbers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-from .kernels import MU1, MU2, PI, SIGMA1, SIGMA2, make_kernel
+from .kernels import (
+    _JIT,
+    MODEL_CODES,
+    N_STATS,
+    make_scratch,
+    mixture_estep,
+    mstep,
+    pi_estep,
+    pi_prepare,
+)
+from .models import STATUSES
 
 # A fit whose mixing weight leaves [PI_EPS, 1 - PI_EPS] is on the boundary of the parameter space.
 PI_EPS = 1e-6
@@ -20,7 +33,13 @@ DECREASE_SLACK_REL = 1e-10
 # SQUAREM's step-length bound grows (and shrinks after a rejected step) by this factor,
 # as in Varadhan & Roland (2008) and their R package's default `mstep`.
 SQUAREM_STEP_FACTOR = 4.0
-_COMPACT_WHEN_LIVE_BELOW = 0.75
+
+CONVERGED, MAX_ITERATIONS, DEGENERATE, BOUNDARY, NONFINITE, DECREASED = range(6)
+_RUNNING = -1
+assert STATUSES[DEGENERATE] == "degenerate" and STATUSES[DECREASED] == "decreased"
+METHOD_CODES = {"em": 0, "squarem": 1}
+# Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik.
+TRACE_WIDTH = 8
 
 
 @dataclass
@@ -32,62 +51,184 @@ class EngineOutput:
     iterations: np.ndarray
     loglik_evals: np.ndarray
     rate_empirical: np.ndarray
-    stats: np.ndarray  # the kernel's statistics at the reported parameters
-    trace_rows: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]]
+    stats: np.ndarray  # the E-step's statistics at the reported parameters
+    traces: list[np.ndarray | None]  # per row: (iterations + 1) x TRACE_WIDTH, or None
 
 
-def _to_unconstrained(params: np.ndarray) -> np.ndarray:
-    u = params.copy()
-    u[:, PI] = np.log(params[:, PI]) - np.log1p(-params[:, PI])
-    u[:, SIGMA1] = np.log(params[:, SIGMA1])
-    u[:, SIGMA2] = np.log(params[:, SIGMA2])
-    return u
+@njit(**_JIT)
+def _invalid(model, p, sigma_floor):
+    """The status a parameter vector forces, or _RUNNING. A vanishing or collapsing component
+    also makes the next statistics 0/0, so the specific diagnoses come before the generic."""
+    if p[0] < PI_EPS or p[0] > 1.0 - PI_EPS:
+        return BOUNDARY
+    if model != 0 and (p[3] < sigma_floor or p[4] < sigma_floor):
+        return DEGENERATE
+    for k in range(5):
+        if not math.isfinite(p[k]):
+            return NONFINITE
+    return _RUNNING
 
 
-def _from_unconstrained(u: np.ndarray) -> np.ndarray:
-    params = u.copy()
-    params[:, PI] = 1.0 / (1.0 + np.exp(-u[:, PI]))
-    params[:, SIGMA1] = np.exp(u[:, SIGMA1])
-    params[:, SIGMA2] = np.exp(u[:, SIGMA2])
-    return params
+@njit(**_JIT)
+def _estep(model, y, log_ratio, base, p, stats, scratch, bits):
+    if model == 0:
+        return pi_estep(log_ratio, base, p[0], stats, scratch, bits)
+    return mixture_estep(y, p, stats, scratch, bits)
 
 
-class _Batch:
-    """Per-row state of the live fits; `compact` drops stopped rows from every array at once."""
+@njit(**_JIT)
+def _to_unconstrained(p, u):
+    u[0] = math.log(p[0]) - math.log1p(-p[0])
+    u[1] = p[1]
+    u[2] = p[2]
+    u[3] = math.log(p[3])
+    u[4] = math.log(p[4])
 
-    def __init__(self, params, loglik, stats, sigma_floor, traced, estimates_sigma):
-        n_rows = params.shape[0]
-        self.rows = np.arange(n_rows)
-        self.params = params
-        self.loglik = loglik
-        self.stats = stats
-        self.sigma_floor = sigma_floor
-        self.traced = traced
-        self.alive = np.ones(n_rows, dtype=bool)
-        self.last_diffs = np.full((n_rows, 2), np.nan)
-        self.step_max = np.ones(n_rows)
-        self.estimates_sigma = estimates_sigma
 
-    _per_row = ("rows", "params", "loglik", "stats", "sigma_floor", "traced", "alive")
-    _per_row += ("last_diffs", "step_max")
+@njit(**_JIT)
+def _from_unconstrained(u, p):
+    p[0] = 1.0 / (1.0 + math.exp(-u[0]))
+    p[1] = u[1]
+    p[2] = u[2]
+    p[3] = math.exp(u[3])
+    p[4] = math.exp(u[4])
 
-    def compact(self, kernel) -> None:
-        keep = self.alive
-        kernel.take(keep)
-        for name in self._per_row:
-            setattr(self, name, getattr(self, name)[keep])
 
-    def invalid_params(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Masks (nonfinite, degenerate, boundary) of parameter rows that must stop a fit."""
-        nonfinite = ~np.isfinite(params).all(axis=1)
-        if self.estimates_sigma:
-            degenerate = (params[:, SIGMA1] < self.sigma_floor) | (
-                params[:, SIGMA2] < self.sigma_floor
-            )
+@njit(**_JIT)
+def _record(trace, row, iteration, p, loglik, diff):
+    if row >= trace.shape[0]:
+        return trace
+    trace[row, 0] = iteration
+    for k in range(5):
+        trace[row, 1 + k] = p[k]
+    trace[row, 6] = loglik
+    trace[row, 7] = diff
+    return trace
+
+
+@njit(**_JIT)
+def fit_one(
+    y, start, model, method, tolerance, max_iterations, sigma_floor, traced, scratch, bits, out
+):
+    """Fit one dataset. `out` receives params (5), loglik, loglik_start, status, iterations,
+    loglik evaluations, empirical rate, then the final statistics; returns the trace (rows
+    0..iterations) or an empty array when not traced."""
+    n = y.size
+    p = start.copy()
+    new = np.empty(5)
+    stats = np.empty(N_STATS)
+    new_stats = np.empty(N_STATS)
+    log_ratio = np.empty(n if model == 0 else 0)
+    base = 0.0
+    if model == 0:
+        base = pi_prepare(y, p, log_ratio)
+    trace = np.empty((max_iterations + 1 if traced else 0, 8))
+
+    loglik = _estep(model, y, log_ratio, base, p, stats, scratch, bits)
+    loglik_start = loglik
+    evals = 1
+    trace = _record(trace, 0, 0, p, loglik, np.nan)
+    status = _invalid(model, p, sigma_floor)
+    if status == _RUNNING and not math.isfinite(loglik):
+        status = NONFINITE
+    iteration = 0
+    last_diff = np.nan
+    previous_diff = np.nan
+    step_max = 1.0
+    # SQUAREM work vectors (parameters of the two EM steps, unconstrained coordinates).
+    p1 = np.empty(5)
+    p2 = np.empty(5)
+    stats2 = np.empty(N_STATS)
+    u0 = np.empty(5)
+    u1 = np.empty(5)
+    u2 = np.empty(5)
+    ux = np.empty(5)
+
+    while status == _RUNNING and iteration < max_iterations:
+        iteration += 1
+        if method == 0:
+            mstep(model, n, p, stats, new)
+            new_loglik = _estep(model, y, log_ratio, base, new, new_stats, scratch, bits)
+            evals += 1
         else:
-            degenerate = np.zeros(params.shape[0], dtype=bool)
-        boundary = (params[:, PI] < PI_EPS) | (params[:, PI] > 1.0 - PI_EPS)
-        return nonfinite, degenerate, boundary
+            # SQUAREM (Varadhan & Roland 2008, scheme S3): two EM steps, a squared
+            # extrapolation in unconstrained coordinates (logit pi, log sigma) with the step
+            # length clamped to [1, step_max], and a fallback to the second EM step unless
+            # the extrapolated point is valid and does not lower the log-likelihood.
+            mstep(model, n, p, stats, p1)
+            _estep(model, y, log_ratio, base, p1, new_stats, scratch, bits)
+            mstep(model, n, p1, new_stats, p2)
+            loglik2 = _estep(model, y, log_ratio, base, p2, stats2, scratch, bits)
+            evals += 3
+            _to_unconstrained(p, u0)
+            _to_unconstrained(p1, u1)
+            _to_unconstrained(p2, u2)
+            rr = 0.0
+            vv = 0.0
+            for k in range(5):
+                r = u1[k] - u0[k]
+                v = (u2[k] - u1[k]) - r
+                rr += r * r
+                vv += v * v
+            alpha = -math.sqrt(rr / vv) if vv > 0.0 else -1.0
+            if not math.isfinite(alpha):
+                alpha = -1.0
+            alpha = min(-1.0, max(alpha, -step_max))
+            for k in range(5):
+                r = u1[k] - u0[k]
+                v = (u2[k] - u1[k]) - r
+                ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
+            _from_unconstrained(ux, new)
+            take = _invalid(model, new, sigma_floor) == _RUNNING
+            new_loglik = -np.inf
+            if take:
+                new_loglik = _estep(model, y, log_ratio, base, new, new_stats, scratch, bits)
+                take = math.isfinite(new_loglik) and new_loglik >= loglik
+            at_bound = alpha == -step_max
+            if at_bound and take:
+                step_max *= SQUAREM_STEP_FACTOR
+            elif at_bound:
+                step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
+            if not take:
+                new[:] = p2
+                new_stats[:] = stats2
+                new_loglik = loglik2
+
+        diff = new_loglik - loglik
+        status = _invalid(model, new, sigma_floor)
+        if status == _RUNNING and not math.isfinite(new_loglik):
+            status = NONFINITE
+        if status == _RUNNING and diff < -DECREASE_SLACK_REL * (abs(loglik) + n):
+            status = DECREASED
+        if status != _RUNNING:
+            # The rejected step is not kept: the fit reports its last valid iterate.
+            iteration -= 1
+            break
+        p[:] = new
+        stats[:] = new_stats
+        loglik = new_loglik
+        previous_diff = last_diff
+        last_diff = diff
+        if traced:
+            trace = _record(trace, iteration, iteration, p, loglik, diff)
+        if diff < tolerance:
+            status = CONVERGED
+    if status == _RUNNING:
+        status = MAX_ITERATIONS
+
+    out[0:5] = p
+    out[5] = loglik
+    out[6] = loglik_start
+    out[7] = status
+    out[8] = iteration
+    out[9] = evals
+    # Parameter errors shrink by the rate r per iteration, so log-likelihood increments
+    # (quadratic in the error) shrink by r^2. SQUAREM's increments follow no such rate.
+    out[10] = np.nan
+    if method == 0 and last_diff > 0.0 and previous_diff > 0.0:
+        out[10] = math.sqrt(last_diff / previous_diff)
+    out[11 : 11 + N_STATS] = stats
+    return trace[: iteration + 1] if traced else trace
 
 
 def run(
@@ -101,131 +242,35 @@ def run(
     traced: np.ndarray,
 ) -> EngineOutput:
     n_rows, n = y.shape
+    scratch, bits = make_scratch(n)
+    out = np.empty((n_rows, 11 + N_STATS))
+    traces: list[np.ndarray | None] = [None] * n_rows
+    model_code, method_code = MODEL_CODES[model], METHOD_CODES[method]
     with np.errstate(all="ignore"):
-        kernel = make_kernel(y, start, model)
-        loglik, stats = kernel.estep(start)
-    batch = _Batch(start.copy(), loglik, stats, sigma_floor, traced, model != "pi")
-
-    out = EngineOutput(
-        params=start.copy(),
-        loglik=loglik.copy(),
-        loglik_start=loglik.copy(),
-        status=np.full(n_rows, "", dtype=object),
-        iterations=np.zeros(n_rows, dtype=np.int64),
-        loglik_evals=np.ones(n_rows, dtype=np.int64),
-        rate_empirical=np.full(n_rows, np.nan),
-        stats=stats.copy(),
-        trace_rows=[],
-    )
-    evals_per_step = 1 if method == "em" else 3
-
-    def record_trace(mask: np.ndarray, iteration: int, diff: np.ndarray) -> None:
-        mask = mask & batch.traced
-        if mask.any():
-            out.trace_rows.append(
-                (batch.rows[mask], iteration, batch.params[mask], batch.loglik[mask], diff[mask])
+        for r in range(n_rows):
+            trace = fit_one(
+                y[r],
+                start[r],
+                model_code,
+                method_code,
+                tolerance,
+                max_iterations,
+                sigma_floor[r],
+                bool(traced[r]),
+                scratch,
+                bits,
+                out[r],
             )
-
-    def finish(mask: np.ndarray, status: str, iterations: int, evals: int) -> None:
-        rows = batch.rows[mask]
-        out.params[rows] = batch.params[mask]
-        out.loglik[rows] = batch.loglik[mask]
-        out.stats[rows] = batch.stats[mask]
-        out.status[rows] = status
-        out.iterations[rows] = iterations
-        out.loglik_evals[rows] = evals
-        if method == "em":
-            latest, previous = batch.last_diffs[mask, 0], batch.last_diffs[mask, 1]
-            # Parameter errors shrink by the rate r per iteration, so log-likelihood increments
-            # (quadratic in the error) shrink by r^2.
-            with np.errstate(all="ignore"):
-                rate = np.sqrt(latest / previous)
-            usable = (latest > 0) & (previous > 0) & np.isfinite(rate)
-            out.rate_empirical[rows] = np.where(usable, rate, np.nan)
-        batch.alive[mask] = False
-
-    record_trace(np.ones(n_rows, dtype=bool), 0, np.full(n_rows, np.nan))
-    start_bad = ~np.isfinite(batch.loglik)
-    nonfinite, degenerate, boundary = batch.invalid_params(batch.params)
-    finish(boundary, "boundary", 0, 1)
-    finish(batch.alive & degenerate, "degenerate", 0, 1)
-    finish(batch.alive & (start_bad | nonfinite), "nonfinite", 0, 1)
-
-    evals = 1
-    iteration = 0
-    with np.errstate(all="ignore"):
-        while iteration < max_iterations and batch.alive.any():
-            if batch.alive.sum() < _COMPACT_WHEN_LIVE_BELOW * batch.alive.size:
-                batch.compact(kernel)
-            iteration += 1
-            evals += evals_per_step
-            if method == "em":
-                new_params = kernel.mstep(batch.params, batch.stats)
-                new_loglik, new_stats = kernel.estep(new_params)
-            else:
-                new_params, new_loglik, new_stats = _squarem_step(kernel, batch)
-
-            diff = new_loglik - batch.loglik
-            nonfinite, degenerate, boundary = batch.invalid_params(new_params)
-            nonfinite |= ~np.isfinite(new_loglik)
-            slack = DECREASE_SLACK_REL * (np.abs(batch.loglik) + n)
-            decreased = diff < -slack
-            rejected = nonfinite | degenerate | boundary | decreased
-
-            accepted = ~rejected
-            batch.params[accepted] = new_params[accepted]
-            batch.loglik[accepted] = new_loglik[accepted]
-            batch.stats[accepted] = new_stats[accepted]
-            batch.last_diffs[accepted, 1] = batch.last_diffs[accepted, 0]
-            batch.last_diffs[accepted, 0] = diff[accepted]
-            record_trace(batch.alive & accepted, iteration, diff)
-
-            # A vanishing or collapsing component also makes the next statistics 0/0, so the
-            # specific diagnoses come before the generic one.
-            finish(batch.alive & boundary, "boundary", iteration - 1, evals)
-            finish(batch.alive & degenerate, "degenerate", iteration - 1, evals)
-            finish(batch.alive & nonfinite, "nonfinite", iteration - 1, evals)
-            finish(batch.alive & decreased, "decreased", iteration - 1, evals)
-            finish(batch.alive & (diff < tolerance), "converged", iteration, evals)
-        finish(batch.alive, "max_iterations", iteration, evals)
-    return out
-
-
-def _squarem_step(kernel, batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One SQUAREM cycle (Varadhan & Roland 2008, scheme S3): two EM steps, a squared
-    extrapolation in unconstrained coordinates (logit pi, log sigma) with the step length clamped
-    to [1, step_max], and a fallback to the second EM step unless the extrapolated point is valid
-    and its log-likelihood is at least the cycle's starting one."""
-    params0 = batch.params
-    params1 = kernel.mstep(params0, batch.stats)
-    _, stats1 = kernel.estep(params1)
-    params2 = kernel.mstep(params1, stats1)
-    loglik2, stats2 = kernel.estep(params2)
-
-    u0 = _to_unconstrained(params0)
-    r = _to_unconstrained(params1) - u0
-    v = _to_unconstrained(params2) - 2.0 * (u0 + r) + u0
-    alpha = -np.sqrt((r * r).sum(axis=1) / (v * v).sum(axis=1))
-    alpha = np.where(np.isfinite(alpha), alpha, -1.0)
-    alpha = np.clip(alpha, -batch.step_max, -1.0)
-    extrapolated = _from_unconstrained(u0 - 2.0 * alpha[:, None] * r + (alpha * alpha)[:, None] * v)
-    loglik_x, stats_x = kernel.estep(extrapolated)
-
-    nonfinite, degenerate, boundary = batch.invalid_params(extrapolated)
-    take = ~(nonfinite | degenerate | boundary) & np.isfinite(loglik_x) & (loglik_x >= batch.loglik)
-    at_bound = alpha == -batch.step_max
-    batch.step_max = np.where(
-        at_bound & take,
-        batch.step_max * SQUAREM_STEP_FACTOR,
-        np.where(
-            at_bound & ~take, np.maximum(1.0, batch.step_max / SQUAREM_STEP_FACTOR), batch.step_max
-        ),
+            if traced[r]:
+                traces[r] = trace
+    return EngineOutput(
+        params=out[:, 0:5],
+        loglik=out[:, 5].copy(),
+        loglik_start=out[:, 6].copy(),
+        status=np.array(STATUSES, dtype=object)[out[:, 7].astype(np.int64)],
+        iterations=out[:, 8].astype(np.int64),
+        loglik_evals=out[:, 9].astype(np.int64),
+        rate_empirical=out[:, 10].copy(),
+        stats=out[:, 11:],
+        traces=traces,
     )
-    return (
-        np.where(take[:, None], extrapolated, params2),
-        np.where(take, loglik_x, loglik2),
-        np.where(take[:, None], stats_x, stats2),
-    )
-
-
-__all__ = ["MU1", "MU2", "PI", "SIGMA1", "SIGMA2", "EngineOutput", "run"]

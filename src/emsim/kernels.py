@@ -1,10 +1,8 @@
-"""E-step and M-step kernels for a batch of datasets of equal length.
+"""E-step and M-step kernels for one dataset (a row of a batch), compiled with numba.
 
-A kernel owns the data of the fits still running (one row per dataset) and maps the parameter
-matrix P (rows x PARAMS, columns pi, mu1, mu2, sigma1, sigma2) to the log-likelihood and the
-sufficient statistics of the next M-step. Every operation on a row depends on that row alone,
-in a fixed order, so one row's numbers never depend on which other rows share the batch: a
-batched fit equals a single fit bit for bit.
+The parameter vector p holds pi, mu1, mu2, sigma1, sigma2 (PARAMS order). An E-step maps p to
+the log-likelihood and the sufficient statistics of the next M-step. Every operation on a row
+depends on that row alone, in a fixed order, so a batched fit equals a single fit bit for bit.
 
 The E-step works in log space with the sigmoid form: with a = log(pi f1(y)), b = log((1-pi) f2(y))
 and d = a - b, the responsibility is 1 / (1 + exp(-d)) and the log-density is
@@ -99,215 +97,181 @@ def _tree_log_product(t: np.ndarray, size: int) -> float:
     return total
 
 
-@njit(**_JIT)
-def _mixture_estep(y, params, loglik, stats):
-    rows, n = y.shape
+MODEL_CODES = {"pi": 0, "equal_var": 1, "full": 2}
+N_STATS = 6
+_N_SCRATCH = 8
+
+
+def make_scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Work arrays for the E-step of data of length n: (float blocks, int64 exponent bits)."""
     size = _block_size(n)
-    poly = np.empty(size)
-    bits = np.empty(size, np.int64)
-    scale = bits.view(np.float64)
-    t_max = np.empty(size)
-    t_log = np.empty(size)
-    t_w1 = np.empty(size)
-    t_z1 = np.empty(size)
-    t_zz1 = np.empty(size)
-    t_w2 = np.empty(size)
-    t_z2 = np.empty(size)
-    t_zz2 = np.empty(size)
-    for row in range(rows):
-        pi = params[row, 0]
-        mu1 = params[row, 1]
-        mu2 = params[row, 2]
-        inv1 = 1.0 / params[row, 3]
-        inv2 = 1.0 / params[row, 4]
-        c1 = math.log(pi) - math.log(params[row, 3]) - LOG_SQRT_2PI
-        c2 = math.log1p(-pi) - math.log(params[row, 4]) - LOG_SQRT_2PI
-        total = np.zeros(8)
-        y_row = y[row]
-        for lo in range(0, n, size):
-            # A slice keeps indices provably non-negative, which LLVM needs to vectorise.
-            y_block = y_row[lo : lo + size]
-            m = y_block.size
-            for j in range(m):
-                z1 = (y_block[j] - mu1) * inv1
-                z2 = (y_block[j] - mu2) * inv2
-                d = (c1 - 0.5 * z1 * z1) - (c2 - 0.5 * z2 * z2)
-                poly[j], bits[j] = _exp_parts(d)
-            for j in range(m):
-                z1 = (y_block[j] - mu1) * inv1
-                z2 = (y_block[j] - mu2) * inv2
-                a = c1 - 0.5 * z1 * z1
-                b = c2 - 0.5 * z2 * z2
-                d = a - b
-                e = poly[j] * scale[j]
-                w = 1.0 / (1.0 + e)
-                ew = e * w
-                r1 = w if d >= 0.0 else ew
-                r2 = ew if d >= 0.0 else w
-                # d - d is 0, or NaN when d is not finite: such a point must poison the sum.
-                t_max[j] = (a if a > b else b) + (d - d)
-                t_log[j] = 1.0 + e
-                t_w1[j] = r1
-                t_z1[j] = r1 * z1
-                t_zz1[j] = r1 * z1 * z1
-                t_w2[j] = r2
-                t_z2[j] = r2 * z2
-                t_zz2[j] = r2 * z2 * z2
-            for j in range(m, size):
-                t_max[j] = 0.0
-                t_log[j] = 1.0
-                t_w1[j] = 0.0
-                t_z1[j] = 0.0
-                t_zz1[j] = 0.0
-                t_w2[j] = 0.0
-                t_z2[j] = 0.0
-                t_zz2[j] = 0.0
-            total[0] += _tree_sum(t_max, size)
-            total[1] += _tree_log_product(t_log, size)
-            total[2] += _tree_sum(t_w1, size)
-            total[3] += _tree_sum(t_z1, size)
-            total[4] += _tree_sum(t_zz1, size)
-            total[5] += _tree_sum(t_w2, size)
-            total[6] += _tree_sum(t_z2, size)
-            total[7] += _tree_sum(t_zz2, size)
-        loglik[row] = total[0] + total[1]
-        stats[row, 0] = total[2]
-        stats[row, 1] = total[3] / total[2]
-        stats[row, 2] = total[4] / total[2]
-        stats[row, 3] = total[5]
-        stats[row, 4] = total[6] / total[5]
-        stats[row, 5] = total[7] / total[5]
+    return np.empty((_N_SCRATCH, size)), np.empty(size, np.int64)
 
 
 @njit(**_JIT)
-def _pi_estep(log_ratio, base, params, loglik, stats):
-    rows, n = log_ratio.shape
-    size = _block_size(n)
-    poly = np.empty(size)
-    bits = np.empty(size, np.int64)
+def mixture_estep(y, p, stats, scratch, bits):
+    """Log-likelihood of the two-normal mixture at p; fills stats with (sum tau1, mean z1,
+    mean z1^2, sum tau2, mean z2, mean z2^2), z_k = (y - mu_k) / sigma_k weighted by tau_k."""
+    n = y.size
+    size = bits.size
     scale = bits.view(np.float64)
-    t_max = np.empty(size)
-    t_log = np.empty(size)
-    t_w1 = np.empty(size)
-    t_var = np.empty(size)
-    for row in range(rows):
-        pi = params[row, 0]
-        log1m_pi = math.log1p(-pi)
-        shift = math.log(pi) - log1m_pi
-        total_max = 0.0
-        total_log = 0.0
-        total_w1 = 0.0
-        total_var = 0.0
-        ratio_row = log_ratio[row]
-        for lo in range(0, n, size):
-            ratio_block = ratio_row[lo : lo + size]
-            m = ratio_block.size
-            for j in range(m):
-                poly[j], bits[j] = _exp_parts(ratio_block[j] + shift)
-            for j in range(m):
-                d = ratio_block[j] + shift
-                e = poly[j] * scale[j]
-                w = 1.0 / (1.0 + e)
-                ew = e * w
-                t_max[j] = (d if d > 0.0 else 0.0) + (d - d)
-                t_log[j] = 1.0 + e
-                t_w1[j] = w if d >= 0.0 else ew
-                t_var[j] = ew * w
-            for j in range(m, size):
-                t_max[j] = 0.0
-                t_log[j] = 1.0
-                t_w1[j] = 0.0
-                t_var[j] = 0.0
-            total_max += _tree_sum(t_max, size)
-            total_log += _tree_log_product(t_log, size)
-            total_w1 += _tree_sum(t_w1, size)
-            total_var += _tree_sum(t_var, size)
-        loglik[row] = base[row] + n * log1m_pi + (total_max + total_log)
-        # sum tau and sum tau (1 - tau): all the pi model's information needs (information.py).
-        stats[row, 0] = total_w1
-        stats[row, 1] = total_var
+    poly = scratch[0]
+    t_max = scratch[1]
+    t_log = scratch[2]
+    t_w1 = scratch[3]
+    t_z1 = scratch[4]
+    t_zz1 = scratch[5]
+    t_w2 = scratch[6]
+    t_z2 = scratch[7]
+    pi = p[0]
+    mu1 = p[1]
+    mu2 = p[2]
+    inv1 = 1.0 / p[3]
+    inv2 = 1.0 / p[4]
+    c1 = math.log(pi) - math.log(p[3]) - LOG_SQRT_2PI
+    c2 = math.log1p(-pi) - math.log(p[4]) - LOG_SQRT_2PI
+    total = np.zeros(8)
+    for lo in range(0, n, size):
+        # A slice keeps indices provably non-negative, which LLVM needs to vectorise.
+        block = y[lo : lo + size]
+        m = block.size
+        for j in range(m):
+            z1 = (block[j] - mu1) * inv1
+            z2 = (block[j] - mu2) * inv2
+            d = (c1 - 0.5 * z1 * z1) - (c2 - 0.5 * z2 * z2)
+            poly[j], bits[j] = _exp_parts(d)
+        # Second pass: the second component's weighted squares go to t_log's slot after the
+        # log-product has been taken, so eight work arrays suffice.
+        for j in range(m):
+            z1 = (block[j] - mu1) * inv1
+            z2 = (block[j] - mu2) * inv2
+            a = c1 - 0.5 * z1 * z1
+            b = c2 - 0.5 * z2 * z2
+            d = a - b
+            e = poly[j] * scale[j]
+            w = 1.0 / (1.0 + e)
+            ew = e * w
+            r1 = w if d >= 0.0 else ew
+            r2 = ew if d >= 0.0 else w
+            # d - d is 0, or NaN when d is not finite: such a point must poison the sum.
+            t_max[j] = (a if a > b else b) + (d - d)
+            t_log[j] = 1.0 + e
+            t_w1[j] = r1
+            t_z1[j] = r1 * z1
+            t_zz1[j] = r1 * z1 * z1
+            t_w2[j] = r2
+            t_z2[j] = r2 * z2
+            poly[j] = r2 * z2 * z2
+        for j in range(m, size):
+            t_max[j] = 0.0
+            t_log[j] = 1.0
+            t_w1[j] = 0.0
+            t_z1[j] = 0.0
+            t_zz1[j] = 0.0
+            t_w2[j] = 0.0
+            t_z2[j] = 0.0
+            poly[j] = 0.0
+        total[0] += _tree_sum(t_max, size)
+        total[1] += _tree_log_product(t_log, size)
+        total[2] += _tree_sum(t_w1, size)
+        total[3] += _tree_sum(t_z1, size)
+        total[4] += _tree_sum(t_zz1, size)
+        total[5] += _tree_sum(t_w2, size)
+        total[6] += _tree_sum(t_z2, size)
+        total[7] += _tree_sum(poly, size)
+    stats[0] = total[2]
+    stats[1] = total[3] / total[2]
+    stats[2] = total[4] / total[2]
+    stats[3] = total[5]
+    stats[4] = total[6] / total[5]
+    stats[5] = total[7] / total[5]
+    return total[0] + total[1]
 
 
-class PiKernel:
-    """Only the mixing weight is unknown: the component log-densities are fixed, so their
-    difference is computed once and an iteration is one exp per point."""
-
-    n_stats = 2
-
-    def __init__(self, y: np.ndarray, params: np.ndarray) -> None:
-        n = y.shape[1]
-        z1 = (y - params[:, MU1, None]) / params[:, SIGMA1, None]
-        z2 = (y - params[:, MU2, None]) / params[:, SIGMA2, None]
-        log_f2 = -0.5 * z2 * z2 - np.log(params[:, SIGMA2, None])
-        self.n = n
-        self.log_ratio = np.ascontiguousarray(
-            (-0.5 * z1 * z1 - np.log(params[:, SIGMA1, None])) - log_f2
-        )
-        self.base = log_f2.sum(axis=1) - n * LOG_SQRT_2PI
-
-    def take(self, keep: np.ndarray) -> None:
-        self.log_ratio = self.log_ratio[keep]
-        self.base = self.base[keep]
-
-    def estep(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = params.shape[0]
-        loglik = np.empty(rows)
-        stats = np.empty((rows, 2))
-        _pi_estep(self.log_ratio, self.base, np.ascontiguousarray(params), loglik, stats)
-        return loglik, stats
-
-    def mstep(self, params: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        new = params.copy()
-        new[:, PI] = stats[:, 0] / self.n
-        return new
+@njit(**_JIT)
+def pi_prepare(y, p, log_ratio):
+    """For the pi model: fill log_ratio with log f1(y) - log f2(y) (fixed while only pi moves)
+    and return sum log f2(y), the rest of the log-likelihood."""
+    inv1 = 1.0 / p[3]
+    inv2 = 1.0 / p[4]
+    c1 = -math.log(p[3])
+    c2 = -math.log(p[4]) - LOG_SQRT_2PI
+    base = 0.0
+    for j in range(y.size):
+        z1 = (y[j] - p[1]) * inv1
+        z2 = (y[j] - p[2]) * inv2
+        log_f2 = c2 - 0.5 * z2 * z2
+        log_ratio[j] = (c1 - 0.5 * z1 * z1) - (log_f2 + LOG_SQRT_2PI)
+        base += log_f2
+    return base
 
 
-class NormalMixtureKernel:
-    """Means and standard deviations estimated too (`equal_var` ties the two sigmas).
+@njit(**_JIT)
+def pi_estep(log_ratio, base, pi, stats, scratch, bits):
+    """Log-likelihood of the pi model; stats[0] = sum tau, stats[1] = sum tau (1 - tau), all
+    that the pi model's M-step and information need."""
+    n = log_ratio.size
+    size = bits.size
+    scale = bits.view(np.float64)
+    poly = scratch[0]
+    t_max = scratch[1]
+    t_log = scratch[2]
+    t_w1 = scratch[3]
+    t_var = scratch[4]
+    log1m_pi = math.log1p(-pi)
+    shift = math.log(pi) - log1m_pi
+    total_max = 0.0
+    total_log = 0.0
+    total_w1 = 0.0
+    total_var = 0.0
+    for lo in range(0, n, size):
+        block = log_ratio[lo : lo + size]
+        m = block.size
+        for j in range(m):
+            poly[j], bits[j] = _exp_parts(block[j] + shift)
+        for j in range(m):
+            d = block[j] + shift
+            e = poly[j] * scale[j]
+            w = 1.0 / (1.0 + e)
+            ew = e * w
+            t_max[j] = (d if d > 0.0 else 0.0) + (d - d)
+            t_log[j] = 1.0 + e
+            t_w1[j] = w if d >= 0.0 else ew
+            t_var[j] = ew * w
+        for j in range(m, size):
+            t_max[j] = 0.0
+            t_log[j] = 1.0
+            t_w1[j] = 0.0
+            t_var[j] = 0.0
+        total_max += _tree_sum(t_max, size)
+        total_log += _tree_log_product(t_log, size)
+        total_w1 += _tree_sum(t_w1, size)
+        total_var += _tree_sum(t_var, size)
+    stats[0] = total_w1
+    stats[1] = total_var
+    return base + n * log1m_pi + (total_max + total_log)
 
-    The M-step statistics are moments of z = (y - mu_old) / sigma_old rather than of y, so the
-    variance update subtracts two numbers of order one instead of order y^2: data offset by 1e8
-    lose nothing, and near convergence the correction A^2 is tiny.
-    """
 
-    n_stats = 6
-
-    def __init__(self, y: np.ndarray, equal_var: bool) -> None:
-        self.y = np.ascontiguousarray(y)
-        self.equal_var = equal_var
-
-    def take(self, keep: np.ndarray) -> None:
-        self.y = self.y[keep]
-
-    def estep(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = params.shape[0]
-        loglik = np.empty(rows)
-        stats = np.empty((rows, 6))
-        _mixture_estep(self.y, np.ascontiguousarray(params), loglik, stats)
-        return loglik, stats
-
-    def mstep(self, params: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        new = np.empty_like(params)
-        weight1, shift1, second1 = stats[:, 0], stats[:, 1], stats[:, 2]
-        weight2, shift2, second2 = stats[:, 3], stats[:, 4], stats[:, 5]
-        sigma1, sigma2 = params[:, SIGMA1], params[:, SIGMA2]
-        new[:, PI] = weight1 / (weight1 + weight2)
-        new[:, MU1] = params[:, MU1] + sigma1 * shift1
-        new[:, MU2] = params[:, MU2] + sigma2 * shift2
-        # Rounding can push E[z^2] - E[z]^2 a hair below zero for a collapsing component.
-        var1 = sigma1 * sigma1 * np.maximum(second1 - shift1 * shift1, 0.0)
-        var2 = sigma2 * sigma2 * np.maximum(second2 - shift2 * shift2, 0.0)
-        if self.equal_var:
-            common = np.sqrt((weight1 * var1 + weight2 * var2) / (weight1 + weight2))
-            new[:, SIGMA1] = common
-            new[:, SIGMA2] = common
-        else:
-            new[:, SIGMA1] = np.sqrt(var1)
-            new[:, SIGMA2] = np.sqrt(var2)
-        return new
-
-
-def make_kernel(y: np.ndarray, params: np.ndarray, model: str) -> PiKernel | NormalMixtureKernel:
-    if model == "pi":
-        return PiKernel(y, params)
-    return NormalMixtureKernel(y, equal_var=(model == "equal_var"))
+@njit(**_JIT)
+def mstep(model, n, p, stats, out):
+    """EM's M-step from the E-step's statistics. The moments are of z = (y - mu_old) /
+    sigma_old, not of y, so the variance update subtracts numbers of order one: data offset by
+    1e8 lose nothing, and near convergence the correction shift^2 is tiny."""
+    for k in range(5):
+        out[k] = p[k]
+    if model == 0:
+        out[0] = stats[0] / n
+        return
+    out[0] = stats[0] / (stats[0] + stats[3])
+    out[1] = p[1] + p[3] * stats[1]
+    out[2] = p[2] + p[4] * stats[4]
+    # Rounding can push E[z^2] - E[z]^2 a hair below zero for a collapsing component.
+    var1 = p[3] * p[3] * max(stats[2] - stats[1] * stats[1], 0.0)
+    var2 = p[4] * p[4] * max(stats[5] - stats[4] * stats[4], 0.0)
+    if model == 1:
+        common = math.sqrt((stats[0] * var1 + stats[3] * var2) / (stats[0] + stats[3]))
+        out[3] = common
+        out[4] = common
+    else:
+        out[3] = math.sqrt(var1)
+        out[4] = math.sqrt(var2)

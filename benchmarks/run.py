@@ -1,0 +1,307 @@
+"""Speed benchmarks: emsim against the bound E (one numpy exp pass) and its peers.
+
+Every ratio is measured within one run, so the machine's noise cancels. Prints one table and
+saves it as results/bench/benchmarks.csv with a bar chart results/bench/benchmarks.png.
+Baselines: a plain numpy EM written here, scikit-learn's GaussianMixture (extra `bench`), and,
+when Rscript with dplyr/mixtools is installed, the seed's R code and R mixtools.
+
+    python benchmarks/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import emsim
+from emsim.demo import run_seed_demo
+
+HERE = Path(__file__).parent
+OUT = HERE.parent / "results" / "bench"
+SEED_KNOWN = {"mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0}
+FULL_START = {"pi": 0.5, "mu1": -0.5, "mu2": 2.5, "sigma1": 1.0, "sigma2": 1.0}
+
+
+def best_of(func: Callable[[], object], repeats: int) -> float:
+    """Minimum wall time of `repeats` calls: the least disturbed by other load."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def exp_pass(n: int, repeats: int = 50) -> float:
+    x = np.random.default_rng(0).standard_normal(n)
+    return best_of(lambda: np.exp(x), repeats)
+
+
+def seed_data() -> np.ndarray:
+    return emsim.simulate(500_000, (0.0, 2.0), 1.0, 0.8, emsim.RRandom(1))
+
+
+def numpy_em_iteration(y: np.ndarray, p: dict[str, float]) -> dict[str, float]:
+    """One plain numpy EM iteration of the full model (one array expression per step)."""
+
+    def density(mu, sigma):
+        return np.exp(-0.5 * ((y - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+    joint1 = p["pi"] * density(p["mu1"], p["sigma1"])
+    joint2 = (1 - p["pi"]) * density(p["mu2"], p["sigma2"])
+    total = joint1 + joint2
+    np.log(total).sum()
+    tau = joint1 / total
+    w1, w2 = tau.sum(), (1 - tau).sum()
+    mu1, mu2 = (tau * y).sum() / w1, ((1 - tau) * y).sum() / w2
+    return {
+        "pi": w1 / len(y),
+        "mu1": mu1,
+        "mu2": mu2,
+        "sigma1": np.sqrt((tau * (y - mu1) ** 2).sum() / w1),
+        "sigma2": np.sqrt(((1 - tau) * (y - mu2) ** 2).sum() / w2),
+    }
+
+
+def sklearn_model(start: dict[str, float], max_iter: int, tol: float):
+    from sklearn.mixture import GaussianMixture
+
+    return GaussianMixture(
+        n_components=2,
+        max_iter=max_iter,
+        tol=tol,
+        weights_init=[start["pi"], 1 - start["pi"]],
+        means_init=[[start["mu1"]], [start["mu2"]]],
+        precisions_init=[[[start["sigma1"] ** -2]], [[start["sigma2"] ** -2]]],
+    )
+
+
+def have_sklearn() -> bool:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def rscript_with(package: str) -> str | None:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None
+    probe = subprocess.run(
+        [rscript, "-e", f"quit(status = !requireNamespace('{package}', quietly = TRUE))"],
+        capture_output=True,
+    )
+    return rscript if probe.returncode == 0 else None
+
+
+def parse_r(output: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (item.split("=") for item in output.split())}
+
+
+def case_demo(rows: list[dict], notes: list[str], repeats: int) -> None:
+    run_seed_demo()  # compile and warm up
+    fit_s = min(run_seed_demo().fit_seconds for _ in range(repeats))
+    e = exp_pass(500_000)
+    row = {"case": "seed demo fit (pi model, n=500000, 18 it)", "emsim_s": fit_s, "E_s": e}
+    row["emsim_in_E"] = fit_s / e
+    row["target"] = "<= 36 E"
+    row["met"] = fit_s <= 36 * e
+    rscript = rscript_with("dplyr")
+    if rscript:
+        done = subprocess.run(
+            [rscript, str(HERE / "seed_fit.R")], capture_output=True, text=True, check=True
+        )
+        r = parse_r(done.stdout)
+        row["baseline"] = "seed R/dplyr (warm)"
+        row["baseline_s"] = r["warm"]
+        rows.append(row)
+        rows.append({**row, "baseline": "seed R/dplyr (first run)", "baseline_s": r["first"]})
+        return
+    notes.append("seed R code skipped: Rscript with dplyr not found")
+    rows.append(row)
+
+
+def case_full_iteration(rows: list[dict], notes: list[str], repeats: int) -> None:
+    y = seed_data()
+    iterations = 20
+    tolerance = 1e-300  # never converges within `iterations`: every fit runs them all
+    emsim.fit(y, model="full", start=FULL_START, tolerance=tolerance, max_iterations=2)
+
+    def run_emsim():
+        emsim.fit(y, model="full", start=FULL_START, tolerance=tolerance, max_iterations=iterations)
+
+    def run_short():
+        emsim.fit(y, model="full", start=FULL_START, tolerance=tolerance, max_iterations=1)
+
+    # Per-iteration cost net of the one-off work (validation, start, standard errors).
+    per_it = (best_of(run_emsim, repeats) - best_of(run_short, repeats)) / (iterations - 1)
+    e = exp_pass(len(y))
+    base = {"case": "full model, one EM iteration, n=500000", "emsim_s": per_it, "E_s": e}
+    base |= {"emsim_in_E": per_it / e, "target": "<= 4 E", "met": per_it <= 4 * e}
+    params = dict(FULL_START)
+    numpy_s = best_of(lambda: numpy_em_iteration(y, params), repeats)
+    rows.append({**base, "baseline": "plain numpy EM", "baseline_s": numpy_s})
+    if have_sklearn():
+        x = y[:, None]
+        sk = best_of(lambda: sklearn_model(FULL_START, 10, 0.0).fit(x), max(1, repeats // 2)) / 10
+        rows.append({**base, "baseline": "scikit-learn GaussianMixture", "baseline_s": sk})
+    else:
+        notes.append("scikit-learn skipped: install the 'bench' extra")
+
+
+def small_batch(replicates: int, n: int) -> np.ndarray:
+    seeds = np.random.SeedSequence(2024).spawn(replicates)
+    return np.stack(
+        [emsim.simulate(n, (0.0, 2.0), 1.0, 0.8, np.random.default_rng(s)) for s in seeds]
+    )
+
+
+def case_small_batch(rows: list[dict], notes: list[str], repeats: int, replicates: int) -> None:
+    Y = small_batch(replicates, 100)
+    emsim.fit_batch(Y[:10], model="full", start=FULL_START)
+    per_fit = best_of(lambda: emsim.fit_batch(Y, model="full", start=FULL_START), repeats)
+    per_fit /= replicates
+    result = emsim.fit_batch(Y, model="full", start=FULL_START)
+    e = exp_pass(100)
+    base = {
+        "case": f"{replicates} fits x n=100, full model (mean {result.iterations.mean():.0f} it)",
+        "emsim_s": per_fit,
+        "E_s": e,
+        "emsim_in_E": per_fit / e,
+        "target": "<= 0.15 ms per fit",
+        "met": per_fit <= 0.15e-3,
+    }
+    added = False
+    if have_sklearn():
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        subset = Y[: min(100, replicates)]
+        began = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for row in subset:
+                # sklearn's tol is per observation: 1e-5 total over n = 100 points.
+                sklearn_model(FULL_START, 1000, 1e-5 / 100).fit(row[:, None])
+        sk = (time.perf_counter() - began) / len(subset)
+        rows.append({**base, "baseline": "scikit-learn (per fit)", "baseline_s": sk})
+        added = True
+    rscript = rscript_with("mixtools")
+    if rscript:
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / "y.csv"
+            np.savetxt(csv, Y, delimiter=",", fmt="%.17g")
+            start = ",".join(str(FULL_START[k]) for k in emsim.PARAMS)
+            done = subprocess.run(
+                [rscript, str(HERE / "mixtools_batch.R"), str(csv), start],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        mix = parse_r(done.stdout.strip().splitlines()[-1])["per_fit"]
+        rows.append({**base, "baseline": "R mixtools normalmixEM (per fit)", "baseline_s": mix})
+        added = True
+    else:
+        notes.append("R mixtools skipped: Rscript with mixtools not found")
+    if not added:
+        rows.append(base)
+
+
+def evals_to_reach(result, target: float, evals_per_step: int) -> int | None:
+    trace = result.trace
+    reached = np.flatnonzero(trace["loglik"].to_numpy() >= target)
+    if reached.size == 0:
+        return None
+    return 1 + evals_per_step * int(trace["iteration"].iloc[reached[0]])
+
+
+def case_squarem(rows: list[dict], notes: list[str]) -> None:
+    y = seed_data()
+    start = {"pi": 0.5, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0}
+    plain = emsim.fit(
+        y, model="full", start=start, tolerance=1e-8, max_iterations=20_000, trace=True
+    )
+    fast = emsim.fit(
+        y,
+        model="full",
+        method="squarem",
+        start=start,
+        tolerance=1e-8,
+        max_iterations=20_000,
+        trace=True,
+    )
+    limit = max(plain.loglik, fast.loglik)
+    plain_evals = evals_to_reach(plain, limit - 1e-6, 1)
+    fast_evals = evals_to_reach(fast, limit - 1e-6, 3)
+    if plain_evals is None or fast_evals is None:
+        notes.append("SQUAREM case: a method never came within 1e-6 of the limit")
+        return
+    rows.append(
+        {
+            "case": "SQUAREM: E-steps to EM's limit (1e-6), seed data, full model",
+            "emsim_s": float(fast_evals),
+            "baseline": "plain EM (E-steps)",
+            "baseline_s": float(plain_evals),
+            "target": ">= 10x fewer E-steps",
+            "met": plain_evals >= 10 * fast_evals,
+        }
+    )
+
+
+def draw(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(table) + 1.5))
+    labels = table["case"].str.slice(0, 48) + "\nvs " + table["baseline"].fillna("")
+    sns.barplot(x=table["speedup"], y=labels, ax=ax, color="tab:blue")
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up of emsim over the baseline (baseline time / emsim time, log scale)")
+    ax.set_ylabel("")
+    ax.set_title("emsim against its peers (same run, same machine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and replicates")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else 7
+    rows: list[dict] = []
+    notes: list[str] = []
+    case_demo(rows, notes, repeats)
+    case_full_iteration(rows, notes, repeats)
+    case_small_batch(rows, notes, repeats, 200 if args.quick else 1000)
+    case_squarem(rows, notes)
+    table = pd.DataFrame(rows)
+    table["speedup"] = table["baseline_s"] / table["emsim_s"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    table.to_csv(OUT / "benchmarks.csv", index=False)
+    draw(table.dropna(subset=["speedup"]), OUT / "benchmarks.png")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"saved {OUT / 'benchmarks.csv'} and {OUT / 'benchmarks.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
