@@ -218,7 +218,13 @@ def test_fit_trace_is_monotone(capsys, data_file, tmp_path, suffix) -> None:
     trace_path = tmp_path / f"trace{suffix}"
     result = fit_json(capsys, data_file, "--trace", trace_path)
     trace = read_table(trace_path)
-    assert list(trace.columns) == ["iteration", *emsim.PARAMS, "loglik", "diff_loglik"]
+    assert list(trace.columns) == [
+        "iteration",
+        *emsim.PARAMS,
+        "loglik",
+        "diff_loglik",
+        "loglik_evals",
+    ]
     assert len(trace) == result["iterations"] + 1
     np.testing.assert_array_equal(trace["iteration"], np.arange(len(trace)))
     loglik = trace["loglik"].to_numpy()

@@ -270,6 +270,7 @@ def _traces(traces: list[np.ndarray | None], names: tuple[str, ...]) -> list[pd.
             frame[name] = trace[:, j]
         frame["loglik"] = trace[:, 6]
         frame["diff_loglik"] = trace[:, 7]
+        frame["loglik_evals"] = trace[:, 8].astype(np.int64)
         frames.append(frame)
     return frames
 

@@ -38,8 +38,8 @@ CONVERGED, MAX_ITERATIONS, DEGENERATE, BOUNDARY, NONFINITE, DECREASED = range(6)
 _RUNNING = -1
 assert STATUSES[DEGENERATE] == "degenerate" and STATUSES[DECREASED] == "decreased"
 METHOD_CODES = {"em": 0, "squarem": 1}
-# Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik.
-TRACE_WIDTH = 8
+# Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik, loglik_evals.
+TRACE_WIDTH = 9
 
 
 @dataclass
@@ -95,15 +95,13 @@ def _from_unconstrained(u, p):
 
 
 @njit(**_JIT)
-def _record(trace, row, iteration, p, loglik, diff):
-    if row >= trace.shape[0]:
-        return trace
-    trace[row, 0] = iteration
+def _record(trace, row, p, loglik, diff, evals):
+    trace[row, 0] = row
     for k in range(5):
         trace[row, 1 + k] = p[k]
     trace[row, 6] = loglik
     trace[row, 7] = diff
-    return trace
+    trace[row, 8] = evals
 
 
 @njit(**_JIT)
@@ -122,12 +120,13 @@ def fit_one(
     base = 0.0
     if model == 0:
         base = pi_prepare(y, p, log_ratio)
-    trace = np.empty((max_iterations + 1 if traced else 0, 8))
+    trace = np.empty((max_iterations + 1 if traced else 0, TRACE_WIDTH))
 
     loglik = _estep(model, y, log_ratio, base, p, stats, scratch, bits)
     loglik_start = loglik
     evals = 1
-    trace = _record(trace, 0, 0, p, loglik, np.nan)
+    if traced:
+        _record(trace, 0, p, loglik, np.nan, evals)
     status = _invalid(model, p, sigma_floor)
     if status == _RUNNING and not math.isfinite(loglik):
         status = NONFINITE
@@ -138,7 +137,6 @@ def fit_one(
     # SQUAREM work vectors (parameters of the two EM steps, unconstrained coordinates).
     p1 = np.empty(5)
     p2 = np.empty(5)
-    stats2 = np.empty(N_STATS)
     u0 = np.empty(5)
     u1 = np.empty(5)
     u2 = np.empty(5)
@@ -151,15 +149,15 @@ def fit_one(
             new_loglik = _estep(model, y, log_ratio, base, new, new_stats, scratch, bits)
             evals += 1
         else:
-            # SQUAREM (Varadhan & Roland 2008, scheme S3): two EM steps, a squared
-            # extrapolation in unconstrained coordinates (logit pi, log sigma) with the step
-            # length clamped to [1, step_max], and a fallback to the second EM step unless
-            # the extrapolated point is valid and does not lower the log-likelihood.
+            # SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1):
+            # two EM steps, a squared extrapolation in unconstrained coordinates (logit pi,
+            # log sigma) with the step length clamped to [1, step_max], one stabilising EM
+            # step from the extrapolated point, and a fallback to the second EM step unless
+            # the result is valid and does not lower the log-likelihood.
             mstep(model, n, p, stats, p1)
             _estep(model, y, log_ratio, base, p1, new_stats, scratch, bits)
             mstep(model, n, p1, new_stats, p2)
-            loglik2 = _estep(model, y, log_ratio, base, p2, stats2, scratch, bits)
-            evals += 3
+            evals += 1
             _to_unconstrained(p, u0)
             _to_unconstrained(p1, u1)
             _to_unconstrained(p2, u2)
@@ -174,25 +172,35 @@ def fit_one(
             if not math.isfinite(alpha):
                 alpha = -1.0
             alpha = min(-1.0, max(alpha, -step_max))
-            for k in range(5):
-                r = u1[k] - u0[k]
-                v = (u2[k] - u1[k]) - r
-                ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
-            _from_unconstrained(ux, new)
-            take = _invalid(model, new, sigma_floor) == _RUNNING
+            take = True
+            if alpha < -1.01:
+                for k in range(5):
+                    r = u1[k] - u0[k]
+                    v = (u2[k] - u1[k]) - r
+                    ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
+                _from_unconstrained(ux, p1)
+                take = _invalid(model, p1, sigma_floor) == _RUNNING
+                if take:
+                    _estep(model, y, log_ratio, base, p1, new_stats, scratch, bits)
+                    evals += 1
+                    mstep(model, n, p1, new_stats, new)
+                    take = _invalid(model, new, sigma_floor) == _RUNNING
+            else:
+                new[:] = p2
             new_loglik = -np.inf
             if take:
                 new_loglik = _estep(model, y, log_ratio, base, new, new_stats, scratch, bits)
+                evals += 1
                 take = math.isfinite(new_loglik) and new_loglik >= loglik
             at_bound = alpha == -step_max
-            if at_bound and take:
-                step_max *= SQUAREM_STEP_FACTOR
-            elif at_bound:
-                step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
             if not take:
                 new[:] = p2
-                new_stats[:] = stats2
-                new_loglik = loglik2
+                new_loglik = _estep(model, y, log_ratio, base, new, new_stats, scratch, bits)
+                evals += 1
+                if at_bound:
+                    step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
+            elif at_bound:
+                step_max *= SQUAREM_STEP_FACTOR
 
         diff = new_loglik - loglik
         status = _invalid(model, new, sigma_floor)
@@ -210,7 +218,7 @@ def fit_one(
         previous_diff = last_diff
         last_diff = diff
         if traced:
-            trace = _record(trace, iteration, iteration, p, loglik, diff)
+            _record(trace, iteration, p, loglik, diff, evals)
         if diff < tolerance:
             status = CONVERGED
     if status == _RUNNING:

@@ -384,10 +384,11 @@ class Study:
         return int(400 + math.ceil(cells * 8 * 40 / 2**20))
 
     def fit_runtime_min(self, cell_id: str) -> int:
-        # Generous: about 1 microsecond per data point per EM iteration over all fits of the
-        # chunk, at 300 iterations on average (overlapping cells run to the 1000 cap).
-        work = self.cell(cell_id).n * self.chunk_size * self.fits_per_replicate * 300
-        return int(5 + math.ceil(work * 1e-6 / 60))
+        # Measured on one core: about 2 microseconds per data point per fit in the slowest
+        # (overlapping, n = 5000) cells, whose fits often run to the iteration cap. Five times
+        # that, plus start-up, so that a slower node does not hit a scheduler's time limit.
+        work = self.cell(cell_id).n * self.chunk_size * self.fits_per_replicate
+        return int(5 + math.ceil(work * 1e-5 / 60))
 
     def summary_line(self) -> str:
         return (

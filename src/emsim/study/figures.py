@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 
 from emsim.models import MODELS, STATUSES
 from emsim.study.measures import BEST, CONVERGED, atomic_write, read_dataset
+from emsim.study.parquet_io import read_metadata
 
 DPI = 120
 NO_DATA = "no data"
@@ -838,34 +839,34 @@ def plot_traces(
 def _read_summary(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     if not path.exists():
         return pd.DataFrame(), {}
-    table = pq.read_table(path)
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    return table.to_pandas(), meta
+    return pq.read_table(path).to_pandas(), read_metadata(path)
 
 
 def draw_all(
     summary_dir: str | os.PathLike[str],
     traces_dir: str | os.PathLike[str],
     figures_dir: str | os.PathLike[str],
+    *,
+    dpi: int = DPI,
 ) -> dict[str, Path]:
     """Draw every figure of `FIGURE_NAMES` into ``figures_dir/<name>.png``; return the paths.
 
     Reads ``performance.parquet`` and ``convergence.parquet`` from `summary_dir` (the coverage
-    level is taken from their metadata) and every Parquet file under `traces_dir`.
+    level is taken from their metadata, as `measures.summarise` wrote it) and every Parquet file
+    under `traces_dir`. Missing inputs give "no data" figures, not errors.
     """
-    summary_dir, figures_dir = Path(summary_dir), Path(figures_dir)
+    summary_dir, out = Path(summary_dir), Path(figures_dir)
     perf, meta = _read_summary(summary_dir / "performance.parquet")
     conv, _ = _read_summary(summary_dir / "convergence.parquet")
     traces = read_dataset(traces_dir)
     level = float(meta.get("coverage_level", 0.95))
-    out = figures_dir
     return {
-        "traces": plot_traces(traces, out / "traces.png"),
-        "bias": plot_bias(perf, out / "bias.png"),
-        "rmse": plot_rmse(perf, out / "rmse.png"),
-        "coverage": plot_coverage(perf, out / "coverage.png", level=level),
-        "iterations": plot_iterations(conv, out / "iterations.png"),
-        "rate": plot_rate(conv, out / "rate.png"),
-        "failures": plot_failures(conv, out / "failures.png"),
-        "nested_loop": plot_nested_loop(perf, out / "nested_loop.png"),
+        "traces": plot_traces(traces, out / "traces.png", dpi=dpi),
+        "bias": plot_bias(perf, out / "bias.png", dpi=dpi),
+        "rmse": plot_rmse(perf, out / "rmse.png", dpi=dpi),
+        "coverage": plot_coverage(perf, out / "coverage.png", level=level, dpi=dpi),
+        "iterations": plot_iterations(conv, out / "iterations.png", dpi=dpi),
+        "rate": plot_rate(conv, out / "rate.png", dpi=dpi),
+        "failures": plot_failures(conv, out / "failures.png", dpi=dpi),
+        "nested_loop": plot_nested_loop(perf, out / "nested_loop.png", dpi=dpi),
     }

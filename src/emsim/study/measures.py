@@ -140,10 +140,10 @@ def add_best_start(
     log-likelihood among the starts whose status is not in `exclude` (default: ``nonfinite``)
     and whose loglik is finite; ties go to the row that comes first. A group without any such
     start still gets a ``best`` row (a copy of its first row) so that ``best`` has as many
-    replicates as every other start and its failures are counted. ``best_start_gap`` is the best loglik minus the row's own:
-    0 for the chosen row, > 0 where that start stopped at a worse (local) maximum, NaN for
-    excluded fits and where either loglik is not finite. Existing ``best`` rows are dropped
-    first, so this is idempotent.
+    replicates as every other start and its failures are counted. ``best_start_gap`` is the best
+    loglik minus the row's own: 0 for the chosen row, > 0 where that start stopped at a worse
+    (local) maximum, NaN for excluded fits and where either loglik is not finite. Existing
+    ``best`` rows are dropped first, so this is idempotent.
     """
     base = fits.loc[fits["start"] != BEST].reset_index(drop=True)
     keys = list(REPLICATE_KEYS)

@@ -78,6 +78,12 @@ def provenance_metadata(
     return meta
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_parquet_atomic(
     df: pd.DataFrame | pa.Table,
     path: str | os.PathLike[str],
@@ -105,6 +111,8 @@ def write_parquet_atomic(
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,265 @@
+"""What the Snakemake rules of the study call: one function per rule, no statistics here.
+
+Each `run_*` function sends the job's logging, warnings and Python-level output to the rule's
+`log:` file (a `run:` block otherwise prints into Snakemake's own terminal output), then calls
+the module that does the work: `fitjob.fit_chunk`, `measures.summarise`, `figures.draw_all`,
+`report.write_report`.
+
+The aggregate steps read only the files the current design lists as their inputs: fit files
+left behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but
+are not summarised. They are shown a view of the dataset (a temporary folder of symbolic links
+in the same hive layout) and the log names what was ignored.
+
+Imports of the aggregate modules are deferred so that parsing the Snakefile, which happens once
+per `run:` job, does not pay for matplotlib and seaborn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.util
+import logging
+import os
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from emsim.study.config import Study
+
+__all__ = [
+    "FIGURE_NAMES",
+    "dataset_view",
+    "fit_provenance",
+    "job_logging",
+    "module_path",
+    "run_figures",
+    "run_fit",
+    "run_report",
+    "run_summary",
+]
+
+# The PNGs `emsim.study.figures.draw_all` writes (one caption each in workflow/report/<name>.rst).
+# Listed here rather than imported so that parsing the workflow does not import matplotlib; a
+# test checks that the two lists agree.
+FIGURE_NAMES: tuple[str, ...] = (
+    "traces",
+    "bias",
+    "rmse",
+    "coverage",
+    "iterations",
+    "rate",
+    "failures",
+    "nested_loop",
+)
+
+
+def module_path(name: str) -> str:
+    """File of module emsim.study.<name> as Python would import it (without importing it).
+
+    Used as a rule input so that editing, e.g., the plotting code reruns the figures; resolved
+    through the import system, so it is the file the job will actually run, wherever emsim is
+    installed or whatever PYTHONPATH says.
+    """
+    spec = importlib.util.find_spec(f"emsim.study.{name}")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"emsim.study.{name}")
+    return spec.origin
+
+
+@contextlib.contextmanager
+def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
+    """Log (INFO and up), warnings, stdout and stderr of the block into `log_path`; an
+    exception is written there with its traceback and re-raised."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    logger = logging.getLogger("emsim.study")
+    try:
+        with (
+            open(log_path, "a", buffering=1) as stream,
+            contextlib.redirect_stdout(stream),
+            contextlib.redirect_stderr(stream),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("default")
+            try:
+                yield logger
+            except BaseException:
+                logger.error("job failed:\n%s", traceback.format_exc())
+                raise
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+@contextlib.contextmanager
+def dataset_view(files: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """A temporary folder holding exactly `files` (symbolic links) under their last two path
+    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets."""
+    with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
+        root = Path(tmp)
+        for f in files:
+            f = Path(f).resolve()
+            link = root / f.parent.name / f.name
+            link.parent.mkdir(exist_ok=True)
+            link.symlink_to(f)
+        yield root
+
+
+def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    keep = {Path(f).resolve() for f in wanted}
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.glob("cell=*/*.parquet") if p.resolve() not in keep)
+
+
+def _warn_stale(logger: logging.Logger, folder: Path, wanted: list[str]) -> None:
+    stale = _stale(folder, wanted)
+    if stale:
+        logger.warning(
+            "ignoring %d file(s) under %s that the current design does not produce "
+            "(left by an earlier config; delete them to tidy up), e.g. %s",
+            len(stale),
+            folder,
+            stale[0],
+        )
+
+
+def _common_folder(files: list[str]) -> Path:
+    # results/fits/cell=<id>/chunk=<k>.parquet -> results/fits
+    return Path(files[0]).parent.parent if files else Path("results")
+
+
+def _study_metadata(study: Study) -> dict[str, str]:
+    from emsim.study.parquet_io import git_commit
+
+    return {
+        "config_hash": study.config_hash,
+        "config_hash_scope": "full",
+        "fit_config_hash": study.fit_hash,
+        "seed": str(study.config["seed"]),
+        "git_commit": git_commit(),
+        "study": str(study.config["study"]),
+    }
+
+
+# --- rule entry points ------------------------------------------------------------------------
+
+
+def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
+    from emsim.study.fitjob import fit_chunk
+
+    with job_logging(log[0]) as logger:
+        logger.info("%s", study.summary_line())
+        fit_chunk(
+            study.cell(wildcards.cell),
+            int(wildcards.chunk),
+            study.config,
+            output.fits,
+            output.traces,
+        )
+
+
+def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
+    from emsim.study import measures
+
+    fits = list(input.fits)
+    with job_logging(log[0]) as logger:
+        _warn_stale(logger, _common_folder(fits), fits)
+        t0 = time.perf_counter()
+        with dataset_view(fits) as view:
+            measures.summarise(
+                view,
+                Path(output.performance).parent,
+                coverage_level=float(params.coverage_level),
+                metadata=_study_metadata(study),
+            )
+        logger.info("summarised %d fit files in %.1f s", len(fits), time.perf_counter() - t0)
+
+
+def run_figures(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
+    from emsim.study import figures
+
+    traces = list(input.traces)
+    with job_logging(log[0]) as logger:
+        _warn_stale(logger, _common_folder(traces), traces)
+        with dataset_view(traces) as view:
+            paths = figures.draw_all(
+                Path(input.performance).parent,
+                view,
+                Path(output[0]).parent,
+                dpi=int(params.dpi),
+            )
+        logger.info("drew %d figures: %s", len(paths), ", ".join(sorted(paths)))
+        missing = [f for f in output if not Path(f).exists()]
+        if missing:
+            raise RuntimeError(f"draw_all did not write {missing}")
+
+
+def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Counts and times of the fit jobs, from the footers of their Parquet files: total fits,
+    the wall-clock span from the first job's start to the last job's end, the summed job and
+    EM times, fits per second of that span and the share of job time spent inside EM."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    n_files = 0
+    job_s = em_s = 0.0
+    first: _dt.datetime | None = None
+    last: _dt.datetime | None = None
+    for f in fit_files:
+        md = pq.read_metadata(f)
+        kv = {k.decode(): v.decode() for k, v in (md.metadata or {}).items()}
+        total += md.num_rows
+        n_files += 1
+        if "job_started" not in kv:
+            continue
+        start = _dt.datetime.fromisoformat(kv["job_started"])
+        elapsed = float(kv.get("job_elapsed_s", "nan"))
+        end = start + _dt.timedelta(seconds=elapsed)
+        first = start if first is None or start < first else first
+        last = end if last is None or end > last else last
+        job_s += elapsed
+        em_s += float(kv.get("em_elapsed_s", "nan"))
+    span = (last - first).total_seconds() if first is not None and last is not None else None
+    out: dict[str, Any] = {"total_fits": total, "fit_jobs": n_files}
+    if span:
+        out.update(
+            {
+                "wall_time_s": round(span, 1),
+                "fit_job_time_s": round(job_s, 1),
+                "em_time_s": round(em_s, 1),
+                "fits_per_second": round(total / span, 1),
+                "em_share_of_job_time": round(em_s / job_s, 3) if job_s else None,
+            }
+        )
+    return out
+
+
+def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
+    from emsim.study import report
+
+    with job_logging(log[0]) as logger:
+        provenance = {**_study_metadata(study), **fit_provenance(input.fits)}
+        provenance["wall_time_note"] = "first fit job start to last fit job end"
+        report.write_report(
+            Path(input.performance).parent,
+            Path(input.figures[0]).parent,
+            output.html,
+            config=study.config,
+            provenance=provenance,
+        )
+        logger.info("report: %s (%s)", output.html, provenance)
