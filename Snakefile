@@ -1,0 +1,43 @@
+# The study pipeline (issue 3): config -> one fit job per cell x chunk -> Parquet -> summary ->
+# figures -> report. Rules are thin: every step is a function of emsim.study.jobs.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from emsim.study import jobs
+from emsim.study.config import load_study
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# Validates the config (ConfigError names the bad key) and fills the schema's defaults before
+# any job is scheduled; STUDY holds the cells, chunks and hashes that the rules use.
+STUDY = load_study(
+    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+)
+if workflow.is_main_process:
+    print(STUDY.summary_line(), file=sys.stderr)
+
+
+wildcard_constraints:
+    cell=r"[A-Za-z0-9._-]+",
+    chunk=r"[0-9]+",
+
+
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/summary.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report.output.html,

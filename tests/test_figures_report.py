@@ -1,0 +1,301 @@
+"""Figures and the HTML report, drawn from a small synthetic study.
+
+The figures are checked as images (they open, have a sensible size and are not blank), including
+on empty and degenerate inputs, and the report as a document: self-contained (every figure
+embedded, nothing fetched from the network), with the ADEMP sections and the tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from emsim.study import figures
+from emsim.study.figures import CAPTIONS, FIGURE_NAMES, draw_all, plot_seed_trace
+from emsim.study.measures import (
+    CONVERGENCE_COLUMNS,
+    PERFORMANCE_COLUMNS,
+    add_best_start,
+    convergence,
+    performance,
+    summarise,
+)
+from emsim.study.report import format_estimate, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")
+
+
+def synthetic_fits(reps: int = 8, seed: int = 0) -> pd.DataFrame:
+    """2 n x 2 separations x 2 pi, all models, both methods, two starts, some failures."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n, sep, pi in itertools.product((100, 1000), (1.0, 3.0), (0.5, 0.8)):
+        cell = {
+            "cell_id": f"n{n}_d{sep:g}_pi{pi:g}",
+            "n": n,
+            "mu1": 0.0,
+            "mu2": sep,
+            "sigma1": 1.0,
+            "sigma2": 1.0,
+            "pi": pi,
+        }
+        for r, model, method, start in itertools.product(
+            range(reps), ("pi", "equal_var", "full"), ("em", "squarem"), ("fixed", "truth")
+        ):
+            sd = 0.5 / np.sqrt(n)
+            est = {p: cell[p] + rng.normal(0.02 / sep if p == "pi" else 0.0, sd) for p in PARAMS}
+            if model == "pi":
+                est.update({p: cell[p] for p in PARAMS[1:]})
+            if model == "equal_var":
+                est["sigma2"] = est["sigma1"]
+            se = {p: (sd if model != "pi" or p == "pi" else np.nan) for p in PARAMS}
+            status = (
+                "converged"
+                if rng.random() > 0.15
+                else str(
+                    rng.choice(
+                        ["max_iterations", "degenerate", "boundary", "nonfinite", "decreased"]
+                    )
+                )
+            )
+            rate = min(0.95, 0.8 / sep)
+            rows.append(
+                {
+                    **cell,
+                    "replicate": r,
+                    "model": model,
+                    "method": method,
+                    "start": start,
+                    "status": status,
+                    "iterations": int(rng.integers(5, 80) / sep) + 1,
+                    "loglik_evals": 40,
+                    "runtime_s": 1e-4 * n,
+                    "loglik": -1.4 * n + rng.normal(),
+                    "loglik_start": -2.0 * n,
+                    **{f"est_{p}": v for p, v in est.items()},
+                    "swapped": False,
+                    **{f"se_{p}": v for p, v in se.items()},
+                    "rate_empirical": rate + rng.normal(0, 0.02),
+                    "rate_theory": rate,
+                    "best_start_gap": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def synthetic_traces(fits: pd.DataFrame) -> pd.DataFrame:
+    """EM-like paths: pi-hat approaches the truth geometrically, loglik rises to a maximum."""
+    rows = []
+    kept = fits[fits["replicate"] == 0].drop_duplicates(
+        ["cell_id", "replicate", "model", "method", "start"]
+    )
+    for fit in kept.itertuples():
+        p0 = 0.5 if fit.start == "fixed" else fit.pi
+        for t in range(12):
+            p = fit.pi + (0.3 - fit.pi) * 0.6**t if p0 == 0.5 else fit.pi
+            rows.append(
+                {
+                    "cell_id": fit.cell_id,
+                    "n": fit.n,
+                    "mu1": fit.mu1,
+                    "mu2": fit.mu2,
+                    "sigma1": fit.sigma1,
+                    "sigma2": fit.sigma2,
+                    "pi": fit.pi,
+                    "replicate": fit.replicate,
+                    "model": fit.model,
+                    "method": fit.method,
+                    "start": fit.start,
+                    "iteration": t,
+                    "est_pi": p,
+                    "est_mu1": fit.mu1,
+                    "est_mu2": fit.mu2,
+                    "est_sigma1": 1.0,
+                    "est_sigma2": 1.0,
+                    "loglik": -1.4 * fit.n - 3 * fit.n * (p - fit.pi) ** 2,
+                    "diff_loglik": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict[str, Path]:
+    """Fits (hive dataset), summary, traces and figures of the synthetic study."""
+    root = tmp_path_factory.mktemp("study")
+    fits = synthetic_fits()
+    for cell_id, rows in fits.groupby("cell_id"):
+        folder = root / "fits" / f"cell={cell_id}"
+        folder.mkdir(parents=True)
+        rows.to_parquet(folder / "chunk=0.parquet", index=False)
+        trace_dir = root / "traces" / f"cell={cell_id}"
+        trace_dir.mkdir(parents=True)
+        synthetic_traces(rows).to_parquet(trace_dir / "chunk=0.parquet", index=False)
+    summarise(root / "fits", root / "summary", metadata={"config_hash": "cafe", "seed": "11"})
+    paths = draw_all(root / "summary", root / "traces", root / "figures")
+    return {"root": root, **paths}
+
+
+def assert_readable_png(path: Path, min_side: int = 200) -> None:
+    assert path.exists(), path
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4), image.shape
+    height, width = image.shape[:2]
+    assert height >= min_side and width >= min_side, image.shape
+    rgb = image[..., :3]
+    # Not blank: a visible share of pixels is not background white, and colours vary.
+    assert (rgb.min(axis=2) < 0.9).mean() > 0.005, f"{path.name} looks blank"
+    assert rgb.std() > 0.02, f"{path.name} looks blank"
+
+
+def test_draw_all_draws_every_figure(study):
+    assert set(FIGURE_NAMES) <= set(study)
+    for name in FIGURE_NAMES:
+        assert study[name] == study["root"] / "figures" / f"{name}.png"
+        assert_readable_png(study[name])
+    assert sorted(p.name for p in (study["root"] / "figures").iterdir()) == sorted(
+        f"{name}.png" for name in FIGURE_NAMES
+    )  # nothing else, in particular no temp files
+
+
+def test_seed_trace_figure(tmp_path):
+    seed = pd.read_csv(ROOT / "tests" / "data" / "seed_progress_R.csv")
+    path = plot_seed_trace(seed, tmp_path / "seed.png")
+    assert_readable_png(path)
+    # the fits' trace naming (est_pi) works as well
+    path = plot_seed_trace(seed.rename(columns={"pi": "est_pi"}), tmp_path / "seed2.png")
+    assert_readable_png(path)
+
+
+EMPTY_PERF = pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+EMPTY_CONV = pd.DataFrame(columns=list(CONVERGENCE_COLUMNS))
+
+
+@functools.cache
+def degenerate_inputs() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """(perf, conv) pairs that a failed or tiny study produces."""
+    fits = add_best_start(synthetic_fits(reps=3))
+    one_cell = fits[fits["cell_id"] == fits["cell_id"].iloc[0]]
+    all_failed = fits.assign(status="nonfinite", loglik=np.nan)
+    one_rep = fits[fits["replicate"] == 0]
+    return {
+        "empty": (EMPTY_PERF, EMPTY_CONV),
+        "one_cell": (performance(one_cell), convergence(one_cell)),
+        "all_failed": (performance(all_failed), convergence(all_failed)),
+        "one_replicate": (performance(one_rep), convergence(one_rep)),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "one_cell", "all_failed", "one_replicate"])
+def test_figures_survive_degenerate_input(tmp_path, case):
+    perf, conv = degenerate_inputs()[case]
+    drawn = [
+        figures.plot_bias(perf, tmp_path / "bias.png"),
+        figures.plot_rmse(perf, tmp_path / "rmse.png"),
+        figures.plot_coverage(perf, tmp_path / "coverage.png"),
+        figures.plot_nested_loop(perf, tmp_path / "nested_loop.png"),
+        figures.plot_iterations(conv, tmp_path / "iterations.png"),
+        figures.plot_rate(conv, tmp_path / "rate.png"),
+        figures.plot_failures(conv, tmp_path / "failures.png"),
+        figures.plot_traces(pd.DataFrame(), tmp_path / "traces.png"),
+        figures.plot_seed_trace(pd.DataFrame(), tmp_path / "seed.png"),
+    ]
+    for path in drawn:
+        assert_readable_png(path, min_side=150)
+
+
+def test_draw_all_on_missing_inputs(tmp_path):
+    paths = draw_all(tmp_path / "no_summary", tmp_path / "no_traces", tmp_path / "figures", dpi=60)
+    for name in FIGURE_NAMES:
+        assert_readable_png(paths[name], min_side=150)
+
+
+def test_captions_match_snakemake_rst():
+    for name in FIGURE_NAMES:
+        rst = (ROOT / "workflow" / "report" / f"{name}.rst").read_text()
+        assert " ".join(rst.split()) == " ".join(CAPTIONS[name].split()), name
+    assert (ROOT / "workflow" / "report" / "workflow.rst").read_text().strip()
+
+
+def test_format_estimate():
+    assert format_estimate(0.012341, 0.00056) == "0.01234 (0.00056)"
+    assert format_estimate(-1.5, 0.25) == "-1.50 (0.25)"
+    assert format_estimate(12.3456, 3.2) == "12.3 (3.2)"
+    assert format_estimate(0.5, float("nan")) == "0.5"
+    assert format_estimate(float("nan"), 0.1) == "–"
+
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+CONFIG = {
+    "study": "synthetic test study",
+    "seed": 11,
+    "replicates": 8,
+    "grid": {"n": [100, 1000], "mu": [[0, 1], [0, 3]], "sigma": [1], "pi": [0.5, 0.8]},
+    "models": ["pi", "equal_var", "full"],
+    "methods": ["em", "squarem"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"tolerance": 1e-5, "max_iterations": 1000},
+    "coverage": {"level": 0.95},
+}
+
+
+def test_report_is_self_contained_and_complete(study, tmp_path):
+    root = study["root"]
+    out = write_report(
+        root / "summary",
+        root / "figures",
+        tmp_path / "report" / "index.html",
+        CONFIG,
+        {"wall_time_s": 12.5, "git_commit": "0123abcd", "snakemake_version": "9.0"},
+    )
+    assert out.exists()
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count('src="data:image/png;base64,') == len(FIGURE_NAMES)
+    for name in FIGURE_NAMES:
+        assert f'id="fig-{name}"' in html
+    assert not EXTERNAL.search(html), EXTERNAL.search(html)
+    assert "<link" not in html and "<script" not in html
+    for section in (
+        "aims",
+        "data",
+        "estimands",
+        "methods",
+        "measures",
+        "performance",
+        "convergence",
+        "failures",
+        "figures",
+        "provenance",
+    ):
+        assert f'<section id="{section}">' in html, section
+    assert html.count("<table") >= 6
+    # the performance table shows "estimate (MCSE)" as the summary has it
+    perf = pd.read_parquet(root / "summary" / "performance.parquet")
+    row = perf[(perf["n_ok"] >= 2) & perf["bias_mcse"].notna()].iloc[0]
+    assert format_estimate(row["bias"], row["bias_mcse"]) in html
+    # provenance: caller's entries, the summary's metadata and computed totals
+    assert "0123abcd" in html and "cafe" in html and "12.50 s" in html
+    total = int((synthetic_fits()["start"] != "best").sum())
+    assert f"<td>total fits</td><td>{total}</td>" in html
+    assert "synthetic test study" in html
+
+
+def test_report_without_results(tmp_path):
+    out = write_report(tmp_path / "summary", tmp_path / "figures", tmp_path / "index.html", {}, {})
+    html = out.read_text(encoding="utf-8")
+    assert "No performance results." in html
+    assert "was not drawn" in html
+    assert not EXTERNAL.search(html)

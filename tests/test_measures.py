@@ -1,0 +1,497 @@
+"""Performance and convergence measures (DESIGN.md section 6) against hand-computed values.
+
+Every expected number is recomputed here from the formulas with the `statistics` module and plain
+loops, independently of the vectorised pandas code under test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from emsim.study.measures import (
+    add_best_start,
+    convergence,
+    failure_table,
+    performance,
+    summarise,
+)
+
+# Any warning at all (pandas, numpy) is a failure here: sparse groups must be silent.
+pytestmark = pytest.mark.filterwarnings("error")
+
+PERFORMANCE_COLUMNS = (
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, start, parameter, true_value, "
+    "n_rep, n_ok, bias, bias_mcse, empse, empse_mcse, mse, mse_mcse, rmse, rmse_mcse, coverage, "
+    "coverage_mcse, modse, relerr_modse"
+).split(", ")
+CONVERGENCE_COLUMNS = (
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, start, n_rep, failure_rate, "
+    "failure_rate_mcse, rate_converged, rate_max_iterations, rate_degenerate, rate_boundary, "
+    "rate_nonfinite, rate_decreased, iterations_mean, iterations_median, iterations_p90, "
+    "loglik_evals_mean, runtime_mean_s, rate_empirical_mean, rate_theory_mean"
+).split(", ")
+FIT_COLUMNS = (
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, replicate, model, method, start, status, "
+    "iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
+    "est_sigma1, est_sigma2, swapped, se_pi, se_mu1, se_mu2, se_sigma1, se_sigma2, "
+    "rate_empirical, rate_theory, best_start_gap"
+).split(", ")
+
+CELL = {"cell_id": "c1", "n": 100, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.8}
+
+
+def fit_row(**overrides) -> dict:
+    """One fit row of DESIGN.md section 5; estimates default to the truth."""
+    row = {
+        **CELL,
+        "replicate": 0,
+        "model": "pi",
+        "method": "em",
+        "start": "fixed",
+        "status": "converged",
+        "iterations": 10,
+        "loglik_evals": 11,
+        "runtime_s": 0.01,
+        "loglik": -150.0,
+        "loglik_start": -170.0,
+        "swapped": False,
+        "rate_empirical": 0.5,
+        "rate_theory": 0.5,
+        "best_start_gap": np.nan,
+    }
+    row.update({k: v for k, v in overrides.items() if k in CELL})
+    for p in ("pi", "mu1", "mu2", "sigma1", "sigma2"):
+        row[f"est_{p}"] = row[p]
+        row[f"se_{p}"] = np.nan
+    row.update(overrides)
+    return row
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows)
+    assert set(out.columns) == set(FIT_COLUMNS)
+    return out[FIT_COLUMNS]
+
+
+def one(df: pd.DataFrame, **where) -> pd.Series:
+    mask = np.ones(len(df), dtype=bool)
+    for key, value in where.items():
+        mask &= (df[key] == value).to_numpy()
+    assert mask.sum() == 1, where
+    return df[mask].iloc[0]
+
+
+# Hand-computable replicates of the pi model: four converged, one failure that must be ignored.
+ESTIMATES = [0.70, 0.80, 0.85, 0.95]
+SES = [0.05, 0.10, 0.02, 0.10]
+TRUTH = 0.8
+
+
+def pi_model_fits() -> pd.DataFrame:
+    rows = [
+        fit_row(replicate=r, est_pi=e, se_pi=s, iterations=10 + r)
+        for r, (e, s) in enumerate(zip(ESTIMATES, SES, strict=True))
+    ]
+    rows.append(
+        fit_row(replicate=4, status="max_iterations", est_pi=0.1, se_pi=0.5, iterations=1000)
+    )
+    return frame(rows)
+
+
+def expected_measures(est: list[float], se: list[float], theta: float, z: float) -> dict:
+    """Morris, White & Crowther (2019) Table 6, straight from the formulas."""
+    n = len(est)
+    mean = statistics.fmean(est)
+    sd = statistics.stdev(est)
+    sq = [(e - theta) ** 2 for e in est]
+    mse = statistics.fmean(sq)
+    mse_mcse = math.sqrt(sum((s - mse) ** 2 for s in sq) / (n * (n - 1)))
+    rmse = math.sqrt(mse)
+    covered = [abs(e - theta) <= z * s for e, s in zip(est, se, strict=True)]
+    cov = sum(covered) / n
+    modse = math.sqrt(statistics.fmean([s * s for s in se]))
+    return {
+        "bias": mean - theta,
+        "bias_mcse": sd / math.sqrt(n),
+        "empse": sd,
+        "empse_mcse": sd / math.sqrt(2 * (n - 1)),
+        "mse": mse,
+        "mse_mcse": mse_mcse,
+        "rmse": rmse,
+        "rmse_mcse": mse_mcse / (2 * rmse),
+        "coverage": cov,
+        "coverage_mcse": math.sqrt(cov * (1 - cov) / n),
+        "modse": modse,
+        "relerr_modse": 100 * (modse / sd - 1),
+    }
+
+
+def test_performance_columns_are_the_contract():
+    perf = performance(add_best_start(pi_model_fits()))
+    conv = convergence(add_best_start(pi_model_fits()))
+    assert list(perf.columns) == PERFORMANCE_COLUMNS
+    assert list(conv.columns) == CONVERGENCE_COLUMNS
+
+
+def test_performance_matches_formulas():
+    perf = performance(pi_model_fits())
+    row = one(perf, start="fixed", parameter="pi")
+    z = 1.959963984540054
+    expected = expected_measures(ESTIMATES, SES, TRUTH, z)
+    assert row["n_rep"] == 5
+    assert row["n_ok"] == 4
+    assert row["true_value"] == TRUTH
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+    # The hand numbers themselves, as a sanity check of the test: 2 of 4 intervals cover.
+    assert expected["coverage"] == 0.5
+    assert expected["bias"] == pytest.approx(0.025)
+
+
+def test_coverage_level_is_configurable():
+    # At 50% the z is 0.6745: the 3rd replicate (|0.05| <= 0.6745 * 0.02 fails) drops out.
+    perf = performance(pi_model_fits(), coverage_level=0.5)
+    row = one(perf, parameter="pi")
+    z = statistics.NormalDist().inv_cdf(0.75)
+    expected = expected_measures(ESTIMATES, SES, TRUTH, z)
+    assert row["coverage"] == pytest.approx(expected["coverage"])
+    assert row["coverage"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="coverage level"):
+        performance(pi_model_fits(), coverage_level=1.0)
+
+
+def test_parameters_per_model_and_equal_var_sigma():
+    rows = []
+    ests = [(0.7, 0.1, 2.1, 0.9), (0.9, -0.1, 1.9, 1.2), (0.8, 0.0, 2.3, 1.05)]
+    for model in ("equal_var", "full"):
+        for r, (p, m1, m2, s) in enumerate(ests):
+            rows.append(
+                fit_row(
+                    model=model,
+                    replicate=r,
+                    est_pi=p,
+                    est_mu1=m1,
+                    est_mu2=m2,
+                    est_sigma1=s,
+                    est_sigma2=s if model == "equal_var" else s + 0.1,
+                    se_pi=0.1,
+                    se_mu1=0.1,
+                    se_mu2=0.1,
+                    se_sigma1=0.2,
+                    se_sigma2=0.2 if model == "equal_var" else 0.3,
+                )
+            )
+    perf = performance(frame(rows))
+    eq = perf[perf["model"] == "equal_var"]
+    full = perf[perf["model"] == "full"]
+    assert eq["parameter"].tolist() == ["pi", "mu1", "mu2", "sigma"]
+    assert full["parameter"].tolist() == ["pi", "mu1", "mu2", "sigma1", "sigma2"]
+    sigma = one(eq, parameter="sigma")
+    sds = [e[3] for e in ests]
+    assert sigma["true_value"] == 1.0
+    assert sigma["bias"] == pytest.approx(statistics.fmean(sds) - 1.0)
+    assert sigma["empse"] == pytest.approx(statistics.stdev(sds))
+    assert sigma["modse"] == pytest.approx(0.2)
+    sigma2 = one(full, parameter="sigma2")
+    assert sigma2["bias"] == pytest.approx(statistics.fmean(sds) + 0.1 - 1.0)
+    assert sigma2["modse"] == pytest.approx(0.3)
+    mu2 = one(full, parameter="mu2")
+    assert mu2["true_value"] == 2.0
+    assert mu2["bias"] == pytest.approx(statistics.fmean([2.1, 1.9, 2.3]) - 2.0)
+
+
+def test_equal_var_in_unequal_sigma_cell_has_no_truth():
+    rows = [
+        fit_row(
+            model="equal_var",
+            replicate=r,
+            sigma2=2.0,
+            est_sigma1=s,
+            est_sigma2=s,
+            se_sigma1=0.1,
+            se_sigma2=0.1,
+        )
+        for r, s in enumerate([1.4, 1.5, 1.7])
+    ]
+    row = one(performance(frame(rows)), parameter="sigma")
+    assert math.isnan(row["true_value"])
+    for name in ("bias", "bias_mcse", "mse", "mse_mcse", "rmse", "rmse_mcse", "coverage"):
+        assert math.isnan(row[name]), name
+    assert row["empse"] == pytest.approx(statistics.stdev([1.4, 1.5, 1.7]))
+    assert row["modse"] == pytest.approx(0.1)
+
+
+def test_sparse_groups_give_nan_without_warnings():
+    rows = [
+        # one usable replicate
+        fit_row(start="one", replicate=0, est_pi=0.75, se_pi=0.1),
+        fit_row(start="one", replicate=1, status="degenerate", est_pi=np.nan),
+        # none usable
+        fit_row(start="none", replicate=0, status="nonfinite", est_pi=np.nan, loglik=np.nan),
+        fit_row(start="none", replicate=1, status="boundary", est_pi=1.0),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        perf = performance(frame(rows))
+        conv = convergence(frame(rows))
+        best = add_best_start(frame(rows))
+    single = one(perf, start="one")
+    assert (single["n_rep"], single["n_ok"]) == (2, 1)
+    assert single["bias"] == pytest.approx(-0.05)
+    assert single["mse"] == pytest.approx(0.0025)
+    assert single["rmse"] == pytest.approx(0.05)
+    for name in ("bias_mcse", "empse", "empse_mcse", "mse_mcse", "rmse_mcse", "relerr_modse"):
+        assert math.isnan(single[name]), name
+    none = one(perf, start="none")
+    assert (none["n_rep"], none["n_ok"]) == (2, 0)
+    numeric = none[PERFORMANCE_COLUMNS[14:]].astype(float)
+    assert numeric.isna().all()
+    c = one(conv, start="none")
+    assert c["failure_rate"] == 1.0
+    assert c["failure_rate_mcse"] == 0.0
+    assert math.isnan(c["iterations_mean"]) and math.isnan(c["iterations_p90"])
+    assert math.isnan(c["rate_empirical_mean"])
+    assert len(best) == 6
+
+
+def test_convergence_matches_formulas():
+    statuses = ["converged"] * 6 + ["max_iterations", "max_iterations", "degenerate", "decreased"]
+    iterations = [5, 7, 9, 11, 20, 40, 1000, 1000, 3, 8]
+    rates = [0.2, 0.3, 0.4, 0.5, 0.6, np.nan, 0.9, 0.9, 0.1, 0.1]
+    rows = [
+        fit_row(
+            replicate=r,
+            status=s,
+            iterations=i,
+            loglik_evals=i + 1,
+            runtime_s=0.001 * i,
+            rate_empirical=q,
+            rate_theory=0.45,
+        )
+        for r, (s, i, q) in enumerate(zip(statuses, iterations, rates, strict=True))
+    ]
+    row = one(convergence(frame(rows)), start="fixed")
+    ok_iters = iterations[:6]
+    f = 4 / 10
+    assert row["n_rep"] == 10
+    assert row["failure_rate"] == pytest.approx(f)
+    assert row["failure_rate_mcse"] == pytest.approx(math.sqrt(f * (1 - f) / 10))
+    assert row["rate_converged"] == pytest.approx(0.6)
+    assert row["rate_max_iterations"] == pytest.approx(0.2)
+    assert row["rate_degenerate"] == pytest.approx(0.1)
+    assert row["rate_decreased"] == pytest.approx(0.1)
+    assert row["rate_boundary"] == 0.0 and row["rate_nonfinite"] == 0.0
+    assert row["iterations_mean"] == pytest.approx(statistics.fmean(ok_iters))
+    assert row["iterations_median"] == pytest.approx(statistics.median(ok_iters))
+    p90 = statistics.quantiles(ok_iters, n=10, method="inclusive")[-1]
+    assert row["iterations_p90"] == pytest.approx(p90)
+    assert row["loglik_evals_mean"] == pytest.approx(statistics.fmean(i + 1 for i in iterations))
+    assert row["runtime_mean_s"] == pytest.approx(0.001 * statistics.fmean(iterations))
+    assert row["rate_empirical_mean"] == pytest.approx(statistics.fmean(rates[:5]))
+    assert row["rate_theory_mean"] == pytest.approx(0.45)
+
+
+def best_fixture() -> pd.DataFrame:
+    rows = []
+    for method in ("em", "squarem"):
+        rows += [
+            fit_row(method=method, replicate=0, start="fixed", loglik=-10.0, est_pi=0.6),
+            fit_row(
+                method=method,
+                replicate=0,
+                start="quantile",
+                loglik=-5.0,
+                status="nonfinite",
+                est_pi=np.nan,
+            ),
+            fit_row(
+                method=method,
+                replicate=0,
+                start="truth",
+                loglik=-7.0,
+                est_pi=0.79,
+                status="max_iterations",
+            ),
+            # replicate 1: a tie goes to the first row; replicate 2: every start nonfinite
+            fit_row(method=method, replicate=1, start="fixed", loglik=-3.0, est_pi=0.81),
+            fit_row(method=method, replicate=1, start="quantile", loglik=-3.0, est_pi=0.82),
+            fit_row(method=method, replicate=1, start="truth", loglik=-4.5, est_pi=0.83),
+            fit_row(
+                method=method,
+                replicate=2,
+                start="fixed",
+                loglik=np.nan,
+                status="nonfinite",
+                est_pi=np.nan,
+            ),
+            fit_row(
+                method=method,
+                replicate=2,
+                start="truth",
+                loglik=np.nan,
+                status="nonfinite",
+                est_pi=np.nan,
+            ),
+        ]
+    return frame(rows)
+
+
+def test_add_best_start():
+    fits = best_fixture()
+    out = add_best_start(fits)
+    assert len(out) == len(fits) + 6
+    assert list(out.columns) == FIT_COLUMNS
+    best = out[out["start"] == "best"]
+    for method in ("em", "squarem"):
+        b0 = one(best, method=method, replicate=0)
+        # the highest loglik is the nonfinite start's, which does not count
+        assert b0["loglik"] == -7.0 and b0["est_pi"] == 0.79 and b0["status"] == "max_iterations"
+        assert b0["best_start_gap"] == 0.0
+        b1 = one(best, method=method, replicate=1)
+        assert b1["est_pi"] == 0.81
+        b2 = one(best, method=method, replicate=2)
+        assert b2["status"] == "nonfinite" and math.isnan(b2["best_start_gap"])
+        gaps = out[(out["method"] == method) & (out["start"] != "best")]
+        assert one(gaps, replicate=0, start="fixed")["best_start_gap"] == pytest.approx(3.0)
+        assert math.isnan(one(gaps, replicate=0, start="quantile")["best_start_gap"])
+        assert one(gaps, replicate=0, start="truth")["best_start_gap"] == 0.0
+        assert one(gaps, replicate=1, start="quantile")["best_start_gap"] == 0.0
+        assert one(gaps, replicate=1, start="truth")["best_start_gap"] == pytest.approx(1.5)
+    # idempotent: existing best rows are replaced, not duplicated
+    again = add_best_start(out)
+    pd.testing.assert_frame_equal(again, out)
+    # best counts every replicate, so its failures show up in the convergence table
+    conv = convergence(out)
+    b = one(conv, start="best", method="em")
+    assert b["n_rep"] == 3
+    assert b["rate_converged"] == pytest.approx(1 / 3)
+    assert b["rate_nonfinite"] == pytest.approx(1 / 3)
+
+
+def study_fits(seed: int = 3) -> pd.DataFrame:
+    """Two cells x 6 replicates x 2 models x 2 methods x 2 starts with random outcomes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    cells = [
+        {
+            "cell_id": "n50_a",
+            "n": 50,
+            "mu1": 0.0,
+            "mu2": 1.0,
+            "sigma1": 1.0,
+            "sigma2": 1.0,
+            "pi": 0.5,
+        },
+        {
+            "cell_id": "007",
+            "n": 500,
+            "mu1": 0.0,
+            "mu2": 3.0,
+            "sigma1": 1.0,
+            "sigma2": 2.0,
+            "pi": 0.8,
+        },
+    ]
+    for cell in cells:
+        for r in range(6):
+            for model in ("pi", "full"):
+                for method in ("em", "squarem"):
+                    for start in ("fixed", "truth"):
+                        status = rng.choice(["converged"] * 4 + ["max_iterations", "nonfinite"])
+                        est = {
+                            p: cell[p] + rng.normal(0, 0.1)
+                            for p in ("pi", "mu1", "mu2", "sigma1", "sigma2")
+                        }
+                        se = {f"se_{p}": abs(rng.normal(0.1, 0.02)) for p in est}
+                        rows.append(
+                            fit_row(
+                                **cell,
+                                replicate=r,
+                                model=model,
+                                method=method,
+                                start=start,
+                                status=status,
+                                loglik=rng.normal(-100, 2),
+                                iterations=int(rng.integers(3, 50)),
+                                **{f"est_{p}": v for p, v in est.items()},
+                                **se,
+                            )
+                        )
+    return frame(rows)
+
+
+def write_hive(fits: pd.DataFrame, root: Path) -> None:
+    for cell_id, rows in fits.groupby("cell_id", sort=False):
+        folder = root / f"cell={cell_id}"
+        folder.mkdir(parents=True)
+        half = len(rows) // 2
+        rows.iloc[:half].to_parquet(folder / "chunk=0.parquet", index=False)
+        rows.iloc[half:].to_parquet(folder / "chunk=1.parquet", index=False)
+
+
+def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def test_summarise_streams_cells_like_in_memory(tmp_path):
+    fits = study_fits()
+    write_hive(fits, tmp_path / "fits")
+    out = tmp_path / "summary"
+    paths = summarise(
+        tmp_path / "fits", out, coverage_level=0.9, metadata={"config_hash": "abc123", "seed": "7"}
+    )
+    assert set(paths) == {"performance", "convergence"}
+    for name in ("performance", "convergence"):
+        assert (out / f"{name}.parquet").exists() and (out / f"{name}.csv").exists()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "convergence.csv",
+        "convergence.parquet",
+        "performance.csv",
+        "performance.parquet",
+    ]  # no temp files left behind
+
+    whole = add_best_start(fits)
+    keys = ["cell_id", "model", "method", "start"]
+    expected_perf = _sort(performance(whole, coverage_level=0.9), [*keys, "parameter"])
+    expected_conv = _sort(convergence(whole), keys)
+    got_perf = _sort(pq.read_table(out / "performance.parquet").to_pandas(), [*keys, "parameter"])
+    got_conv = _sort(pq.read_table(out / "convergence.parquet").to_pandas(), keys)
+    pd.testing.assert_frame_equal(got_perf, expected_perf, check_dtype=False)
+    pd.testing.assert_frame_equal(got_conv, expected_conv, check_dtype=False)
+    # the cell id "007" stays a string through the hive partitioning
+    assert "007" in set(got_perf["cell_id"])
+    csv = pd.read_csv(out / "performance.csv", dtype={"cell_id": str})
+    assert len(csv) == len(got_perf)
+
+    meta = pq.read_schema(out / "performance.parquet").metadata
+    meta = {k.decode(): v.decode() for k, v in meta.items()}
+    for key in ("emsim_version", "numpy_version", "created", "config_hash", "seed"):
+        assert meta[key], key
+    assert meta["config_hash"] == "abc123" and meta["seed"] == "7"
+    assert float(meta["coverage_level"]) == 0.9
+
+
+def test_summarise_without_fits_writes_empty_tables(tmp_path):
+    (tmp_path / "fits").mkdir()
+    summarise(tmp_path / "fits", tmp_path / "summary")
+    perf = pq.read_table(tmp_path / "summary" / "performance.parquet").to_pandas()
+    assert perf.empty and list(perf.columns) == PERFORMANCE_COLUMNS
+
+
+def test_failure_table_weights_cells_by_replicates():
+    fits = study_fits()
+    conv = convergence(fits)
+    table = failure_table(conv)
+    row = one(table, model="full", method="em", start="fixed")
+    subset = fits[(fits["model"] == "full") & (fits["method"] == "em") & (fits["start"] == "fixed")]
+    assert row["n_fits"] == len(subset)
+    assert row["failure_rate"] == pytest.approx((subset["status"] != "converged").mean())
+    assert row["rate_nonfinite"] == pytest.approx((subset["status"] == "nonfinite").mean())

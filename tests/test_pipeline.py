@@ -1,0 +1,343 @@
+"""The study pipeline through Snakemake, end to end, in temporary folders.
+
+Each workflow run gets a copy of the Snakefile, workflow/ and src/ (imported first through
+PYTHONPATH), so that a test can edit the plotting code without touching the checkout, and never
+writes into the checkout's results/.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from emsim.study.config import Cell
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+TINY = {
+    "study": "tiny test study",
+    "seed": 5,
+    "replicates": 6,
+    "chunk_size": 3,
+    "traces": 1,
+    "grid": {"n": [40], "mu": [[0, 3]], "sigma": [1], "pi": [0.7]},
+    "scenarios": [{"n": 60, "mu": [0, 1.5], "sigma": [1, 1.5], "pi": 0.9}],
+    "models": ["pi", "equal_var", "full"],
+    "methods": ["em", "squarem"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "random", "strategy": "random", "k": 1},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"tolerance": 1.0e-5, "max_iterations": 300},
+}
+
+# DESIGN.md section 5, with the Arrow type of each column.
+FIT_COLUMNS = {
+    "cell_id": pa.string(),
+    "n": pa.int64(),
+    "mu1": pa.float64(),
+    "mu2": pa.float64(),
+    "sigma1": pa.float64(),
+    "sigma2": pa.float64(),
+    "pi": pa.float64(),
+    "replicate": pa.int64(),
+    "model": pa.string(),
+    "method": pa.string(),
+    "start": pa.string(),
+    "status": pa.string(),
+    "iterations": pa.int64(),
+    "loglik_evals": pa.int64(),
+    "runtime_s": pa.float64(),
+    "loglik": pa.float64(),
+    "loglik_start": pa.float64(),
+    "est_pi": pa.float64(),
+    "est_mu1": pa.float64(),
+    "est_mu2": pa.float64(),
+    "est_sigma1": pa.float64(),
+    "est_sigma2": pa.float64(),
+    "swapped": pa.bool_(),
+    "se_pi": pa.float64(),
+    "se_mu1": pa.float64(),
+    "se_mu2": pa.float64(),
+    "se_sigma1": pa.float64(),
+    "se_sigma2": pa.float64(),
+    "rate_empirical": pa.float64(),
+    "rate_theory": pa.float64(),
+    "best_start_gap": pa.float64(),
+}
+KEYS = ["cell_id", "replicate", "model", "method", "start"]
+JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
+
+
+def make_workdir(path: Path, config: dict) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
+    shutil.copytree(ROOT / "workflow", path / "workflow")
+    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, cores: int = 2, check: bool = True):
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--cores", str(cores), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out[-5000:]}")
+    return proc.returncode, out
+
+
+def jobs_of(output: str) -> list[str]:
+    """Rules of the jobs Snakemake ran (or, with -n, would run)."""
+    return JOB_LINE.findall(output)
+
+
+def read_fits(workdir: Path) -> pd.DataFrame:
+    dataset = pads.dataset(workdir / "results" / "fits", format="parquet", partitioning="hive")
+    frame = dataset.to_table().to_pandas()
+    return frame.drop(columns=["cell"]).sort_values(KEYS, ignore_index=True)
+
+
+def without_runtime(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["runtime_s"]).sort_values(KEYS, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    workdir = make_workdir(tmp_path_factory.mktemp("study") / "w", TINY)
+    snakemake(workdir)
+    return workdir
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_output_exists_with_design_columns(finished):
+    results = finished / "results"
+    from emsim.study import jobs
+    from emsim.study.config import load_study
+
+    study = load_study(TINY, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    for kind in ("fits", "traces"):
+        for rel in study.outputs(kind):
+            assert (finished / rel).exists(), rel
+    for name in ("performance", "convergence"):
+        assert (results / "summary" / f"{name}.parquet").exists()
+        assert (results / "summary" / f"{name}.csv").exists()
+    for name in jobs.FIGURE_NAMES:
+        assert (results / "figures" / f"{name}.png").stat().st_size > 0
+    html = (results / "report" / "index.html").read_text()
+    assert "data:image/png;base64" in html and "tiny test study" in html
+
+    # One file: exactly DESIGN.md's columns with their types, and the provenance metadata.
+    one = finished / study.outputs("fits")[0]
+    schema = pq.read_schema(one)
+    assert [(f.name, f.type) for f in schema] == list(FIT_COLUMNS.items())
+    meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
+    for key in ("emsim_version", "git_commit", "config_hash", "seed", "numpy_version", "created"):
+        assert key in meta
+    # The whole dataset through pyarrow's hive discovery.
+    fits = read_fits(finished)
+    assert len(fits) == len(study.cells) * study.replicates * study.fits_per_replicate
+    assert not fits.duplicated(KEYS).any()
+    assert set(fits["start"]) == {"fixed", "random1", "truth"}
+    assert (
+        fits["status"]
+        .isin(["converged", "max_iterations", "degenerate", "boundary", "nonfinite", "decreased"])
+        .all()
+    )
+    traces = pads.dataset(results / "traces", format="parquet", partitioning="hive").to_table()
+    assert set(traces.column("replicate").to_pylist()) == {0}
+    for kind in ("performance", "convergence"):
+        assert (
+            pq.read_schema(results / "summary" / f"{kind}.parquet")
+            .metadata[b"config_hash"]
+            .decode()
+            == study.config_hash
+        )
+
+
+@pytest.mark.slow
+def test_summary_matches_measures_recomputed_from_fit_rows(finished):
+    fits = read_fits(finished)
+    perf = pd.read_parquet(finished / "results" / "summary" / "performance.parquet")
+    conv = pd.read_parquet(finished / "results" / "summary" / "convergence.parquet")
+    z = NormalDist().inv_cdf(0.975)
+    group = ["cell_id", "model", "method", "start"]
+    checked = 0
+    for (cell, model, method, start), rows in fits.groupby(group):
+        ok = rows[rows["status"] == "converged"]
+        c = conv[
+            (conv.cell_id == cell)
+            & (conv.model == model)
+            & (conv.method == method)
+            & (conv.start == start)
+        ]
+        assert len(c) == 1
+        assert c["n_rep"].iloc[0] == len(rows)
+        assert c["failure_rate"].iloc[0] == pytest.approx(1 - len(ok) / len(rows))
+        assert c["rate_converged"].iloc[0] == pytest.approx(len(ok) / len(rows))
+        fr = 1 - len(ok) / len(rows)
+        assert c["failure_rate_mcse"].iloc[0] == pytest.approx(np.sqrt(fr * (1 - fr) / len(rows)))
+        for parameter in ("pi", "mu1"):
+            if model == "pi" and parameter != "pi":
+                continue
+            p = perf[
+                (perf.cell_id == cell)
+                & (perf.model == model)
+                & (perf.method == method)
+                & (perf.start == start)
+                & (perf.parameter == parameter)
+            ]
+            assert len(p) == 1
+            p = p.iloc[0]
+            truth = rows[parameter].iloc[0]
+            est, se = ok[f"est_{parameter}"], ok[f"se_{parameter}"]
+            assert p["n_ok"] == len(ok)
+            if len(ok) < 2:
+                continue
+            assert p["bias"] == pytest.approx(est.mean() - truth, abs=1e-12)
+            assert p["bias_mcse"] == pytest.approx(est.std(ddof=1) / np.sqrt(len(ok)))
+            # Coverage over the fits whose interval exists (finite SE).
+            has_se = np.isfinite(se)
+            if not has_se.any():
+                assert np.isnan(p["coverage"])
+                continue
+            hits = ((est - z * se <= truth) & (truth <= est + z * se))[has_se]
+            covered = hits.mean()
+            assert p["coverage"] == pytest.approx(covered)
+            assert p["coverage_mcse"] == pytest.approx(
+                np.sqrt(covered * (1 - covered) / has_se.sum())
+            )
+            checked += 1
+    assert checked > 20
+
+
+@pytest.mark.slow
+def test_snakemake_report_works(finished):
+    snakemake(finished, "--report", "report.html", cores=1)
+    assert (finished / "report.html").stat().st_size > 0
+
+
+# --- determinism --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fit_rows_do_not_depend_on_cores_or_chunk_size(finished, tmp_path):
+    reference = without_runtime(read_fits(finished))  # --cores 2, chunk_size 3
+    one_core = make_workdir(tmp_path / "cores1", TINY)
+    snakemake(one_core, "--until", "fit", cores=1)
+    pd.testing.assert_frame_equal(without_runtime(read_fits(one_core)), reference)
+
+    chunked = make_workdir(tmp_path / "chunk10", dict(TINY, chunk_size=10))
+    snakemake(chunked, "--until", "fit", cores=2)
+    assert len(list((chunked / "results" / "fits").glob("*/*.parquet"))) == 2
+    pd.testing.assert_frame_equal(without_runtime(read_fits(chunked)), reference)
+
+
+@pytest.mark.slow
+def test_adding_a_grid_value_leaves_existing_cells_unchanged(finished, tmp_path):
+    extended = copy.deepcopy(TINY)
+    extended["grid"]["pi"] = [0.5, 0.7]  # a new cell, and before the old one in the grid
+    # In the finished study only the new cell's fit jobs are planned.
+    (finished / "extended.yaml").write_text(yaml.safe_dump(extended))
+    _, plan = snakemake(finished, "-n", "--configfile", "extended.yaml", "--until", "fit")
+    assert jobs_of(plan) == ["fit", "fit"]
+    planned = set(re.findall(r"results/fits/cell=([^/\s]+)/chunk=", plan))
+    assert planned == {Cell.make(40, [0, 3], 1, 0.5).cell_id}
+    # Computed afresh, the old cells' rows are identical.
+    fresh = make_workdir(tmp_path / "extended", extended)
+    snakemake(fresh, "--until", "fit")
+    new = without_runtime(read_fits(fresh))
+    old = without_runtime(read_fits(finished))
+    assert new["cell_id"].nunique() == old["cell_id"].nunique() + 1
+    kept = new[new["cell_id"].isin(old["cell_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, old)
+
+
+# --- rerunning only what changed ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_figures_rerun_without_refitting(finished):
+    _, plan = snakemake(finished, "-n")
+    assert jobs_of(plan) == []  # the finished study is complete
+
+    # `snakemake figures` on a finished study: nothing to fit or summarise.
+    (finished / "results" / "figures" / "bias.png").unlink()
+    _, out = snakemake(finished, "figures")
+    assert jobs_of(out) == ["figures"]
+
+    # Editing the plotting code reruns the figures and the report only. (Snakemake 9 compares
+    # checksums of newer inputs, so the file's content must change, not just its mtime.)
+    figures_py = finished / "src" / "emsim" / "study" / "figures.py"
+    figures_py.write_text(figures_py.read_text() + "\n# an edit of the plotting code\n")
+    later = time.time() + 2
+    os.utime(figures_py, (later, later))
+    _, plan = snakemake(finished, "-n")
+    assert sorted(jobs_of(plan)) == ["all", "figures", "report"]
+    _, out = snakemake(finished)
+    assert sorted(jobs_of(out)) == ["all", "figures", "report"]
+
+
+@pytest.mark.slow
+def test_config_changes_rerun_only_what_they_affect(finished):
+    def plan_with(name: str, override: dict) -> list[str]:
+        (finished / name).write_text(yaml.safe_dump(override))
+        _, plan = snakemake(finished, "-n", "--configfile", name)
+        return sorted(jobs_of(plan))
+
+    aggregate = ["all", "figures", "report", "summary"]
+    assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
+    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report"]
+    assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate
+    # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
+    assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(aggregate + ["fit"] * 4)
+    # More replicates: only the new chunk of each cell is fitted.
+    _, plan = snakemake(finished, "-n", "--config", "replicates=9")
+    assert sorted(jobs_of(plan)) == sorted(aggregate + ["fit"] * 2)
+    new_chunks = re.findall(r"output: results/fits/cell=[^/]+/chunk=(\d+)\.parquet", plan)
+    assert new_chunks == ["2", "2"]
+
+
+# --- invalid configs ----------------------------------------------------------------------------
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    bad = copy.deepcopy(TINY)
+    bad["grid"]["sigma"] = [1, -1]
+    workdir = make_workdir(tmp_path / "bad", bad)
+    rc, out = snakemake(workdir, check=False)
+    assert rc != 0
+    assert "config error: grid.sigma[1]: -1 is not > 0" in out
+    assert jobs_of(out) == []
+    assert not (workdir / "results").exists()
+
+    rc, out = snakemake(workdir, "--config", "replicats=10", check=False)
+    assert rc != 0
+    assert "config error: replicats: unknown key" in out

@@ -1,0 +1,25 @@
+# Figures from the summary tables and the kept traces only: `snakemake figures` on a finished
+# study refits nothing, and the plotting code is an input, so editing it reruns only this rule
+# and the report.
+rule figures:
+    input:
+        performance=rules.summary.output.performance,
+        convergence=rules.summary.output.convergence,
+        traces=STUDY.outputs("traces"),
+        code=jobs.module_path("figures"),
+    output:
+        **{
+            name: report(
+                f"results/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in jobs.FIGURE_NAMES
+        },
+    log:
+        "results/logs/figures.log",
+    localrule: True
+    params:
+        dpi=STUDY.config["figures"]["dpi"],
+    run:
+        jobs.run_figures(STUDY, input, output, params, log)

@@ -1,0 +1,18 @@
+# One job = one cell x one chunk of replicates, every model x method x start on the same data.
+# `params` carry what the outputs depend on besides the code: the hash of the fit-relevant config
+# and the chunk's replicates, so that changing either reruns exactly the affected fits (Snakemake's
+# params rerun trigger) while changing, e.g., figure options reruns none.
+rule fit:
+    output:
+        fits="results/fits/cell={cell}/chunk={chunk}.parquet",
+        traces="results/traces/cell={cell}/chunk={chunk}.parquet",
+    log:
+        "results/logs/fit/cell={cell}/chunk={chunk}.log",
+    resources:
+        mem_mb=lambda wildcards: STUDY.fit_mem_mb(wildcards.cell),
+        runtime=lambda wildcards: STUDY.fit_runtime_min(wildcards.cell),
+    params:
+        fit_hash=STUDY.fit_hash,
+        replicates=lambda wildcards: STUDY.chunk_label(wildcards.chunk),
+    run:
+        jobs.run_fit(STUDY, wildcards, output, log)

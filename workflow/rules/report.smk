@@ -1,0 +1,19 @@
+# The self-contained HTML report (ADEMP, tables, figures, provenance). The fit files are inputs
+# only for provenance (total fits, wall time from their metadata); the config hash is a param
+# because the report describes the whole config, so any change of it rewrites the report.
+rule report:
+    input:
+        performance=rules.summary.output.performance,
+        convergence=rules.summary.output.convergence,
+        figures=list(rules.figures.output),
+        fits=STUDY.outputs("fits"),
+        code=jobs.module_path("report"),
+    output:
+        html=report("results/report/index.html", category="Report"),
+    log:
+        "results/logs/report.log",
+    localrule: True
+    params:
+        config_hash=STUDY.config_hash,
+    run:
+        jobs.run_report(STUDY, input, output, log)

@@ -1,0 +1,19 @@
+# Performance and convergence measures with Monte Carlo SEs (DESIGN.md section 6), streamed one
+# cell at a time over exactly the fit files of the current design. Params are there for Snakemake's
+# params rerun trigger: changing the coverage level re-summarises without refitting.
+rule summary:
+    input:
+        fits=STUDY.outputs("fits"),
+        code=jobs.module_path("measures"),
+    output:
+        performance="results/summary/performance.parquet",
+        convergence="results/summary/convergence.parquet",
+        performance_csv=report("results/summary/performance.csv", category="Tables"),
+        convergence_csv=report("results/summary/convergence.csv", category="Tables"),
+    log:
+        "results/logs/summary.log",
+    localrule: True
+    params:
+        coverage_level=STUDY.config["coverage"]["level"],
+    run:
+        jobs.run_summary(STUDY, input, output, params, log)
