@@ -315,11 +315,13 @@ def best_fixture() -> pd.DataFrame:
             fit_row(
                 method=method,
                 replicate=0,
-                start="truth",
+                start="random1",
                 loglik=-7.0,
                 est_pi=0.79,
                 status="max_iterations",
             ),
+            # an oracle start is a reference, never `best`, even with the highest loglik
+            fit_row(method=method, replicate=0, start="truth", loglik=-6.0, est_pi=0.8),
             # replicate 1: a tie goes to the first row; replicate 2: every start nonfinite
             fit_row(method=method, replicate=1, start="fixed", loglik=-3.0, est_pi=0.81),
             fit_row(method=method, replicate=1, start="quantile", loglik=-3.0, est_pi=0.82),
@@ -362,7 +364,9 @@ def test_add_best_start():
         gaps = out[(out["method"] == method) & (out["start"] != "best")]
         assert one(gaps, replicate=0, start="fixed")["best_start_gap"] == pytest.approx(3.0)
         assert math.isnan(one(gaps, replicate=0, start="quantile")["best_start_gap"])
-        assert one(gaps, replicate=0, start="truth")["best_start_gap"] == 0.0
+        assert one(gaps, replicate=0, start="random1")["best_start_gap"] == 0.0
+        # negative: the estimator `best` missed a higher maximum that the oracle start found
+        assert one(gaps, replicate=0, start="truth")["best_start_gap"] == pytest.approx(-1.0)
         assert one(gaps, replicate=1, start="quantile")["best_start_gap"] == 0.0
         assert one(gaps, replicate=1, start="truth")["best_start_gap"] == pytest.approx(1.5)
     # idempotent: existing best rows are replaced, not duplicated

@@ -292,11 +292,6 @@ class Cell:
             "pi": self.pi,
         }
 
-    @property
-    def separation(self) -> float:
-        """|mu2 - mu1| in units of the pooled sd."""
-        return abs(self.mu2 - self.mu1) / math.sqrt(0.5 * (self.sigma1**2 + self.sigma2**2))
-
 
 def expand_cells(cfg: Mapping[str, Any]) -> list[Cell]:
     """The grid's cells (in the order of its lists: n slowest, then mu, sigma, pi) followed by

@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from emsim.models import MODELS, STATUSES
-from emsim.study.measures import BEST, CONVERGED, atomic_write, read_dataset
-from emsim.study.parquet_io import read_metadata
+from emsim.study.measures import BEST, CONVERGED, read_dataset
+from emsim.study.parquet_io import atomic_write, read_metadata
 
 DPI = 120
 NO_DATA = "no data"

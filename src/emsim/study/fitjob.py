@@ -38,9 +38,10 @@ import pyarrow as pa
 import emsim
 from emsim.models import PARAMS, estimated_params, known_params
 from emsim.study.config import Cell, canonical_json, fit_hash, fit_relevant
+from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.seeding import simulate_replicates
-from emsim.study.starts import expand_starts, start_values
+from emsim.study.starts import expand_starts, oracle_start_names, start_values
 
 __all__ = ["FITS_SCHEMA", "TRACES_SCHEMA", "align_to_truth", "fit_chunk"]
 
@@ -117,12 +118,6 @@ def align_to_truth(
     """Estimates and SEs in the truth's labelling, and the mask of rows that were swapped."""
     mask = _swap_mask(params, truth, model)
     return _swapped(params, mask), _swapped(se, mask, se=True), mask
-
-
-def _best_start_gap(frame: pd.DataFrame) -> pd.Series:
-    ok = frame["loglik"].where(frame["status"] == "converged")
-    best = ok.groupby([frame["replicate"], frame["model"], frame["method"]]).transform("max")
-    return best - frame["loglik"]
 
 
 def _trace_frame(
@@ -235,8 +230,8 @@ def fit_chunk(
     fits = pd.concat(blocks, ignore_index=True)
     # Rows in reading order: replicate, then model, method and start in config order.
     fits = fits.sort_values("replicate", kind="stable", ignore_index=True)
-    fits["best_start_gap"] = _best_start_gap(fits)
     fits = _with_design(fits, cell)
+    fits["best_start_gap"] = best_start_gap(fits, oracle_starts=oracle_start_names(config))
 
     if trace_blocks:
         traces = _with_design(pd.concat(trace_blocks, ignore_index=True), cell)

@@ -175,6 +175,7 @@ def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
 
 def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
     from emsim.study import measures
+    from emsim.study.starts import oracle_start_names
 
     fits = list(input.fits)
     with job_logging(log[0]) as logger:
@@ -186,6 +187,7 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
                 Path(output.performance).parent,
                 coverage_level=float(params.coverage_level),
                 metadata=_study_metadata(study),
+                oracle_starts=oracle_start_names(study.config),
             )
         logger.info("summarised %d fit files in %.1f s", len(fits), time.perf_counter() - t0)
 

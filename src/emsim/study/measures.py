@@ -18,8 +18,7 @@ empirical and model SEs are still reported.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from statistics import NormalDist
 
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from emsim.models import MODELS, STATUSES
-from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
+from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
 
 BEST = "best"
 CONVERGED = "converged"
@@ -37,6 +36,8 @@ CONVERGED = "converged"
 # log-likelihood. Other failures compete on their log-likelihood, as a user picking the highest
 # one would let them, and make `best` a failure when they win.
 BEST_EXCLUDED_STATUSES: tuple[str, ...] = ("nonfinite",)
+# Starts that know the data-generating values: references, never candidates for `best`.
+ORACLE_STARTS: tuple[str, ...] = ("truth",)
 
 CELL_KEYS: tuple[str, ...] = ("cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi")
 FIT_KEYS: tuple[str, ...] = ("model", "method", "start")
@@ -131,40 +132,62 @@ def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
+def _best_loglik(
+    fits: pd.DataFrame, exclude: tuple[str, ...], oracle_starts: tuple[str, ...]
+) -> tuple[pd.Series, pd.Series]:
+    """(eligible, best loglik of the row's replicate x model x method) for every row."""
+    loglik = fits["loglik"].astype(float)
+    eligible = (
+        ~fits["status"].isin(list(exclude))
+        & ~fits["start"].isin([*oracle_starts, BEST])
+        & np.isfinite(loglik)
+    )
+    keys = [fits[k] for k in REPLICATE_KEYS]
+    best = loglik.where(eligible).groupby(keys, dropna=False).transform("max")
+    return eligible, best
+
+
+def best_start_gap(
+    fits: pd.DataFrame,
+    exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
+    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+) -> pd.Series:
+    """The best start's log-likelihood minus each row's own (DESIGN.md section 5): > 0 flags a
+    local maximum; < 0 on an oracle start shows that `best` missed a higher maximum. NaN where
+    the row's status is excluded (no comparable log-likelihood) or no start was eligible."""
+    _, best = _best_loglik(fits, exclude, oracle_starts)
+    comparable = ~fits["status"].isin(list(exclude)) & np.isfinite(fits["loglik"].astype(float))
+    return (best - fits["loglik"].astype(float)).where(comparable)
+
+
 def add_best_start(
-    fits: pd.DataFrame, exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES
+    fits: pd.DataFrame,
+    exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
+    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
 ) -> pd.DataFrame:
     """Append the derived start ``best`` and fill ``best_start_gap`` for every row.
 
     Per cell_id x replicate x model x method, ``best`` is a copy of the row with the highest final
-    log-likelihood among the starts whose status is not in `exclude` (default: ``nonfinite``)
-    and whose loglik is finite; ties go to the row that comes first. A group without any such
-    start still gets a ``best`` row (a copy of its first row) so that ``best`` has as many
-    replicates as every other start and its failures are counted. ``best_start_gap`` is the best
-    loglik minus the row's own: 0 for the chosen row, > 0 where that start stopped at a worse
-    (local) maximum, NaN for excluded fits and where either loglik is not finite. Existing
-    ``best`` rows are dropped first, so this is idempotent.
+    log-likelihood among the starts whose status is not in `exclude` (default: ``nonfinite``),
+    whose loglik is finite and that are not oracles (`oracle_starts`: the data-generating values
+    are not available to an estimator); ties go to the row that comes first. A group without any
+    such start still gets a ``best`` row (a copy of its first row) so that ``best`` has as many
+    replicates as every other start and its failures are counted. Existing ``best`` rows are
+    dropped first, so this is idempotent.
     """
     base = fits.loc[fits["start"] != BEST].reset_index(drop=True)
     keys = list(REPLICATE_KEYS)
+    eligible, _ = _best_loglik(base, exclude, oracle_starts)
     loglik = base["loglik"].astype(float)
-    eligible = ~base["status"].isin(list(exclude)) & np.isfinite(loglik)
     ranked = pd.DataFrame(
         {"_score": loglik.where(eligible, -np.inf), "_pos": np.arange(len(base))}
     ).sort_values(["_score", "_pos"], ascending=[False, True], kind="stable")
     first = base.loc[ranked.index, keys].drop_duplicates(keep="first").index
     best = base.loc[first].copy()
-    best_loglik = best["loglik"].astype(float).where(eligible.loc[first])
-
-    lookup = best[keys].assign(_best_loglik=best_loglik.to_numpy())
-    merged = base[keys].merge(lookup, on=keys, how="left", validate="many_to_one")
-    # Only comparable fits get a gap: a nonfinite fit's loglik (if any) says nothing about maxima.
-    gap = merged["_best_loglik"].to_numpy() - loglik.to_numpy()
-    base["best_start_gap"] = np.where(eligible.to_numpy(), gap, np.nan)
+    base["best_start_gap"] = best_start_gap(base, exclude, oracle_starts)
     best["start"] = BEST
-    best["best_start_gap"] = np.where(np.isfinite(best_loglik), 0.0, np.nan)
-    out = pd.concat([base, best], ignore_index=True)
-    return out
+    best["best_start_gap"] = np.where(eligible.loc[first], 0.0, np.nan)
+    return pd.concat([base, best], ignore_index=True)
 
 
 def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
@@ -344,23 +367,6 @@ def iter_cells(fits_dir: str | os.PathLike[str]) -> Iterator[tuple[str, pd.DataF
         yield cell, frame
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through `write(tmp_name)` to a temp file next to `path`, then rename over it.
-
-    The temp name starts with a dot (pyarrow datasets and globbing skip it) and is created by
-    `write` itself, so the file gets the usual umask permissions rather than mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
     """Atomically write `frame` as Parquet (with `meta` as key-value metadata) and as CSV."""
     write_parquet_atomic(frame, parquet_path, meta)
@@ -384,6 +390,7 @@ def summarise(
     coverage_level: float = 0.95,
     metadata: Mapping[str, str] | None = None,
     best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
+    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
 ) -> dict[str, Path]:
     """Summarise the fits dataset into performance and convergence tables, one cell at a time.
 
@@ -392,13 +399,14 @@ def summarise(
     `out_dir` atomically. The Parquet key-value metadata is `parquet_io.provenance_metadata`
     (emsim version, git commit, config hash, seed, numpy version, creation time) with the entries
     of `metadata` (e.g. config_hash, seed) filled in or overriding, plus ``coverage_level``.
-    `best_exclude` are the statuses that cannot be the derived start (see `add_best_start`).
+    `best_exclude` are the statuses and `oracle_starts` the starts that cannot be the derived
+    start (see `add_best_start`).
     Returns the paths of the two Parquet files.
     """
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
     perf_parts, conv_parts = [], []
     for _cell, rows in iter_cells(fits_dir):
-        rows = add_best_start(rows, exclude=best_exclude)
+        rows = add_best_start(rows, best_exclude, oracle_starts)
         perf_parts.append(performance(rows, coverage_level))
         conv_parts.append(convergence(rows))
     perf = _concat(perf_parts, PERFORMANCE_COLUMNS)

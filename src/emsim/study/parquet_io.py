@@ -12,8 +12,8 @@ import datetime as _dt
 import functools
 import os
 import subprocess
-import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "atomic_write",
     "emsim_version",
     "git_commit",
     "provenance_metadata",
@@ -78,10 +79,23 @@ def provenance_metadata(
     return meta
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Write through `write(tmp_name)` to a temp file next to `path`, then rename over it.
+
+    Same folder as the target, so `os.replace` is a rename on one file system: atomic. The temp
+    name starts with a dot (pyarrow datasets and globbing skip it) and is created by `write`
+    itself, so the file gets the usual umask permissions.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_parquet_atomic(
@@ -96,8 +110,6 @@ def write_parquet_atomic(
     `schema`, when given, fixes the column types, so that an empty frame still gets the right
     dtypes and every chunk of a dataset has the same schema.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(df, pa.Table):
         table = df.cast(schema) if schema is not None else df
     else:
@@ -106,18 +118,7 @@ def write_parquet_atomic(
     for key, value in (metadata or {}).items():
         kv[str(key).encode()] = str(value).encode()
     table = table.replace_schema_metadata(kv)
-    # Same folder as the target: os.replace is then a rename on one file system, i.e. atomic.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

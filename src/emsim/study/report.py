@@ -29,8 +29,8 @@ import yaml
 
 from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.figures import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
-from emsim.study.measures import BEST, atomic_write, failure_table
-from emsim.study.parquet_io import emsim_version, git_commit, read_metadata
+from emsim.study.measures import BEST, failure_table
+from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
 
 MISSING = "–"
 

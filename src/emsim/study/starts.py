@@ -70,6 +70,11 @@ def expand_starts(starts: Sequence[Mapping[str, Any]]) -> list[StartSpec]:
     return out
 
 
+def oracle_start_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of the starts that use the data-generating values (strategy `truth`)."""
+    return tuple(spec.name for spec in expand_starts(config["starts"]) if spec.strategy == "truth")
+
+
 def _random(
     spec: StartSpec,
     Y: np.ndarray,
