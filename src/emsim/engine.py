@@ -119,7 +119,7 @@ def fit_one(
     log_ratio = np.empty(n if model == 0 else 0)
     base = 0.0
     if model == 0:
-        base = pi_prepare(y, p, log_ratio)
+        base = pi_prepare(y, p, log_ratio, scratch)
     trace = np.empty((max_iterations + 1 if traced else 0, TRACE_WIDTH))
 
     loglik = _estep(model, y, log_ratio, base, p, stats, scratch, bits)

@@ -171,14 +171,28 @@ def mixture_estep(y, p, stats, scratch, bits):
             t_w2[j] = 0.0
             t_z2[j] = 0.0
             poly[j] = 0.0
-        total[0] += _tree_sum(t_max, size)
-        total[1] += _tree_log_product(t_log, size)
-        total[2] += _tree_sum(t_w1, size)
-        total[3] += _tree_sum(t_z1, size)
-        total[4] += _tree_sum(t_zz1, size)
-        total[5] += _tree_sum(t_w2, size)
-        total[6] += _tree_sum(t_z2, size)
-        total[7] += _tree_sum(poly, size)
+        # One pass per tree level for all eight sums (the log terms are multiplied).
+        width = size // 2
+        while width >= _LANES:
+            for j in range(width):
+                t_max[j] += t_max[j + width]
+                t_log[j] *= t_log[j + width]
+                t_w1[j] += t_w1[j + width]
+                t_z1[j] += t_z1[j + width]
+                t_zz1[j] += t_zz1[j + width]
+                t_w2[j] += t_w2[j + width]
+                t_z2[j] += t_z2[j + width]
+                poly[j] += poly[j + width]
+            width //= 2
+        for j in range(_LANES):
+            total[0] += t_max[j]
+            total[1] += math.log(t_log[j])
+            total[2] += t_w1[j]
+            total[3] += t_z1[j]
+            total[4] += t_zz1[j]
+            total[5] += t_w2[j]
+            total[6] += t_z2[j]
+            total[7] += poly[j]
     stats[0] = total[2]
     stats[1] = total[3] / total[2]
     stats[2] = total[4] / total[2]
@@ -189,20 +203,35 @@ def mixture_estep(y, p, stats, scratch, bits):
 
 
 @njit(**_JIT)
-def pi_prepare(y, p, log_ratio):
+def pi_prepare(y, p, log_ratio, scratch):
     """For the pi model: fill log_ratio with log f1(y) - log f2(y) (fixed while only pi moves)
     and return sum log f2(y), the rest of the log-likelihood."""
+    size = scratch.shape[1]
     inv1 = 1.0 / p[3]
     inv2 = 1.0 / p[4]
     c1 = -math.log(p[3])
     c2 = -math.log(p[4]) - LOG_SQRT_2PI
+    t_f2 = scratch[0]
+    t_check = scratch[1]
     base = 0.0
-    for j in range(y.size):
-        z1 = (y[j] - p[1]) * inv1
-        z2 = (y[j] - p[2]) * inv2
-        log_f2 = c2 - 0.5 * z2 * z2
-        log_ratio[j] = (c1 - 0.5 * z1 * z1) - (log_f2 + LOG_SQRT_2PI)
-        base += log_f2
+    for lo in range(0, y.size, size):
+        block = y[lo : lo + size]
+        ratio_block = log_ratio[lo : lo + size]
+        m = block.size
+        for j in range(m):
+            z1 = (block[j] - p[1]) * inv1
+            z2 = (block[j] - p[2]) * inv2
+            log_f2 = c2 - 0.5 * z2 * z2
+            ratio = (c1 - 0.5 * z1 * z1) - (log_f2 + LOG_SQRT_2PI)
+            ratio_block[j] = ratio
+            t_f2[j] = log_f2
+            # A non-finite ratio (a point beyond any float distance) poisons every
+            # log-likelihood once here, so the E-step needs no per-point check.
+            t_check[j] = ratio - ratio
+        for j in range(m, size):
+            t_f2[j] = 0.0
+            t_check[j] = 0.0
+        base += _tree_sum(t_f2, size) + _tree_sum(t_check, size)
     return base
 
 
@@ -234,7 +263,7 @@ def pi_estep(log_ratio, base, pi, stats, scratch, bits):
             e = poly[j] * scale[j]
             w = 1.0 / (1.0 + e)
             ew = e * w
-            t_max[j] = (d if d > 0.0 else 0.0) + (d - d)
+            t_max[j] = d if d > 0.0 else 0.0
             t_log[j] = 1.0 + e
             t_w1[j] = w if d >= 0.0 else ew
             t_var[j] = ew * w
@@ -243,10 +272,20 @@ def pi_estep(log_ratio, base, pi, stats, scratch, bits):
             t_log[j] = 1.0
             t_w1[j] = 0.0
             t_var[j] = 0.0
-        total_max += _tree_sum(t_max, size)
-        total_log += _tree_log_product(t_log, size)
-        total_w1 += _tree_sum(t_w1, size)
-        total_var += _tree_sum(t_var, size)
+        # One pass per tree level for all four sums (the log terms are multiplied).
+        width = size // 2
+        while width >= _LANES:
+            for j in range(width):
+                t_max[j] += t_max[j + width]
+                t_log[j] *= t_log[j + width]
+                t_w1[j] += t_w1[j + width]
+                t_var[j] += t_var[j + width]
+            width //= 2
+        for j in range(_LANES):
+            total_max += t_max[j]
+            total_log += math.log(t_log[j])
+            total_w1 += t_w1[j]
+            total_var += t_var[j]
     stats[0] = total_w1
     stats[1] = total_var
     return base + n * log1m_pi + (total_max + total_log)
