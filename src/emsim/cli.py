@@ -131,7 +131,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         payload = {
             "status": demo.status,
             "fit_seconds": demo.fit_seconds,
-            "rows": json.loads(table.to_json(orient="records", double_precision=15)),
+            # Python floats print as the shortest string that reads back exactly: full precision.
+            "rows": [
+                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+                for row in table.astype(object).to_dict(orient="records")
+            ],
         }
         print(json.dumps(payload, indent=2))
     else:
