@@ -86,13 +86,31 @@ def _tree_sum(t: np.ndarray, size: int) -> float:
 
 MODEL_CODES = {"pi": 0, "equal_var": 1, "full": 2}
 N_STATS = 6
-_N_SCRATCH = 8
+# Eight work arrays for the sums, one to pad a short last block to full length.
+_N_SCRATCH = 9
 
 
 def make_scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Work arrays for the E-step of data of length n: (float blocks, int64 exponent bits)."""
     size = _block_size(n)
     return np.empty((_N_SCRATCH, size)), np.empty(size, np.int64)
+
+
+@njit(inline="always", **_JIT)
+def _full_block(data, lo, size, pad):
+    """The `size` values of `data` from `lo` on. A short last block is copied into `pad` and
+    filled with its first value (finite, so the extra lanes compute harmlessly and are zeroed
+    after): every loop then runs a whole number of vectors, with no scalar remainder, which
+    matters at small n. A slice keeps indices provably non-negative, which LLVM needs to
+    vectorise."""
+    block = data[lo : lo + size]
+    if block.size == size:
+        return block
+    for j in range(block.size):
+        pad[j] = block[j]
+    for j in range(block.size, size):
+        pad[j] = block[0]
+    return pad
 
 
 @njit(**_JIT)
@@ -121,17 +139,16 @@ def mixture_estep(y, p, stats, scratch, bits):
     total_max = total_log = total_w1 = total_z1 = total_zz1 = total_w2 = total_z2 = 0.0
     total_zz2 = 0.0
     for lo in range(0, n, size):
-        # A slice keeps indices provably non-negative, which LLVM needs to vectorise.
-        block = y[lo : lo + size]
-        m = block.size
-        for j in range(m):
+        m = min(size, n - lo)
+        block = _full_block(y, lo, size, scratch[8])
+        for j in range(size):
             z1 = (block[j] - mu1) * inv1
             z2 = (block[j] - mu2) * inv2
             d = (c1 - 0.5 * z1 * z1) - (c2 - 0.5 * z2 * z2)
             poly[j], bits[j] = _exp_parts(d)
-        # Second pass: the second component's weighted squares go to t_log's slot after the
-        # log-product has been taken, so eight work arrays suffice.
-        for j in range(m):
+        # Second pass: once a point's exp is used, its polynomial slot holds the second
+        # component's weighted square, so eight work arrays suffice.
+        for j in range(size):
             z1 = (block[j] - mu1) * inv1
             z2 = (block[j] - mu2) * inv2
             a = c1 - 0.5 * z1 * z1
@@ -247,11 +264,11 @@ def pi_estep(log_ratio, base, pi, stats, scratch, bits):
     total_w1 = 0.0
     total_var = 0.0
     for lo in range(0, n, size):
-        block = log_ratio[lo : lo + size]
-        m = block.size
-        for j in range(m):
+        m = min(size, n - lo)
+        block = _full_block(log_ratio, lo, size, scratch[8])
+        for j in range(size):
             poly[j], bits[j] = _exp_parts(block[j] + shift)
-        for j in range(m):
+        for j in range(size):
             d = block[j] + shift
             e = poly[j] * scale[j]
             w = 1.0 / (1.0 + e)
