@@ -228,9 +228,27 @@ def test_bad_input_raises_value_error_naming_it():
         emsim.fit(y, start={"pi": 1.5})
     with pytest.raises(ValueError, match="sigma1"):
         emsim.fit(y, model="pi", known={"mu1": 0, "mu2": 1, "sigma2": 1})
-    with pytest.raises(ValueError, match="constant"):
-        emsim.fit(np.ones(10))
     with pytest.raises(ValueError, match="NaN"):
         emsim.fit(np.array([1.0, np.nan, 2.0]))
     with pytest.raises(ValueError, match="at least 2"):
         emsim.fit(np.array([1.0]))
+
+
+def test_constant_data_is_a_degenerate_fit_not_an_error():
+    batch = emsim.fit_batch(np.stack([draw(20, 1), np.full(20, 3.0)]), model="full")
+    assert list(batch.status) == ["converged", "degenerate"]
+    assert emsim.fit(np.full(20, 3.0), model="equal_var").status == "degenerate"
+    # With the components known only pi is estimated, and data on one point are no obstacle:
+    # midway between the means the likelihood is flat in pi, so EM stops where it started.
+    known = {"mu1": 0.0, "mu2": 3.0, "sigma1": 1.0, "sigma2": 1.0}
+    flat = emsim.fit(np.full(20, 1.5), model="pi", known=known)
+    assert flat.status == "converged" and flat.params["pi"] == 0.5
+
+
+def test_trace_grows_past_its_first_allocation():
+    y = emsim.simulate(500, (0, 1), 1.0, 0.5, np.random.default_rng(3))
+    result = emsim.fit(y, trace=True, max_iterations=10**12, tolerance=1e-9)
+    assert result.status == "converged" and result.iterations > 1000
+    trace = result.trace
+    np.testing.assert_array_equal(trace["iteration"], np.arange(result.iterations + 1))
+    assert trace["loglik"].iloc[-1] == result.loglik

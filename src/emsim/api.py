@@ -98,11 +98,6 @@ def _as_data(y: Any) -> np.ndarray:
     finite = np.isfinite(data).all(axis=1)
     if not finite.all():
         raise ValueError(f"data row {int(np.argmin(finite))} has NaN or infinite values")
-    constant = data.min(axis=1) == data.max(axis=1)
-    if constant.any():
-        raise ValueError(
-            f"data row {int(np.argmax(constant))} is constant: a mixture cannot be fitted"
-        )
     return np.ascontiguousarray(data)
 
 
@@ -228,6 +223,10 @@ def fit_batch(
     out = engine.run(
         y, start_matrix, model, method, float(tolerance), int(max_iterations), sigma_floor, traced
     )
+    if model != "pi":
+        # Data on one point (a tiny, coarsely rounded sample) leave every component collapsed:
+        # a status, not an error, so one such replicate cannot stop a study.
+        out.status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     if model == "pi":
         se_estimated, rate_theory = pi_information(out.stats, out.params, y.shape[1])
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import LOG_SQRT_2PI, MU1, MU2, PI, SIGMA1, SIGMA2
+from .engine import LOG_SQRT_2PI, MU1, MU2, PI, SIGMA1, SIGMA2
 
 # Work on at most this many points at once, so memory stays bounded for big batches.
 _BLOCK_POINTS = 1 << 20
