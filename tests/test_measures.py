@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from emsim.study import measures
 from emsim.study.measures import (
     add_best_start,
     convergence,
@@ -445,7 +446,10 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def test_summarise_streams_cells_like_in_memory(tmp_path):
+@pytest.mark.parametrize("slice_rows", [200_000, 10], ids=["whole-cells", "model-x-method-slices"])
+def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_rows):
+    # Big cells are summarised one model x method at a time; both paths must agree exactly.
+    monkeypatch.setattr(measures, "_SLICE_ROWS", slice_rows)
     fits = study_fits()
     write_hive(fits, tmp_path / "fits")
     out = tmp_path / "summary"

@@ -51,6 +51,13 @@ RESERVED_START_NAMES = frozenset({"best"})
 FIT_KEYS: tuple[str, ...] = ("seed", "em", "models", "methods", "starts", "traces")
 DEFAULT_RANDOM_K = 3
 DEFAULT_QUANTILE_PI0 = 0.5
+# The design's scale: beyond these, simulated data (or their squares, or a component's variance)
+# leave the floating-point range and a fit job would fail; they are far outside any real design.
+SCALE_MAX = 1e100
+SIGMA_MIN = 1e-100
+# A sigma below this fraction of the cell's largest |mu| is below the resolution of doubles at
+# that location: the simulated data round to a few distinct values (all equal at 1e15 +- 0.01).
+SIGMA_MIN_REL = 1e-12
 
 
 class ConfigError(ValueError):
@@ -105,8 +112,12 @@ def _schema_error(err) -> ConfigError:
         allowed = sorted(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in allowed]
         if extra:
+            # A key that is not printable text (a number, a newline) is shown as Python repr.
+            key = (
+                extra[0] if isinstance(extra[0], str) and extra[0].isprintable() else repr(extra[0])
+            )
             return ConfigError(
-                _fmt_path([*path, extra[0]]), f"unknown key (expected one of: {', '.join(allowed)})"
+                _fmt_path([*path, key]), f"unknown key (expected one of: {', '.join(allowed)})"
             )
     if err.validator == "required" and isinstance(err.instance, dict):
         missing = [k for k in err.validator_value if k not in err.instance]
@@ -126,6 +137,10 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
     import yaml
     from snakemake.utils import validate
 
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            "", f"the config must be a mapping of keys to values, not {type(config).__name__}"
+        )
     schema_path = Path(schema_path) if schema_path is not None else default_schema_path()
     cfg = copy.deepcopy(dict(config))
     with open(schema_path) as f:
@@ -145,7 +160,14 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
 
 
 def _finite(value: object, path: str) -> float:
-    x = float(value)  # type: ignore[arg-type]
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer beyond the floating-point range
+        shown = _show(value)
+        shown = shown if len(shown) <= 20 else f"{shown[:12]}...({len(shown)} digits)"
+        raise ConfigError(
+            path, f"{shown} is not finite (beyond the floating-point range)"
+        ) from None
     if not math.isfinite(x):
         raise ConfigError(path, f"{_show(value)} is not finite")
     return x
@@ -162,16 +184,37 @@ def _check_pi(value: object, path: str) -> None:
         raise ConfigError(path, f"{_show(value)} is not in (0, 1)")
 
 
-def _check_sigma(value: object, path: str) -> None:
+def _check_sigma(value: object, path: str, design: bool = False) -> None:
     for i, s in enumerate(value) if isinstance(value, list) else [(None, value)]:
         where = path if i is None else f"{path}[{i}]"
-        if _finite(s, where) <= 0:
+        x = _finite(s, where)
+        if x <= 0:
             raise ConfigError(where, f"{_show(s)} is not > 0")
+        if design and not SIGMA_MIN <= x <= SCALE_MAX:
+            raise ConfigError(
+                where,
+                f"{_show(s)} is outside [{SIGMA_MIN:g}, {SCALE_MAX:g}] (floating-point range)",
+            )
 
 
 def _check_mu(value: Sequence[object], path: str) -> None:
     for i, m in enumerate(value):
-        _finite(m, f"{path}[{i}]")
+        if abs(_finite(m, f"{path}[{i}]")) > SCALE_MAX:
+            raise ConfigError(
+                f"{path}[{i}]", f"{_show(m)} is beyond +-{SCALE_MAX:g} (floating-point range)"
+            )
+
+
+def _check_resolution(mu: Sequence[object], sigma: object, sigma_path: str, mu_path: str) -> None:
+    """A cell's sigmas must resolve its means: at least SIGMA_MIN_REL x max |mu|."""
+    location = max(abs(float(m)) for m in mu)  # type: ignore[arg-type]
+    smallest = min(sigma) if isinstance(sigma, list) else sigma
+    if float(smallest) < SIGMA_MIN_REL * location:  # type: ignore[arg-type]
+        raise ConfigError(
+            sigma_path,
+            f"{_show(sigma)} is below {SIGMA_MIN_REL:g} x |mu| = {SIGMA_MIN_REL * location:g} "
+            f"for {mu_path} {_show(mu)}: the simulated data would round to a few distinct values",
+        )
 
 
 def _check_semantics(cfg: dict) -> None:
@@ -182,14 +225,18 @@ def _check_semantics(cfg: dict) -> None:
         for i, mu in enumerate(grid["mu"]):
             _check_mu(mu, f"grid.mu[{i}]")
         for i, s in enumerate(grid["sigma"]):
-            _check_sigma(s, f"grid.sigma[{i}]")
+            _check_sigma(s, f"grid.sigma[{i}]", design=True)
         for i, p in enumerate(grid["pi"]):
             _check_pi(p, f"grid.pi[{i}]")
+        for i, s in enumerate(grid["sigma"]):
+            for k, mu in enumerate(grid["mu"]):
+                _check_resolution(mu, s, f"grid.sigma[{i}]", f"grid.mu[{k}]")
     for j, sc in enumerate(cfg.get("scenarios") or []):
         _check_n(sc["n"], f"scenarios[{j}].n")
         _check_mu(sc["mu"], f"scenarios[{j}].mu")
-        _check_sigma(sc["sigma"], f"scenarios[{j}].sigma")
+        _check_sigma(sc["sigma"], f"scenarios[{j}].sigma", design=True)
         _check_pi(sc["pi"], f"scenarios[{j}].pi")
+        _check_resolution(sc["mu"], sc["sigma"], f"scenarios[{j}].sigma", f"scenarios[{j}].mu")
     if grid is None and not cfg.get("scenarios"):
         raise ConfigError("grid", "no cells: give a grid and/or a non-empty scenarios list")
 

@@ -25,6 +25,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from emsim.models import MODELS, STATUSES
@@ -349,7 +350,7 @@ def read_fragments(fragments: list[pads.Fragment]) -> pd.DataFrame:
 def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Every Parquet file under `path` (flat or hive folders) as one frame; empty if none.
 
-    Meant for small outputs such as the kept traces, not for the fits (see `iter_cells`).
+    Meant for small outputs such as the kept traces, not for the fits (see `summarise`).
     """
     path = Path(path)
     if not path.exists():
@@ -358,13 +359,49 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     return read_fragments(list(dataset.get_fragments()))
 
 
-def iter_cells(fits_dir: str | os.PathLike[str]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Yield (cell_id, fit rows) for each cell of the fits dataset, one cell in memory at a time."""
+# Fit columns that no measure reads (`best_start_gap` is recomputed by `add_best_start`).
+_UNUSED_COLUMNS = frozenset({"loglik_start", "swapped", "best_start_gap"})
+# A cell with more fit rows than this is summarised one model x method at a time: pandas and the
+# long table of `performance` take about 2 kB per fit row, and each call has a fixed cost.
+_SLICE_ROWS = 200_000
+
+
+def _iter_slices(
+    fits_dir: str | os.PathLike[str],
+) -> Iterator[tuple[str, Iterator[pd.DataFrame]]]:
+    """Yield (cell_id, frames) for each cell: the cell's fit rows one model x method at a time.
+
+    Every measure groups by model and method, and `best` is chosen within a replicate x model x
+    method, so the slices summarise exactly as the whole cell does. The cell is held as one
+    Arrow table (compact: no Python strings, no unused columns) and, when it has more than
+    `_SLICE_ROWS` rows, only one slice at a time becomes a pandas frame with its intermediate
+    tables: a cell of 10^6 fit rows then peaks under 1 GB instead of about 2 GB. Smaller cells
+    are one slice, which is faster.
+    """
     for cell, fragments in _cell_fragments(Path(fits_dir)).items():
-        frame = read_fragments(fragments)
-        if "cell_id" not in frame.columns:
-            frame.insert(0, "cell_id", cell)
-        yield cell, frame
+        tables = [fragment.to_table() for fragment in fragments]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        del tables
+        table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
+        if "cell_id" not in table.column_names:
+            table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
+        yield cell, _model_method_slices(table)
+
+
+def _model_method_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
+    split = (
+        table.num_rows > _SLICE_ROWS
+        and {"model", "method"} <= set(table.column_names)
+        and table["model"].null_count == 0
+        and table["method"].null_count == 0
+    )
+    if not split:
+        yield table.to_pandas()
+        return
+    pairs = table.select(["model", "method"]).group_by(["model", "method"]).aggregate([])
+    for model, method in zip(pairs["model"].to_pylist(), pairs["method"].to_pylist(), strict=True):
+        mask = pc.and_(pc.equal(table["model"], model), pc.equal(table["method"], method))
+        yield table.filter(mask).to_pandas()
 
 
 def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
@@ -405,10 +442,15 @@ def summarise(
     """
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
     perf_parts, conv_parts = [], []
-    for _cell, rows in iter_cells(fits_dir):
-        rows = add_best_start(rows, best_exclude, oracle_starts)
-        perf_parts.append(performance(rows, coverage_level))
-        conv_parts.append(convergence(rows))
+    for _cell, slices in _iter_slices(fits_dir):
+        cell_perf, cell_conv = [], []
+        for rows in slices:
+            rows = add_best_start(rows, best_exclude, oracle_starts)
+            cell_perf.append(performance(rows, coverage_level))
+            cell_conv.append(convergence(rows))
+            del rows
+        perf_parts.append(_sorted(_concat(cell_perf, PERFORMANCE_COLUMNS), with_parameter=True))
+        conv_parts.append(_sorted(_concat(cell_conv, CONVERGENCE_COLUMNS), with_parameter=False))
     perf = _concat(perf_parts, PERFORMANCE_COLUMNS)
     conv = _concat(conv_parts, CONVERGENCE_COLUMNS)
     meta = summary_metadata(coverage_level, metadata)

@@ -1,0 +1,409 @@
+"""A corpus of invalid study configs: each is rejected before any job runs, in one line naming
+the key, both by `load_study` and by a real Snakemake run in a temporary copy of the workflow
+(which writes nothing under results/).
+
+Every case is a small valid study (`BASE`) with one thing broken. The Snakemake runs go
+through `snakemake --cores 1` (not `-n`), so a config that slipped through validation would
+run a job and write results; they run concurrently in one module fixture (about 1.5 s each).
+A representative subset of the corpus goes through Snakemake by default (`THROUGH_SNAKEMAKE`),
+the whole of it with EMSIM_CORPUS_ALL=1.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from emsim.study.config import ConfigError, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+BASE: dict[str, Any] = {
+    "study": "corpus",
+    "seed": 3,
+    "replicates": 2,
+    "chunk_size": 2,
+    "traces": 0,
+    "grid": {"n": [20], "mu": [[0, 3]], "sigma": [1], "pi": [0.7]},
+    "scenarios": [{"n": 30, "mu": [0, 2], "sigma": [1, 2], "pi": 0.6}],
+    "models": ["pi", "full"],
+    "methods": ["em"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "quantile", "strategy": "quantile", "pi0": 0.5},
+        {"name": "random", "strategy": "random", "k": 2},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"tolerance": 1.0e-5, "max_iterations": 50},
+    "coverage": {"level": 0.95},
+    "figures": {"dpi": 60},
+}
+
+_DELETE = object()
+
+
+def broken(*changes: tuple[tuple[str | int, ...], Any]) -> dict[str, Any]:
+    """BASE with each (key path, value) set; the value _DELETE removes the key."""
+    cfg = copy.deepcopy(BASE)
+    for path, value in changes:
+        node = cfg
+        for key in path[:-1]:
+            node = node[key]
+        if value is _DELETE:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+    return cfg
+
+
+def _start(**start: Any) -> list[dict[str, Any]]:
+    return [start]
+
+
+NAN, INF = float("nan"), float("inf")
+
+# (id, config, key path the message names, a fragment of the problem)
+CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
+    # -- wrong types
+    ("replicates-text", broken((("replicates",), "ten")), "replicates", "not of type 'integer'"),
+    ("replicates-float", broken((("replicates",), 2.5)), "replicates", "not of type 'integer'"),
+    ("replicates-bool", broken((("replicates",), True)), "replicates", "not of type 'integer'"),
+    ("seed-text", broken((("seed",), "abc")), "seed", "not of type 'integer'"),
+    ("traces-float", broken((("traces",), 1.5)), "traces", "not of type 'integer'"),
+    ("n-float", broken((("grid", "n"), [20.5])), "grid.n[0]", "not of type 'integer'"),
+    ("pi-text", broken((("grid", "pi"), ["0.5"])), "grid.pi[0]", "not of type 'number'"),
+    ("sigma-text", broken((("grid", "sigma"), ["x"])), "grid.sigma[0]", "not a number or a pair"),
+    ("grid-list", broken((("grid",), [20, 30])), "grid", "not of type 'object'"),
+    ("grid-null", broken((("grid",), None)), "grid", "not of type 'object'"),
+    ("scenarios-dict", broken((("scenarios",), {"n": 30})), "scenarios", "not of type 'array'"),
+    ("em-scalar", broken((("em",), 1e-5)), "em", "not of type 'object'"),
+    (
+        "max-iterations-text",
+        broken((("em", "max_iterations"), "many")),
+        "em.max_iterations",
+        "type",
+    ),
+    ("study-empty", broken((("study",), "")), "study", "non-empty"),
+    # -- out of range
+    ("replicates-0", broken((("replicates",), 0)), "replicates", "minimum"),
+    ("chunk-size-0", broken((("chunk_size",), 0)), "chunk_size", "minimum"),
+    ("chunk-size-negative", broken((("chunk_size",), -5)), "chunk_size", "minimum"),
+    ("seed-negative", broken((("seed",), -1)), "seed", "minimum"),
+    ("traces-negative", broken((("traces",), -1)), "traces", "minimum"),
+    ("max-iterations-0", broken((("em", "max_iterations"), 0)), "em.max_iterations", "minimum"),
+    ("dpi-low", broken((("figures", "dpi"), 10)), "figures.dpi", "minimum"),
+    ("sigma-negative", broken((("grid", "sigma"), [1, -1])), "grid.sigma[1]", "-1 is not > 0"),
+    ("sigma-zero", broken((("grid", "sigma"), [0])), "grid.sigma[0]", "0 is not > 0"),
+    (
+        "sigma-pair-negative",
+        broken((("scenarios", 0, "sigma"), [1, -2])),
+        "scenarios[0].sigma[1]",
+        "-2 is not > 0",
+    ),
+    ("sigma-nan", broken((("grid", "sigma"), [NAN])), "grid.sigma[0]", "not finite"),
+    ("pi-zero", broken((("grid", "pi"), [0])), "grid.pi[0]", "not in (0, 1)"),
+    ("pi-one", broken((("grid", "pi"), [0.5, 1.0])), "grid.pi[1]", "not in (0, 1)"),
+    ("pi-above-one", broken((("scenarios", 0, "pi"), 1.5)), "scenarios[0].pi", "not in (0, 1)"),
+    ("pi-negative", broken((("scenarios", 0, "pi"), -0.1)), "scenarios[0].pi", "not in (0, 1)"),
+    ("pi-nan", broken((("grid", "pi"), [NAN])), "grid.pi[0]", "not finite"),
+    ("n-1", broken((("grid", "n"), [1])), "grid.n[0]", "not >= 2"),
+    ("n-0-scenario", broken((("scenarios", 0, "n"), 0)), "scenarios[0].n", "not >= 2"),
+    ("n-negative", broken((("grid", "n"), [20, -5])), "grid.n[1]", "not >= 2"),
+    ("mu-inf", broken((("grid", "mu"), [[0, INF]])), "grid.mu[0][1]", "not finite"),
+    ("tolerance-0", broken((("em", "tolerance"), 0)), "em.tolerance", "not > 0"),
+    ("tolerance-negative", broken((("em", "tolerance"), -1e-5)), "em.tolerance", "not > 0"),
+    ("tolerance-nan", broken((("em", "tolerance"), NAN)), "em.tolerance", "not finite"),
+    ("coverage-95", broken((("coverage", "level"), 95)), "coverage.level", "not in (0, 1)"),
+    ("coverage-0", broken((("coverage", "level"), 0)), "coverage.level", "not in (0, 1)"),
+    ("coverage-1", broken((("coverage", "level"), 1.0)), "coverage.level", "not in (0, 1)"),
+    # -- empty grid, lists and missing keys
+    ("grid-n-empty", broken((("grid", "n"), [])), "grid.n", "should be non-empty"),
+    ("grid-pi-empty", broken((("grid", "pi"), [])), "grid.pi", "should be non-empty"),
+    ("grid-missing-sigma", broken((("grid", "sigma"), _DELETE)), "grid.sigma", "missing"),
+    (
+        "no-cells",
+        broken((("grid",), _DELETE), (("scenarios",), [])),
+        "grid",
+        "no cells",
+    ),
+    (
+        "scenario-missing-mu",
+        broken((("scenarios", 0, "mu"), _DELETE)),
+        "scenarios[0].mu",
+        "missing",
+    ),
+    ("models-empty", broken((("models",), [])), "models", "should be non-empty"),
+    ("methods-empty", broken((("methods",), [])), "methods", "should be non-empty"),
+    ("starts-empty", broken((("starts",), [])), "starts", "should be non-empty"),
+    ("models-duplicate", broken((("models",), ["pi", "pi"])), "models", "non-unique"),
+    # -- misspelt keys
+    ("misspelt-top", broken((("replicats",), 10)), "replicats", "unknown key"),
+    ("misspelt-em", broken((("em", "max_iteration"), 10)), "em.max_iteration", "unknown key"),
+    ("misspelt-grid", broken((("grid", "sigmas"), [1])), "grid.sigmas", "unknown key"),
+    ("misspelt-scenario", broken((("scenarios", 0, "p"), 0.5)), "scenarios[0].p", "unknown key"),
+    (
+        "misspelt-start-key",
+        broken((("starts", 2, "K"), 2)),
+        "starts[2].K",
+        "unknown key",
+    ),
+    # -- mu not a pair
+    ("mu-scalar", broken((("grid", "mu"), [0, 2])), "grid.mu[1]", "not of type 'array'"),
+    ("mu-single", broken((("grid", "mu"), [[0]])), "grid.mu[0]", "too short"),
+    ("mu-triple", broken((("scenarios", 0, "mu"), [0, 1, 2])), "scenarios[0].mu", "too long"),
+    ("mu-text", broken((("scenarios", 0, "mu"), [0, "b"])), "scenarios[0].mu[1]", "type"),
+    ("sigma-triple", broken((("grid", "sigma"), [[1, 2, 3]])), "grid.sigma[0]", "too long"),
+    # -- unknown model, method or strategy
+    ("model-unknown", broken((("models",), ["full", "fulll"])), "models[1]", "not one of"),
+    ("method-unknown", broken((("methods",), ["newton"])), "methods[0]", "not one of"),
+    (
+        "strategy-unknown",
+        broken((("starts",), _start(name="km", strategy="kmeans"))),
+        "starts[0].strategy",
+        "not one of",
+    ),
+    # -- starts
+    (
+        "start-names-duplicate",
+        broken((("starts", 1, "name"), "fixed")),
+        "starts[1].name",
+        "already used",
+    ),
+    (
+        "start-names-random-clash",
+        broken((("starts", 0, "name"), "random1")),
+        "starts[2].name",
+        "already used",
+    ),
+    (
+        "start-name-reserved",
+        broken((("starts", 3, "name"), "best")),
+        "starts[3].name",
+        "reserved",
+    ),
+    ("start-name-pattern", broken((("starts", 0, "name"), "1st")), "starts[0].name", "match"),
+    ("start-name-missing", broken((("starts", 0, "name"), _DELETE)), "starts[0].name", "missing"),
+    ("random-k-0", broken((("starts", 2, "k"), 0)), "starts[2].k", "minimum"),
+    ("random-k-text", broken((("starts", 2, "k"), "3")), "starts[2].k", "type"),
+    (
+        "fixed-pi-high",
+        broken((("starts", 0, "values"), {"pi": 1.5})),
+        "starts[0].values.pi",
+        "not in (0, 1)",
+    ),
+    (
+        "fixed-pi-zero",
+        broken((("starts", 0, "values"), {"pi": 0})),
+        "starts[0].values.pi",
+        "not in (0, 1)",
+    ),
+    (
+        "fixed-sigma-negative",
+        broken((("starts", 0, "values"), {"sigma2": -1})),
+        "starts[0].values.sigma2",
+        "not > 0",
+    ),
+    (
+        "fixed-mu-nan",
+        broken((("starts", 0, "values"), {"mu1": NAN})),
+        "starts[0].values.mu1",
+        "not finite",
+    ),
+    ("fixed-values-empty", broken((("starts", 0, "values"), {})), "starts[0].values", "non-empty"),
+    ("fixed-no-values", broken((("starts", 0, "values"), _DELETE)), "starts[0].values", "missing"),
+    ("quantile-pi0-1", broken((("starts", 1, "pi0"), 1.0)), "starts[1].pi0", "not in (0, 1)"),
+    ("k-on-quantile", broken((("starts", 1, "k"), 2)), "starts[1].k", "only for strategy random"),
+    # -- beyond what doubles hold: valid-looking cells whose fit jobs would fail
+    ("pi-huge-int", broken((("grid", "pi"), [10**400])), "grid.pi[0]", "floating-point range"),
+    ("tolerance-huge-int", broken((("em", "tolerance"), 10**400)), "em.tolerance", "not finite"),
+    ("mu-1e300", broken((("grid", "mu"), [[0, 1e300]])), "grid.mu[0][1]", "beyond +-1e+100"),
+    ("sigma-1e300", broken((("grid", "sigma"), [1e300])), "grid.sigma[0]", "outside"),
+    ("sigma-1e-200", broken((("scenarios", 0, "sigma"), 1e-200)), "scenarios[0].sigma", "outside"),
+    (
+        "sigma-below-resolution",
+        broken((("scenarios", 0, "mu"), [1e15, 1e15]), (("scenarios", 0, "sigma"), 0.01)),
+        "scenarios[0].sigma",
+        "round to a few distinct values",
+    ),
+    (
+        "grid-sigma-below-resolution",
+        broken((("grid", "mu"), [[0, 3], [1e8, 1e8]]), (("grid", "sigma"), [1, [1, 1e-6]])),
+        "grid.sigma[1]",
+        "for grid.mu[1]",
+    ),
+    # -- keys that are not text
+    ("key-number", {**BASE, 7: 1}, "7", "unknown key"),
+    ("key-newline", {**BASE, "chunk\nsize": 1}, "'chunk\\nsize'", "unknown key"),
+]
+
+IDS = [case[0] for case in CORPUS]
+assert len(set(IDS)) == len(IDS)
+
+
+@pytest.mark.parametrize(("cfg", "path", "fragment"), [c[1:] for c in CORPUS], ids=IDS)
+def test_load_study_names_the_key_in_one_line(cfg, path, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_study(cfg, SCHEMA)
+    message = str(info.value)
+    assert message.startswith(f"config error: {path}: "), message
+    assert fragment in message, message
+    assert "\n" not in message
+    assert info.value.path == path
+
+
+def test_base_config_is_valid():
+    study = load_study(BASE, SCHEMA)
+    assert len(study.cells) == 2
+    # The design's scale limits leave every real design alone.
+    hostile = broken(
+        (("grid", "mu"), [[-1e8, 1e8], [0, 1e-88]]),
+        (("grid", "sigma"), [[1e-4, 1e100]]),
+        (
+            ("scenarios",),
+            [
+                {"n": 2, "mu": [0, 1e-88], "sigma": 1e-100, "pi": 1e-300},
+                {"n": 2, "mu": [1e100, -1e100], "sigma": [1e88, 1e100], "pi": 0.999999},
+            ],
+        ),
+    )
+    assert len(load_study(hostile, SCHEMA).cells) == 4
+
+
+@pytest.mark.parametrize("cfg", [[1, 2], "text", None], ids=["list", "text", "none"])
+def test_a_config_that_is_not_a_mapping_is_named(cfg):
+    with pytest.raises(ConfigError, match=r"^config error: the config must be a mapping"):
+        load_study(cfg, SCHEMA)
+
+
+# --- through Snakemake --------------------------------------------------------------------------
+
+# Cases given on the command line (`--config key=value`) rather than in config.yaml: the values
+# Snakemake parses from text.
+COMMAND_LINE: list[tuple[str, list[str], str, str]] = [
+    ("cli-replicates-text", ["replicates=ten"], "replicates", "not of type 'integer'"),
+    ("cli-chunk-size-0", ["chunk_size=0"], "chunk_size", "minimum"),
+    ("cli-misspelt", ["chunksize=5"], "chunksize", "unknown key"),
+    ("cli-traces-negative", ["traces=-1"], "traces", "minimum"),
+]
+
+
+def _workdir(path: Path, config: dict[str, Any]) -> Path:
+    path.mkdir(parents=True)
+    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
+    shutil.copytree(ROOT / "workflow", path / "workflow")
+    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _snakemake(workdir: Path, *args: str) -> tuple[int, str]:
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--cores", "1", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def snakemake_runs(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
+    """Every case through a real `snakemake --cores 1` in its own copy of the workflow."""
+    root = tmp_path_factory.mktemp("corpus")
+    work: list[tuple[str, Path, list[str]]] = []
+    for name, cfg, _, _ in CORPUS:
+        if name in THROUGH_SNAKEMAKE:
+            work.append((name, _workdir(root / name, cfg), []))
+    for name, overrides, _, _ in COMMAND_LINE:
+        work.append((name, _workdir(root / name, BASE), ["--config", *overrides]))
+
+    def run(item: tuple[str, Path, list[str]]) -> tuple[str, tuple[Path, int, str]]:
+        name, workdir, args = item
+        return name, (workdir, *_snakemake(workdir, *args))
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(pool.map(run, work))
+
+
+# One or two cases of every kind go through Snakemake (about 1.5 s each, two at a time);
+# EMSIM_CORPUS_ALL=1 runs the whole corpus (about 70 s on two cores).
+THROUGH_SNAKEMAKE = {
+    "replicates-text",
+    "replicates-float",
+    "replicates-0",
+    "pi-text",
+    "grid-null",
+    "sigma-negative",
+    "sigma-zero",
+    "pi-one",
+    "pi-negative",
+    "n-1",
+    "grid-n-empty",
+    "no-cells",
+    "misspelt-top",
+    "misspelt-em",
+    "misspelt-start-key",
+    "start-names-duplicate",
+    "start-names-random-clash",
+    "start-name-reserved",
+    "chunk-size-0",
+    "tolerance-0",
+    "traces-negative",
+    "coverage-95",
+    "mu-scalar",
+    "mu-single",
+    "model-unknown",
+    "method-unknown",
+    "models-empty",
+    "random-k-0",
+    "fixed-pi-high",
+    "fixed-no-values",
+    "pi-huge-int",
+    "sigma-below-resolution",
+    "key-newline",
+}
+assert THROUGH_SNAKEMAKE <= set(IDS)
+if os.environ.get("EMSIM_CORPUS_ALL") == "1":
+    THROUGH_SNAKEMAKE = set(IDS)
+SNAKEMAKE_CASES = [(c[0], c[2], c[3]) for c in CORPUS if c[0] in THROUGH_SNAKEMAKE] + [
+    (c[0], c[2], c[3]) for c in COMMAND_LINE
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "path", "fragment"), SNAKEMAKE_CASES, ids=[c[0] for c in SNAKEMAKE_CASES]
+)
+def test_snakemake_rejects_before_any_job(snakemake_runs, name, path, fragment):
+    workdir, rc, out = snakemake_runs[name]
+    assert rc != 0, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith("config error: ")]
+    assert lines, out[-3000:]
+    assert lines[0].startswith(f"config error: {path}: "), lines[0]
+    assert fragment in lines[0]
+    assert "rule fit:" not in out and "Select jobs to execute" not in out
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_valid_base_config_would_run(tmp_path):
+    """The control: BASE itself passes Snakemake's parse and plans the study's jobs."""
+    workdir = _workdir(tmp_path / "ok", BASE)
+    rc, out = _snakemake(workdir, "-n")
+    assert rc == 0, out[-3000:]
+    assert "rule fit:" in out
+    assert not (workdir / "results").exists()
