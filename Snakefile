@@ -35,9 +35,11 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/manifest.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.report.output.html,
+        rules.manifest.output.manifest,

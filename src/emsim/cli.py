@@ -1,4 +1,4 @@
-"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`.
+"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
 fails is reported through its status, never as an error.
@@ -246,6 +246,42 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0: the results match (the manifest, or the other study); 1: they differ (one line
+    per difference on stdout, then a summary); 2: bad input."""
+    from .study.manifest import ManifestError, compare, load_manifest, manifest_path, verify
+
+    try:
+        if args.compare is not None:
+            first, second = load_manifest(args.results), load_manifest(args.compare)
+            problems = compare(first, second)
+            a, b = manifest_path(args.results), manifest_path(args.compare)
+            for problem in problems:
+                print(problem)
+            if problems:
+                print(f"compare: {a} and {b} differ ({len(problems)} difference(s))")
+                return 1
+            digest = first["study_hash"][:12]
+            print(f"compare: {a} and {b} hold identical results (study hash {digest})")
+            return 0
+        manifest, problems = verify(args.results)
+    except ManifestError as err:
+        raise InputError(str(err)) from None
+    where = manifest_path(args.results)
+    n_files = len(manifest["files"])
+    for problem in problems:
+        print(problem)
+    files_bad = sum(1 for p in problems if p.what != "study")
+    if problems:
+        print(
+            f"verify: {files_bad} of {n_files} files differ from {where}"
+            + ("" if files_bad else "; the study hash does not match its files")
+        )
+        return 1
+    print(f"verify: all {n_files} files match {where} (study hash {manifest['study_hash'][:12]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="emsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"emsim {__version__}")
@@ -287,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     fit_cmd.set_defaults(run=_cmd_fit)
+
+    verify_cmd = commands.add_parser(
+        "verify", help="check a study's results against its manifest, or against another study"
+    )
+    verify_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (or its manifest.json); default: results",
+    )
+    verify_cmd.add_argument(
+        "--compare",
+        metavar="OTHER",
+        help="compare with another study's results folder (or manifest.json): exit 0 when both "
+        "hold the same numbers, whatever their core count, chunk size or executor",
+    )
+    verify_cmd.set_defaults(run=_cmd_verify)
     return parser
 
 

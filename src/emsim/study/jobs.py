@@ -39,6 +39,7 @@ __all__ = [
     "module_path",
     "run_figures",
     "run_fit",
+    "run_manifest",
     "run_report",
     "run_summary",
 ]
@@ -170,6 +171,45 @@ def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
             study.config,
             output.fits,
             output.traces,
+        )
+
+
+def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
+    """results/manifest.json: content hashes of every fits and traces file of the design, per
+    cell and for the whole study (`emsim.study.manifest`). Provenance is limited to what the
+    fits depend on (the fit config hash, as in their metadata), so that editing, e.g., figure
+    options leaves the manifest current; a file written for another fit config is refused."""
+    from emsim.study import manifest
+    from emsim.study.config import fit_relevant
+    from emsim.study.parquet_io import emsim_version, git_commit
+
+    files = [*input.fits, *input.traces]
+    with job_logging(log[0]) as logger:
+        t0 = time.perf_counter()
+        provenance = {
+            "emsim_version": emsim_version(),
+            "git_commit": git_commit(),
+            "config_hash": study.fit_hash,
+            "config_hash_scope": "fit",
+            "fit_config": fit_relevant(study.config),
+            "seed": int(study.config["seed"]),
+            "n_cells": len(study.cells),
+            "replicates": study.replicates,
+            "chunk_size": study.chunk_size,
+        }
+        built = manifest.build_manifest(
+            Path(output.manifest).parent,
+            files,
+            provenance=provenance,
+            expect_config_hash=study.fit_hash,
+        )
+        manifest.write_manifest(output.manifest, built)
+        logger.info(
+            "manifest of %d files (%s) in %.1f s: study hash %s",
+            len(files),
+            ", ".join(f"{k}: {v['rows']} rows" for k, v in built["totals"].items()),
+            time.perf_counter() - t0,
+            built["study_hash"],
         )
 
 

@@ -1,0 +1,434 @@
+"""The study's manifest: content hashes of its results, and checks against them.
+
+`results/manifest.json` (written by the workflow's `manifest` rule after the fits) holds
+
+- per file (every `fits/` and `traces/` Parquet file of the design): its path relative to the
+  results folder, kind, cell, chunk, row count and content hash;
+- per cell and kind: the content hash of all the cell's rows, whatever files hold them;
+- `study_hash`: one hash over the cells' hashes and ids;
+- provenance: emsim version, git commit, the fit config hash (the same scope as the fits'
+  metadata: only what changes a fit, so editing figure options leaves the manifest current),
+  the fit-relevant config itself, the seed, and the hashing scheme.
+
+Content hash (`table_hash`): sha256 of a canonical byte form of the table's values, rows sorted
+by the table's key (`cell_id, replicate, model, method, start` and, for traces, `iteration`):
+per column its name, type, row and null counts, then its values bit for bit (float64 as IEEE-754
+little endian, so equal hashes mean equal doubles, as a `%.17g` text form would; 1.5 s for
+10^6 fit rows here, where CSV with `%.17g` took 35 s; `SCHEME` spells it out). Columns
+that measure wall-clock time (`runtime_s`) and the Parquet key-value metadata (creation time,
+git commit, ...) are left out: they differ between two runs that computed the same numbers.
+
+The study hash is defined over the rows of each cell, not over files, so that it does not depend
+on `chunk_size` (which changes the file set but not the rows), the core count or the executor:
+two studies with the same study hash computed the same numbers.
+
+`verify(results)` recomputes every hash from the files and lists what differs from the manifest;
+`compare(a, b)` compares two studies' manifests. `emsim verify` is their command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "EXCLUDED_COLUMNS",
+    "FORMAT",
+    "MANIFEST_NAME",
+    "ManifestError",
+    "Mismatch",
+    "build_manifest",
+    "canonical_bytes",
+    "canonical_table",
+    "compare",
+    "load_manifest",
+    "manifest_path",
+    "study_hash",
+    "table_hash",
+    "verify",
+    "write_manifest",
+]
+
+FORMAT = "emsim-manifest/1"
+MANIFEST_NAME = "manifest.json"
+KINDS = ("fits", "traces")
+# Wall-clock measurements: equal results computed at different speeds must hash equal.
+EXCLUDED_COLUMNS: tuple[str, ...] = ("runtime_s",)
+SORT_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method", "start", "iteration")
+SCHEME_ID = "emsim-values/1"
+SCHEME = {
+    "algorithm": "sha256",
+    "serialisation": (
+        f"{SCHEME_ID}: rows sorted by the key columns; per column in file order: "
+        "'name:type:rows:nulls' line, validity bytes if any null, then the values: float64 "
+        "IEEE-754 little endian (one NaN pattern), int64 little endian, bool one byte, strings "
+        "as their dictionary in order of appearance (8-byte length + UTF-8) and int64 codes"
+    ),
+    "sort_keys": list(SORT_KEYS),
+    "excluded_columns": list(EXCLUDED_COLUMNS),
+    "excluded": "Parquet key-value metadata",
+    "study_hash": "sha256 of the canonical JSON of [[cell_id, kind, cell hash], ...] sorted",
+}
+_HIVE = re.compile(r"^cell=(?P<cell>[^/]+)/chunk=(?P<chunk>[0-9]+)\.parquet$")
+
+
+class ManifestError(ValueError):
+    """A manifest or result file that cannot be read: bad input (one line, exit 2)."""
+
+
+# --- hashing ------------------------------------------------------------------------------------
+
+
+def _read_values(path: str | os.PathLike[str]) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several types for a truncated or foreign file
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ManifestError(f"{path}: cannot read as parquet: {first}") from None
+    return table.replace_schema_metadata(None)
+
+
+def canonical_table(table: pa.Table) -> pa.Table:
+    """The table as it is hashed: no metadata, no wall-clock columns, rows sorted by the key
+    columns it has (by every column if the keys repeat, which no study file does)."""
+    table = table.replace_schema_metadata(None)
+    table = table.select([c for c in table.column_names if c not in EXCLUDED_COLUMNS])
+    keys = [k for k in SORT_KEYS if k in table.column_names]
+    if keys and table.num_rows > 1:
+        table = table.sort_by([(k, "ascending") for k in keys])
+        if table.group_by(keys).aggregate([]).num_rows < table.num_rows:
+            table = table.sort_by([(c, "ascending") for c in table.column_names])
+    return table
+
+
+def _column_parts(name: str, column: pa.ChunkedArray) -> Iterator[bytes]:
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    kind = array.type
+    yield f"{name}:{kind}:{len(array)}:{array.null_count}\n".encode()
+    if array.null_count:
+        yield np.asarray(array.is_valid().to_numpy(zero_copy_only=False), np.uint8).tobytes()
+    if pa.types.is_floating(kind):
+        values = array.to_numpy(zero_copy_only=False).astype("<f8")
+        values[np.isnan(values)] = np.nan  # one NaN bit pattern; nulls are NaN here too
+        yield values.tobytes()
+    elif pa.types.is_integer(kind):
+        yield array.fill_null(0).to_numpy().astype("<i8").tobytes()
+    elif pa.types.is_boolean(kind):
+        yield np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), "u1").tobytes()
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        # Dictionary in order of first appearance (canonical, as the rows are sorted), then the
+        # codes: fast for the study's few distinct labels.
+        encoded = array.fill_null("").dictionary_encode()
+        for word in encoded.dictionary.to_pylist():
+            data = word.encode()
+            yield len(data).to_bytes(8, "little") + data
+        yield b"\n" + encoded.indices.to_numpy().astype("<i8").tobytes()
+    else:  # not in the study's schemas; still exact and canonical
+        yield json.dumps(array.to_pylist(), default=repr).encode()
+
+
+def canonical_bytes(table: pa.Table) -> bytes:
+    """The byte stream `table_hash` hashes (module docstring); for tests and inspection."""
+    return b"".join(_parts(table))
+
+
+def _parts(table: pa.Table) -> Iterator[bytes]:
+    table = canonical_table(table)
+    yield f"{SCHEME_ID}\n{table.num_rows}\n".encode()
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        yield from _column_parts(name, column)
+
+
+def table_hash(table: pa.Table) -> str:
+    """sha256 (hex) of the canonical byte form of `table`'s values (module docstring)."""
+    digest = hashlib.sha256()
+    for part in _parts(table):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def study_hash(cells: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """sha256 over the sorted (cell id, kind, cell hash) triples of a manifest's `cells`."""
+    triples = sorted(
+        [cell_id, kind, entry["hash"]]
+        for cell_id, kinds in cells.items()
+        for kind, entry in kinds.items()
+    )
+    text = json.dumps(triples, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ManifestError(f"{path}: not under the results folder {root}") from None
+
+
+def _describe(rel: str) -> tuple[str, str, int]:
+    kind, _, rest = rel.partition("/")
+    match = _HIVE.match(rest)
+    if kind not in KINDS or match is None:
+        raise ManifestError(f"{rel}: not a <fits|traces>/cell=<id>/chunk=<k>.parquet file")
+    return kind, match["cell"], int(match["chunk"])
+
+
+@dataclass
+class _Scan:
+    """Per-file and per-cell hashes of a set of result files."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+def _scan(root: Path, rel_paths: Iterable[str], expect_config_hash: str | None = None) -> _Scan:
+    """Read and hash every file (paths relative to `root`); a cell's hash covers all its files'
+    rows. One cell is in memory at a time. A file that does not exist is listed in `missing`
+    and left out of the cell hashes."""
+    scan = _Scan()
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for rel in rel_paths:
+        kind, cell_id, chunk = _describe(rel)
+        groups.setdefault((cell_id, kind), []).append((chunk, rel))
+    for (cell_id, kind), members in sorted(groups.items()):
+        tables: list[pa.Table] = []
+        hashed: list[str] = []
+        for chunk, rel in sorted(members):
+            path = root / rel
+            if not path.exists():
+                scan.missing.append(rel)
+                continue
+            table = _read_values(path)
+            if expect_config_hash is not None:
+                _check_config_hash(path, rel, expect_config_hash)
+            scan.files[rel] = {
+                "kind": kind,
+                "cell_id": cell_id,
+                "chunk": chunk,
+                "rows": table.num_rows,
+                "hash": table_hash(table),
+            }
+            tables.append(table)
+            hashed.append(rel)
+        if not tables:
+            continue
+        if len(tables) == 1:  # the same definition: the rows of the cell
+            rows, digest = tables[0].num_rows, scan.files[hashed[0]]["hash"]
+        else:
+            try:
+                whole = pa.concat_tables(tables)
+            except pa.ArrowInvalid:
+                raise ManifestError(
+                    f"{kind} files of cell {cell_id} do not share one schema: {', '.join(hashed)}"
+                ) from None
+            rows, digest = whole.num_rows, table_hash(whole)
+        scan.cells.setdefault(cell_id, {})[kind] = {
+            "rows": rows,
+            "files": len(tables),
+            "hash": digest,
+        }
+    scan.missing.sort()
+    return scan
+
+
+def _check_config_hash(path: Path, rel: str, expected: str) -> None:
+    meta = pq.read_schema(path).metadata or {}
+    found = meta.get(b"config_hash", b"").decode()
+    if found != expected:
+        raise ManifestError(
+            f"{rel}: stale: written for fit config {found[:12] or '(none)'}, "
+            f"the study's is {expected[:12]}"
+        )
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def build_manifest(
+    root: str | os.PathLike[str],
+    files: Iterable[str | os.PathLike[str]],
+    provenance: Mapping[str, Any] | None = None,
+    expect_config_hash: str | None = None,
+) -> dict[str, Any]:
+    """The manifest of `files` (fits and traces files under the results folder `root`).
+
+    With `expect_config_hash`, a file whose metadata names another fit config is refused
+    (ManifestError): the manifest never vouches for a stale result.
+    """
+    root = Path(root)
+    rel = sorted(_relative(Path(f), root) for f in files)
+    scan = _scan(root, rel, expect_config_hash)
+    if scan.missing:
+        raise ManifestError(f"{scan.missing[0]}: no such file ({len(scan.missing)} missing)")
+    totals = {
+        kind: {
+            "files": sum(1 for f in scan.files.values() if f["kind"] == kind),
+            "rows": sum(f["rows"] for f in scan.files.values() if f["kind"] == kind),
+        }
+        for kind in KINDS
+    }
+    return {
+        "format": FORMAT,
+        "study_hash": study_hash(scan.cells),
+        **dict(provenance or {}),
+        "hashing": SCHEME,
+        "totals": totals,
+        "cells": scan.cells,
+        "files": [{"path": p, **scan.files[p]} for p in rel],
+    }
+
+
+def write_manifest(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path:
+    """Write `manifest` as JSON to `path`, atomically (temp file, then rename)."""
+    from emsim.study.parquet_io import atomic_write
+
+    text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return atomic_write(path, write)
+
+
+# --- reading and checking -----------------------------------------------------------------------
+
+
+def manifest_path(where: str | os.PathLike[str]) -> Path:
+    """`where` itself if it is a file, else `where/manifest.json`."""
+    where = Path(where)
+    return where if where.is_file() else where / MANIFEST_NAME
+
+
+def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest in results folder `where` (or the manifest file `where`)."""
+    path = manifest_path(where)
+    if not path.exists():
+        hint = "" if Path(where).exists() else " (no such folder)"
+        raise ManifestError(f"{path}: no manifest{hint}; run the study's `manifest` rule first")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{path}: unreadable manifest: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ManifestError(f"{path}: not an {FORMAT} manifest (format {found!r})")
+    try:
+        ok = isinstance(manifest["study_hash"], str) and all(
+            isinstance(entry["hash"], str) and isinstance(entry["rows"], int)
+            for kinds in manifest["cells"].values()
+            for entry in kinds.values()
+        )
+        ok = ok and all(
+            isinstance(f["path"], str) and isinstance(f["hash"], str) for f in manifest["files"]
+        )
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ManifestError(f"{path}: malformed manifest (study_hash, cells or files)")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference: `what` (a file path, a cell, or "study") and a description."""
+
+    what: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.problem}"
+
+
+def _short(h: str | None) -> str:
+    return (h or "none")[:12]
+
+
+def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismatch]]:
+    """Recompute the hashes of the files a results folder's manifest lists.
+
+    Returns the manifest and the differences (empty: all match). Raises ManifestError for a
+    missing or unreadable manifest or an unreadable result file.
+    """
+    path = manifest_path(results)
+    manifest = load_manifest(results)
+    root = path.parent
+    listed = {f["path"]: f for f in manifest["files"]}
+    scan = _scan(root, sorted(listed))
+    problems: list[Mismatch] = []
+    for rel, entry in sorted(listed.items()):
+        shown = (Path(root) / rel).as_posix()
+        if rel in scan.missing:
+            problems.append(Mismatch(shown, "missing"))
+            continue
+        now = scan.files[rel]
+        if now["rows"] != entry.get("rows"):
+            problems.append(
+                Mismatch(shown, f"{now['rows']} rows, the manifest says {entry.get('rows')}")
+            )
+        elif now["hash"] != entry.get("hash"):
+            problems.append(
+                Mismatch(
+                    shown,
+                    f"content differs (hash {_short(now['hash'])}, manifest "
+                    f"{_short(entry.get('hash'))})",
+                )
+            )
+    if not scan.missing:
+        recomputed = study_hash(scan.cells)
+        if recomputed != manifest["study_hash"]:
+            problems.append(
+                Mismatch(
+                    "study",
+                    f"hash {_short(recomputed)} differs from the manifest's "
+                    f"{_short(manifest['study_hash'])}",
+                )
+            )
+    return manifest, problems
+
+
+def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Mismatch]:
+    """Differences between two manifests' results: cells present in one only, or whose rows
+    differ (by kind). Empty when the study hashes are equal."""
+    if a["study_hash"] == b["study_hash"]:
+        return []
+    problems: list[Mismatch] = []
+    cells_a, cells_b = a["cells"], b["cells"]
+    for cell_id in sorted(set(cells_a) | set(cells_b)):
+        if cell_id not in cells_b:
+            problems.append(Mismatch(f"cell {cell_id}", "only in the first study"))
+        elif cell_id not in cells_a:
+            problems.append(Mismatch(f"cell {cell_id}", "only in the second study"))
+        else:
+            for kind in sorted(set(cells_a[cell_id]) | set(cells_b[cell_id])):
+                ea, eb = cells_a[cell_id].get(kind), cells_b[cell_id].get(kind)
+                if ea is None or eb is None:
+                    problems.append(Mismatch(f"cell {cell_id}", f"{kind} only in one study"))
+                elif ea["hash"] != eb["hash"]:
+                    problems.append(
+                        Mismatch(
+                            f"cell {cell_id}",
+                            f"{kind} differ ({ea['rows']} rows {_short(ea['hash'])} vs "
+                            f"{eb['rows']} rows {_short(eb['hash'])})",
+                        )
+                    )
+    if not problems:  # the cells agree but the recorded study hashes do not: a hand-edited file
+        problems.append(
+            Mismatch(
+                "study",
+                f"hash {_short(a['study_hash'])} vs {_short(b['study_hash'])} "
+                "with equal cell hashes",
+            )
+        )
+    return problems

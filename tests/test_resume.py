@@ -1,0 +1,210 @@
+"""Nothing lost: a study killed with SIGKILL at random moments resumes to the same results.
+
+A small study (8 fit jobs, then summary, figures, report and manifest; about 30 s on 2 cores) is
+run once uninterrupted for reference. Then, in a second folder, Snakemake is started in a
+session of its own and killed, with its job processes, by SIGKILL to the process group after a
+seeded random delay; after every kill no Parquet file under results/ may be truncated or partial
+(every visible one opens; temporary files start with a dot and are skipped by datasets), then the
+study is unlocked and restarted with --rerun-incomplete. After the kills it runs to the end, and
+its manifest's study hash equals the reference's: the same numbers, as if never interrupted.
+
+Should the study finish before the kills are used up, it is checked against the reference and
+started over from nothing, so that every run of the test delivers at least `KILLS` kills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from test_pipeline import jobs_of
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+EMSIM = Path(sys.executable).with_name("emsim")
+
+KILLS = 6
+SEED = 20240607
+# Seconds from a start to its kill: from Snakemake's start-up to past the longest job, so that the
+# kills fall on fit jobs, on the aggregate jobs and on everything in between.
+DELAY = (1.0, 11.0)
+
+STUDY = {
+    "study": "resume test study",
+    "seed": 11,
+    "replicates": 8,
+    "chunk_size": 2,
+    "traces": 1,
+    "grid": {"n": [80], "mu": [[0, 2], [0, 3]], "sigma": [1], "pi": [0.7]},
+    "models": ["pi", "equal_var", "full"],
+    "methods": ["em", "squarem"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "random", "strategy": "random", "k": 1},
+    ],
+    "em": {"tolerance": 1.0e-5, "max_iterations": 300},
+}
+
+
+def make_study(path: Path, src: Path) -> Path:
+    path.mkdir(parents=True)
+    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
+    shutil.copytree(ROOT / "workflow", path / "workflow")
+    (path / "config.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    return path
+
+
+def env_for(src: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(src), MPLBACKEND="Agg")
+
+
+def run(workdir: Path, src: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SNAKEMAKE), "--cores", "2", *args],
+        cwd=workdir,
+        env=env_for(src),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` is still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def running_rules(log: Path) -> list[str]:
+    """Rules Snakemake had started but not finished, from its output so far."""
+    started: dict[str, str] = {}
+    rule = None
+    for line in log.read_text().splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("jobid:") and rule is not None:
+            started[line.split()[1]] = rule
+            rule = None
+        elif line.startswith("Finished jobid:"):
+            started.pop(line.split()[2], None)
+    return sorted(started.values())
+
+
+def assert_nothing_partial(results: Path) -> int:
+    """Every visible Parquet file under `results` reads completely, the datasets read, the
+    manifest (if any) is whole JSON. Returns the number of leftover temporary files."""
+    if not results.exists():
+        return 0
+    hidden = 0
+    for path in sorted(results.rglob("*")):
+        rel = path.relative_to(results)
+        if any(part.startswith(".") for part in rel.parts):
+            hidden += path.is_file()
+            continue
+        if path.suffix == ".parquet":
+            pq.read_table(path)  # raises on a truncated or partial file
+    for kind in ("fits", "traces"):
+        if (results / kind).exists():
+            pads.dataset(results / kind, format="parquet", partitioning="hive").to_table()
+    if (results / "manifest.json").exists():
+        json.loads((results / "manifest.json").read_text())
+    return hidden
+
+
+def study_hash(workdir: Path) -> str:
+    return json.loads((workdir / "results" / "manifest.json").read_text())["study_hash"]
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_to_identical_results(tmp_path):
+    src = tmp_path / "src"  # one copy of the code for both studies: numba compiles once
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+
+    began = time.perf_counter()
+    reference = make_study(tmp_path / "reference", src)
+    proc = run(reference, src)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference_s = time.perf_counter() - began
+
+    rng = random.Random(SEED)
+    workdir = make_study(tmp_path / "killed", src)
+    results = workdir / "results"
+    kills: list[tuple[float, list[str], int]] = []
+    rounds = 1
+    attempt = 0
+    while len(kills) < KILLS:
+        attempt += 1
+        delay = rng.uniform(*DELAY)
+        log = workdir / f"attempt{attempt}.log"
+        with open(log, "w") as out:
+            job = subprocess.Popen(
+                [str(SNAKEMAKE), "--cores", "2", "--rerun-incomplete"],
+                cwd=workdir,
+                env=env_for(src),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: Snakemake and its jobs
+            )
+            try:
+                code = job.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                running = running_rules(log)
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
+                deadline = time.monotonic() + 10
+                while group_alive(job.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not group_alive(job.pid), "processes of the killed study survive"
+                kills.append((delay, running, assert_nothing_partial(results)))
+                unlock = run(workdir, src, "--unlock")
+                assert unlock.returncode == 0, unlock.stderr[-3000:]
+                continue
+        # Finished before its kill: it must be right; then start over for the remaining kills.
+        assert code == 0, log.read_text()[-3000:]
+        assert study_hash(workdir) == study_hash(reference)
+        shutil.rmtree(results)
+        shutil.rmtree(workdir / ".snakemake")
+        rounds += 1
+
+    final = run(workdir, src, "--rerun-incomplete")
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_nothing_partial(results)
+    plan = run(workdir, src, "-n")
+    assert jobs_of(plan.stdout + plan.stderr) == []  # nothing left to do
+
+    check = subprocess.run(
+        [str(EMSIM), "verify", "--results", str(results), "--compare", str(reference / "results")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert study_hash(workdir) == study_hash(reference)
+    verify = subprocess.run(
+        [str(EMSIM), "verify", "--results", str(results)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    print(f"reference run {reference_s:.1f} s; {len(kills)} kills in {rounds} round(s):")
+    for delay, running, leftovers in kills:
+        shown = ", ".join(running) or "(no job yet)"
+        print(f"  after {delay:4.1f} s, running {shown}; {leftovers} temporary file(s) left")

@@ -1,0 +1,18 @@
+# results/manifest.json: a content hash of every fits and traces file, per cell and for the whole
+# study (`emsim verify` checks results against it). Its inputs are the fit outputs and its code;
+# the fit config hash is a param because the manifest records it, so figure or summary options
+# never make it stale.
+rule manifest:
+    input:
+        fits=STUDY.outputs("fits"),
+        traces=STUDY.outputs("traces"),
+        code=jobs.module_path("manifest"),
+    output:
+        manifest="results/manifest.json",
+    log:
+        "results/logs/manifest.log",
+    localrule: True
+    params:
+        fit_hash=STUDY.fit_hash,
+    run:
+        jobs.run_manifest(STUDY, input, output, log)
