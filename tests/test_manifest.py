@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_cli import assert_one_line_error
 from test_pipeline import TINY, jobs_of, make_workdir, snakemake
 
 from emsim.cli import main
@@ -43,15 +44,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int,
     code = main(["verify", *map(str, argv)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> None:
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    assert err.startswith("emsim: error: ") and err.count("\n") == 1, err
-    for needle in needles:
-        assert needle in err, f"{needle!r} not named in {err!r}"
 
 
 def rewrite(path: Path, change) -> None:
