@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from test_pipeline import make_workdir
 
 from emsim.study.config import ConfigError, load_study
 
@@ -298,15 +297,6 @@ COMMAND_LINE: list[tuple[str, list[str], str, str]] = [
 ]
 
 
-def _workdir(path: Path, config: dict[str, Any]) -> Path:
-    path.mkdir(parents=True)
-    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
-    shutil.copytree(ROOT / "workflow", path / "workflow")
-    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def _snakemake(workdir: Path, *args: str) -> tuple[int, str]:
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
     proc = subprocess.run(
@@ -327,9 +317,9 @@ def snakemake_runs(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
     work: list[tuple[str, Path, list[str]]] = []
     for name, cfg, _, _ in CORPUS:
         if name in THROUGH_SNAKEMAKE:
-            work.append((name, _workdir(root / name, cfg), []))
+            work.append((name, make_workdir(root / name, cfg), []))
     for name, overrides, _, _ in COMMAND_LINE:
-        work.append((name, _workdir(root / name, BASE), ["--config", *overrides]))
+        work.append((name, make_workdir(root / name, BASE), ["--config", *overrides]))
 
     def run(item: tuple[str, Path, list[str]]) -> tuple[str, tuple[Path, int, str]]:
         name, workdir, args = item
@@ -402,7 +392,7 @@ def test_snakemake_rejects_before_any_job(snakemake_runs, name, path, fragment):
 @pytest.mark.slow
 def test_a_valid_base_config_would_run(tmp_path):
     """The control: BASE itself passes Snakemake's parse and plans the study's jobs."""
-    workdir = _workdir(tmp_path / "ok", BASE)
+    workdir = make_workdir(tmp_path / "ok", BASE)
     rc, out = _snakemake(workdir, "-n")
     assert rc == 0, out[-3000:]
     assert "rule fit:" in out

@@ -86,11 +86,15 @@ KEYS = ["cell_id", "replicate", "model", "method", "start"]
 JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
 
 
-def make_workdir(path: Path, config: dict) -> Path:
+def make_workdir(path: Path, config: dict, copy_src: bool = True) -> Path:
+    """A copy of the workflow with `config` as its config.yaml. With `copy_src`, also a copy of
+    src/ (runs put it first on PYTHONPATH, so edits there stay in the temp dir); without, the
+    caller points PYTHONPATH at a src copy it shares between runs (one numba cache)."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
     shutil.copytree(ROOT / "workflow", path / "workflow")
-    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    if copy_src:
+        shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

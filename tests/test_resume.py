@@ -27,8 +27,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from test_pipeline import jobs_of
+from test_pipeline import jobs_of, make_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -55,14 +54,6 @@ STUDY = {
     ],
     "em": {"tolerance": 1.0e-5, "max_iterations": 300},
 }
-
-
-def make_study(path: Path, src: Path) -> Path:
-    path.mkdir(parents=True)
-    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
-    shutil.copytree(ROOT / "workflow", path / "workflow")
-    (path / "config.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
-    return path
 
 
 def env_for(src: Path) -> dict[str, str]:
@@ -140,13 +131,13 @@ def test_killed_study_resumes_to_identical_results(tmp_path):
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
 
     began = time.perf_counter()
-    reference = make_study(tmp_path / "reference", src)
+    reference = make_workdir(tmp_path / "reference", STUDY, copy_src=False)
     proc = run(reference, src)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference_s = time.perf_counter() - began
 
     rng = random.Random(SEED)
-    workdir = make_study(tmp_path / "killed", src)
+    workdir = make_workdir(tmp_path / "killed", STUDY, copy_src=False)
     results = workdir / "results"
     kills: list[tuple[float, list[str], int]] = []
     rounds = 1
