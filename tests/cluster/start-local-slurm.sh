@@ -142,15 +142,8 @@ if grep -qs "Written by tests/cluster/start-local-slurm.sh" /etc/slurm/slurm.con
 fi
 
 # --- daemons --------------------------------------------------------------------------------------
-stop_daemon() {
-    local pidfile=$1 pid
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$pidfile"
-}
+# shellcheck source=tests/cluster/daemons.sh
+. "$(dirname "$0")/daemons.sh"
 # Running: the pid file names a live process of that name (not a reused pid after a hard stop).
 running() { [ "$(ps -p "$(cat "$1" 2>/dev/null || echo 0)" -o comm= 2>/dev/null)" = "$2" ]; }
 
