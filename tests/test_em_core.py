@@ -211,6 +211,19 @@ def test_far_outliers_and_huge_offsets_stay_finite():
     assert shifted.params["pi"] == pytest.approx(base.params["pi"], abs=1e-6)
 
 
+@pytest.mark.parametrize("pi", [0.5, 0.2, 1e-2, 1e-5, 1 - 1e-5])
+def test_pi_model_loglik_on_sorted_separated_data(pi):
+    """Sorted data put whole blocks of points where one component dominates, so the pi model's
+    products of mixing terms underflow (at pi = 0.2 a block's, at 1e-5 a lane's) and its
+    log-likelihood must fall back to smaller products or single logs without losing digits."""
+    truth = {"pi": 0.5, "mu1": 0.0, "mu2": 40.0, "sigma1": 1.0, "sigma2": 1.0}
+    y = np.sort(draw(5000, 4, truth))
+    known = {k: v for k, v in truth.items() if k != "pi"}
+    result = emsim.fit(y, model="pi", start={"pi": pi}, known=known, max_iterations=1)
+    expected = observed_loglik(y, dict(known, pi=pi))
+    assert result.loglik_start == pytest.approx(expected, rel=1e-13)
+
+
 def test_squarem_reaches_the_same_maximum_with_fewer_evaluations():
     y = draw(3000, 2, {"pi": 0.6, "mu1": 0.0, "mu2": 1.5, "sigma1": 1.0, "sigma2": 1.0})
     plain = emsim.fit(y, model="full", tolerance=1e-9, max_iterations=100_000)

@@ -217,7 +217,8 @@ def fit_batch(
     # Valid data can still overflow a moment (values near 1e308); the fit then reports a status.
     with np.errstate(all="ignore"):
         start_matrix = _start_matrix(y, model, start, known)
-        sigma_floor = SIGMA_FLOOR_REL * y.std(axis=1)
+        # The pi model never moves a sigma, so it needs no floor (and no pass over the data).
+        sigma_floor = np.zeros(n_rows) if model == "pi" else SIGMA_FLOOR_REL * y.std(axis=1)
 
     began = time.perf_counter()
     out = engine.run(

@@ -15,7 +15,9 @@ depends on that row alone, in a fixed order, so a batched fit equals a single fi
 
 The E-step works in log space with the sigmoid form: with a = log(pi f1(y)), b = log((1-pi) f2(y))
 and d = a - b, the responsibility is 1 / (1 + exp(-d)) and the log-density is
-max(a, b) + log1p(exp(-|d|)): one exp per point, finite for points far from both means.
+max(a, b) + log1p(exp(-|d|)): one exp per point, finite for points far from both means. The pi
+model's densities never move, so their ratio is exponentiated once per fit (`pi_prepare`) and its
+E-step needs one division per point and no exp.
 
 Speed (one fused pass per E-step, near the cost of one numpy `exp` pass): the E-step is compiled
 with numba and processes each row in blocks of at most 512 points. Inside a block every loop is
@@ -233,101 +235,110 @@ def mixture_estep(y, p, stats, work):
 
 
 @njit(**_JIT)
-def pi_prepare(y, p, log_ratio, work):
-    """For the pi model: fill log_ratio with r = log f1(y) - log f2(y) (fixed while only pi
-    moves) and return sum max(log f1, log f2), the part of the log-likelihood that does not move.
-    The per-iteration rest is bounded by |log pi| + |log(1 - pi)| per point, so nothing large
-    cancels (sum log f2 would: it can be -1e9 with a narrow component 2)."""
-    size = work[0].size
+def pi_prepare(y, p, ratio, work):
+    """For the pi model, whose densities f1 and f2 never change: fill `ratio` with each point's
+    min(f1, f2) / max(f1, f2), negated where f2 is the larger, and return sum log max(f1, f2).
+    Then pi f1 + (1 - pi) f2 = max(f1, f2) (pi A + (1 - pi) B) with (A, B) = (1, ratio) or
+    (-ratio, 1), so an E-step needs no exp, and the part of the log-likelihood that never moves
+    is summed once: nothing large cancels (sum log f2 alone can be -1e9 with a narrow
+    component 2), and the rest, log(pi A + (1 - pi) B), is bounded by |log min(pi, 1 - pi)|."""
+    bits, poly, t_base, t_check = work[0], work[1], work[2], work[3]
+    size = bits.size
+    scale = bits.view(np.float64)
     inv1 = 1.0 / p[3]
     inv2 = 1.0 / p[4]
-    c1 = -math.log(p[3])
+    c1 = -math.log(p[3]) - LOG_SQRT_2PI
     c2 = -math.log(p[4]) - LOG_SQRT_2PI
-    t_f2 = work[1]  # max(log f1, log f2)
-    t_check = work[2]
     base = 0.0
     for lo in range(0, y.size, size):
         block = y[lo : lo + size]
-        ratio_block = log_ratio[lo : lo + size]
+        ratio_block = ratio[lo : lo + size]
         m = block.size
         for j in range(m):
             z1 = (block[j] - p[1]) * inv1
             z2 = (block[j] - p[2]) * inv2
+            log_f1 = c1 - 0.5 * z1 * z1
             log_f2 = c2 - 0.5 * z2 * z2
-            log_f1 = (c1 - LOG_SQRT_2PI) - 0.5 * z1 * z1
-            ratio = log_f1 - log_f2
-            ratio_block[j] = ratio
-            t_f2[j] = log_f1 if log_f1 > log_f2 else log_f2
-            # A non-finite ratio (a point beyond any float distance) poisons every
+            d = log_f1 - log_f2
+            poly[j], bits[j] = _exp_parts(d)
+            ratio_block[j] = d
+            t_base[j] = log_f1 if log_f1 > log_f2 else log_f2
+            # A non-finite d (a point beyond any float distance) poisons every
             # log-likelihood once here, so the E-step needs no per-point check.
-            t_check[j] = ratio - ratio
+            t_check[j] = d - d
+        for j in range(m):
+            e = poly[j] * scale[j]
+            ratio_block[j] = e if ratio_block[j] > 0.0 else -e
         for j in range(m, size):
-            t_f2[j] = 0.0
+            t_base[j] = 0.0
             t_check[j] = 0.0
-        base += _tree_sum(t_f2, size) + _tree_sum(t_check, size)
+        base += _tree_sum(t_base, size) + _tree_sum(t_check, size)
     return base
 
 
+# A product of mixing terms (each in [min(pi, 1 - pi), 1]) below this may have lost digits to
+# underflow, so it is not logged. A block's product of 512 terms can underflow already at
+# pi = 0.25 when its points all lie near component 2 (sorted data); a lane's product of 64 terms
+# only when min(pi, 1 - pi) < 3e-5, and then that lane's terms are logged one by one.
+_SAFE_PRODUCT = 1e-290
+
+
 @njit(**_JIT)
-def pi_estep(log_ratio, base, pi, stats, work):
-    """Log-likelihood of the pi model; stats[0] = sum tau, stats[1] = sum tau (1 - tau), all
-    that the pi model's M-step and information need."""
-    n = log_ratio.size
-    bits, poly, t_max, t_log, t_w1, t_var = work[0], work[1], work[2], work[3], work[4], work[5]
-    pad = work[9]
-    size = bits.size
-    scale = bits.view(np.float64)
-    log_pi = math.log(pi)
-    log1m_pi = math.log1p(-pi)
-    shift = log_pi - log1m_pi
-    total_max = 0.0
+def pi_estep(ratio, base, pi, stats, work):
+    """Log-likelihood of the pi model from pi_prepare's ratios; stats[0] = sum tau,
+    stats[1] = sum tau (1 - tau), all that the pi model's M-step and information need."""
+    n = ratio.size
+    t_mix, t_w1, t_var, pad = work[1], work[2], work[3], work[9]
+    size = t_mix.size
+    other = 1.0 - pi
     total_log = 0.0
     total_w1 = 0.0
     total_var = 0.0
     for lo in range(0, n, size):
         m = min(size, n - lo)
-        block = _full_block(log_ratio, lo, size, pad)
+        block = _full_block(ratio, lo, size, pad)
         for j in range(size):
-            poly[j], bits[j] = _exp_parts(block[j] + shift)
-        for j in range(size):
-            r = block[j]
-            d = r + shift
-            e = poly[j] * scale[j]
-            w = 1.0 / (1.0 + e)
-            ew = e * w
-            # max(log(pi f1), log((1 - pi) f2)) - max(log f1, log f2): bounded, see pi_prepare.
-            a = log_pi + (r if r < 0.0 else 0.0)
-            b = log1m_pi - (r if r > 0.0 else 0.0)
-            t_max[j] = a if a > b else b
-            t_log[j] = 1.0 + e
-            t_w1[j] = w if d >= 0.0 else ew
-            t_var[j] = ew * w
+            v = block[j]
+            part1 = pi * (-v if v < 0.0 else 1.0)
+            part2 = other * (1.0 if v < 0.0 else v)
+            mix = part1 + part2
+            inverse = 1.0 / mix
+            t_mix[j] = mix
+            t_w1[j] = part1 * inverse
+            t_var[j] = (part1 * inverse) * (part2 * inverse)
         for j in range(m, size):
-            t_max[j] = 0.0
-            t_log[j] = 1.0
+            t_mix[j] = 1.0
             t_w1[j] = 0.0
             t_var[j] = 0.0
-        # One pass per tree level for all four sums (the log terms are multiplied).
+        # One pass per tree level for all three sums (the mixing terms are multiplied).
         width = size // 2
         while width >= _LANES:
             for j in range(width):
-                t_max[j] += t_max[j + width]
-                t_log[j] *= t_log[j + width]
+                t_mix[j] *= t_mix[j + width]
                 t_w1[j] += t_w1[j + width]
                 t_var[j] += t_var[j + width]
             width //= 2
-        # The block's 1 + e terms multiply to at most 2^512: one log per block suffices.
         product = 1.0
         for j in range(_LANES):
-            product *= t_log[j]
-        total_log += math.log(product)
-        for j in range(_LANES):
-            total_max += t_max[j]
+            product *= t_mix[j]
             total_w1 += t_w1[j]
             total_var += t_var[j]
+        if product >= _SAFE_PRODUCT:
+            total_log += math.log(product)
+            continue
+        for j in range(_LANES):
+            if t_mix[j] >= _SAFE_PRODUCT:
+                total_log += math.log(t_mix[j])
+                continue
+            # The tree left in lane j the product of the points j, j + 8, j + 16, ...
+            for i in range(j, m, _LANES):
+                v = block[i]
+                total_log += math.log(
+                    pi * (-v if v < 0.0 else 1.0) + other * (1.0 if v < 0.0 else v)
+                )
     stats[0] = total_w1
     stats[1] = total_var
-    return base + (total_max + total_log)
+    return base + total_log
 
 
 @njit(**_JIT)
@@ -399,9 +410,9 @@ def _invalid(model, p, sigma_floor):
 
 
 @njit(inline="always", **_JIT)
-def _estep(model, y, log_ratio, base, p, stats, work):
+def _estep(model, y, ratio, base, p, stats, work):
     if model == 0:
-        return pi_estep(log_ratio, base, p[0], stats, work)
+        return pi_estep(ratio, base, p[0], stats, work)
     return mixture_estep(y, p, stats, work)
 
 
@@ -451,13 +462,13 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
     new = np.empty(5)
     stats = np.empty(N_STATS)
     new_stats = np.empty(N_STATS)
-    log_ratio = np.empty(n if model == 0 else 0)
+    ratio = np.empty(n if model == 0 else 0)
     base = 0.0
     if model == 0:
-        base = pi_prepare(y, p, log_ratio, work)
+        base = pi_prepare(y, p, ratio, work)
     trace = np.empty((min(max_iterations + 1, 256) if traced else 0, TRACE_WIDTH))
 
-    loglik = _estep(model, y, log_ratio, base, p, stats, work)
+    loglik = _estep(model, y, ratio, base, p, stats, work)
     loglik_start = loglik
     evals = 1
     if traced:
@@ -481,7 +492,7 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
         iteration += 1
         if method == 0:
             mstep(model, n, p, stats, new)
-            new_loglik = _estep(model, y, log_ratio, base, new, new_stats, work)
+            new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
             evals += 1
         else:
             # SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1):
@@ -490,7 +501,7 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
             # step from the extrapolated point, and a fallback to the second EM step unless
             # the result is valid and does not lower the log-likelihood.
             mstep(model, n, p, stats, p1)
-            _estep(model, y, log_ratio, base, p1, new_stats, work)
+            _estep(model, y, ratio, base, p1, new_stats, work)
             mstep(model, n, p1, new_stats, p2)
             evals += 1
             _to_unconstrained(p, u0)
@@ -516,7 +527,7 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
                 _from_unconstrained(ux, p1)
                 take = _invalid(model, p1, sigma_floor) == _RUNNING
                 if take:
-                    _estep(model, y, log_ratio, base, p1, new_stats, work)
+                    _estep(model, y, ratio, base, p1, new_stats, work)
                     evals += 1
                     mstep(model, n, p1, new_stats, new)
                     take = _invalid(model, new, sigma_floor) == _RUNNING
@@ -524,13 +535,13 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
                 new[:] = p2
             new_loglik = -np.inf
             if take:
-                new_loglik = _estep(model, y, log_ratio, base, new, new_stats, work)
+                new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
                 evals += 1
                 take = math.isfinite(new_loglik) and new_loglik >= loglik
             at_bound = alpha == -step_max
             if not take:
                 new[:] = p2
-                new_loglik = _estep(model, y, log_ratio, base, new, new_stats, work)
+                new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
                 evals += 1
                 if at_bound:
                     step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
