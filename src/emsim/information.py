@@ -15,51 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import LOG_SQRT_2PI, MU1, MU2, PI, SIGMA1, SIGMA2
-
-# Work on at most this many points at once, so memory stays bounded for big batches.
-_BLOCK_POINTS = 1 << 20
-
-
-def _responsibility(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    z1 = (y - p[:, MU1, None]) / p[:, SIGMA1, None]
-    z2 = (y - p[:, MU2, None]) / p[:, SIGMA2, None]
-    a = (np.log(p[:, PI]) - np.log(p[:, SIGMA1]) - LOG_SQRT_2PI)[:, None] - 0.5 * z1 * z1
-    b = (np.log1p(-p[:, PI]) - np.log(p[:, SIGMA2]) - LOG_SQRT_2PI)[:, None] - 0.5 * z2 * z2
-    return 1.0 / (1.0 + np.exp(b - a))
-
-
-def _information_block(y: np.ndarray, p: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(I_complete, I_missing) for each row, over the model's estimated parameters."""
-    pi = p[:, PI, None]
-    tau = _responsibility(y, p)
-    untau = 1.0 - tau
-    pi_curv = (tau / pi**2 + untau / (1.0 - pi) ** 2).sum(axis=1)
-    pi_grad = np.broadcast_to(1.0 / pi + 1.0 / (1.0 - pi), y.shape)
-    s1, s2 = p[:, SIGMA1, None], p[:, SIGMA2, None]
-    e1, e2 = y - p[:, MU1, None], y - p[:, MU2, None]
-    if model == "full":
-        gap = np.stack(
-            [pi_grad, e1 / s1**2, -e2 / s2**2, -1 / s1 + e1**2 / s1**3, 1 / s2 - e2**2 / s2**3],
-            axis=-1,
-        )
-        complete = np.zeros((y.shape[0], 5, 5))
-        for k, (w, e, s) in enumerate(((tau, e1, s1), (untau, e2, s2))):
-            mu_i, sigma_i = 1 + k, 3 + k
-            complete[:, mu_i, mu_i] = (w / s**2).sum(axis=1)
-            complete[:, mu_i, sigma_i] = complete[:, sigma_i, mu_i] = (2 * w * e / s**3).sum(axis=1)
-            complete[:, sigma_i, sigma_i] = (w * (3 * e**2 / s**4 - 1 / s**2)).sum(axis=1)
-    else:
-        s = s1
-        gap = np.stack([pi_grad, e1 / s**2, -e2 / s**2, (e1**2 - e2**2) / s**3], axis=-1)
-        complete = np.zeros((y.shape[0], 4, 4))
-        for k, (w, e) in enumerate(((tau, e1), (untau, e2))):
-            complete[:, 1 + k, 1 + k] = (w / s**2).sum(axis=1)
-            complete[:, 1 + k, 3] = complete[:, 3, 1 + k] = (2 * w * e / s**3).sum(axis=1)
-        complete[:, 3, 3] = (3 * (tau * e1**2 + untau * e2**2) / s**4 - 1 / s**2).sum(axis=1)
-    complete[:, 0, 0] = pi_curv
-    missing = np.einsum("rn,rni,rnj->rij", tau * untau, gap, gap)
-    return complete, missing
+from .engine import MODEL_CODES, PI, information_sums
 
 
 def _positive_definite(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,24 +45,21 @@ def pi_information(stats: np.ndarray, params: np.ndarray, n: int) -> tuple[np.nd
 def information(y: np.ndarray, params: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
     """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate)
     for the models that estimate means and sigmas."""
-    n_rows, n = y.shape
+    n_rows = y.shape[0]
     n_est = {"equal_var": 4, "full": 5}[model]
-    se = np.full((n_rows, n_est), np.nan)
-    rate = np.full(n_rows, np.nan)
-    block = max(1, _BLOCK_POINTS // max(n, 1))
+    complete = np.empty((n_rows, n_est, n_est))
+    missing = np.empty((n_rows, n_est, n_est))
+    information_sums(y, params, MODEL_CODES[model], complete, missing)
     with np.errstate(all="ignore"):
-        for lo in range(0, n_rows, block):
-            rows = slice(lo, min(lo + block, n_rows))
-            complete, missing = _information_block(y[rows], params[rows], model)
-            ok, values, vectors = _positive_definite(complete - missing)
-            inverse_diag = np.einsum("rij,rj,rij->ri", vectors, 1.0 / values, vectors)
-            se[rows] = np.where(ok[:, None], np.sqrt(inverse_diag), np.nan)
+        ok, values, vectors = _positive_definite(complete - missing)
+        inverse_diag = np.einsum("rij,rj,rij->ri", vectors, 1.0 / values, vectors)
+        se = np.where(ok[:, None], np.sqrt(inverse_diag), np.nan)
 
-            ok_c, values_c, vectors_c = _positive_definite(complete)
-            root_inv = np.einsum(
-                "rij,rj,rkj->rik", vectors_c, 1.0 / np.sqrt(np.abs(values_c)), vectors_c
-            )
-            scaled = root_inv @ np.where(np.isfinite(missing), missing, 0.0) @ root_inv
-            scaled = np.where(np.isfinite(scaled), scaled, 0.0)
-            rate[rows] = np.where(ok_c, np.linalg.eigvalsh(scaled)[:, -1], np.nan)
+        ok_c, values_c, vectors_c = _positive_definite(complete)
+        root_inv = np.einsum(
+            "rij,rj,rkj->rik", vectors_c, 1.0 / np.sqrt(np.abs(values_c)), vectors_c
+        )
+        scaled = root_inv @ np.where(np.isfinite(missing), missing, 0.0) @ root_inv
+        scaled = np.where(np.isfinite(scaled), scaled, 0.0)
+        rate = np.where(ok_c, np.linalg.eigvalsh(scaled)[:, -1], np.nan)
     return se, rate
