@@ -99,10 +99,13 @@ def make_workdir(path: Path, config: dict, copy_src: bool = True) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, cores: int = 2, check: bool = True):
+def snakemake(workdir: Path, *args: str, cores: int = 2, check: bool = True, threads: bool = True):
+    """Run Snakemake in `workdir`. With `threads` (as the default profile, so `make study`,
+    runs it) jobs are threads of the Snakemake process; without, each job is its own process."""
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
+    mode = ["--force-use-threads"] if threads else []
     proc = subprocess.run(
-        [str(SNAKEMAKE), "--cores", str(cores), *args],
+        [str(SNAKEMAKE), "--cores", str(cores), *mode, *args],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -186,6 +189,20 @@ def test_every_output_exists_with_design_columns(finished):
         )
 
 
+def test_each_job_log_holds_only_its_own_job(finished):
+    """Jobs ran as threads of one process, two at a time: none leaks lines into another's log."""
+    logs = sorted((finished / "results" / "logs" / "fit").glob("cell=*/chunk=*.log"))
+    assert len(logs) >= 2
+    for log in logs:
+        cell, chunk = log.parent.name.removeprefix("cell="), log.stem.removeprefix("chunk=")
+        text = log.read_text()
+        named = re.findall(r"cell (\S+) chunk (\d+):", text)
+        assert named == [(cell, chunk)], (log, named)
+        assert text.count(" wrote ") == 1, log
+    summary_log = (finished / "results" / "logs" / "summary.log").read_text()
+    assert "emsim.study.fit" not in summary_log
+
+
 @pytest.mark.slow
 def test_summary_matches_measures_recomputed_from_fit_rows(finished):
     fits = read_fits(finished)
@@ -252,10 +269,10 @@ def test_snakemake_report_works(finished):
 
 
 @pytest.mark.slow
-def test_fit_rows_do_not_depend_on_cores_or_chunk_size(finished, tmp_path):
-    reference = without_runtime(read_fits(finished))  # --cores 2, chunk_size 3
+def test_fit_rows_do_not_depend_on_cores_chunk_size_or_executor(finished, tmp_path):
+    reference = without_runtime(read_fits(finished))  # --cores 2, chunk_size 3, threads
     one_core = make_workdir(tmp_path / "cores1", TINY)
-    snakemake(one_core, "--until", "fit", cores=1)
+    snakemake(one_core, "--until", "fit", cores=1, threads=False)  # a process per job
     pd.testing.assert_frame_equal(without_runtime(read_fits(one_core)), reference)
 
     chunked = make_workdir(tmp_path / "chunk10", dict(TINY, chunk_size=10))

@@ -148,7 +148,7 @@ def test_killed_study_resumes_to_identical_results(tmp_path):
         log = workdir / f"attempt{attempt}.log"
         with open(log, "w") as out:
             job = subprocess.Popen(
-                [str(SNAKEMAKE), "--cores", "2", "--rerun-incomplete"],
+                [str(SNAKEMAKE), "--cores", "2", "--force-use-threads", "--rerun-incomplete"],
                 cwd=workdir,
                 env=env_for(src),
                 stdout=out,

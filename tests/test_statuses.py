@@ -258,12 +258,18 @@ def test_nonfinite_pi_model_tiny_known_sigma() -> None:
 # --- decreased: a fault that correct EM never produces, injected into the M-step ---------------
 
 
+def use_python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the engine's loops as their pure-Python twins (`py_func`, the same source), which
+    look `mstep` and `fit_one` up in the module at call time, so a fault can be injected."""
+    monkeypatch.setattr(engine, "fit_one", engine.fit_one.py_func)
+    monkeypatch.setattr(engine, "fit_rows", engine.fit_rows.py_func)
+
+
 @pytest.fixture
 def faulty_mstep(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """From the fourth M-step on, swap the weights: pi -> 1 - pi, a much worse point.
 
-    The engine is compiled; its pure-Python twin (`fit_one.py_func`, the same source) looks
-    `mstep` up in the module at call time, so the fault can be injected there."""
+    The engine is compiled, so the fault is injected into its Python twin."""
     calls: list[int] = []
     original = engine.mstep
 
@@ -274,7 +280,7 @@ def faulty_mstep(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             out[0] = 1.0 - out[0]
 
     monkeypatch.setattr(engine, "mstep", mstep)
-    monkeypatch.setattr(engine, "fit_one", engine.fit_one.py_func)
+    use_python_engine(monkeypatch)
     return calls
 
 
@@ -321,7 +327,7 @@ def faulty_for_marked_row(monkeypatch: pytest.MonkeyPatch) -> None:
             out[0] = 0.01
 
     monkeypatch.setattr(engine, "mstep", mstep)
-    monkeypatch.setattr(engine, "fit_one", engine.fit_one.py_func)
+    use_python_engine(monkeypatch)
 
 
 def test_fit_batch_mixing_all_statuses(faulty_for_marked_row: None) -> None:

@@ -34,7 +34,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.typed import List
 
 from .models import STATUSES
 
@@ -447,6 +448,7 @@ assert STATUSES[DEGENERATE] == "degenerate" and STATUSES[DECREASED] == "decrease
 METHOD_CODES = {"em": 0, "squarem": 1}
 # Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik, loglik_evals.
 TRACE_WIDTH = 9
+_TRACE_TYPE = types.float64[:, :]
 
 
 @dataclass
@@ -653,6 +655,30 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
     return trace[: iteration + 1] if traced else trace
 
 
+@njit(**_JIT)
+def fit_rows(y, start, model, method, tolerance, max_iterations, sigma_floor, traced, out):
+    """fit_one for every row of y; returns the rows' traces (empty where not traced). The
+    whole batch runs in compiled code without the GIL, so fit jobs running as threads of one
+    process do not wait on each other. This is the engine's one entry point from Python: a
+    second one would compile fit_one, by far the largest function, a second time."""
+    traces = List.empty_list(_TRACE_TYPE)
+    for r in range(y.shape[0]):
+        traces.append(
+            fit_one(
+                y[r],
+                start[r],
+                model,
+                method,
+                tolerance,
+                max_iterations,
+                sigma_floor[r],
+                traced[r],
+                out[r],
+            )
+        )
+    return traces
+
+
 def run(
     y: np.ndarray,
     start: np.ndarray,
@@ -665,23 +691,20 @@ def run(
 ) -> EngineOutput:
     n_rows = y.shape[0]
     out = np.empty((n_rows, 11 + N_STATS))
-    traces: list[np.ndarray | None] = [None] * n_rows
     model_code, method_code = MODEL_CODES[model], METHOD_CODES[method]
     with np.errstate(all="ignore"):
-        for r in range(n_rows):
-            trace = fit_one(
-                y[r],
-                start[r],
-                model_code,
-                method_code,
-                tolerance,
-                max_iterations,
-                sigma_floor[r],
-                bool(traced[r]),
-                out[r],
-            )
-            if traced[r]:
-                traces[r] = trace
+        rows = fit_rows(
+            y,
+            start,
+            model_code,
+            method_code,
+            tolerance,
+            max_iterations,
+            sigma_floor,
+            traced,
+            out,
+        )
+    traces: list[np.ndarray | None] = [rows[r] if traced[r] else None for r in range(n_rows)]
     return EngineOutput(
         params=out[:, 0:5],
         loglik=out[:, 5].copy(),

@@ -8,9 +8,15 @@ rule fit:
         traces="results/traces/cell={cell}/chunk={chunk}.parquet",
     log:
         "results/logs/fit/cell={cell}/chunk={chunk}.log",
+    # Costlier jobs first, so that the last jobs to finish are short ones and no core idles
+    # through a long tail (longest-processing-time-first scheduling).
+    priority: lambda wildcards: STUDY.fit_priority(wildcards.cell)
     resources:
         mem_mb=lambda wildcards: STUDY.fit_mem_mb(wildcards.cell),
-        runtime=lambda wildcards: STUDY.fit_runtime_min(wildcards.cell),
+        # A job killed at its time limit is retried with a longer one (Snakemake `--retries`).
+        runtime=lambda wildcards, attempt: STUDY.fit_runtime_min(
+            wildcards.cell, attempt
+        ),
     params:
         fit_hash=STUDY.fit_hash,
         replicates=lambda wildcards: STUDY.chunk_label(wildcards.chunk),

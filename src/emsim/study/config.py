@@ -425,12 +425,18 @@ class Study:
         cells = self.cell(cell_id).n * self.chunk_size
         return int(400 + math.ceil(cells * 8 * 40 / 2**20))
 
-    def fit_runtime_min(self, cell_id: str) -> int:
+    def fit_runtime_min(self, cell_id: str, attempt: int = 1) -> int:
         # Measured on one core: about 2 microseconds per data point per fit in the slowest
         # (overlapping, n = 5000) cells, whose fits often run to the iteration cap. Five times
         # that, plus start-up, so that a slower node does not hit a scheduler's time limit.
         work = self.cell(cell_id).n * self.chunk_size * self.fits_per_replicate
-        return int(5 + math.ceil(work * 1e-5 / 60))
+        # Each retry (`--retries`) gets one more such limit: a job killed at its time limit
+        # would otherwise be killed again.
+        return int(5 + math.ceil(work * 1e-5 / 60)) * attempt
+
+    def fit_priority(self, cell_id: str) -> int:
+        # A chunk's fits cost roughly in proportion to its data points.
+        return self.cell(cell_id).n * self.chunk_size
 
     def summary_line(self) -> str:
         return (

@@ -689,7 +689,7 @@ def _draw_trace(
     if len(segments) > 60:
         segments = np.unique(np.linspace(0, len(x) - 2, 60).astype(int))
     for i in segments:
-        ax.annotate(
+        arrow = ax.annotate(
             "",
             xy=(x[i + 1], y[i + 1]),
             xytext=(x[i], y[i]),
@@ -702,6 +702,9 @@ def _draw_trace(
                 "shrinkB": 2,
             },
         )
+        # Arrows lie inside the axes: leaving them out of the layout saves measuring
+        # thousands of them (it took most of the traces figure's time).
+        arrow.set_in_layout(False)
     ax.scatter(
         x, y, c=iteration, cmap=cmap, norm=norm, s=18, marker=marker, zorder=3, edgecolors="none"
     )

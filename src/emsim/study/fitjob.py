@@ -120,9 +120,9 @@ def align_to_truth(
     return _swapped(params, mask), _swapped(se, mask, se=True), mask
 
 
-def _trace_frame(
+def _trace_columns(
     trace: pd.DataFrame, truth: Mapping[str, float], swap: bool, model: str
-) -> pd.DataFrame:
+) -> dict[str, np.ndarray]:
     n_it = len(trace)
     values = {}
     for p in PARAMS:
@@ -132,12 +132,18 @@ def _trace_frame(
             values[p] = np.full(n_it, float(truth[p]))
     if swap:
         values = _swapped(values, np.ones(n_it, dtype=bool))
-    out = pd.DataFrame({"iteration": trace["iteration"].to_numpy(dtype=np.int64)})
-    for p in PARAMS:
-        out[f"est_{p}"] = values[p]
-    out["loglik"] = trace["loglik"].to_numpy(dtype=np.float64)
-    out["diff_loglik"] = trace["diff_loglik"].to_numpy(dtype=np.float64)
-    return out
+    return {
+        "iteration": trace["iteration"].to_numpy(dtype=np.int64),
+        **{f"est_{p}": values[p] for p in PARAMS},
+        "loglik": trace["loglik"].to_numpy(dtype=np.float64),
+        "diff_loglik": trace["diff_loglik"].to_numpy(dtype=np.float64),
+    }
+
+
+def _stacked(blocks: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One frame from blocks of equal columns, built once: a frame per block and a concat
+    cost more than the fits of a small cell."""
+    return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
 
 
 def fit_chunk(
@@ -178,14 +184,18 @@ def fit_chunk(
     keep_trace = np.asarray(replicates) < int(config["traces"])
     em = config["em"]
 
-    blocks: list[pd.DataFrame] = []
-    trace_blocks: list[pd.DataFrame] = []
+    blocks: list[dict[str, np.ndarray]] = []
+    trace_blocks: list[dict[str, np.ndarray]] = []
     em_seconds = 0.0
+    # CPU time of this thread: jobs may share a process (threads), where wall time inside a
+    # call would also count time spent waiting for the other job's Python code.
+    em_cpu_seconds = 0.0
     for model in config["models"]:
         known = {p: truth[p] for p in known_params(model)} or None
         for method in config["methods"]:
             for spec in specs:
                 t0 = time.perf_counter()
+                cpu0 = time.thread_time()
                 res = emsim.fit_batch(
                     Y,
                     model=model,
@@ -197,12 +207,14 @@ def fit_chunk(
                     trace=keep_trace,
                 )
                 em_seconds += time.perf_counter() - t0
+                em_cpu_seconds += time.thread_time() - cpu0
                 params, se, swapped = align_to_truth(res.params, res.se, truth, model)
+                rows = len(replicates)
                 block = {
                     "replicate": np.asarray(replicates, dtype=np.int64),
-                    "model": model,
-                    "method": method,
-                    "start": spec.name,
+                    "model": np.full(rows, model, dtype=object),
+                    "method": np.full(rows, method, dtype=object),
+                    "start": np.full(rows, spec.name, dtype=object),
                     "status": np.asarray(res.status, dtype=object),
                     "iterations": np.asarray(res.iterations, dtype=np.int64),
                     "loglik_evals": np.asarray(res.loglik_evals, dtype=np.int64),
@@ -215,26 +227,30 @@ def fit_chunk(
                     "rate_empirical": np.asarray(res.rate_empirical, dtype=np.float64),
                     "rate_theory": np.asarray(res.rate_theory, dtype=np.float64),
                 }
-                blocks.append(pd.DataFrame(block))
+                blocks.append(block)
                 for i in np.flatnonzero(keep_trace):
                     trace = res.traces[i] if len(res.traces) else None
                     if trace is None or len(trace) == 0:
                         continue
-                    tf = _trace_frame(trace, truth, bool(swapped[i]), model)
-                    tf.insert(0, "replicate", replicates[i])
-                    tf.insert(1, "model", model)
-                    tf.insert(2, "method", method)
-                    tf.insert(3, "start", spec.name)
-                    trace_blocks.append(tf)
+                    steps = len(trace)
+                    trace_blocks.append(
+                        {
+                            "replicate": np.full(steps, replicates[i], dtype=np.int64),
+                            "model": np.full(steps, model, dtype=object),
+                            "method": np.full(steps, method, dtype=object),
+                            "start": np.full(steps, spec.name, dtype=object),
+                            **_trace_columns(trace, truth, bool(swapped[i]), model),
+                        }
+                    )
 
-    fits = pd.concat(blocks, ignore_index=True)
+    fits = _stacked(blocks)
     # Rows in reading order: replicate, then model, method and start in config order.
     fits = fits.sort_values("replicate", kind="stable", ignore_index=True)
     fits = _with_design(fits, cell)
     fits["best_start_gap"] = best_start_gap(fits, oracle_starts=oracle_start_names(config))
 
     if trace_blocks:
-        traces = _with_design(pd.concat(trace_blocks, ignore_index=True), cell)
+        traces = _with_design(_stacked(trace_blocks), cell)
     else:
         traces = TRACES_SCHEMA.empty_table().to_pandas()
 
@@ -254,6 +270,7 @@ def fit_chunk(
             "job_started": started_at.isoformat(timespec="milliseconds"),
             "job_elapsed_s": f"{elapsed:.6f}",
             "em_elapsed_s": f"{em_seconds:.6f}",
+            "em_cpu_s": f"{em_cpu_seconds:.6f}",
         },
     )
     write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA)

@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -72,37 +73,68 @@ def module_path(name: str) -> str:
     return spec.origin
 
 
+class _FromThread(logging.Filter):
+    """Passes the records logged by one thread: the job's own, when jobs run as threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread
+
+
+# Jobs may run as threads of one Snakemake process (the default profile's force-use-threads):
+# the root logger's level and warning capture are shared, so the first job to start sets them
+# and the last to end restores them.
+_shared_lock = threading.Lock()
+_jobs_logging = 0
+_root_level = logging.WARNING
+
+
 @contextlib.contextmanager
 def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
-    """Log (INFO and up), warnings, stdout and stderr of the block into `log_path`; an
-    exception is written there with its traceback and re-raised."""
+    """Log (INFO and up) and warnings of the block into `log_path`; an exception is written
+    there with its traceback and re-raised. Only records of the calling thread are written, so
+    jobs running side by side in threads keep separate logs. In the main thread (a job in its
+    own process) stdout and stderr go to the log as well; threads share those streams, so
+    there they are left alone (emsim itself does not print in a job)."""
+    global _jobs_logging, _root_level
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     handler = logging.FileHandler(log_path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
+    handler.addFilter(_FromThread())
+    with _shared_lock:
+        if _jobs_logging == 0:
+            _root_level = root.level
+            root.setLevel(logging.INFO)
+            logging.captureWarnings(True)
+        _jobs_logging += 1
+        root.addHandler(handler)
     logger = logging.getLogger("emsim.study")
+    own_process = threading.current_thread() is threading.main_thread()
     try:
-        with (
-            open(log_path, "a", buffering=1) as stream,
-            contextlib.redirect_stdout(stream),
-            contextlib.redirect_stderr(stream),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("default")
+        with contextlib.ExitStack() as stack:
+            if own_process:
+                stream = stack.enter_context(open(log_path, "a", buffering=1))
+                stack.enter_context(contextlib.redirect_stdout(stream))
+                stack.enter_context(contextlib.redirect_stderr(stream))
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("default")
             try:
                 yield logger
             except BaseException:
                 logger.error("job failed:\n%s", traceback.format_exc())
                 raise
     finally:
-        logging.captureWarnings(False)
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+        with _shared_lock:
+            root.removeHandler(handler)
+            _jobs_logging -= 1
+            if _jobs_logging == 0:
+                logging.captureWarnings(False)
+                root.setLevel(_root_level)
         handler.close()
 
 
@@ -259,7 +291,7 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
 
     total = 0
     n_files = 0
-    job_s = em_s = 0.0
+    job_s = em_s = em_cpu_s = 0.0
     first: _dt.datetime | None = None
     last: _dt.datetime | None = None
     for f in fit_files:
@@ -276,6 +308,7 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
         last = end if last is None or end > last else last
         job_s += elapsed
         em_s += float(kv.get("em_elapsed_s", "nan"))
+        em_cpu_s += float(kv.get("em_cpu_s", "nan"))
     span = (last - first).total_seconds() if first is not None and last is not None else None
     out: dict[str, Any] = {"total_fits": total, "fit_jobs": n_files}
     if span:
@@ -284,6 +317,7 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
                 "wall_time_s": round(span, 1),
                 "fit_job_time_s": round(job_s, 1),
                 "em_time_s": round(em_s, 1),
+                "em_cpu_time_s": round(em_cpu_s, 1),
                 "fits_per_second": round(total / span, 1),
                 "em_share_of_job_time": round(em_s / job_s, 3) if job_s else None,
             }
