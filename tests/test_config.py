@@ -423,10 +423,11 @@ def test_write_parquet_atomic(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
-def test_figure_names_match_the_plotting_module():
+def test_every_figure_has_a_caption_file_and_unknown_names_are_refused(tmp_path):
     from emsim.study import figures
 
-    assert tuple(jobs.FIGURE_NAMES) == tuple(figures.FIGURE_NAMES)
+    with pytest.raises(ValueError, match="unknown figure 'nope'"):
+        figures.draw_one("nope", tmp_path, tmp_path, tmp_path)
     for name in jobs.FIGURE_NAMES:
         assert (ROOT / "workflow" / "report" / f"{name}.rst").exists()
 

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from emsim.study import figures
-from emsim.study.figures import CAPTIONS, FIGURE_NAMES, draw_all, plot_seed_trace
+from emsim.study.captions import CAPTIONS, FIGURE_NAMES
+from emsim.study.figures import draw_all, plot_seed_trace
 from emsim.study.measures import (
     CONVERGENCE_COLUMNS,
     PERFORMANCE_COLUMNS,

@@ -19,7 +19,9 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
+    # Figures are drawn in parallel processes; Snakemake lowers this to the cores it has.
+    threads: 4
     params:
         dpi=STUDY.config["figures"]["dpi"],
     run:
-        jobs.run_figures(STUDY, input, output, params, log)
+        jobs.run_figures(STUDY, input, output, params, log, threads)

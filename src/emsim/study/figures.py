@@ -27,6 +27,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from emsim.models import MODELS, STATUSES
+from emsim.study.captions import (
+    DESIGN_FACTORS,
+    FACTOR_LABELS,
+    FIGURE_NAMES,
+    add_design_factors,
+    cell_label,
+    design_value_label,
+)
 from emsim.study.measures import BEST, CONVERGED, read_dataset
 from emsim.study.parquet_io import atomic_write, read_metadata
 
@@ -37,66 +45,6 @@ METHOD_MARKERS = {"em": "o", "squarem": "s"}
 METHOD_LINESTYLES = {"em": "-", "squarem": "--"}
 MODEL_LINESTYLES = {"pi": "-", "equal_var": "--", "full": ":"}
 MODEL_MARKERS = {"pi": "o", "equal_var": "s", "full": "^"}
-
-# Design factors shown on facets and in the nested-loop plot, outermost first, with mathtext
-# labels (DejaVu's glyph coverage of Unicode sub/superscripts is patchy; mathtext always works).
-DESIGN_FACTORS: tuple[tuple[str, str], ...] = (
-    ("n", "$n$"),
-    ("separation", r"$|\mu_2-\mu_1|/\sigma_1$"),
-    ("sigma_ratio", r"$\sigma_2/\sigma_1$"),
-    ("pi", r"$\pi$"),
-    ("sigma1", r"$\sigma_1$"),
-    ("mu1", r"$\mu_1$"),
-)
-FACTOR_LABELS = dict(DESIGN_FACTORS)
-
-# One caption per figure; the HTML report shows them and workflow/report/<name>.rst repeats them
-# for Snakemake's report (tests/test_figures_report.py checks that the two agree).
-CAPTIONS: dict[str, str] = {
-    "traces": (
-        "EM paths as in the seed document: log-likelihood against the current estimate of "
-        "p(Z=1) for one kept replicate per cell (plain EM, one start), one path per model. "
-        "Arrows point from each iteration to the next; points are coloured by iteration."
-    ),
-    "bias": (
-        "Bias of the estimate of pi against the sample size n (log scale), with error bars of "
-        "+- 2 Monte Carlo SEs, faceted by the separation abs(mu2 - mu1)/sigma1 (columns) and the "
-        "mixing proportion pi (rows); colour = model, marker = method; start 'best'."
-    ),
-    "rmse": (
-        "Root mean squared error of the estimate of pi multiplied by sqrt(n), against n (log "
-        "scale), with +- 2 Monte Carlo SEs. A flat line means the usual root-n rate; facets as "
-        "in the bias figure."
-    ),
-    "coverage": (
-        "Coverage of the Wald interval for pi (estimate +- z SE from the observed information) "
-        "against n, with +- 2 Monte Carlo SEs. The dashed line is the nominal level and the grey "
-        "band nominal +- 2 sqrt(C(1-C)/n_rep), the range expected from Monte Carlo error alone."
-    ),
-    "iterations": (
-        "Iterations to convergence (converged fits only) against the separation "
-        "abs(mu2 - mu1)/sigma1, log scale, one panel per start. Lines join the median over "
-        "cells of each cell's median; bands are the interquartile range over cells (the other "
-        "design factors)."
-    ),
-    "rate": (
-        "Plain EM's empirical linear convergence rate (from the last log-likelihood increments) "
-        "against the theoretical rate, the fraction of missing information 1 - I_obs/I_complete "
-        "at the estimate, averaged over converged fits per cell and start. Points on the "
-        "identity line mean the theory predicts EM's speed."
-    ),
-    "failures": (
-        "Percentage of fits ending in each non-converged status, by cell (rows) and model and "
-        "method (columns), averaged over the starts (the derived start 'best' excluded)."
-    ),
-    "nested_loop": (
-        "Nested-loop plot (Rücker & Schwarzer 2014) of the bias of the estimate of pi in every "
-        "cell (plain EM, start 'best'): cells are ordered by the design factors (outermost "
-        "first), bias is drawn as a step line per model with a +- 2 Monte Carlo SE band, and the "
-        "step lines underneath show each factor's level."
-    ),
-}
-FIGURE_NAMES: tuple[str, ...] = tuple(CAPTIONS)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -145,31 +93,6 @@ def _empty_figure(
     return _save(fig, path, dpi)
 
 
-def _fmt(value: object) -> str:
-    """Compact label for a design value (0.8, 100, 2)."""
-    if isinstance(value, float | np.floating):
-        return f"{value:g}"
-    return str(value)
-
-
-def add_design_factors(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``separation`` (|mu2 - mu1| / sigma1) and ``sigma_ratio`` (sigma2 / sigma1)."""
-    out = frame.copy()
-    if {"mu1", "mu2", "sigma1"} <= set(out.columns):
-        out["separation"] = ((out["mu2"] - out["mu1"]).abs() / out["sigma1"]).round(6)
-    if {"sigma1", "sigma2"} <= set(out.columns):
-        out["sigma_ratio"] = (out["sigma2"] / out["sigma1"]).round(6)
-    return out
-
-
-def cell_label(row: pd.Series) -> str:
-    """Short readable name of a cell from its design values."""
-    parts = [f"n={_fmt(row['n'])}", f"Δ/σ={_fmt(row['separation'])}", f"π={_fmt(row['pi'])}"]
-    if "sigma_ratio" in row and row["sigma_ratio"] != 1:
-        parts.append(f"σ₂/σ₁={_fmt(row['sigma_ratio'])}")
-    return ", ".join(parts)
-
-
 def _ordered(values: pd.Series, order: tuple[str, ...]) -> list:
     present = list(dict.fromkeys(values.dropna().tolist()))
     known = [v for v in order if v in present]
@@ -209,10 +132,10 @@ def _facets(
             title = []
             if cv is not None:
                 subset = subset[subset[col] == cv]
-                title.append(f"{FACTOR_LABELS.get(col, col)} = {_fmt(cv)}")
+                title.append(f"{FACTOR_LABELS.get(col, col)} = {design_value_label(cv)}")
             if rv is not None:
                 subset = subset[subset[row] == rv]
-                title.append(f"{FACTOR_LABELS.get(row, row)} = {_fmt(rv)}")
+                title.append(f"{FACTOR_LABELS.get(row, row)} = {design_value_label(rv)}")
             yield axes[i, j], ", ".join(title), subset
 
 
@@ -655,7 +578,9 @@ def plot_nested_loop(
         y = base + 0.8 * rank / max(1, len(levels) - 1)
         bottom.step(x_all, y, where="mid", color="0.25", linewidth=1)
         yticks.append(base + 0.4)
-        shown = ", ".join(_fmt(v) for v in levels[:6]) + (", …" if len(levels) > 6 else "")
+        shown = ", ".join(design_value_label(v) for v in levels[:6]) + (
+            ", …" if len(levels) > 6 else ""
+        )
         ylabels.append(f"{FACTOR_LABELS.get(key, key)}: {shown}")
     if not varying:
         _no_data(bottom, "one cell: no design factor varies")
@@ -684,10 +609,12 @@ def _draw_trace(
     cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
     ok = np.isfinite(x) & np.isfinite(y)
     x, y, iteration = x[ok], y[ok], iteration[ok]
-    # Long traces get arrows on a subset of segments so the heads stay legible.
+    # Long traces get arrows on a subset of segments so the heads stay legible (and the
+    # figure quick to draw: each arrow is an artist of its own); a thin line keeps the path.
     segments = np.arange(len(x) - 1)
-    if len(segments) > 60:
-        segments = np.unique(np.linspace(0, len(x) - 2, 60).astype(int))
+    if len(segments) > 20:
+        segments = np.unique(np.linspace(0, len(x) - 2, 20).astype(int))
+        ax.plot(x, y, color="0.55", linewidth=0.6, linestyle=linestyle, zorder=1)
     for i in segments:
         arrow = ax.annotate(
             "",
@@ -845,6 +772,35 @@ def _read_summary(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return pq.read_table(path).to_pandas(), read_metadata(path)
 
 
+def draw_one(
+    name: str,
+    summary_dir: str | os.PathLike[str],
+    traces_dir: str | os.PathLike[str],
+    figures_dir: str | os.PathLike[str],
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """Draw figure `name` of `FIGURE_NAMES` into ``figures_dir/<name>.png`` from the inputs it
+    needs alone, so that figures can be drawn in separate processes."""
+    summary_dir = Path(summary_dir)
+    path = Path(figures_dir) / f"{name}.png"
+    if name == "traces":
+        return plot_traces(read_dataset(traces_dir), path, dpi=dpi)
+    if name in ("iterations", "rate", "failures"):
+        conv, _ = _read_summary(summary_dir / "convergence.parquet")
+        plot = {"iterations": plot_iterations, "rate": plot_rate, "failures": plot_failures}
+        return plot[name](conv, path, dpi=dpi)
+    perf, meta = _read_summary(summary_dir / "performance.parquet")
+    if name == "coverage":
+        # The level the summary was computed at, as `measures.summarise` recorded it.
+        level = float(meta.get("coverage_level", 0.95))
+        return plot_coverage(perf, path, level=level, dpi=dpi)
+    if name in ("bias", "rmse", "nested_loop"):
+        plot = {"bias": plot_bias, "rmse": plot_rmse, "nested_loop": plot_nested_loop}
+        return plot[name](perf, path, dpi=dpi)
+    raise ValueError(f"unknown figure {name!r}; figures are {', '.join(FIGURE_NAMES)}")
+
+
 def draw_all(
     summary_dir: str | os.PathLike[str],
     traces_dir: str | os.PathLike[str],
@@ -854,22 +810,9 @@ def draw_all(
 ) -> dict[str, Path]:
     """Draw every figure of `FIGURE_NAMES` into ``figures_dir/<name>.png``; return the paths.
 
-    Reads ``performance.parquet`` and ``convergence.parquet`` from `summary_dir` (the coverage
-    level is taken from their metadata, as `measures.summarise` wrote it) and every Parquet file
-    under `traces_dir`. Missing inputs give "no data" figures, not errors.
+    Reads ``performance.parquet`` and ``convergence.parquet`` from `summary_dir` and every
+    Parquet file under `traces_dir`. Missing inputs give "no data" figures, not errors.
     """
-    summary_dir, out = Path(summary_dir), Path(figures_dir)
-    perf, meta = _read_summary(summary_dir / "performance.parquet")
-    conv, _ = _read_summary(summary_dir / "convergence.parquet")
-    traces = read_dataset(traces_dir)
-    level = float(meta.get("coverage_level", 0.95))
     return {
-        "traces": plot_traces(traces, out / "traces.png", dpi=dpi),
-        "bias": plot_bias(perf, out / "bias.png", dpi=dpi),
-        "rmse": plot_rmse(perf, out / "rmse.png", dpi=dpi),
-        "coverage": plot_coverage(perf, out / "coverage.png", level=level, dpi=dpi),
-        "iterations": plot_iterations(conv, out / "iterations.png", dpi=dpi),
-        "rate": plot_rate(conv, out / "rate.png", dpi=dpi),
-        "failures": plot_failures(conv, out / "failures.png", dpi=dpi),
-        "nested_loop": plot_nested_loop(perf, out / "nested_loop.png", dpi=dpi),
+        name: draw_one(name, summary_dir, traces_dir, figures_dir, dpi=dpi) for name in FIGURE_NAMES
     }

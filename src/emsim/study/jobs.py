@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import importlib.util
 import logging
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -27,9 +28,11 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from emsim.study.captions import FIGURE_NAMES
 from emsim.study.config import Study
 
 __all__ = [
@@ -44,20 +47,6 @@ __all__ = [
     "run_report",
     "run_summary",
 ]
-
-# The PNGs `emsim.study.figures.draw_all` writes (one caption each in workflow/report/<name>.rst).
-# Listed here rather than imported so that parsing the workflow does not import matplotlib; a
-# test checks that the two lists agree.
-FIGURE_NAMES: tuple[str, ...] = (
-    "traces",
-    "bias",
-    "rmse",
-    "coverage",
-    "iterations",
-    "rate",
-    "failures",
-    "nested_loop",
-)
 
 
 def module_path(name: str) -> str:
@@ -264,23 +253,43 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
         logger.info("summarised %d fit files in %.1f s", len(fits), time.perf_counter() - t0)
 
 
-def run_figures(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
-    from emsim.study import figures
-
+def run_figures(
+    study: Study, input: Any, output: Any, params: Any, log: Any, threads: int = 1
+) -> None:
+    """Draw the figures, in up to `threads` processes at once (the longest, traces, first).
+    Processes, not threads: drawing holds the GIL. They are spawned, not forked, because
+    Snakemake's process runs threads of its own."""
     traces = list(input.traces)
+    summary_dir, figures_dir = Path(input.performance).parent, Path(output[0]).parent
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(traces), traces)
         with dataset_view(traces) as view:
-            paths = figures.draw_all(
-                Path(input.performance).parent,
-                view,
-                Path(output[0]).parent,
-                dpi=int(params.dpi),
-            )
-        logger.info("drew %d figures: %s", len(paths), ", ".join(sorted(paths)))
+            task = (summary_dir, view, figures_dir, int(params.dpi))
+            workers = min(threads, len(FIGURE_NAMES))
+            if workers > 1:
+                context = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    futures = [pool.submit(_draw_figure, name, *task) for name in FIGURE_NAMES]
+                    paths = [future.result() for future in futures]
+            else:
+                paths = [_draw_figure(name, *task) for name in FIGURE_NAMES]
+        logger.info(
+            "drew %d figures in %d process(es): %s",
+            len(paths),
+            max(workers, 1),
+            ", ".join(sorted(p.stem for p in paths)),
+        )
         missing = [f for f in output if not Path(f).exists()]
         if missing:
-            raise RuntimeError(f"draw_all did not write {missing}")
+            raise RuntimeError(f"the figures job did not write {missing}")
+
+
+def _draw_figure(name: str, summary_dir: Path, traces_dir: Path, figures_dir: Path, dpi: int):
+    # Imported here, in the drawing process, so that parsing the workflow stays free of
+    # matplotlib and seaborn.
+    from emsim.study import figures
+
+    return figures.draw_one(name, summary_dir, traces_dir, figures_dir, dpi=dpi)
 
 
 def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:

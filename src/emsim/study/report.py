@@ -6,7 +6,7 @@ caption) and the provenance of the run. The file embeds its images (base64 PNG) 
 links to nothing, so it opens offline, can be mailed, and stays readable when results/ is moved.
 
 Numbers come from the summary tables (`emsim.study.measures`) and captions from
-`emsim.study.figures.CAPTIONS`; this module only formats them.
+`emsim.study.captions.CAPTIONS`; this module only formats them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from emsim.models import MODELS, STATUSES, known_params
-from emsim.study.figures import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
+from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
 from emsim.study.measures import BEST, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
 
