@@ -10,8 +10,9 @@ left behind by an earlier design (a removed grid value, a changed chunk size) st
 are not summarised. They are shown a view of the dataset (a temporary folder of symbolic links
 in the same hive layout) and the log names what was ignored.
 
-Imports of the aggregate modules are deferred so that parsing the Snakefile, which happens once
-per `run:` job, does not pay for matplotlib and seaborn.
+Imports of the aggregate modules are deferred so that parsing the Snakefile does not pay for
+matplotlib and seaborn: it happens again in every job that runs as a process of its own (on a
+cluster, or locally without the default profile's force-use-threads).
 """
 
 from __future__ import annotations
