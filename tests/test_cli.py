@@ -82,7 +82,7 @@ def test_demo_json_parses(capsys, seed_reference) -> None:
     assert code == 0 and err == ""
     payload = json.loads(out)
     assert payload["status"] == "converged"
-    assert payload["fit_seconds"] > 0
+    assert payload["fit_seconds"] > 0 and payload["engine_load_seconds"] > 0
     rows = pd.DataFrame(payload["rows"])
     assert len(rows) == 19
     assert rows["diff_loglik"].iloc[0] is None or np.isnan(rows["diff_loglik"].iloc[0])

@@ -131,6 +131,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         payload = {
             "status": demo.status,
             "fit_seconds": demo.fit_seconds,
+            "engine_load_seconds": demo.engine_load_seconds,
             # Python floats print as the shortest string that reads back exactly: full precision.
             "rows": [
                 {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
@@ -152,7 +153,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 },
             )
         )
-        print(f"\nstatus: {demo.status}; fit time: {demo.fit_seconds * 1e3:.1f} ms")
+        print(
+            f"\nstatus: {demo.status}; fit time: {demo.fit_seconds * 1e3:.1f} ms "
+            f"(and {demo.engine_load_seconds:.2f} s before it, once per process, to load the "
+            "compiled engine)"
+        )
     if args.plot:
         from .study.figures import plot_seed_trace
 
