@@ -5,9 +5,9 @@ All compiled code lives in this one module on purpose: numba's on-disk cache is 
 when the defining file changes, and a cached function embeds the code of the functions it calls,
 so a kernel in another file could be edited without the loop noticing.
 
-Each fit runs to its own end inside compiled code, so a batch costs what its live fits cost and
-nothing per iteration is spent in Python. Each fit ends with exactly one status; nothing here
-raises on bad numbers.
+A whole batch is one compiled call (`fit_rows`, which releases the GIL) and each fit runs to its
+own end inside it, so a batch costs what its live fits cost and nothing per iteration is spent
+in Python. Each fit ends with exactly one status; nothing here raises on bad numbers.
 
 The parameter vector p holds pi, mu1, mu2, sigma1, sigma2 (PARAMS order). An E-step maps p to
 the log-likelihood and the sufficient statistics of the next M-step. Every operation on a row
@@ -19,8 +19,9 @@ max(a, b) + log1p(exp(-|d|)): one exp per point, finite for points far from both
 model's densities never move, so their ratio is exponentiated once per fit (`pi_prepare`) and its
 E-step needs one division per point and no exp.
 
-Speed (one fused pass per E-step, near the cost of one numpy `exp` pass): the E-step is compiled
-with numba and processes each row in blocks of at most 512 points. Inside a block every loop is
+Speed (a full-model E-step costs about 3.5 numpy `exp` passes over the same points; see
+benchmarks/): the E-step processes each row in blocks of at most 512 points, small enough to
+stay in the L1 cache between its passes. Inside a block every loop is
 elementwise, so LLVM vectorises it without fast-math: exp(-|d|) uses a Cody-Waite reduction and a
 degree-13 polynomial, with 2^k built from its bits; sums are fixed pairwise trees over the block;
 the log1p terms of a block (at most 512 points, each 1 + e <= 2) are multiplied together and
