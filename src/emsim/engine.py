@@ -296,6 +296,12 @@ def pi_prepare(y, p, ratio, work):
 _SAFE_PRODUCT = 1e-290
 
 
+@njit(inline="always", **_JIT)
+def _mixing_parts(v, pi, other):
+    """pi A and (1 - pi) B of a point whose pi_prepare ratio is v (other = 1 - pi)."""
+    return pi * (-v if v < 0.0 else 1.0), other * (1.0 if v < 0.0 else v)
+
+
 @njit(**_JIT)
 def pi_estep(ratio, base, pi, stats, work):
     """Log-likelihood of the pi model from pi_prepare's ratios; stats[0] = sum tau,
@@ -311,9 +317,7 @@ def pi_estep(ratio, base, pi, stats, work):
         m = min(size, n - lo)
         block, lanes = _block(ratio, lo, size, pad)
         for j in range(lanes):
-            v = block[j]
-            part1 = pi * (-v if v < 0.0 else 1.0)
-            part2 = other * (1.0 if v < 0.0 else v)
+            part1, part2 = _mixing_parts(block[j], pi, other)
             mix = part1 + part2
             inverse = 1.0 / mix
             t_mix[j] = mix
@@ -335,10 +339,8 @@ def pi_estep(ratio, base, pi, stats, work):
                 continue
             # The tree left in lane j the product of the points j, j + 8, j + 16, ...
             for i in range(j, m, _LANES):
-                v = block[i]
-                total_log += math.log(
-                    pi * (-v if v < 0.0 else 1.0) + other * (1.0 if v < 0.0 else v)
-                )
+                part1, part2 = _mixing_parts(block[i], pi, other)
+                total_log += math.log(part1 + part2)
     stats[0] = total_w1
     stats[1] = total_var
     return base + total_log
