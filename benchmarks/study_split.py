@@ -2,7 +2,8 @@
 
 Runs the study of config.yaml from scratch in a temporary copy of the workflow, the way
 `make study` runs it (default profile, all cores), and splits cores x wall time into
-  - EM: CPU time of the fit jobs inside `emsim.fit_batch` (from the fit files' footers);
+  - EM: CPU time of the fit jobs inside `emsim.fit_batch` (from the fit files' footers, as
+    `emsim.study.jobs.fit_provenance` reads them for the report);
   - fit jobs, other: the rest of the fit jobs' time (simulating data, assembling and writing
     the Parquet files);
   - idle during fits: cores without a fit job while fit jobs ran;
@@ -27,44 +28,31 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from emsim.study.jobs import fit_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
-def fit_footers(results: Path) -> list[dict[str, str]]:
-    footers = []
-    for path in sorted((results / "fits").glob("cell=*/chunk=*.parquet")):
-        meta = pq.read_metadata(path).metadata or {}
-        footers.append({k.decode(): v.decode() for k, v in meta.items()})
-    return footers
-
-
-def split(footers: list[dict[str, str]], began: dt.datetime, wall: float, cores: int) -> dict:
-    starts = [dt.datetime.fromisoformat(f["job_started"]) for f in footers]
-    ends = [
-        s + dt.timedelta(seconds=float(f["job_elapsed_s"]))
-        for s, f in zip(starts, footers, strict=True)
-    ]
-    first, last = min(starts), max(ends)
+def split(results: Path, began: dt.datetime, wall: float, cores: int) -> dict:
+    fits = sorted((results / "fits").glob("cell=*/chunk=*.parquet"))
+    times = fit_provenance(fits)
+    first = dt.datetime.fromisoformat(times["first_fit_job_started"])
     startup = (first - began).total_seconds()
-    fit_span = (last - first).total_seconds()
-    tail = wall - startup - fit_span
-    em = sum(float(f["em_cpu_s"]) for f in footers)
-    jobs = sum(float(f["job_elapsed_s"]) for f in footers)
+    fit_span = times["wall_time_s"]
+    em, jobs = times["em_cpu_time_s"], times["fit_job_time_s"]
     core_s = cores * wall
     parts = {
         "EM (CPU in fit_batch)": em,
         "fit jobs, other": jobs - em,
         "idle during fits": cores * fit_span - jobs,
         "Snakemake start-up": cores * startup,
-        "summary, figures, report": cores * tail,
+        "summary, figures, report": cores * (wall - startup - fit_span),
     }
     return {
         "cores": cores,
         "wall_s": round(wall, 1),
-        "fit_jobs": len(footers),
+        "fit_jobs": times["fit_jobs"],
         "core_seconds": {k: round(v, 1) for k, v in parts.items()},
         "share": {k: round(v / core_s, 3) for k, v in parts.items()},
         "em_share": round(em / core_s, 3),
@@ -89,7 +77,7 @@ def run_study(config: Path, cores: int) -> dict:
         clock = time.perf_counter()
         subprocess.run(command, cwd=work, check=True, capture_output=True, env=dict(os.environ))
         wall = time.perf_counter() - clock
-        return split(fit_footers(work / "results"), began, wall, cores)
+        return split(work / "results", began, wall, cores)
 
 
 def main(argv: list[str] | None = None) -> int:

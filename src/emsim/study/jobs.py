@@ -295,8 +295,8 @@ def _draw_figure(name: str, summary_dir: Path, traces_dir: Path, figures_dir: Pa
 
 def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
     """Counts and times of the fit jobs, from the footers of their Parquet files: total fits,
-    the wall-clock span from the first job's start to the last job's end, the summed job and
-    EM times, fits per second of that span and the share of job time spent inside EM."""
+    the first job's start and the wall-clock span from it to the last job's end, the summed job
+    and EM times, fits per second of that span and the share of job time spent inside EM."""
     import pyarrow.parquet as pq
 
     total = 0
@@ -324,6 +324,7 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
     if span:
         out.update(
             {
+                "first_fit_job_started": first.isoformat(timespec="milliseconds"),
                 "wall_time_s": round(span, 1),
                 "fit_job_time_s": round(job_s, 1),
                 "em_time_s": round(em_s, 1),
