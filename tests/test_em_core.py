@@ -252,10 +252,12 @@ def test_constant_data_is_a_degenerate_fit_not_an_error():
     assert list(batch.status) == ["converged", "degenerate"]
     assert emsim.fit(np.full(20, 3.0), model="equal_var").status == "degenerate"
     # With the components known only pi is estimated, and data on one point are no obstacle:
-    # midway between the means the likelihood is flat in pi, so EM stops where it started.
+    # midway between the means the likelihood is flat in pi, so EM stops where it started, at a
+    # point that carries no information about pi: not a maximum with an SE, hence `saddle`.
     known = {"mu1": 0.0, "mu2": 3.0, "sigma1": 1.0, "sigma2": 1.0}
     flat = emsim.fit(np.full(20, 1.5), model="pi", known=known)
-    assert flat.status == "converged" and flat.params["pi"] == 0.5
+    assert flat.status == "saddle" and flat.params["pi"] == 0.5
+    assert np.isnan(flat.se["pi"])
 
 
 def test_trace_grows_past_its_first_allocation():

@@ -449,6 +449,43 @@ CONVERGED, MAX_ITERATIONS, DEGENERATE, BOUNDARY, NONFINITE, DECREASED = range(6)
 _RUNNING = -1
 assert STATUSES[DEGENERATE] == "degenerate" and STATUSES[DECREASED] == "decreased"
 METHOD_CODES = {"em": 0, "squarem": 1}
+
+# Stopping rules (docs/design.md section 1). With l_k the log-likelihood after iteration k and
+# d_k = l_k - l_(k-1), a rule stops after iteration k when
+#   abs:    d_k < tol                          (the seed's rule)
+#   rel:    d_k < tol |l_k|
+#   aitken: d_k / (1 - a_k) < tol, a_k = d_k / d_(k-1) in [0, 1): Aitken's estimate of the gain
+#           still to come, l_inf - l_(k-1) (Boehning et al. 1994; McNicholas et al. 2010);
+#           it does not stop while a_k is outside [0, 1) (no linear regime yet), and stops at
+#           once when d_k <= 0 (nothing left to gain at this precision).
+STOPPING_CODES = {"abs": 0, "rel": 1, "aitken": 2}
+STOP_ABS, STOP_REL, STOP_AITKEN = range(3)
+
+# The polish (docs/design.md section 2): after the stopping rule ends a fit, SQUAREM continues
+# the same iteration from the stopping point until a step gains less than POLISH_TOL_REL
+# (|l| + n), far below the rounding of any decision made from it, or until POLISH_MAX_EVALS
+# E-steps. Where the cap ends it (EM's rate within about 1e-3 of 1), Newton's method finishes
+# the way to the limit (emsim.limit). Capped and failed fits are not polished: they are failures
+# whatever their distance.
+POLISH_TOL_REL = 1e-12
+POLISH_MAX_EVALS = 500
+
+# Layout of one fit's output vector (per stopping rule): the fit at its stop, then the limit.
+OUT_PARAMS = 0  # 5 values, PARAMS order
+OUT_LOGLIK = 5
+OUT_LOGLIK_START = 6
+OUT_STATUS = 7
+OUT_ITERATIONS = 8
+OUT_EVALS = 9
+OUT_RATE = 10
+OUT_STATS = 11  # N_STATS values: the E-step's statistics at the reported parameters
+OUT_LIMIT = OUT_STATS + N_STATS  # 5 values: where the polish ended
+OUT_LIMIT_LOGLIK = OUT_LIMIT + 5
+OUT_LIMIT_STATS = OUT_LIMIT_LOGLIK + 1  # N_STATS values at the limit
+OUT_POLISH_EVALS = OUT_LIMIT_STATS + N_STATS
+OUT_POLISH_DONE = OUT_POLISH_EVALS + 1  # 1 when the polish met its tolerance, else 0
+OUT_WIDTH = OUT_POLISH_DONE + 1
+
 # Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik, loglik_evals.
 TRACE_WIDTH = 9
 _TRACE_TYPE = types.float64[:, :]
@@ -456,15 +493,23 @@ _TRACE_TYPE = types.float64[:, :]
 
 @dataclass
 class EngineOutput:
-    params: np.ndarray
+    """One entry per stopping rule asked for: arrays over the rows of the batch."""
+
+    params: np.ndarray  # rows x rules x 5
     loglik: np.ndarray
     loglik_start: np.ndarray
     status: np.ndarray
     iterations: np.ndarray
     loglik_evals: np.ndarray
     rate_empirical: np.ndarray
-    stats: np.ndarray  # the E-step's statistics at the reported parameters
-    traces: list[np.ndarray | None]  # per row: (iterations + 1) x TRACE_WIDTH, or None
+    stats: np.ndarray  # rows x rules x N_STATS, the E-step's statistics at the reported params
+    limit: np.ndarray  # rows x rules x 5
+    limit_loglik: np.ndarray
+    limit_stats: np.ndarray
+    polish_evals: np.ndarray
+    polish_done: np.ndarray
+    path_evals: np.ndarray  # rows: E-steps of the shared path (the rule that stopped last)
+    traces: list[np.ndarray | None]  # per row: the whole path's trace, or None
 
 
 @njit(**_JIT)
@@ -523,17 +568,145 @@ def _record(trace, row, p, loglik, diff, evals):
     return trace
 
 
+@njit(inline="always", **_JIT)
+def _iterate(
+    model,
+    method,
+    n,
+    y,
+    ratio,
+    base,
+    p,
+    stats,
+    loglik,
+    new,
+    new_stats,
+    work,
+    floor,
+    step_max,
+    scratch,
+):
+    """One iteration from p (with its E-step statistics and log-likelihood) into new and
+    new_stats; returns (new log-likelihood, E-steps spent, SQUAREM's next step bound)."""
+    if method == 0:
+        mstep(model, n, p, stats, new)
+        return _estep(model, y, ratio, base, new, new_stats, work), 1, step_max
+    # SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1): two EM steps,
+    # a squared extrapolation in unconstrained coordinates (logit pi, log sigma) with the step
+    # length clamped to [1, step_max], one stabilising EM step from the extrapolated point, and
+    # a fallback to the second EM step unless the result is valid and does not lower the
+    # log-likelihood.
+    p1, p2, u0, u1, u2, ux = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    evals = 0
+    mstep(model, n, p, stats, p1)
+    _estep(model, y, ratio, base, p1, new_stats, work)
+    mstep(model, n, p1, new_stats, p2)
+    evals += 1
+    _to_unconstrained(p, u0)
+    _to_unconstrained(p1, u1)
+    _to_unconstrained(p2, u2)
+    rr = 0.0
+    vv = 0.0
+    for k in range(5):
+        r = u1[k] - u0[k]
+        v = (u2[k] - u1[k]) - r
+        rr += r * r
+        vv += v * v
+    alpha = -math.sqrt(rr / vv) if vv > 0.0 else -1.0
+    if not math.isfinite(alpha):
+        alpha = -1.0
+    alpha = min(-1.0, max(alpha, -step_max))
+    take = True
+    if alpha < -1.01:
+        for k in range(5):
+            r = u1[k] - u0[k]
+            v = (u2[k] - u1[k]) - r
+            ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
+        _from_unconstrained(ux, p1)
+        take = _invalid(model, p1, floor) == _RUNNING
+        if take:
+            _estep(model, y, ratio, base, p1, new_stats, work)
+            evals += 1
+            mstep(model, n, p1, new_stats, new)
+            take = _invalid(model, new, floor) == _RUNNING
+    else:
+        new[:] = p2
+    new_loglik = -np.inf
+    if take:
+        new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
+        evals += 1
+        take = math.isfinite(new_loglik) and new_loglik >= loglik
+    at_bound = alpha == -step_max
+    if not take:
+        new[:] = p2
+        new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
+        evals += 1
+        if at_bound:
+            step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
+    elif at_bound:
+        step_max *= SQUAREM_STEP_FACTOR
+    return new_loglik, evals, step_max
+
+
+@njit(inline="always", **_JIT)
+def _judge(model, n, new, new_loglik, loglik, floor):
+    """The status an iteration's result forces (a rejected step is not kept), or _RUNNING."""
+    status = _invalid(model, new, floor)
+    if status == _RUNNING and not math.isfinite(new_loglik):
+        status = NONFINITE
+    if status == _RUNNING and new_loglik - loglik < -DECREASE_SLACK_REL * (abs(loglik) + n):
+        status = DECREASED
+    return status
+
+
+@njit(inline="always", **_JIT)
+def _stops(rule, tolerance, loglik, diff, last_diff):
+    if rule == STOP_ABS:
+        return diff < tolerance
+    if rule == STOP_REL:
+        return diff < tolerance * abs(loglik)
+    if diff <= 0.0:
+        return True
+    if not last_diff > 0.0:
+        return False
+    rate = diff / last_diff
+    if rate >= 1.0:
+        return False
+    return diff / (1.0 - rate) < tolerance
+
+
+@njit(inline="always", **_JIT)
+def _snapshot(out, p, loglik, loglik_start, status, iteration, evals, rate, stats):
+    out[OUT_PARAMS : OUT_PARAMS + 5] = p
+    out[OUT_LOGLIK] = loglik
+    out[OUT_LOGLIK_START] = loglik_start
+    out[OUT_STATUS] = status
+    out[OUT_ITERATIONS] = iteration
+    out[OUT_EVALS] = evals
+    out[OUT_RATE] = rate
+    out[OUT_STATS : OUT_STATS + N_STATS] = stats
+
+
 @njit(**_JIT)
-def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, traced, out):
-    """Fit one dataset. `out` receives params (5), loglik, loglik_start, status, iterations,
-    loglik evaluations, empirical rate, then the final statistics; returns the trace (rows
-    0..iterations) or an empty array when not traced."""
+def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_floor, traced, out):
+    """Fit one dataset under each stopping rule of `rules` (codes, with their `tolerances`).
+    The rules share one path of iterates, which does not depend on the rule: the path runs
+    until every rule has stopped (or it ends), and out[r] (see OUT_*) receives rule r's fit at
+    its own stop, exactly what a fit with that rule alone gives. Then each rule's converged
+    stop is polished: SQUAREM continues from it to the limit of the iteration (OUT_LIMIT*).
+    Returns the path's trace (rows 0..last iteration) or an empty array when not traced.
+
+    Path and polishes go through one loop with one call of `_iterate`: the E-step is inlined
+    once, which halves the compile time, and its work arrays stay allocations of this function
+    (see make_work)."""
     n = y.size
+    n_rules = rules.size
     work = make_work(n)
     p = start.copy()
     new = np.empty(5)
     stats = np.empty(N_STATS)
     new_stats = np.empty(N_STATS)
+    scratch = np.empty((6, 5))
     ratio = np.empty(n if model == 0 else 0)
     base = 0.0
     if model == 0:
@@ -551,121 +724,137 @@ def fit_one(y, start, model, method, tolerance, max_iterations, sigma_floor, tra
         status = NONFINITE
     iteration = 0
     last_diff = np.nan
-    previous_diff = np.nan
     step_max = 1.0
-    # SQUAREM work vectors (parameters of the two EM steps, unconstrained coordinates).
-    p1 = np.empty(5)
-    p2 = np.empty(5)
-    u0 = np.empty(5)
-    u1 = np.empty(5)
-    u2 = np.empty(5)
-    ux = np.empty(5)
+    stopped = np.zeros(n_rules, np.bool_)
+    left = n_rules
+    # -1 while on the path; then the rule being polished, with its own E-step count.
+    polishing = -1
+    polish_evals = 0
+    polish_tolerance = 0.0
+    step_method = method
 
-    while status == _RUNNING and iteration < max_iterations:
-        iteration += 1
-        if method == 0:
-            mstep(model, n, p, stats, new)
-            new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
-            evals += 1
-        else:
-            # SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1):
-            # two EM steps, a squared extrapolation in unconstrained coordinates (logit pi,
-            # log sigma) with the step length clamped to [1, step_max], one stabilising EM
-            # step from the extrapolated point, and a fallback to the second EM step unless
-            # the result is valid and does not lower the log-likelihood.
-            mstep(model, n, p, stats, p1)
-            _estep(model, y, ratio, base, p1, new_stats, work)
-            mstep(model, n, p1, new_stats, p2)
-            evals += 1
-            _to_unconstrained(p, u0)
-            _to_unconstrained(p1, u1)
-            _to_unconstrained(p2, u2)
-            rr = 0.0
-            vv = 0.0
-            for k in range(5):
-                r = u1[k] - u0[k]
-                v = (u2[k] - u1[k]) - r
-                rr += r * r
-                vv += v * v
-            alpha = -math.sqrt(rr / vv) if vv > 0.0 else -1.0
-            if not math.isfinite(alpha):
-                alpha = -1.0
-            alpha = min(-1.0, max(alpha, -step_max))
-            take = True
-            if alpha < -1.01:
-                for k in range(5):
-                    r = u1[k] - u0[k]
-                    v = (u2[k] - u1[k]) - r
-                    ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
-                _from_unconstrained(ux, p1)
-                take = _invalid(model, p1, sigma_floor) == _RUNNING
-                if take:
-                    _estep(model, y, ratio, base, p1, new_stats, work)
-                    evals += 1
-                    mstep(model, n, p1, new_stats, new)
-                    take = _invalid(model, new, sigma_floor) == _RUNNING
-            else:
-                new[:] = p2
-            new_loglik = -np.inf
-            if take:
-                new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
-                evals += 1
-                take = math.isfinite(new_loglik) and new_loglik >= loglik
-            at_bound = alpha == -step_max
-            if not take:
-                new[:] = p2
-                new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
-                evals += 1
-                if at_bound:
-                    step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
-            elif at_bound:
-                step_max *= SQUAREM_STEP_FACTOR
-
+    while True:
+        if polishing < 0 and (status != _RUNNING or iteration >= max_iterations or left == 0):
+            if status == _RUNNING:
+                status = MAX_ITERATIONS
+            for r in range(n_rules):
+                if not stopped[r]:
+                    _snapshot(
+                        out[r], p, loglik, loglik_start, status, iteration, evals, np.nan, stats
+                    )
+                _limit(
+                    out[r],
+                    out[r, OUT_PARAMS : OUT_PARAMS + 5],
+                    out[r, OUT_LOGLIK],
+                    out[r, OUT_STATS : OUT_STATS + N_STATS],
+                    0,
+                    False,
+                )
+            polishing = n_rules
+            for r in range(n_rules):
+                if out[r, OUT_STATUS] == CONVERGED:
+                    polishing = r
+                    break
+            if polishing == n_rules:
+                break
+            p[:] = out[polishing, OUT_PARAMS : OUT_PARAMS + 5]
+            stats[:] = out[polishing, OUT_STATS : OUT_STATS + N_STATS]
+            loglik = out[polishing, OUT_LOGLIK]
+            polish_tolerance = POLISH_TOL_REL * (abs(loglik) + n)
+            polish_evals = 0
+            step_max = 1.0
+            step_method = 1
+        new_loglik, spent, step_max = _iterate(
+            model,
+            step_method,
+            n,
+            y,
+            ratio,
+            base,
+            p,
+            stats,
+            loglik,
+            new,
+            new_stats,
+            work,
+            sigma_floor,
+            step_max,
+            scratch,
+        )
+        verdict = _judge(model, n, new, new_loglik, loglik, sigma_floor)
         diff = new_loglik - loglik
-        status = _invalid(model, new, sigma_floor)
-        if status == _RUNNING and not math.isfinite(new_loglik):
-            status = NONFINITE
-        if status == _RUNNING and diff < -DECREASE_SLACK_REL * (abs(loglik) + n):
-            status = DECREASED
+        if polishing >= 0:
+            polish_evals += spent
+            done = verdict == _RUNNING and diff < polish_tolerance
+            if verdict == _RUNNING:
+                p[:] = new
+                stats[:] = new_stats
+                loglik = new_loglik
+            if done or verdict != _RUNNING or polish_evals >= POLISH_MAX_EVALS:
+                _limit(out[polishing], p, loglik, stats, polish_evals, done)
+                following = n_rules
+                for r in range(polishing + 1, n_rules):
+                    if out[r, OUT_STATUS] == CONVERGED:
+                        following = r
+                        break
+                if following == n_rules:
+                    break
+                polishing = following
+                p[:] = out[polishing, OUT_PARAMS : OUT_PARAMS + 5]
+                stats[:] = out[polishing, OUT_STATS : OUT_STATS + N_STATS]
+                loglik = out[polishing, OUT_LOGLIK]
+                polish_tolerance = POLISH_TOL_REL * (abs(loglik) + n)
+                polish_evals = 0
+                step_max = 1.0
+            continue
+
+        iteration += 1
+        evals += spent
+        status = verdict
         if status != _RUNNING:
             # The rejected step is not kept: the fit reports its last valid iterate.
             iteration -= 1
-            break
+            continue
         p[:] = new
         stats[:] = new_stats
         loglik = new_loglik
-        previous_diff = last_diff
-        last_diff = diff
         if traced:
             trace = _record(trace, iteration, p, loglik, diff, evals)
-        if diff < tolerance:
-            status = CONVERGED
-    if status == _RUNNING:
-        status = MAX_ITERATIONS
-
-    out[0:5] = p
-    out[5] = loglik
-    out[6] = loglik_start
-    out[7] = status
-    out[8] = iteration
-    out[9] = evals
-    # Parameter errors shrink by the rate r per iteration, so log-likelihood increments
-    # (quadratic in the error) shrink by r^2. SQUAREM's increments follow no such rate.
-    out[10] = np.nan
-    if method == 0 and last_diff > 0.0 and previous_diff > 0.0:
-        out[10] = math.sqrt(last_diff / previous_diff)
-    out[11 : 11 + N_STATS] = stats
+        for r in range(n_rules):
+            if stopped[r] or not _stops(rules[r], tolerances[r], loglik, diff, last_diff):
+                continue
+            # Parameter errors shrink by the rate per iteration, so log-likelihood increments
+            # (quadratic in the error) shrink by its square. SQUAREM's follow no such rate.
+            rate = np.nan
+            if method == 0 and diff > 0.0 and last_diff > 0.0:
+                rate = math.sqrt(diff / last_diff)
+            _snapshot(out[r], p, loglik, loglik_start, CONVERGED, iteration, evals, rate, stats)
+            stopped[r] = True
+            left -= 1
+        last_diff = diff
     return trace[: iteration + 1] if traced else trace
 
 
+@njit(inline="always", **_JIT)
+def _limit(out, p, loglik, stats, polish_evals, done):
+    """Where a rule's polish ended (its stop itself, with no E-step, for fits not polished)."""
+    limit = p.copy()
+    limit_stats = stats.copy()
+    out[OUT_LIMIT : OUT_LIMIT + 5] = limit
+    out[OUT_LIMIT_LOGLIK] = loglik
+    out[OUT_LIMIT_STATS : OUT_LIMIT_STATS + N_STATS] = limit_stats
+    out[OUT_POLISH_EVALS] = polish_evals
+    out[OUT_POLISH_DONE] = 1.0 if done else 0.0
+
+
 @njit(**_JIT)
-def fit_rows(y, start, model, method, tolerance, max_iterations, sigma_floor, traced, out):
+def fit_rows(y, start, model, method, rules, tolerances, max_iterations, sigma_floor, traced, out):
     """fit_one for every row of y; returns the traced rows' traces stacked in row order (row r's
-    has iterations + 1 rows). The whole batch runs in compiled code without the GIL, so fit jobs
-    running as threads of one process do not wait on each other. This is the engine's one entry
-    point from Python: a second would compile fit_one, by far the largest function, again. It
-    returns one array, not a list of them: a numba list reaching Python compiles its accessors
-    afresh in every process (0.2 s)."""
+    has its last iteration + 1 rows). The whole batch runs in compiled code without the GIL, so
+    fit jobs running as threads of one process do not wait on each other. This is the engine's
+    one entry point from Python: a second would compile fit_one, by far the largest function,
+    again. It returns one array, not a list of them: a numba list reaching Python compiles its
+    accessors afresh in every process (0.2 s)."""
     kept = List.empty_list(_TRACE_TYPE)
     total = 0
     for r in range(y.shape[0]):
@@ -674,7 +863,8 @@ def fit_rows(y, start, model, method, tolerance, max_iterations, sigma_floor, tr
             start[r],
             model,
             method,
-            tolerance,
+            rules,
+            tolerances,
             max_iterations,
             sigma_floor[r],
             traced[r],
@@ -696,39 +886,49 @@ def run(
     start: np.ndarray,
     model: str,
     method: str,
-    tolerance: float,
+    stopping: tuple[str, ...],
+    tolerances: np.ndarray,
     max_iterations: int,
     sigma_floor: np.ndarray,
     traced: np.ndarray,
 ) -> EngineOutput:
     n_rows = y.shape[0]
-    out = np.empty((n_rows, 11 + N_STATS))
-    model_code, method_code = MODEL_CODES[model], METHOD_CODES[method]
+    rules = np.array([STOPPING_CODES[rule] for rule in stopping], dtype=np.int64)
+    out = np.empty((n_rows, rules.size, OUT_WIDTH))
     with np.errstate(all="ignore"):
         stacked = fit_rows(
             y,
             start,
-            model_code,
-            method_code,
-            tolerance,
-            max_iterations,
+            MODEL_CODES[model],
+            METHOD_CODES[method],
+            rules,
+            np.ascontiguousarray(tolerances, dtype=np.float64),
+            np.int64(max_iterations),
             sigma_floor,
             traced,
             out,
         )
+    iterations = out[:, :, OUT_ITERATIONS].astype(np.int64)
     traces: list[np.ndarray | None] = [None] * n_rows
     if traced.any():
-        ends = np.cumsum(out[traced, 8].astype(np.int64) + 1)
+        ends = np.cumsum(iterations[traced].max(axis=1) + 1)
         for r, piece in zip(np.flatnonzero(traced), np.split(stacked, ends[:-1]), strict=True):
             traces[r] = piece
+    evals = out[:, :, OUT_EVALS].astype(np.int64)
     return EngineOutput(
-        params=out[:, 0:5],
-        loglik=out[:, 5].copy(),
-        loglik_start=out[:, 6].copy(),
-        status=np.array(STATUSES, dtype=object)[out[:, 7].astype(np.int64)],
-        iterations=out[:, 8].astype(np.int64),
-        loglik_evals=out[:, 9].astype(np.int64),
-        rate_empirical=out[:, 10].copy(),
-        stats=out[:, 11:],
+        params=out[:, :, OUT_PARAMS : OUT_PARAMS + 5],
+        loglik=out[:, :, OUT_LOGLIK],
+        loglik_start=out[:, :, OUT_LOGLIK_START],
+        status=np.array(STATUSES, dtype=object)[out[:, :, OUT_STATUS].astype(np.int64)],
+        iterations=iterations,
+        loglik_evals=evals,
+        rate_empirical=out[:, :, OUT_RATE],
+        stats=out[:, :, OUT_STATS : OUT_STATS + N_STATS],
+        limit=out[:, :, OUT_LIMIT : OUT_LIMIT + 5],
+        limit_loglik=out[:, :, OUT_LIMIT_LOGLIK],
+        limit_stats=out[:, :, OUT_LIMIT_STATS : OUT_LIMIT_STATS + N_STATS],
+        polish_evals=out[:, :, OUT_POLISH_EVALS].astype(np.int64),
+        polish_done=out[:, :, OUT_POLISH_DONE] > 0.5,
+        path_evals=evals.max(axis=1),
         traces=traces,
     )

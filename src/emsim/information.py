@@ -17,49 +17,79 @@ import numpy as np
 
 from .engine import MODEL_CODES, PI, information_sums
 
-
-def _positive_definite(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eigen-decompose symmetric matrices; returns (ok, eigenvalues, eigenvectors). Non-finite
-    matrices are replaced by the identity before decomposing (and flagged not ok)."""
-    finite = np.isfinite(matrices).all(axis=(1, 2))
-    safe = np.where(finite[:, None, None], matrices, np.eye(matrices.shape[1]))
-    values, vectors = np.linalg.eigh(safe)
-    ok = finite & (values[:, 0] > 1e-12 * np.abs(values[:, -1]))
-    return ok, values, vectors
+# A symmetric matrix scaled to unit diagonal (see _scaled) whose smallest eigenvalue is below this
+# is treated as not positive definite: its condition number exceeds 1e10, so an inverse (and an
+# SE) would be mostly rounding error. The scaled matrix does not depend on the units of the data
+# or of any parameter, so neither does the decision.
+MIN_SCALED_EIGENVALUE = 1e-10
 
 
-def pi_information(stats: np.ndarray, params: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pi model's (standard error, rate) from the E-step's sums of tau and tau (1 - tau):
-    I_complete = sum tau / pi^2 + sum (1 - tau) / (1 - pi)^2 and
+def _scaled(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, D, D M D) with D = diag(M)^-1/2: M at unit diagonal, which removes the units of
+    the parameters (the mean of data in metres and in nanometres give the same scaled matrix).
+    Rows with a non-finite entry or a diagonal entry <= 0 are not usable (and get the identity)."""
+    k = matrices.shape[1]
+    diagonal = np.diagonal(matrices, axis1=1, axis2=2)
+    usable = np.isfinite(matrices).all(axis=(1, 2)) & (diagonal > 0).all(axis=1)
+    factor = np.where(usable[:, None], 1.0 / np.sqrt(np.where(usable[:, None], diagonal, 1.0)), 1.0)
+    scaled = factor[:, :, None] * matrices * factor[:, None, :]
+    scaled = np.where(usable[:, None, None], scaled, np.eye(k))
+    return usable, factor, scaled
+
+
+def positive_definite_inverse_diagonal(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per symmetric matrix: (positive definite, diagonal of its inverse; NaN where not)."""
+    usable, factor, scaled = _scaled(matrices)
+    values, vectors = np.linalg.eigh(scaled)
+    ok = usable & (values[:, 0] > MIN_SCALED_EIGENVALUE)
+    safe = np.where(ok[:, None], values, 1.0)
+    inverse_diag = np.einsum("rij,rj,rij->ri", vectors, 1.0 / safe, vectors) * factor**2
+    return ok, np.where(ok[:, None], inverse_diag, np.nan)
+
+
+def pi_information(
+    stats: np.ndarray, params: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pi model's (standard error, rate, information positive) from the E-step's sums of
+    tau and tau (1 - tau): I_complete = sum tau / pi^2 + sum (1 - tau) / (1 - pi)^2 and
     I_missing = sum tau (1 - tau) / (pi (1 - pi))^2, so no extra pass over the data is needed."""
     pi = params[:, PI]
     with np.errstate(all="ignore"):
         complete = stats[:, 0] / pi**2 + (n - stats[:, 0]) / (1.0 - pi) ** 2
         missing = stats[:, 1] / (pi * (1.0 - pi)) ** 2
         observed = complete - missing
-        se = np.where(observed > 0, 1.0 / np.sqrt(observed), np.nan)
+        positive = observed > 0
+        se = np.where(positive, 1.0 / np.sqrt(observed), np.nan)
         rate = np.where(complete > 0, missing / complete, np.nan)
-    return se[:, None], rate
+    return se[:, None], rate, positive
 
 
-def information(y: np.ndarray, params: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate)
-    for the models that estimate means and sigmas."""
+def information(
+    y: np.ndarray, params: np.ndarray, model: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate,
+    whether the observed information is positive definite) for the models that estimate means
+    and sigmas. Standard errors are NaN where the information is not positive definite."""
     n_rows = y.shape[0]
     n_est = {"equal_var": 4, "full": 5}[model]
     complete = np.empty((n_rows, n_est, n_est))
     missing = np.empty((n_rows, n_est, n_est))
     information_sums(y, params, MODEL_CODES[model], complete, missing)
     with np.errstate(all="ignore"):
-        ok, values, vectors = _positive_definite(complete - missing)
-        inverse_diag = np.einsum("rij,rj,rij->ri", vectors, 1.0 / values, vectors)
-        se = np.where(ok[:, None], np.sqrt(inverse_diag), np.nan)
-
-        ok_c, values_c, vectors_c = _positive_definite(complete)
+        positive, inverse_diag = positive_definite_inverse_diagonal(complete - missing)
+        se = np.sqrt(inverse_diag)
+        # EM's rate matrix I_complete^-1 I_missing has the eigenvalues of the symmetric
+        # C^-1/2 M C^-1/2; both are scaled by I_complete's diagonal first (which leaves the
+        # eigenvalues alone) so that the decomposition does not depend on the units either.
+        usable, factor, complete_scaled = _scaled(complete)
+        values_c, vectors_c = np.linalg.eigh(complete_scaled)
+        ok_c = usable & (values_c[:, 0] > MIN_SCALED_EIGENVALUE)
+        missing_scaled = factor[:, :, None] * np.where(np.isfinite(missing), missing, 0.0)
+        missing_scaled = missing_scaled * factor[:, None, :]
         root_inv = np.einsum(
             "rij,rj,rkj->rik", vectors_c, 1.0 / np.sqrt(np.abs(values_c)), vectors_c
         )
-        scaled = root_inv @ np.where(np.isfinite(missing), missing, 0.0) @ root_inv
+        scaled = root_inv @ missing_scaled @ root_inv
         scaled = np.where(np.isfinite(scaled), scaled, 0.0)
         rate = np.where(ok_c, np.linalg.eigvalsh(scaled)[:, -1], np.nan)
-    return se, rate
+    return se, rate, positive

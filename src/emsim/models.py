@@ -21,7 +21,19 @@ STATUSES: tuple[str, ...] = (
     "boundary",
     "nonfinite",
     "decreased",
+    # Decided beside the engine (api.fit_batch), for fits the stopping rule ended:
+    # the observed information there is not positive definite (a saddle point or a flat ridge),
+    "saddle",
+    # or the limit of the same iteration lies more than `premature_threshold` SEs away.
+    "premature",
 )
+# Only these fits are estimates; every other status is a failure (docs/design.md section 2).
+USABLE_STATUS = "converged"
+
+# Stopping rules (docs/design.md section 1; engine.STOPPING_CODES defines them); `abs` is the
+# seed's: the total log-likelihood rose by less than the tolerance.
+STOPPING_RULES: tuple[str, ...] = ("abs", "rel", "aitken")
+DEFAULT_STOPPING = "abs"
 
 
 def estimated_params(model: str) -> tuple[str, ...]:
@@ -46,3 +58,10 @@ def check_model(model: str) -> None:
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def check_stopping(rule: str) -> None:
+    if rule not in STOPPING_RULES:
+        raise ValueError(
+            f"unknown stopping rule {rule!r}; choose one of {', '.join(STOPPING_RULES)}"
+        )
