@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from emsim.study import jobs
-from emsim.study.config import Cell, ConfigError, expand_cells, load_study
+from emsim.study.config import Cell, ConfigError, expand_cells, load_study, stopping_tolerances
 from emsim.study.fitjob import FITS_SCHEMA, align_to_truth, fit_chunk
 from emsim.study.parquet_io import read_metadata, write_parquet_atomic
 from emsim.study.seeding import (
@@ -63,10 +63,24 @@ def test_default_config_is_valid_and_covers_the_design_ranges():
     assert fixed["values"] == {"pi": 0.5}  # the seed's start
 
 
+def test_stopping_rules_multiply_the_fit_rows_and_take_their_tolerances():
+    s = study(with_(MINIMAL, em={"stopping": ["abs", "aitken", "rel"], "tolerance": 1e-6}))
+    assert s.fits_per_replicate == 3 * study(MINIMAL).fits_per_replicate
+    assert stopping_tolerances(s.config) == {"abs": 1e-6, "aitken": 1e-6, "rel": 1e-6}
+    per_rule = {"abs": 1e-5, "rel": 1e-9}
+    s = study(with_(MINIMAL, em={"stopping": ["rel", "abs"], "tolerance": per_rule}))
+    assert stopping_tolerances(s.config) == {"rel": 1e-9, "abs": 1e-5}
+
+
 def test_defaults_are_filled():
     s = study(MINIMAL)
     cfg = s.config
-    assert cfg["em"] == {"tolerance": 1e-5, "max_iterations": 1000}
+    assert cfg["em"] == {
+        "stopping": ["abs"],
+        "tolerance": 1e-5,
+        "max_iterations": 1000,
+        "premature_threshold": 0.1,
+    }
     assert cfg["coverage"]["level"] == 0.95
     assert cfg["models"] == ["pi", "equal_var", "full"]
     assert cfg["methods"] == ["em", "squarem"]
@@ -151,6 +165,21 @@ GRID = {"grid": {"n": [50, 100], "mu": [[0, 2]], "sigma": [1, [1, 2]], "pi": [0.
             "unknown key",
         ),
         (with_(MINIMAL, em={"tolerance": 0}), "em.tolerance", "not > 0"),
+        (with_(MINIMAL, em={"stopping": ["abs", "newton"]}), "em.stopping[1]", "not one of"),
+        (with_(MINIMAL, em={"stopping": []}), "em.stopping", "should be non-empty"),
+        (
+            with_(MINIMAL, em={"stopping": ["abs", "rel"], "tolerance": {"abs": 1e-5}}),
+            "em.tolerance.rel",
+            "missing",
+        ),
+        (
+            with_(MINIMAL, em={"stopping": ["abs"], "tolerance": {"abs": 1e-5, "rel": 1e-8}}),
+            "em.tolerance.rel",
+            "not in em.stopping",
+        ),
+        (with_(MINIMAL, em={"tolerance": {"abs": -1.0}}), "em.tolerance.abs", "not > 0"),
+        (with_(MINIMAL, em={"tolerance": "1e-6"}), "em.tolerance", "1.0e-6"),
+        (with_(MINIMAL, em={"premature_threshold": 0}), "em.premature_threshold", "0"),
         (with_(MINIMAL, coverage={"level": 95}), "coverage.level", "not in (0, 1)"),
     ],
 )

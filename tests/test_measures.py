@@ -29,21 +29,30 @@ from emsim.study.measures import (
 pytestmark = pytest.mark.filterwarnings("error")
 
 PERFORMANCE_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, start, parameter, true_value, "
-    "n_rep, n_ok, bias, bias_mcse, empse, empse_mcse, mse, mse_mcse, rmse, rmse_mcse, coverage, "
-    "coverage_mcse, modse, relerr_modse"
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, stopping, start, parameter, set, "
+    "true_value, n_rep, n_ok, n_se, bias, bias_mcse, empse, empse_mcse, mse, mse_mcse, rmse, "
+    "rmse_mcse, coverage, coverage_mcse, modse, modse_mcse, relerr_modse, relerr_modse_mcse"
 ).split(", ")
-CONVERGENCE_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, start, n_rep, failure_rate, "
-    "failure_rate_mcse, rate_converged, rate_max_iterations, rate_degenerate, rate_boundary, "
-    "rate_nonfinite, rate_decreased, iterations_mean, iterations_median, iterations_p90, "
-    "loglik_evals_mean, runtime_mean_s, rate_empirical_mean, rate_theory_mean"
+STATUSES = (
+    "converged, max_iterations, degenerate, boundary, nonfinite, decreased, saddle, premature"
 ).split(", ")
+CONVERGENCE_COLUMNS = [
+    *"cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, stopping, start, n_rep".split(", "),
+    "failure_rate",
+    "failure_rate_mcse",
+    *(f"rate_{s}" for s in STATUSES),
+    *(
+        "iterations_mean, iterations_median, iterations_p90, loglik_evals_mean, runtime_mean_s, "
+        "rate_empirical_mean, rate_theory_mean, polish_evals_mean"
+    ).split(", "),
+    *(f"rate_{s}_mcse" for s in STATUSES),
+]
 FIT_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, replicate, model, method, start, status, "
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, replicate, model, method, stopping, start, status, "
     "iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
     "est_sigma1, est_sigma2, swapped, se_pi, se_mu1, se_mu2, se_sigma1, se_sigma2, "
-    "rate_empirical, rate_theory, best_start_gap"
+    "rate_empirical, rate_theory, best_start_gap, distance_to_limit, loglik_gap_to_limit, "
+    "polish_evals"
 ).split(", ")
 
 CELL = {"cell_id": "c1", "n": 100, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.8}
@@ -56,6 +65,7 @@ def fit_row(**overrides) -> dict:
         "replicate": 0,
         "model": "pi",
         "method": "em",
+        "stopping": "abs",
         "start": "fixed",
         "status": "converged",
         "iterations": 10,
@@ -67,6 +77,9 @@ def fit_row(**overrides) -> dict:
         "rate_empirical": 0.5,
         "rate_theory": 0.5,
         "best_start_gap": np.nan,
+        "distance_to_limit": 0.0,
+        "loglik_gap_to_limit": 0.0,
+        "polish_evals": 3,
     }
     row.update({k: v for k, v in overrides.items() if k in CELL})
     for p in ("pi", "mu1", "mu2", "sigma1", "sigma2"):
@@ -82,7 +95,14 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     return out[FIT_COLUMNS]
 
 
+def own(perf: pd.DataFrame) -> pd.DataFrame:
+    """The rows over each group's own usable fits (the common set is tested on its own)."""
+    return perf[perf["set"] == "own"]
+
+
 def one(df: pd.DataFrame, **where) -> pd.Series:
+    if "set" in df.columns:
+        where.setdefault("set", "own")
     mask = np.ones(len(df), dtype=bool)
     for key, value in where.items():
         mask &= (df[key] == value).to_numpy()
@@ -119,6 +139,7 @@ def expected_measures(est: list[float], se: list[float], theta: float, z: float)
     covered = [abs(e - theta) <= z * s for e, s in zip(est, se, strict=True)]
     cov = sum(covered) / n
     modse = math.sqrt(statistics.fmean([s * s for s in se]))
+    var_se2 = statistics.variance([s * s for s in se])
     return {
         "bias": mean - theta,
         "bias_mcse": sd / math.sqrt(n),
@@ -131,7 +152,11 @@ def expected_measures(est: list[float], se: list[float], theta: float, z: float)
         "coverage": cov,
         "coverage_mcse": math.sqrt(cov * (1 - cov) / n),
         "modse": modse,
+        "modse_mcse": math.sqrt(var_se2 / (4 * n * modse**2)),
         "relerr_modse": 100 * (modse / sd - 1),
+        "relerr_modse_mcse": 100
+        * (modse / sd)
+        * math.sqrt(var_se2 / (4 * n * modse**4) + 1 / (2 * (n - 1))),
     }
 
 
@@ -190,7 +215,7 @@ def test_parameters_per_model_and_equal_var_sigma():
                     se_sigma2=0.2 if model == "equal_var" else 0.3,
                 )
             )
-    perf = performance(frame(rows))
+    perf = own(performance(frame(rows)))
     eq = perf[perf["model"] == "equal_var"]
     full = perf[perf["model"] == "full"]
     assert eq["parameter"].tolist() == ["pi", "mu1", "mu2", "sigma"]
@@ -253,7 +278,7 @@ def test_sparse_groups_give_nan_without_warnings():
         assert math.isnan(single[name]), name
     none = one(perf, start="none")
     assert (none["n_rep"], none["n_ok"]) == (2, 0)
-    numeric = none[PERFORMANCE_COLUMNS[14:]].astype(float)
+    numeric = none[PERFORMANCE_COLUMNS[PERFORMANCE_COLUMNS.index("bias") :]].astype(float)
     assert numeric.isna().all()
     c = one(conv, start="none")
     assert c["failure_rate"] == 1.0
@@ -446,9 +471,9 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-@pytest.mark.parametrize("slice_rows", [200_000, 10], ids=["whole-cells", "model-x-method-slices"])
+@pytest.mark.parametrize("slice_rows", [200_000, 10], ids=["whole-cells", "model-slices"])
 def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_rows):
-    # Big cells are summarised one model x method at a time; both paths must agree exactly.
+    # Big cells are summarised one model at a time; both paths must agree exactly.
     monkeypatch.setattr(measures, "_SLICE_ROWS", slice_rows)
     fits = study_fits()
     write_hive(fits, tmp_path / "fits")
@@ -456,7 +481,7 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
     paths = summarise(
         tmp_path / "fits", out, coverage_level=0.9, metadata={"config_hash": "abc123", "seed": "7"}
     )
-    assert set(paths) == {"performance", "convergence"}
+    assert set(paths) == {"performance", "convergence", "stopping_distance", "zip_pi"}
     for name in ("performance", "convergence"):
         assert (out / f"{name}.parquet").exists() and (out / f"{name}.csv").exists()
     assert sorted(p.name for p in out.iterdir()) == [
@@ -464,13 +489,17 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         "convergence.parquet",
         "performance.csv",
         "performance.parquet",
+        "stopping_distance.parquet",
+        "zip_pi.parquet",
     ]  # no temp files left behind
 
     whole = add_best_start(fits)
-    keys = ["cell_id", "model", "method", "start"]
-    expected_perf = _sort(performance(whole, coverage_level=0.9), [*keys, "parameter"])
+    keys = ["cell_id", "model", "method", "stopping", "start"]
+    expected_perf = _sort(performance(whole, coverage_level=0.9), [*keys, "parameter", "set"])
     expected_conv = _sort(convergence(whole), keys)
-    got_perf = _sort(pq.read_table(out / "performance.parquet").to_pandas(), [*keys, "parameter"])
+    got_perf = _sort(
+        pq.read_table(out / "performance.parquet").to_pandas(), [*keys, "parameter", "set"]
+    )
     got_conv = _sort(pq.read_table(out / "convergence.parquet").to_pandas(), keys)
     pd.testing.assert_frame_equal(got_perf, expected_perf, check_dtype=False)
     pd.testing.assert_frame_equal(got_conv, expected_conv, check_dtype=False)

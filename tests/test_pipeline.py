@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+import emsim
 from emsim.study.config import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ TINY = {
         {"name": "random", "strategy": "random", "k": 1},
         {"name": "truth", "strategy": "truth"},
     ],
-    "em": {"tolerance": 1.0e-5, "max_iterations": 300},
+    "em": {"stopping": ["abs", "aitken"], "tolerance": 1.0e-5, "max_iterations": 300},
 }
 
 # DESIGN.md section 5, with the Arrow type of each column.
@@ -60,6 +61,7 @@ FIT_COLUMNS = {
     "replicate": pa.int64(),
     "model": pa.string(),
     "method": pa.string(),
+    "stopping": pa.string(),
     "start": pa.string(),
     "status": pa.string(),
     "iterations": pa.int64(),
@@ -81,8 +83,11 @@ FIT_COLUMNS = {
     "rate_empirical": pa.float64(),
     "rate_theory": pa.float64(),
     "best_start_gap": pa.float64(),
+    "distance_to_limit": pa.float64(),
+    "loglik_gap_to_limit": pa.float64(),
+    "polish_evals": pa.int64(),
 }
-KEYS = ["cell_id", "replicate", "model", "method", "start"]
+KEYS = ["cell_id", "replicate", "model", "method", "stopping", "start"]
 JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
 
 
@@ -173,11 +178,8 @@ def test_every_output_exists_with_design_columns(finished):
     assert len(fits) == len(study.cells) * study.replicates * study.fits_per_replicate
     assert not fits.duplicated(KEYS).any()
     assert set(fits["start"]) == {"fixed", "random1", "truth"}
-    assert (
-        fits["status"]
-        .isin(["converged", "max_iterations", "degenerate", "boundary", "nonfinite", "decreased"])
-        .all()
-    )
+    assert fits["status"].isin(emsim.STATUSES).all()
+    assert set(fits["stopping"]) == {"abs", "aitken"}
     traces = pads.dataset(results / "traces", format="parquet", partitioning="hive").to_table()
     assert set(traces.column("replicate").to_pylist()) == {0}
     for kind in ("performance", "convergence"):
@@ -209,14 +211,16 @@ def test_summary_matches_measures_recomputed_from_fit_rows(finished):
     perf = pd.read_parquet(finished / "results" / "summary" / "performance.parquet")
     conv = pd.read_parquet(finished / "results" / "summary" / "convergence.parquet")
     z = NormalDist().inv_cdf(0.975)
-    group = ["cell_id", "model", "method", "start"]
+    group = ["cell_id", "model", "method", "stopping", "start"]
     checked = 0
-    for (cell, model, method, start), rows in fits.groupby(group):
+    perf = perf[perf["set"] == "own"]
+    for (cell, model, method, stopping, start), rows in fits.groupby(group):
         ok = rows[rows["status"] == "converged"]
         c = conv[
             (conv.cell_id == cell)
             & (conv.model == model)
             & (conv.method == method)
+            & (conv.stopping == stopping)
             & (conv.start == start)
         ]
         assert len(c) == 1
@@ -232,6 +236,7 @@ def test_summary_matches_measures_recomputed_from_fit_rows(finished):
                 (perf.cell_id == cell)
                 & (perf.model == model)
                 & (perf.method == method)
+                & (perf.stopping == stopping)
                 & (perf.start == start)
                 & (perf.parameter == parameter)
             ]
@@ -255,6 +260,23 @@ def test_summary_matches_measures_recomputed_from_fit_rows(finished):
             assert p["coverage_mcse"] == pytest.approx(
                 np.sqrt(covered * (1 - covered) / has_se.sum())
             )
+            # Model SE and its relative error over the same fits (Morris et al. 2019, Table 6).
+            n_se = int(has_se.sum())
+            assert p["n_se"] == n_se
+            if n_se >= 2:
+                se2 = se[has_se] ** 2
+                modse = np.sqrt(se2.mean())
+                empse = est[has_se].std(ddof=1)
+                assert p["modse"] == pytest.approx(modse)
+                assert p["modse_mcse"] == pytest.approx(
+                    np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**2))
+                )
+                assert p["relerr_modse"] == pytest.approx(100 * (modse / empse - 1))
+                assert p["relerr_modse_mcse"] == pytest.approx(
+                    100
+                    * (modse / empse)
+                    * np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**4) + 1 / (2 * (n_se - 1)))
+                )
             checked += 1
     assert checked > 20
 

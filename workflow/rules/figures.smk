@@ -5,6 +5,8 @@ rule figures:
     input:
         performance=rules.summary.output.performance,
         convergence=rules.summary.output.convergence,
+        stopping_distance=rules.summary.output.stopping_distance,
+        zip_pi=rules.summary.output.zip_pi,
         traces=STUDY.outputs("traces"),
         code=jobs.module_path("figures"),
     output:

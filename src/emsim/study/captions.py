@@ -68,6 +68,26 @@ CAPTIONS: dict[str, str] = {
         "first), bias is drawn as a step line per model with a +- 2 Monte Carlo SE band, and the "
         "step lines underneath show each factor's level."
     ),
+    "stopping": (
+        "Can the stopping rule be trusted? Share of fits that each stopping rule ended at a "
+        "point that is not a usable maximum, by cell (sorted by the design factors) and rule, "
+        "with +- 2 Monte Carlo SEs: 'premature' (the limit of the same iteration lies more than "
+        "the threshold of standard errors away) and 'saddle' (the observed information is not "
+        "positive definite there). Plain EM and SQUAREM (marker), start 'best'."
+    ),
+    "distance": (
+        "Distance from where each stopping rule ended a fit to the limit of the same iteration, "
+        "in the limit's standard errors (largest over the estimated parameters; log scale, "
+        "distances below 1e-8 drawn at 1e-8), for every start of every cell. The dashed line is "
+        "the threshold above which a fit counts as premature."
+    ),
+    "zip": (
+        "Zip plot (Morris, White & Crowther 2019, Fig. 5) of the Wald intervals for pi in up to "
+        "three cells (rows: the most premature fits, the lowest coverage, the seed's design) by "
+        "stopping rule (columns), plain EM, start 'best': each usable fit's interval, ranked by "
+        "|z| = |est - pi| / SE, those missing the truth in red; the dashed line marks the "
+        "nominal coverage."
+    ),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(CAPTIONS)
 

@@ -43,6 +43,7 @@ __all__ = [
     "fit_relevant",
     "load_study",
     "start_names",
+    "stopping_tolerances",
     "validate_config",
 ]
 
@@ -128,7 +129,21 @@ def _schema_error(err) -> ConfigError:
     if err.validator == "enum":
         options = ", ".join(map(str, err.validator_value))
         return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not one of {options}")
-    return ConfigError(_fmt_path(path), err.message.replace("\n", " "))
+    message = err.message.replace("\n", " ")
+    if err.validator == "type" and isinstance(err.instance, str) and _numeric_text(err.instance):
+        # YAML 1.1 (PyYAML, Snakemake) reads 1e-6 as text: it wants a dot, 1.0e-6.
+        mantissa, _, exponent = err.instance.lower().partition("e")
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        message += f" (YAML reads {err.instance} as text: write {mantissa}e{exponent})"
+    return ConfigError(_fmt_path(path), message)
+
+
+def _numeric_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = None) -> dict:
@@ -270,12 +285,33 @@ def _check_semantics(cfg: dict) -> None:
                 )
             seen[name] = where
 
-    tol = cfg["em"]["tolerance"]
-    if not (_finite(tol, "em.tolerance") > 0):
-        raise ConfigError("em.tolerance", f"{_show(tol)} is not > 0")
+    stopping_tolerances(cfg)
     level = cfg["coverage"]["level"]
     if not 0.0 < _finite(level, "coverage.level") < 1.0:
         raise ConfigError("coverage.level", f"{_show(level)} is not in (0, 1)")
+
+
+def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """{rule: tolerance} for every rule of em.stopping, in config order (a validated config)."""
+    em = cfg["em"]
+    tolerance = em["tolerance"]
+    out = {}
+    for rule in em.get("stopping", ["abs"]):
+        where = "em.tolerance"
+        value = tolerance
+        if isinstance(tolerance, Mapping):
+            where = f"em.tolerance.{rule}"
+            if rule not in tolerance:
+                raise ConfigError(where, f"missing: em.stopping lists {rule!r}")
+            value = tolerance[rule]
+        if not (_finite(value, where) > 0):
+            raise ConfigError(where, f"{_show(value)} is not > 0")
+        out[rule] = float(value)
+    if isinstance(tolerance, Mapping):
+        for rule in tolerance:
+            if rule not in out:
+                raise ConfigError(f"em.tolerance.{rule}", f"{rule!r} is not in em.stopping")
+    return out
 
 
 def start_names(starts: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -391,7 +427,8 @@ class Study:
     @property
     def fits_per_replicate(self) -> int:
         cfg = self.config
-        return len(cfg["models"]) * len(cfg["methods"]) * len(self.start_names)
+        rules = len(cfg["em"]["stopping"])
+        return len(cfg["models"]) * len(cfg["methods"]) * len(self.start_names) * rules
 
     def cell(self, cell_id: str) -> Cell:
         try:

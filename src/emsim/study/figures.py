@@ -16,6 +16,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from statistics import NormalDist
 
 import matplotlib as mpl
 import numpy as np
@@ -26,7 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from emsim.models import MODELS, STATUSES
+from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, STOPPING_RULES
 from emsim.study.captions import (
     DESIGN_FACTORS,
     FACTOR_LABELS,
@@ -200,6 +201,7 @@ def _plot_against_n(
     dpi: int = DPI,
 ) -> Path:
     """Shared layout of the bias, RMSE and coverage figures: y(n) by model and method."""
+    perf = one_rule_own_set(perf)
     start = choose_start(perf, start)
     full_title = f"{title} of {parameter} (start: {start})"
     if perf.empty or "parameter" not in perf:
@@ -357,6 +359,7 @@ def plot_coverage(
 @_styled
 def plot_iterations(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     """Median iterations to convergence (median and IQR over cells) against separation."""
+    conv = one_rule_own_set(conv)
     title = "Iterations to convergence against separation"
     if conv.empty:
         return _empty_figure(path, title, dpi=dpi)
@@ -419,6 +422,7 @@ def plot_iterations(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: in
 @_styled
 def plot_rate(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     """Plain EM's empirical rate against the fraction of missing information, identity line."""
+    conv = one_rule_own_set(conv)
     title = "EM convergence rate: empirical against theoretical"
     needed = {"rate_empirical_mean", "rate_theory_mean", "method", "model"}
     fig = Figure(figsize=(6, 5.4), layout="constrained")
@@ -460,6 +464,7 @@ def plot_rate(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DP
 @_styled
 def plot_failures(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     """Heatmaps of the share of fits per non-converged status over the grid."""
+    conv = one_rule_own_set(conv)
     title = "Failures by status (% of fits)"
     statuses = [s for s in STATUSES if s != CONVERGED]
     columns = [f"rate_{s}" for s in statuses]
@@ -531,6 +536,7 @@ def plot_nested_loop(
     dpi: int = DPI,
 ) -> Path:
     """Nested-loop plot (Rücker & Schwarzer 2014) of the bias over every cell of the grid."""
+    perf = one_rule_own_set(perf)
     start = choose_start(perf, start)
     title = f"Nested-loop plot: bias of {parameter} (method {method}, start {start})"
     if perf.empty or "parameter" not in perf:
@@ -701,6 +707,7 @@ def plot_traces(
     dpi: int = DPI,
 ) -> Path:
     """The seed's trace figure for a kept replicate per cell, faceted by cell, path per model."""
+    traces = one_rule_own_set(traces)
     title = "EM paths: log-likelihood against p(Z=1), one kept replicate per cell"
     needed = {"cell_id", "replicate", "model", "method", "start", "iteration", "est_pi", "loglik"}
     if traces.empty or not needed <= set(traces.columns):
@@ -763,6 +770,231 @@ def plot_traces(
     return _save(fig, path, dpi)
 
 
+# --- can the stopping rule be trusted? ----------------------------------------------------
+
+STOPPING_ORDER: tuple[str, ...] = STOPPING_RULES
+NOT_USABLE_STOPS: tuple[str, ...] = ("premature", "saddle")
+
+
+def primary_stopping(frame: pd.DataFrame) -> str | None:
+    """The rule the other figures show: the seed's if the study has it, else the first."""
+    if "stopping" not in frame.columns or frame.empty:
+        return None
+    rules = _ordered(frame["stopping"], STOPPING_ORDER)
+    return DEFAULT_STOPPING if DEFAULT_STOPPING in rules else rules[0]
+
+
+def one_rule_own_set(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the figures of one fit per cell x model x method x start draw: the primary
+    stopping rule and, for performance, each method's own usable fits."""
+    out = frame
+    if "set" in out.columns:
+        out = out[out["set"] == "own"]
+    rule = primary_stopping(out)
+    if rule is not None:
+        out = out[out["stopping"] == rule]
+    return out
+
+
+def _cell_order(data: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    data = add_design_factors(data)
+    keys = [k for k, _ in DESIGN_FACTORS if k in data.columns]
+    cells = data.drop_duplicates("cell_id").sort_values(keys, kind="stable").set_index("cell_id")
+    return list(cells.index), {cid: cell_label(row) for cid, row in cells.iterrows()}
+
+
+@_styled
+def plot_stopping(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+    """Premature and saddle rates (with +- 2 MCSE) by cell and stopping rule, per model."""
+    title = "Fits the stopping rule ended short of a maximum (% of fits, +- 2 MCSE)"
+    needed = {"stopping", *(f"rate_{s}" for s in NOT_USABLE_STOPS)}
+    needed |= {f"rate_{s}_mcse" for s in NOT_USABLE_STOPS}
+    if conv.empty or not needed <= set(conv.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    start = choose_start(conv)
+    data = conv[conv["start"] == start]
+    if data.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    order, labels = _cell_order(data)
+    position = {cid: i for i, cid in enumerate(order)}
+    models = _ordered(data["model"], MODEL_ORDER)
+    rules = _ordered(data["stopping"], STOPPING_ORDER)
+    methods = _ordered(data["method"], tuple(METHOD_MARKERS))
+    palette = dict(zip(rules, sns.color_palette("colorblind", len(rules)), strict=True))
+    fig = Figure(
+        figsize=(
+            max(6.0, 1.2 + 3.2 * len(models)),
+            2.2 + 0.22 * len(order) * len(NOT_USABLE_STOPS),
+        ),
+        layout="constrained",
+    )
+    axes = fig.subplots(len(NOT_USABLE_STOPS), len(models), squeeze=False, sharey=True)
+    offsets = np.linspace(-0.3, 0.3, max(len(rules) * len(methods), 1))
+    for i, status in enumerate(NOT_USABLE_STOPS):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            rows = data[data["model"] == model]
+            k = 0
+            for rule in rules:
+                for method in methods:
+                    sub = rows[(rows["stopping"] == rule) & (rows["method"] == method)]
+                    y = sub["cell_id"].map(position).to_numpy(dtype=float) + offsets[k]
+                    x = 100.0 * sub[f"rate_{status}"].to_numpy(dtype=float)
+                    err = 200.0 * sub[f"rate_{status}_mcse"].to_numpy(dtype=float)
+                    ax.errorbar(
+                        x,
+                        y,
+                        xerr=err,
+                        fmt=METHOD_MARKERS.get(method, "o"),
+                        ms=3.5,
+                        color=palette[rule],
+                        elinewidth=0.8,
+                        capsize=0,
+                        linestyle="none",
+                    )
+                    k += 1
+            ax.set_title(f"{status} · model {model}", fontsize=9)
+            ax.set_xlabel("% of fits")
+            ax.set_xlim(left=0)
+            ax.set_yticks(range(len(order)))
+            ax.set_yticklabels([labels[c] for c in order] if j == 0 else [], fontsize=7)
+            ax.invert_yaxis() if i == 0 and j == 0 else None
+    handles = [Line2D([], [], color=palette[r], marker="o", linestyle="none") for r in rules]
+    handles += [
+        Line2D([], [], color="0.3", marker=METHOD_MARKERS.get(m, "o"), linestyle="none")
+        for m in methods
+    ]
+    _bottom_legend(fig, handles, [f"rule {r}" for r in rules] + [f"method {m}" for m in methods])
+    fig.suptitle(f"{title}; start {start}", fontsize=10)
+    return _save(fig, path, dpi)
+
+
+@_styled
+def plot_distance(
+    counts: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    threshold: float = 0.1,
+    dpi: int = DPI,
+) -> Path:
+    """Histograms of log10 distance_to_limit by stopping rule, per model x method."""
+    title = "Distance to the limit of the iteration where the rule stopped (SEs)"
+    if counts.empty or not {"log10_lo", "count", "stopping"} <= set(counts.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    models = _ordered(counts["model"], MODEL_ORDER)
+    methods = _ordered(counts["method"], tuple(METHOD_MARKERS))
+    rules = _ordered(counts["stopping"], STOPPING_ORDER)
+    palette = dict(zip(rules, sns.color_palette("colorblind", len(rules)), strict=True))
+    fig = Figure(figsize=(1.5 + 3.0 * len(models), 1.2 + 2.3 * len(methods)), layout="constrained")
+    axes = fig.subplots(len(methods), len(models), squeeze=False, sharex=True)
+    for i, method in enumerate(methods):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            rows = counts[(counts["model"] == model) & (counts["method"] == method)]
+            for rule in rules:
+                sub = rows[rows["stopping"] == rule].groupby("log10_lo")["count"].sum()
+                if sub.empty:
+                    continue
+                share = 100.0 * sub / sub.sum()
+                ax.step(share.index + 0.125, share.to_numpy(), where="mid", color=palette[rule])
+            ax.axvline(np.log10(threshold), color="0.3", linestyle="--", linewidth=0.9)
+            ax.set_title(f"model {model} · {method}", fontsize=9)
+            ax.set_xlabel("log10 distance (SE)")
+            ax.set_ylabel("% of fits" if j == 0 else "")
+    handles = [Line2D([], [], color=palette[r]) for r in rules]
+    _bottom_legend(fig, handles, [f"rule {r}" for r in rules])
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi)
+
+
+def zip_cells(zips: pd.DataFrame, conv: pd.DataFrame, perf: pd.DataFrame) -> list[str]:
+    """Up to three representative cells: the most premature fits, the lowest coverage of pi
+    (primary rule, own set), and the one closest to the seed's design (mu = (0, 2), pi 0.8,
+    the largest n)."""
+    chosen: list[str] = []
+    present = set(zips["cell_id"]) if not zips.empty else set()
+    if not conv.empty and "rate_premature" in conv.columns:
+        by_cell = conv[conv["cell_id"].isin(present)].groupby("cell_id")["rate_premature"].mean()
+        if not by_cell.empty and by_cell.max() > 0:
+            chosen.append(str(by_cell.idxmax()))
+    own = one_rule_own_set(perf) if not perf.empty else perf
+    if not own.empty:
+        cov = own[(own["parameter"] == "pi") & own["cell_id"].isin(present)]
+        cov = cov.groupby("cell_id")["coverage"].mean().dropna()
+        if not cov.empty and str(cov.idxmin()) not in chosen:
+            chosen.append(str(cov.idxmin()))
+    if present:
+        cells = zips.drop_duplicates("cell_id").copy()
+        gap = (cells["mu1"] - 0.0).abs() + (cells["mu2"] - 2.0).abs() + (cells["pi"] - 0.8).abs()
+        cells = cells.assign(_gap=gap.round(9), _n=-cells["n"]).sort_values(["_gap", "_n"])
+        seed_like = str(cells["cell_id"].iloc[0])
+        if seed_like not in chosen:
+            chosen.append(seed_like)
+    return chosen[:3]
+
+
+@_styled
+def plot_zip(
+    zips: pd.DataFrame,
+    conv: pd.DataFrame,
+    perf: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    level: float = 0.95,
+    method: str = "em",
+    dpi: int = DPI,
+) -> Path:
+    """Zip plots of the Wald intervals for pi: cells (rows) x stopping rules (columns)."""
+    title = "Zip plot of the Wald intervals for pi"
+    if zips.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    data = zips[zips["method"] == method] if method in set(zips["method"]) else zips
+    models = _ordered(data["model"], MODEL_ORDER)
+    model = models[-1]  # the richest model: where the stopping rule matters most
+    data = data[data["model"] == model]
+    cells = zip_cells(data, conv, perf)
+    rules = _ordered(data["stopping"], STOPPING_ORDER)
+    if not cells or not rules:
+        return _empty_figure(path, title, dpi=dpi)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    _, labels = _cell_order(data[data["cell_id"].isin(cells)])
+    fig = Figure(figsize=(1.5 + 3.0 * len(rules), 0.8 + 2.6 * len(cells)), layout="constrained")
+    axes = fig.subplots(len(cells), len(rules), squeeze=False)
+    for i, cell in enumerate(cells):
+        for j, rule in enumerate(rules):
+            ax = axes[i][j]
+            rows = data[(data["cell_id"] == cell) & (data["stopping"] == rule)]
+            if rows.empty:
+                _no_data(ax)
+                continue
+            truth = float(rows["pi"].iloc[0])
+            est, se = rows["est_pi"].to_numpy(float), rows["se_pi"].to_numpy(float)
+            order = np.argsort(np.abs(est - truth) / se, kind="stable")
+            est, se = est[order], se[order]
+            centile = 100.0 * (np.arange(len(est)) + 0.5) / len(est)
+            covers = np.abs(est - truth) <= z * se
+            for mask, color in ((covers, "0.55"), (~covers, "#c0392b")):
+                ax.hlines(
+                    centile[mask],
+                    (est - z * se)[mask],
+                    (est + z * se)[mask],
+                    color=color,
+                    linewidth=0.6,
+                )
+            ax.axvline(truth, color="black", linewidth=0.9)
+            ax.axhline(100.0 * level, color="0.2", linestyle="--", linewidth=0.9)
+            ax.set_ylim(0, 100)
+            ax.set_title(
+                f"{labels.get(cell, cell)} · rule {rule}\ncoverage {100 * covers.mean():.1f}% "
+                f"of {len(est)}",
+                fontsize=8,
+            )
+            ax.set_xlabel("pi")
+            ax.set_ylabel("centile of |z|" if j == 0 else "")
+    fig.suptitle(f"{title}: model {model}, method {method}", fontsize=10)
+    return _save(fig, path, dpi)
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -779,21 +1011,33 @@ def draw_one(
     figures_dir: str | os.PathLike[str],
     *,
     dpi: int = DPI,
+    threshold: float = 0.1,
 ) -> Path:
     """Draw figure `name` of `FIGURE_NAMES` into ``figures_dir/<name>.png`` from the inputs it
-    needs alone, so that figures can be drawn in separate processes."""
+    needs alone, so that figures can be drawn in separate processes. `threshold` is the
+    study's em.premature_threshold (drawn in the distance figure)."""
     summary_dir = Path(summary_dir)
     path = Path(figures_dir) / f"{name}.png"
     if name == "traces":
-        return plot_traces(read_dataset(traces_dir), path, dpi=dpi)
+        traces = read_dataset(traces_dir)
+        return plot_traces(one_rule_own_set(traces), path, dpi=dpi)
+    conv, _ = _read_summary(summary_dir / "convergence.parquet")
+    if name == "stopping":
+        return plot_stopping(conv, path, dpi=dpi)
     if name in ("iterations", "rate", "failures"):
-        conv, _ = _read_summary(summary_dir / "convergence.parquet")
         plot = {"iterations": plot_iterations, "rate": plot_rate, "failures": plot_failures}
-        return plot[name](conv, path, dpi=dpi)
+        return plot[name](one_rule_own_set(conv), path, dpi=dpi)
     perf, meta = _read_summary(summary_dir / "performance.parquet")
+    # The level the summary was computed at, as `measures.summarise` recorded it.
+    level = float(meta.get("coverage_level", 0.95))
+    if name == "distance":
+        counts, _ = _read_summary(summary_dir / "stopping_distance.parquet")
+        return plot_distance(counts, path, threshold=threshold, dpi=dpi)
+    if name == "zip":
+        zips, _ = _read_summary(summary_dir / "zip_pi.parquet")
+        return plot_zip(zips, conv, perf, path, level=level, dpi=dpi)
+    perf = one_rule_own_set(perf)
     if name == "coverage":
-        # The level the summary was computed at, as `measures.summarise` recorded it.
-        level = float(meta.get("coverage_level", 0.95))
         return plot_coverage(perf, path, level=level, dpi=dpi)
     if name in ("bias", "rmse", "nested_loop"):
         plot = {"bias": plot_bias, "rmse": plot_rmse, "nested_loop": plot_nested_loop}

@@ -36,8 +36,9 @@ import pandas as pd
 import pyarrow as pa
 
 import emsim
+from emsim.api import fit_batch_by_rule
 from emsim.models import PARAMS, estimated_params, known_params
-from emsim.study.config import Cell, canonical_json, fit_hash, fit_relevant
+from emsim.study.config import Cell, canonical_json, fit_hash, fit_relevant, stopping_tolerances
 from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.seeding import simulate_replicates
@@ -57,7 +58,12 @@ _DESIGN = [
     ("pi", pa.float64()),
     ("replicate", pa.int64()),
 ]
-_FIT_ID = [("model", pa.string()), ("method", pa.string()), ("start", pa.string())]
+_FIT_ID = [
+    ("model", pa.string()),
+    ("method", pa.string()),
+    ("stopping", pa.string()),
+    ("start", pa.string()),
+]
 FITS_SCHEMA = pa.schema(
     [
         *_DESIGN,
@@ -74,6 +80,9 @@ FITS_SCHEMA = pa.schema(
         ("rate_empirical", pa.float64()),
         ("rate_theory", pa.float64()),
         ("best_start_gap", pa.float64()),
+        ("distance_to_limit", pa.float64()),
+        ("loglik_gap_to_limit", pa.float64()),
+        ("polish_evals", pa.int64()),
     ]
 )
 TRACES_SCHEMA = pa.schema(
@@ -183,6 +192,7 @@ def fit_chunk(
     starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in specs}
     keep_trace = np.asarray(replicates) < int(config["traces"])
     em = config["em"]
+    tolerances = stopping_tolerances(config)
 
     blocks: list[dict[str, np.ndarray]] = []
     trace_blocks: list[dict[str, np.ndarray]] = []
@@ -196,55 +206,27 @@ def fit_chunk(
             for spec in specs:
                 t0 = time.perf_counter()
                 cpu0 = time.thread_time()
-                res = emsim.fit_batch(
+                results = fit_batch_by_rule(
                     Y,
                     model=model,
                     method=method,
                     start=starts[spec.name],
                     known=known,
-                    tolerance=float(em["tolerance"]),
+                    tolerances=tolerances,
                     max_iterations=int(em["max_iterations"]),
                     trace=keep_trace,
+                    premature_threshold=float(em["premature_threshold"]),
                 )
                 em_seconds += time.perf_counter() - t0
                 em_cpu_seconds += time.thread_time() - cpu0
-                params, se, swapped = align_to_truth(res.params, res.se, truth, model)
-                rows = len(replicates)
-                block = {
-                    "replicate": np.asarray(replicates, dtype=np.int64),
-                    "model": np.full(rows, model, dtype=object),
-                    "method": np.full(rows, method, dtype=object),
-                    "start": np.full(rows, spec.name, dtype=object),
-                    "status": np.asarray(res.status, dtype=object),
-                    "iterations": np.asarray(res.iterations, dtype=np.int64),
-                    "loglik_evals": np.asarray(res.loglik_evals, dtype=np.int64),
-                    "runtime_s": np.asarray(res.runtime_s, dtype=np.float64),
-                    "loglik": np.asarray(res.loglik, dtype=np.float64),
-                    "loglik_start": np.asarray(res.loglik_start, dtype=np.float64),
-                    **{f"est_{p}": params[p] for p in PARAMS},
-                    "swapped": swapped,
-                    **{f"se_{p}": se[p] for p in PARAMS},
-                    "rate_empirical": np.asarray(res.rate_empirical, dtype=np.float64),
-                    "rate_theory": np.asarray(res.rate_theory, dtype=np.float64),
-                }
-                blocks.append(block)
-                for i in np.flatnonzero(keep_trace):
-                    trace = res.traces[i] if len(res.traces) else None
-                    if trace is None or len(trace) == 0:
-                        continue
-                    steps = len(trace)
-                    trace_blocks.append(
-                        {
-                            "replicate": np.full(steps, replicates[i], dtype=np.int64),
-                            "model": np.full(steps, model, dtype=object),
-                            "method": np.full(steps, method, dtype=object),
-                            "start": np.full(steps, spec.name, dtype=object),
-                            **_trace_columns(trace, truth, bool(swapped[i]), model),
-                        }
-                    )
+                for res in results.values():
+                    block, traced = _rows(res, replicates, spec.name, truth, keep_trace)
+                    blocks.append(block)
+                    trace_blocks += traced
 
     fits = _stacked(blocks)
-    # Rows in reading order: replicate, then model, method and start in config order.
+    # Rows in reading order: replicate, then model, method, start and stopping rule in config
+    # order.
     fits = fits.sort_values("replicate", kind="stable", ignore_index=True)
     fits = _with_design(fits, cell)
     fits["best_start_gap"] = best_start_gap(fits, oracle_starts=oracle_start_names(config))
@@ -285,6 +267,56 @@ def fit_chunk(
         len(traces),
     )
     return {"rows": len(fits), "elapsed_s": elapsed, "em_s": em_seconds, "statuses": statuses}
+
+
+def _rows(
+    res: emsim.BatchFitResult,
+    replicates: list[int],
+    start: str,
+    truth: Mapping[str, float],
+    keep_trace: np.ndarray,
+) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    """The fit rows (FITS_SCHEMA order, without the design) of one batch and its kept traces."""
+    params, se, swapped = align_to_truth(res.params, res.se, truth, res.model)
+    rows = len(replicates)
+    labels = {
+        "model": np.full(rows, res.model, dtype=object),
+        "method": np.full(rows, res.method, dtype=object),
+        "stopping": np.full(rows, res.stopping, dtype=object),
+        "start": np.full(rows, start, dtype=object),
+    }
+    block = {
+        "replicate": np.asarray(replicates, dtype=np.int64),
+        **labels,
+        "status": np.asarray(res.status, dtype=object),
+        "iterations": np.asarray(res.iterations, dtype=np.int64),
+        "loglik_evals": np.asarray(res.loglik_evals, dtype=np.int64),
+        "runtime_s": np.asarray(res.runtime_s, dtype=np.float64),
+        "loglik": np.asarray(res.loglik, dtype=np.float64),
+        "loglik_start": np.asarray(res.loglik_start, dtype=np.float64),
+        **{f"est_{p}": params[p] for p in PARAMS},
+        "swapped": swapped,
+        **{f"se_{p}": se[p] for p in PARAMS},
+        "rate_empirical": np.asarray(res.rate_empirical, dtype=np.float64),
+        "rate_theory": np.asarray(res.rate_theory, dtype=np.float64),
+        "distance_to_limit": np.asarray(res.distance_to_limit, dtype=np.float64),
+        "loglik_gap_to_limit": np.asarray(res.loglik_gap_to_limit, dtype=np.float64),
+        "polish_evals": np.asarray(res.polish_evals, dtype=np.int64),
+    }
+    trace_blocks = []
+    for i in np.flatnonzero(keep_trace):
+        trace = res.traces[i] if len(res.traces) else None
+        if trace is None or len(trace) == 0:
+            continue
+        steps = len(trace)
+        trace_blocks.append(
+            {
+                "replicate": np.full(steps, replicates[i], dtype=np.int64),
+                **{k: np.full(steps, v[0], dtype=object) for k, v in labels.items()},
+                **_trace_columns(trace, truth, bool(swapped[i]), res.model),
+            }
+        )
+    return block, trace_blocks
 
 
 def _with_design(frame: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:

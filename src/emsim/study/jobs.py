@@ -265,7 +265,8 @@ def run_figures(
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(traces), traces)
         with dataset_view(traces) as view:
-            task = (summary_dir, view, figures_dir, int(params.dpi))
+            threshold = float(study.config["em"]["premature_threshold"])
+            task = (summary_dir, view, figures_dir, int(params.dpi), threshold)
             workers = min(threads, len(FIGURE_NAMES))
             if workers > 1:
                 context = multiprocessing.get_context("spawn")
@@ -285,12 +286,16 @@ def run_figures(
             raise RuntimeError(f"the figures job did not write {missing}")
 
 
-def _draw_figure(name: str, summary_dir: Path, traces_dir: Path, figures_dir: Path, dpi: int):
+def _draw_figure(
+    name: str, summary_dir: Path, traces_dir: Path, figures_dir: Path, dpi: int, threshold: float
+):
     # Imported here, in the drawing process, so that parsing the workflow stays free of
     # matplotlib and seaborn.
     from emsim.study import figures
 
-    return figures.draw_one(name, summary_dir, traces_dir, figures_dir, dpi=dpi)
+    return figures.draw_one(
+        name, summary_dir, traces_dir, figures_dir, dpi=dpi, threshold=threshold
+    )
 
 
 def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """Performance and convergence measures of the study (DESIGN.md section 6).
 
 The formulas are those of Morris, White & Crowther (2019, Table 6). Every measure is computed
-over the replicates of one group (cell x model x method x start [x parameter]) whose estimate is
-usable, i.e. whose status is ``converged``; every other status counts as a failure and is missing
-for the performance measures. Groups with fewer than two usable estimates give NaN for the
-sd-based measures instead of raising or warning, because sparse or failing cells are an expected
-outcome of a simulation study, not an error.
+over the replicates of one group (cell x model x method x stopping x start [x parameter]) whose
+estimate is usable, i.e. whose status is ``converged``; every other status counts as a failure
+and is missing for the performance measures. Each performance row also comes in a ``common``
+set: the replicates in which every method and stopping rule gave a usable fit. Groups with fewer
+than two usable estimates give NaN for the sd-based measures instead of raising or warning,
+because sparse or failing cells are an expected outcome of a simulation study, not an error.
 
 ``equal_var`` estimates one common sigma, which the fit rows store in both ``est_sigma1`` and
 ``est_sigma2``. It is reported as a single parameter ``sigma`` (estimate ``est_sigma1``, SE
@@ -28,11 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from emsim.models import MODELS, STATUSES
+from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
 
 BEST = "best"
-CONVERGED = "converged"
+CONVERGED = USABLE_STATUS
 # Statuses whose fits cannot be the derived start `best`: a nonfinite fit has no comparable
 # log-likelihood. Other failures compete on their log-likelihood, as a user picking the highest
 # one would let them, and make `best` a failure when they win.
@@ -41,17 +42,27 @@ BEST_EXCLUDED_STATUSES: tuple[str, ...] = ("nonfinite",)
 ORACLE_STARTS: tuple[str, ...] = ("truth",)
 
 CELL_KEYS: tuple[str, ...] = ("cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi")
-FIT_KEYS: tuple[str, ...] = ("model", "method", "start")
+FIT_KEYS: tuple[str, ...] = ("model", "method", "stopping", "start")
 GROUP_KEYS: tuple[str, ...] = CELL_KEYS + FIT_KEYS
 # One fit of one replicate for the best-start derivation: the start varies within it.
-REPLICATE_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method")
+REPLICATE_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method", "stopping")
+# The fits that one replicate's common set compares: every method and stopping rule of one
+# model and start (Morris, White & Crowther 2019, section 5.2: compare methods on the
+# repetitions where all of them gave an estimate).
+COMMON_SET_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "start")
+# Which fits a performance row is computed over: each method's own usable fits, or the
+# replicates in which every compared method and stopping rule gave a usable fit.
+OWN_SET, COMMON_SET = "own", "common"
+SETS: tuple[str, ...] = (OWN_SET, COMMON_SET)
 
 PERFORMANCE_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
     "parameter",
+    "set",
     "true_value",
     "n_rep",
     "n_ok",
+    "n_se",
     "bias",
     "bias_mcse",
     "empse",
@@ -63,7 +74,9 @@ PERFORMANCE_COLUMNS: tuple[str, ...] = (
     "coverage",
     "coverage_mcse",
     "modse",
+    "modse_mcse",
     "relerr_modse",
+    "relerr_modse_mcse",
 )
 CONVERGENCE_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
@@ -78,6 +91,8 @@ CONVERGENCE_COLUMNS: tuple[str, ...] = (
     "runtime_mean_s",
     "rate_empirical_mean",
     "rate_theory_mean",
+    "polish_evals_mean",
+    *(f"rate_{status}_mcse" for status in STATUSES),
 )
 
 # Reporting order of parameters (equal_var's common `sigma` sits between mu2 and sigma1).
@@ -120,14 +135,18 @@ def _sqrt(x: pd.Series) -> pd.Series:
 
 
 def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
-    """Stable, human order: cell, model (as in MODELS), method, start, parameter."""
+    """Stable, human order: cell, model (as in MODELS), method, stopping rule, start,
+    parameter, set (own first)."""
     model_rank = {m: i for i, m in enumerate(MODELS)}
     param_rank = {p: i for i, p in enumerate(PARAMETER_ORDER)}
+    set_rank = {name: i for i, name in enumerate(SETS)}
     keys = frame.assign(
         _model=frame["model"].map(model_rank).fillna(len(model_rank)),
         _param=(frame["parameter"].map(param_rank) if with_parameter else 0),
+        _set=(frame["set"].map(set_rank) if with_parameter and "set" in frame else 0),
     )
-    by = ["cell_id", "_model", "model", "method", "start"] + (["_param"] if with_parameter else [])
+    by = ["cell_id", "_model", "model", "method", "stopping", "start"]
+    by += ["_param", "_set"] if with_parameter else []
     by = [c for c in by if c in keys.columns]
     order = keys.sort_values(by, kind="stable").index
     return frame.loc[order].reset_index(drop=True)
@@ -136,7 +155,8 @@ def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
 def _best_loglik(
     fits: pd.DataFrame, exclude: tuple[str, ...], oracle_starts: tuple[str, ...]
 ) -> tuple[pd.Series, pd.Series]:
-    """(eligible, best loglik of the row's replicate x model x method) for every row."""
+    """(eligible, best loglik of the row's replicate x model x method x stopping rule)."""
+    fits = with_stopping(fits)
     loglik = fits["loglik"].astype(float)
     eligible = (
         ~fits["status"].isin(list(exclude))
@@ -176,6 +196,7 @@ def add_best_start(
     replicates as every other start and its failures are counted. Existing ``best`` rows are
     dropped first, so this is idempotent.
     """
+    fits = with_stopping(fits)
     base = fits.loc[fits["start"] != BEST].reset_index(drop=True)
     keys = list(REPLICATE_KEYS)
     eligible, _ = _best_loglik(base, exclude, oracle_starts)
@@ -191,48 +212,80 @@ def add_best_start(
     return pd.concat([base, best], ignore_index=True)
 
 
+def with_stopping(fits: pd.DataFrame) -> pd.DataFrame:
+    """Fit rows written before stopping rules were a design factor used the seed's rule."""
+    if "stopping" in fits.columns:
+        return fits
+    return fits.assign(stopping=DEFAULT_STOPPING)
+
+
+def common_set(fits: pd.DataFrame) -> pd.Series:
+    """Per fit row: is its replicate one in which every compared method and stopping rule
+    (same cell, model and start) gave a usable fit? (docs/design.md section 6)"""
+    usable = (fits["status"] == CONVERGED).astype(np.int8)
+    keys = [fits[k] for k in COMMON_SET_KEYS]
+    return usable.groupby(keys, dropna=False).transform("min").astype(bool)
+
+
 def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
-    """One row per fit x reported parameter with the per-fit pieces of the measures."""
+    """One row per fit x reported parameter x set with the per-fit pieces of the measures."""
     parts = []
+    in_common = common_set(fits)
     for model, rows in fits.groupby("model", sort=False):
         for parameter in reported_parameters(str(model)):
             col = _column(parameter)
             theta = true_values(rows, parameter)
-            est = rows[f"est_{col}"].astype(float)
-            se = rows[f"se_{col}"].astype(float)
-            ok = (rows["status"] == CONVERGED) & np.isfinite(est)
-            est = est.where(ok)
-            se = se.where(ok & np.isfinite(se))
-            # Coverage is defined only where the interval exists (finite SE) and a truth exists.
-            has_interval = se.notna() & theta.notna()
-            covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
-            part = rows.loc[:, list(GROUP_KEYS)].copy()
-            part["parameter"] = parameter
-            part["true_value"] = theta
-            part["_ok"] = ok.astype(np.int64)
-            part["_est"] = est
-            part["_sqerr"] = (est - theta) ** 2
-            part["_se2"] = se**2
-            part["_covered"] = covered
-            parts.append(part)
+            est_all = rows[f"est_{col}"].astype(float)
+            se_all = rows[f"se_{col}"].astype(float)
+            for name in SETS:
+                ok = (rows["status"] == CONVERGED) & np.isfinite(est_all)
+                if name == COMMON_SET:
+                    ok &= in_common.loc[rows.index]
+                est = est_all.where(ok)
+                # The SE-based measures (coverage, model SE and its relative error) share one
+                # set: the usable fits with a finite SE.
+                has_se = ok & np.isfinite(se_all)
+                se = se_all.where(has_se)
+                est_se = est_all.where(has_se)
+                # Coverage also needs a truth (none for equal_var's sigma when sigmas differ).
+                has_interval = has_se & theta.notna()
+                covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
+                part = rows.loc[:, list(GROUP_KEYS)].copy()
+                part["parameter"] = parameter
+                part["set"] = name
+                part["true_value"] = theta
+                part["_ok"] = ok.astype(np.int64)
+                part["_has_se"] = has_se.astype(np.int64)
+                part["_est"] = est
+                part["_est_se"] = est_se
+                part["_sqerr"] = (est - theta) ** 2
+                part["_se2"] = se**2
+                part["_covered"] = covered
+                parts.append(part)
     if not parts:
-        return _empty((*GROUP_KEYS, "parameter", "true_value"))
+        return _empty((*GROUP_KEYS, "parameter", "set", "true_value"))
     return pd.concat(parts, ignore_index=True)
 
 
 def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFrame:
-    """Performance measures with Monte Carlo SEs, one row per group x estimated parameter.
+    """Performance measures with Monte Carlo SEs, one row per group x parameter x set.
 
-    Columns are `PERFORMANCE_COLUMNS` (DESIGN.md section 6). ``n_rep`` counts the replicates of
-    the group and ``n_ok`` the usable (converged) ones. Coverage and the model SE use the usable
-    fits with a finite SE; coverage refers to the Wald interval est +- z se with z the normal
-    quantile of `coverage_level`.
+    Columns are `PERFORMANCE_COLUMNS` (docs/design.md section 6), formulas those of Morris,
+    White & Crowther (2019, Table 6). ``n_rep`` counts the replicates of the group, ``n_ok`` the
+    usable (converged) ones in the row's ``set``, over which bias, EmpSE, MSE and RMSE are
+    computed, and ``n_se`` those of them with a finite SE, over which coverage, the model SE
+    and its relative error are computed (the EmpSE in ``relerr_modse`` is that of this same
+    set). ``set`` is ``own`` (the group's own usable fits) or ``common`` (the replicates in
+    which every method and stopping rule of the same model and start gave a usable fit).
+    Coverage refers to the Wald interval est +- z se, z the normal quantile of
+    `coverage_level`.
     """
     z = coverage_z(coverage_level)
+    fits = with_stopping(fits)
     long = _long_estimates(fits, z)
     if long.empty:
         return _empty(PERFORMANCE_COLUMNS)
-    keys = [*GROUP_KEYS, "parameter"]
+    keys = [*GROUP_KEYS, "parameter", "set"]
     grouped = long.groupby(keys, sort=False, dropna=False)
     # MSE's MCSE needs each fit's deviation from its group's MSE, hence the transform.
     long["_mse"] = grouped["_sqerr"].transform("mean")
@@ -242,16 +295,20 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
         true_value=("true_value", "first"),
         n_rep=("_ok", "size"),
         n_ok=("_ok", "sum"),
+        n_se=("_has_se", "sum"),
         mean_est=("_est", "mean"),
         var_est=("_est", "var"),
+        var_est_se=("_est_se", "var"),
         mse=("_sqerr", "mean"),
         sum_dev2=("_dev2", "sum"),
         n_cov=("_covered", "count"),
         coverage=("_covered", "mean"),
         mean_se2=("_se2", "mean"),
+        var_se2=("_se2", "var"),
     ).reset_index()
 
     n_ok = out["n_ok"].astype(float)
+    n_se = out["n_se"].astype(float)
     sd_ok = n_ok >= 2
     out["bias"] = out["mean_est"] - out["true_value"]
     out["empse"] = _sqrt(out["var_est"].where(sd_ok))
@@ -266,10 +323,25 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
     out["rmse_mcse"] = _ratio(out["mse_mcse"], 2.0 * out["rmse"])
     cov = out["coverage"]
     out["coverage_mcse"] = _sqrt(_ratio(cov * (1.0 - cov), out["n_cov"].astype(float)))
-    out["modse"] = _sqrt(out["mean_se2"])
-    out["relerr_modse"] = 100.0 * (_ratio(out["modse"], out["empse"]) - 1.0)
-    out["n_rep"] = out["n_rep"].astype(np.int64)
-    out["n_ok"] = out["n_ok"].astype(np.int64)
+    sd_se = n_se >= 2
+    modse = _sqrt(out["mean_se2"])
+    var_se2 = out["var_se2"].where(sd_se)
+    empse_se = _sqrt(out["var_est_se"].where(sd_se))
+    out["modse"] = modse
+    # Morris et al. (2019, Table 6): Var(se^2) / (4 n ModSE^2), by the delta method.
+    out["modse_mcse"] = _sqrt(_ratio(var_se2, 4.0 * n_se * modse**2))
+    ratio = _ratio(modse, empse_se)
+    out["relerr_modse"] = 100.0 * (ratio - 1.0)
+    out["relerr_modse_mcse"] = (
+        100.0
+        * ratio
+        * _sqrt(
+            _ratio(var_se2, 4.0 * n_se * modse**4)
+            + _ratio(pd.Series(1.0, index=out.index), 2.0 * (n_se - 1.0))
+        )
+    )
+    for name in ("n_rep", "n_ok", "n_se"):
+        out[name] = out[name].astype(np.int64)
     return _sorted(out.loc[:, list(PERFORMANCE_COLUMNS)], with_parameter=True)
 
 
@@ -285,6 +357,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     """
     if fits.empty:
         return _empty(CONVERGENCE_COLUMNS)
+    fits = with_stopping(fits)
     keys = list(GROUP_KEYS)
     status = fits["status"].astype(str)
     converged = status == CONVERGED
@@ -295,6 +368,8 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     work["_iterations"] = fits["iterations"].astype(float).where(converged)
     work["_evals"] = fits["loglik_evals"].astype(float)
     work["_runtime"] = fits["runtime_s"].astype(float)
+    polish = fits["polish_evals"] if "polish_evals" in fits.columns else 0
+    work["_polish"] = pd.Series(polish, index=fits.index).astype(float)
     for name in ("rate_empirical", "rate_theory"):
         value = fits[name].astype(float)
         work[f"_{name}"] = value.where(converged & np.isfinite(value))
@@ -307,13 +382,18 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
         iterations_median=("_iterations", "median"),
         loglik_evals_mean=("_evals", "mean"),
         runtime_mean_s=("_runtime", "mean"),
+        polish_evals_mean=("_polish", "mean"),
         rate_empirical_mean=("_rate_empirical", "mean"),
         rate_theory_mean=("_rate_theory", "mean"),
     )
     out["iterations_p90"] = grouped["_iterations"].quantile(0.9)
     out = out.reset_index()
     f = out["failure_rate"]
-    out["failure_rate_mcse"] = _sqrt(_ratio(f * (1.0 - f), out["n_rep"].astype(float)))
+    n_rep = out["n_rep"].astype(float)
+    out["failure_rate_mcse"] = _sqrt(_ratio(f * (1.0 - f), n_rep))
+    for name in STATUSES:
+        rate = out[f"rate_{name}"]
+        out[f"rate_{name}_mcse"] = _sqrt(_ratio(rate * (1.0 - rate), n_rep))
     out["n_rep"] = out["n_rep"].astype(np.int64)
     return _sorted(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
 
@@ -360,23 +440,23 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 # Fit columns that no measure reads (`best_start_gap` is recomputed by `add_best_start`).
-_UNUSED_COLUMNS = frozenset({"loglik_start", "swapped", "best_start_gap"})
-# A cell with more fit rows than this is summarised one model x method at a time: pandas and the
-# long table of `performance` take about 2 kB per fit row, and each call has a fixed cost.
+_UNUSED_COLUMNS = frozenset({"loglik_start", "swapped", "best_start_gap", "loglik_gap_to_limit"})
+# A cell with more fit rows than this is summarised one model at a time: pandas and the long
+# table of `performance` take about 2 kB per fit row, and each call has a fixed cost.
 _SLICE_ROWS = 200_000
 
 
 def _iter_slices(
     fits_dir: str | os.PathLike[str],
 ) -> Iterator[tuple[str, Iterator[pd.DataFrame]]]:
-    """Yield (cell_id, frames) for each cell: the cell's fit rows one model x method at a time.
+    """Yield (cell_id, frames) for each cell: the cell's fit rows one model at a time.
 
-    Every measure groups by model and method, and `best` is chosen within a replicate x model x
-    method, so the slices summarise exactly as the whole cell does. The cell is held as one
-    Arrow table (compact: no Python strings, no unused columns) and, when it has more than
-    `_SLICE_ROWS` rows, only one slice at a time becomes a pandas frame with its intermediate
-    tables: a cell of 10^6 fit rows then peaks under 1 GB instead of about 2 GB. Smaller cells
-    are one slice, which is faster.
+    Every measure groups by model, `best` is chosen within a replicate x model x method x
+    stopping rule and the common set within a replicate x model x start, so the slices
+    summarise exactly as the whole cell does. The cell is held as one Arrow table (compact: no
+    Python strings, no unused columns) and, when it has more than `_SLICE_ROWS` rows, only one
+    slice at a time becomes a pandas frame with its intermediate tables. Smaller cells are one
+    slice, which is faster.
     """
     for cell, fragments in _cell_fragments(Path(fits_dir)).items():
         tables = [fragment.to_table() for fragment in fragments]
@@ -385,23 +465,20 @@ def _iter_slices(
         table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
         if "cell_id" not in table.column_names:
             table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
-        yield cell, _model_method_slices(table)
+        yield cell, _model_slices(table)
 
 
-def _model_method_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
+def _model_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
     split = (
         table.num_rows > _SLICE_ROWS
-        and {"model", "method"} <= set(table.column_names)
+        and "model" in table.column_names
         and table["model"].null_count == 0
-        and table["method"].null_count == 0
     )
     if not split:
         yield table.to_pandas()
         return
-    pairs = table.select(["model", "method"]).group_by(["model", "method"]).aggregate([])
-    for model, method in zip(pairs["model"].to_pylist(), pairs["method"].to_pylist(), strict=True):
-        mask = pc.and_(pc.equal(table["model"], model), pc.equal(table["method"], method))
-        yield table.filter(mask).to_pandas()
+    for model in pc.unique(table["model"]).to_pylist():
+        yield table.filter(pc.equal(table["model"], model)).to_pandas()
 
 
 def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
@@ -437,17 +514,22 @@ def summarise(
     (emsim version, git commit, config hash, seed, numpy version, creation time) with the entries
     of `metadata` (e.g. config_hash, seed) filled in or overriding, plus ``coverage_level``.
     `best_exclude` are the statuses and `oracle_starts` the starts that cannot be the derived
-    start (see `add_best_start`).
-    Returns the paths of the two Parquet files.
+    start (see `add_best_start`). Also writes the stopping-rule diagnostics of
+    `emsim.study.stopping` (``stopping_distance.parquet``, ``zip_pi.parquet``).
+    Returns the paths of the Parquet files by table name (`SUMMARY_TABLES`).
     """
+    from emsim.study import stopping  # beside the measures; it imports from this module
+
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
-    perf_parts, conv_parts = [], []
+    perf_parts, conv_parts, distance_parts, zip_parts = [], [], [], []
     for _cell, slices in _iter_slices(fits_dir):
         cell_perf, cell_conv = [], []
         for rows in slices:
             rows = add_best_start(rows, best_exclude, oracle_starts)
             cell_perf.append(performance(rows, coverage_level))
             cell_conv.append(convergence(rows))
+            distance_parts.append(stopping.distance_counts(rows))
+            zip_parts.append(stopping.zip_rows(rows))
             del rows
         perf_parts.append(_sorted(_concat(cell_perf, PERFORMANCE_COLUMNS), with_parameter=True))
         conv_parts.append(_sorted(_concat(cell_conv, CONVERGENCE_COLUMNS), with_parameter=False))
@@ -455,14 +537,21 @@ def summarise(
     conv = _concat(conv_parts, CONVERGENCE_COLUMNS)
     meta = summary_metadata(coverage_level, metadata)
     out = Path(out_dir)
-    paths = {"performance": out / "performance.parquet", "convergence": out / "convergence.parquet"}
+    paths = {name: out / f"{name}.parquet" for name in SUMMARY_TABLES}
     write_table(perf, paths["performance"], meta)
     write_table(conv, paths["convergence"], meta)
+    distance = stopping.merge_distance_counts(distance_parts)
+    write_parquet_atomic(distance, paths["stopping_distance"], meta)
+    write_parquet_atomic(stopping.merge_zip_rows(zip_parts), paths["zip_pi"], meta)
     return paths
 
 
-_TEXT_COLUMNS = frozenset({"cell_id", "model", "method", "start", "parameter"})
-_INT_COLUMNS = frozenset({"n", "n_rep", "n_ok"})
+# The summary step's tables (results/summary/<name>.parquet; the first two also as CSV).
+SUMMARY_TABLES: tuple[str, ...] = ("performance", "convergence", "stopping_distance", "zip_pi")
+
+
+_TEXT_COLUMNS = frozenset({"cell_id", "model", "method", "stopping", "start", "parameter", "set"})
+_INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se"})
 
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:

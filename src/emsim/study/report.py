@@ -29,7 +29,7 @@ import yaml
 
 from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
-from emsim.study.measures import BEST, failure_table
+from emsim.study.measures import BEST, COMMON_SET, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
 
 MISSING = "–"
@@ -304,16 +304,22 @@ def _measures_text(level: float) -> str:
         "MSE = mean((est - theta)^2); MCSE = sqrt(sum(((est - theta)^2 - MSE)^2) / "
         "(n_ok (n_ok - 1))); RMSE = sqrt(MSE) with MCSE = MCSE(MSE) / (2 RMSE)",
         f"coverage C of the {level:.0%} Wald interval est +- z SE; MCSE = sqrt(C (1 - C) / n)",
-        "model SE = sqrt(mean(SE^2)); relative error of the model SE = 100 (modSE / empSE - 1) %",
+        "model SE = sqrt(mean(SE^2)); MCSE = sqrt(Var(SE^2) / (4 n_se modSE^2))",
+        "relative error of the model SE = 100 (modSE / empSE - 1) %, both over the same n_se "
+        "fits; MCSE = 100 (modSE / empSE) sqrt(Var(SE^2) / (4 n_se modSE^4) + 1 / (2 (n_se - 1)))",
         "convergence: share of fits per status (failure rate with binomial MCSE), iterations "
         "of converged fits (mean, median, 90th percentile), log-likelihood evaluations, run "
         "time, and EM's empirical rate against the fraction of missing information",
     ]
     return (
-        "<p>Morris, White &amp; Crowther (2019), Table 6, per cell x model x method x start "
-        "(x parameter), over the n_ok replicates whose fit converged (of n_rep); other "
-        "statuses are failures and are missing for the performance measures. Coverage and "
-        "model SE use the converged fits with a finite SE. With n_ok &lt; 2 the SD-based "
+        "<p>Morris, White &amp; Crowther (2019), Table 6, per cell x model x method x stopping "
+        "rule x start (x parameter), over the n_ok replicates whose fit is usable (status "
+        "<code>converged</code>: stopped by the rule at a maximum; of n_rep); other statuses "
+        "are failures and are missing for the performance measures. Coverage, the model SE and "
+        "its relative error use the n_se usable fits with a finite SE, all three the same "
+        "fits. Each row comes in two sets: <code>own</code> (the group's own usable fits) "
+        "and <code>common</code> (the replicates in which every method and stopping rule of "
+        "the same model and start gave a usable fit). With fewer than 2 fits the SD-based "
         "measures are missing.</p><ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
     )
 
@@ -325,11 +331,14 @@ def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
         '<p class="note">Each entry is "estimate (Monte Carlo SE)". Coverage and the relative '
         "error of the model SE are in percent.</p>"
     ]
+    if "set" in perf.columns:
+        perf = perf[perf["set"] == OWN_SET]
     for i, (model, rows) in enumerate(perf.groupby("model", sort=False)):
         table = pd.DataFrame(
             {
                 "cell": rows["cell_id"].map(lambda c: labels.get(c, c)),
                 "method": rows["method"],
+                "stopping": rows["stopping"],
                 "start": rows["start"],
                 "parameter": rows["parameter"],
                 "true value": rows["true_value"].map(format_number),
@@ -338,8 +347,8 @@ def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
                 "empirical SE": _with_mcse(rows, "empse"),
                 "RMSE": _with_mcse(rows, "rmse"),
                 "coverage %": _with_mcse(rows, "coverage", 100.0),
-                "model SE": rows["modse"].map(format_number),
-                "rel. error model SE %": rows["relerr_modse"].map(lambda v: format_number(v, 3)),
+                "model SE": _with_mcse(rows, "modse"),
+                "rel. error model SE %": _with_mcse(rows, "relerr_modse"),
             }
         )
         is_open = " open" if i == 0 else ""
@@ -359,6 +368,7 @@ def _convergence_table(conv: pd.DataFrame, labels: Mapping[str, str]) -> str:
             "cell": conv["cell_id"].map(lambda c: labels.get(c, c)),
             "model": conv["model"],
             "method": conv["method"],
+            "stopping": conv["stopping"],
             "start": conv["start"],
             "n_rep": conv["n_rep"].astype(str),
             "failure rate %": _with_mcse(conv, "failure_rate", 100.0),
@@ -387,13 +397,137 @@ def _failure_table(conv: pd.DataFrame) -> str:
     summary = failure_table(conv)
     if summary.empty:
         return '<p class="note">No fits.</p>'
-    table = summary[["model", "method", "start"]].copy()
+    table = summary[["model", "method", "stopping", "start"]].copy()
     table["fits"] = summary["n_fits"].astype(str)
     table["failed"] = summary["failure_rate"].map(_percent)
     for status in STATUSES:
         table[status] = summary[f"rate_{status}"].map(_percent)
     return "<p>Share of all fits of the study (every cell) ending in each status.</p>" + html_table(
         table
+    )
+
+
+def _pooled_rates(conv: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Premature and saddle rates (%, with binomial MCSE) pooled over the non-derived starts
+    (and whatever else is not in `keys`), weighted by replicates."""
+    rows = conv[conv["start"] != BEST]
+    n = rows["n_rep"].astype(float)
+    work = rows.loc[:, keys].copy()
+    work["n"] = n
+    for status in ("premature", "saddle", "converged"):
+        work[status] = rows[f"rate_{status}"].astype(float) * n
+    work["iterations"] = rows["iterations_mean"].astype(float) * n
+    work["polish"] = rows["polish_evals_mean"].astype(float) * n
+    total = work.groupby(keys, sort=False).sum(numeric_only=True)
+    out = pd.DataFrame(index=total.index)
+    out["fits"] = total["n"].astype(np.int64).astype(str)
+    for status in ("premature", "saddle"):
+        p = total[status] / total["n"]
+        mcse = np.sqrt(p * (1 - p) / total["n"])
+        out[f"{status} %"] = [
+            format_estimate(100 * a, 100 * b) for a, b in zip(p, mcse, strict=True)
+        ]
+    out["converged %"] = (100 * total["converged"] / total["n"]).map(lambda v: format_number(v, 3))
+    out["polish E-steps"] = (total["polish"] / total["n"]).map(lambda v: format_number(v, 3))
+    return out.reset_index()
+
+
+def _set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    if perf.empty or "set" not in perf.columns:
+        return ""
+    keys = ["cell_id", "model", "method", "stopping", "start", "parameter"]
+    own = perf[perf["set"] == OWN_SET].set_index(keys)
+    # Named so that _with_mcse finds "<measure>_common_mcse" beside "<measure>_common".
+    renamed = {
+        "n_ok": "n_ok_common",
+        "bias": "bias_common",
+        "bias_mcse": "bias_common_mcse",
+        "empse": "empse_common",
+        "empse_mcse": "empse_common_mcse",
+    }
+    common = perf[perf["set"] == COMMON_SET].set_index(keys)[list(renamed)].rename(columns=renamed)
+    both = own.join(common, how="inner")
+    both = both[both.index.get_level_values("start") != BEST]
+    shifted = (both["bias"] - both["bias_common"]).abs() > 2 * both["bias_mcse"]
+    widened = (both["empse"] - both["empse_common"]).abs() > 2 * both["empse_mcse"]
+    differ = both[(shifted | widened) & (both["n_ok"] != both["n_ok_common"])]
+    if differ.empty:
+        return (
+            "<p>Over the common set (replicates where every method and stopping rule gave a "
+            "usable fit) no bias or empirical SE differs from its own-set value by more than "
+            "2 Monte Carlo SEs.</p>"
+        )
+    differ = differ.assign(_gap=(differ["n_ok"] - differ["n_ok_common"])).sort_values(
+        "_gap", ascending=False
+    )
+    shown = differ.head(20).reset_index()
+    table = pd.DataFrame(
+        {
+            "cell": shown["cell_id"].map(lambda c: labels.get(c, c)),
+            "model": shown["model"],
+            "method": shown["method"],
+            "stopping": shown["stopping"],
+            "start": shown["start"],
+            "parameter": shown["parameter"],
+            "n_ok own / common": shown["n_ok"].astype(str)
+            + " / "
+            + shown["n_ok_common"].astype(str),
+            "bias own": _with_mcse(shown, "bias"),
+            "bias common": _with_mcse(shown, "bias_common"),
+            "EmpSE own": _with_mcse(shown, "empse"),
+            "EmpSE common": _with_mcse(shown, "empse_common"),
+        }
+    )
+    return (
+        f"<p>{len(differ)} performance rows change by more than 2 Monte Carlo SEs (bias or "
+        "empirical SE) when restricted to the common set: there, which fits fail is not "
+        "random, and measures over each method's own usable fits flatter it. The 20 with the "
+        "most replicates dropped:</p>" + html_table(table)
+    )
+
+
+def _stopping_section(config: Mapping, perf: pd.DataFrame, conv: pd.DataFrame, labels) -> str:
+    em = config.get("em") or {}
+    rules = em.get("stopping") or ["abs"]
+    tolerance = em.get("tolerance", 1e-5)
+    threshold = em.get("premature_threshold", 0.1)
+    intro = (
+        "<p>A stopping rule decides where an iteration ends, not where its maximum is. After "
+        "a rule stops a fit, emsim continues the same iteration from that point with SQUAREM "
+        "to its limit (the polish) and records <code>distance_to_limit</code>, the largest "
+        "|theta_stop - theta_limit| / SE(theta_limit) over the estimated parameters, and "
+        "<code>loglik_gap_to_limit</code>. A fit stopped by the rule is <code>saddle</code> "
+        "where the observed information is not positive definite, <code>premature</code> "
+        f"where the distance exceeds {_esc(threshold)} SE, and <code>converged</code> "
+        "(usable) only otherwise. "
+        f"Rules compared: {_esc(', '.join(rules))}; tolerance {_esc(tolerance)}.</p>"
+    )
+    needed = {"stopping", "rate_premature", "rate_saddle", "polish_evals_mean"}
+    if conv.empty or not needed <= set(conv.columns):
+        return intro + '<p class="note">No convergence results.</p>'
+    overall = _pooled_rates(conv, ["model", "method", "stopping"])
+    primary = conv[conv["stopping"] == rules[0]] if rules[0] in set(conv["stopping"]) else conv
+    slow = (
+        primary[primary["start"] != BEST]
+        .groupby("cell_id")["iterations_mean"]
+        .mean()
+        .sort_values(ascending=False)
+        .head(3)
+        .index
+    )
+    slowest = _pooled_rates(
+        conv[conv["cell_id"].isin(slow)], ["cell_id", "model", "method", "stopping"]
+    )
+    slowest.insert(0, "cell", slowest.pop("cell_id").map(lambda c: labels.get(c, c)))
+    return (
+        intro + "<p>Premature and saddle rates over every cell and start (the derived "
+        "<code>best</code> excluded), with binomial Monte Carlo SEs:</p>"
+        + html_table(overall)
+        + "<p>The three slowest cells (most iterations under the first rule):</p>"
+        + html_table(slowest)
+        + _set_differences(perf, labels)
+        + "<p>Figures: <code>stopping</code>, <code>distance</code> and <code>zip</code> in "
+        "section 10.</p>"
     )
 
 
@@ -519,10 +653,15 @@ def write_report(
         ("performance", "6. Results: performance", _performance_tables(perf, labels)),
         ("convergence", "7. Results: convergence", _convergence_table(conv, labels)),
         ("failures", "8. Results: failure rates", _failure_table(conv)),
-        ("figures", "9. Figures", _figures(figures_dir)),
+        (
+            "stopping",
+            "9. Can the stopping rule be trusted?",
+            _stopping_section(config, perf, conv, labels),
+        ),
+        ("figures", "10. Figures", _figures(figures_dir)),
         (
             "provenance",
-            "10. Provenance",
+            "11. Provenance",
             _kv_table({k.replace("_", " "): v for k, v in prov.items()})
             + "<details><summary>configuration</summary><pre>"
             + _esc(_config_text(config))
