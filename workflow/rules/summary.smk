@@ -1,4 +1,4 @@
-# Performance and convergence measures with Monte Carlo SEs (DESIGN.md section 6), streamed one
+# Performance and convergence measures with Monte Carlo SEs (docs/design.md section 6), streamed one
 # cell at a time over exactly the fit files of the current design. Params are there for Snakemake's
 # params rerun trigger: changing the coverage level re-summarises without refitting.
 rule summary:

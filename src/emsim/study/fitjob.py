@@ -1,4 +1,4 @@
-"""One fit job of the study: one cell x one chunk of replicates (DESIGN.md sections 3 to 5).
+"""One fit job of the study: one cell x one chunk of replicates (docs/design.md sections 3 to 5).
 
 The job draws the chunk's replicates (each from its own stream, `seeding`), fits every
 model x method x start to the same data with `emsim.fit_batch`, aligns the estimates to the

@@ -1,4 +1,4 @@
-"""Performance and convergence measures of the study (DESIGN.md section 6).
+"""Performance and convergence measures of the study (docs/design.md section 6).
 
 The formulas are those of Morris, White & Crowther (2019, Table 6). Every measure is computed
 over the replicates of one group (cell x model x method x start [x parameter]) whose estimate is
@@ -153,7 +153,7 @@ def best_start_gap(
     exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
     oracle_starts: tuple[str, ...] = ORACLE_STARTS,
 ) -> pd.Series:
-    """The best start's log-likelihood minus each row's own (DESIGN.md section 5): > 0 flags a
+    """The best start's log-likelihood minus each row's own (docs/design.md section 5): > 0 flags a
     local maximum; < 0 on an oracle start shows that `best` missed a higher maximum. NaN where
     the row's status is excluded (no comparable log-likelihood) or no start was eligible."""
     _, best = _best_loglik(fits, exclude, oracle_starts)
@@ -223,7 +223,7 @@ def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
 def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFrame:
     """Performance measures with Monte Carlo SEs, one row per group x estimated parameter.
 
-    Columns are `PERFORMANCE_COLUMNS` (DESIGN.md section 6). ``n_rep`` counts the replicates of
+    Columns are `PERFORMANCE_COLUMNS` (docs/design.md section 6). ``n_rep`` counts the replicates of
     the group and ``n_ok`` the usable (converged) ones. Coverage and the model SE use the usable
     fits with a finite SE; coverage refers to the Wald interval est +- z se with z the normal
     quantile of `coverage_level`.
