@@ -560,10 +560,12 @@ def fit(
     Raises
     ------
     ValueError
-        For invalid input only: `y` not 1-D, not numeric, with NaN or infinite values or fewer
+        For invalid input only: `y` not 1-D, holding text, NaN or infinite values, or fewer
         than 2 points; an unknown model, method or parameter name; a missing known value; a
         start or known value that is not finite, a pi outside (0, 1) or a sigma <= 0; a
         tolerance <= 0 or a max_iterations that is not a positive integer.
+    TypeError
+        For a `y` that numpy cannot make into an array of numbers at all (such as a dict).
 
     See Also
     --------
