@@ -1,6 +1,6 @@
 """The command line (`emsim demo | simulate | fit`), run in-process through `emsim.cli.main`.
 
-Contract (DESIGN.md section 7 and the cli module's docstring): good input exits 0; bad input
+Contract (docs/design.md section 7 and the cli module's docstring): good input exits 0; bad input
 exits 2 with exactly one line on stderr that names the problem (never a traceback) and leaves no
 output file behind; a fit that fails is reported through its status, not as an error.
 """

@@ -281,7 +281,8 @@ def test_cell_key_comes_from_values_not_position():
     a = data_rng(1, CELL, 0).random(5)
     b = data_rng(1, other, 0).random(5)
     assert not np.array_equal(a, b)
-    # The spawn key is exactly (cell_key..., replicate) under entropy = seed (DESIGN.md 3).
+    # The spawn key is exactly (cell_key..., replicate) under entropy = seed
+    # (docs/design.md section 3).
     ss = np.random.SeedSequence(entropy=1, spawn_key=(*cell_key(CELL), 0))
     expected = np.random.Generator(np.random.PCG64(ss)).random(5)
     assert np.array_equal(a, expected)

@@ -1,4 +1,4 @@
-"""Performance and convergence measures (DESIGN.md section 6) against hand-computed values.
+"""Performance and convergence measures (docs/design.md section 6) against hand-computed values.
 
 Every expected number is recomputed here from the formulas with the `statistics` module and plain
 loops, independently of the vectorised pandas code under test.
@@ -59,7 +59,7 @@ CELL = {"cell_id": "c1", "n": 100, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma
 
 
 def fit_row(**overrides) -> dict:
-    """One fit row of DESIGN.md section 5; estimates default to the truth."""
+    """One fit row of docs/design.md section 5; estimates default to the truth."""
     row = {
         **CELL,
         "replicate": 0,

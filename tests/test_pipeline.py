@@ -49,7 +49,7 @@ TINY = {
     "em": {"stopping": ["abs", "aitken"], "tolerance": 1.0e-5, "max_iterations": 300},
 }
 
-# DESIGN.md section 5, with the Arrow type of each column.
+# docs/design.md section 5, with the Arrow type of each column.
 FIT_COLUMNS = {
     "cell_id": pa.string(),
     "n": pa.int64(),
@@ -166,7 +166,8 @@ def test_every_output_exists_with_design_columns(finished):
     html = (results / "report" / "index.html").read_text()
     assert "data:image/png;base64" in html and "tiny test study" in html
 
-    # One file: exactly DESIGN.md's columns with their types, and the provenance metadata.
+    # One file: exactly the columns of docs/design.md section 5 with their types, and the
+    # provenance metadata.
     one = finished / study.outputs("fits")[0]
     schema = pq.read_schema(one)
     assert [(f.name, f.type) for f in schema] == list(FIT_COLUMNS.items())

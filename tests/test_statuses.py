@@ -1,4 +1,4 @@
-"""Every fit status of DESIGN.md section 2, provoked on purpose through `emsim.fit`/`fit_batch`.
+"""Every fit status (docs/design.md section 2), provoked on purpose through `emsim.fit`/`fit_batch`.
 
 Each construction is deterministic (fixed data, fixed start). Besides the status itself, every
 fit must return (never raise), leak no RuntimeWarning, count iterations and log-likelihood

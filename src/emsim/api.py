@@ -45,7 +45,81 @@ ParamValues = Mapping[str, float | np.ndarray] | None
 
 @dataclass(frozen=True)
 class FitResult:
-    """One fit. `params` are the components as fitted (not aligned to any truth)."""
+    """The result of one fit (`fit`, or `BatchFitResult.row`).
+
+    The components are reported as fitted: which one is "1" depends on the start, and nothing is
+    aligned to any truth (the study aligns them, docs/design.md section 5).
+
+    Attributes
+    ----------
+    status : str
+        How the fit ended, exactly one of `emsim.STATUSES`: ``"converged"`` (the stopping rule
+        was met), ``"max_iterations"`` (stopped by the cap), ``"degenerate"`` (a sigma fell
+        below 1e-6 times the data's standard deviation: a component collapsed onto a point; also
+        any model but ``"pi"`` on data that are all one value), ``"boundary"`` (pi left
+        [1e-6, 1 - 1e-6]), ``"nonfinite"`` (a parameter or the log-likelihood became NaN or
+        infinite) or ``"decreased"`` (the log-likelihood fell by more than
+        1e-10 * (abs(loglik) + n): a numerical fault). For every status but ``"converged"``
+        and ``"max_iterations"`` the step that caused it is not kept: the result is the last
+        valid iterate.
+    iterations : int
+        Accepted iterations: M-steps for ``"em"``, SQUAREM cycles for ``"squarem"``. 0 when the
+        start itself is invalid.
+    loglik : float
+        Log-likelihood (the total over the data, natural log) at `params`.
+    loglik_start : float
+        Log-likelihood at the start.
+    loglik_evals : int
+        Log-likelihood evaluations (E-steps), the one at the start included: iterations + 1 for
+        a plain EM fit that ends without a rejected step, 2 to 4 per SQUAREM cycle.
+    params : dict of str to float
+        Final values of ``pi``, ``mu1``, ``mu2``, ``sigma1``, ``sigma2``. Parameters the model
+        holds known equal their `known` values; ``"equal_var"`` reports its common sigma in
+        both ``sigma1`` and ``sigma2``.
+    se : dict of str to float
+        Standard errors from the observed information at `params` (analytic, Louis' identity),
+        same keys. NaN for held-known parameters and where the observed information is not
+        positive definite or not finite. ``"equal_var"``: the common sigma's SE in both sigma
+        keys. Computed whatever the status.
+    rate_empirical : float
+        Plain EM's observed linear rate, sqrt(d_last / d_previous) from the last two rises d of
+        the log-likelihood. NaN for ``"squarem"``, with fewer than two iterations, or when one
+        of the two rises is not positive.
+    rate_theory : float
+        EM's theoretical linear rate at `params`: the largest eigenvalue of
+        I_complete^-1 I_missing, the fraction of missing information.
+    runtime_s : float
+        This fit's share, in seconds, of the wall time of its batch: the time from just before
+        the compiled engine runs to just after the standard errors and rates are computed,
+        divided among the batch's fits in proportion to their `loglik_evals`. Input checks and
+        start values are not included; the first fit of a process also pays for loading (or
+        compiling) the engine. Not reproducible, unlike every other field.
+    model : str
+        The model fitted (``"pi"``, ``"equal_var"`` or ``"full"``).
+    method : str
+        The method used (``"em"`` or ``"squarem"``).
+    trace : pandas.DataFrame or None
+        Every iterate when asked for (``trace=True``), else None. One row per accepted
+        iteration, row 0 being the start; columns ``iteration``, the model's estimated
+        parameters (``"equal_var"``: ``pi, mu1, mu2, sigma1, sigma2``, the two sigmas equal),
+        ``loglik``, ``diff_loglik`` (the rise from the previous row; NaN in row 0) and
+        ``loglik_evals`` (cumulative).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import emsim
+    >>> y = emsim.simulate(500, mu=(6, 2), sigma=1, pi=0.3, rng=np.random.default_rng(1))
+    >>> result = emsim.fit(y, model="equal_var")
+    >>> result.status, result.model, result.method
+    ('converged', 'equal_var', 'em')
+    >>> {name: round(value, 2) for name, value in result.params.items()}
+    {'pi': 0.31, 'mu1': 5.84, 'mu2': 2.01, 'sigma1': 1.08, 'sigma2': 1.08}
+    >>> {name: round(value, 2) for name, value in result.se.items()}
+    {'pi': 0.02, 'mu1': 0.1, 'mu2': 0.07, 'sigma1': 0.04, 'sigma2': 0.04}
+    >>> result.trace is None
+    True
+    """
 
     status: str
     iterations: int
@@ -68,7 +142,61 @@ class FitResult:
 
 @dataclass(frozen=True)
 class BatchFitResult:
-    """Many fits; every field is an array with one entry per row of the data."""
+    """The results of `fit_batch`: one entry per row of the data in every array.
+
+    Row r holds exactly what `fit` returns for that row alone (`row` builds that `FitResult`),
+    except `runtime_s`, which shares out the batch's time.
+
+    Attributes
+    ----------
+    status : numpy.ndarray of str (object), shape (replicates,)
+        Each fit's status, as `FitResult.status`.
+    iterations : numpy.ndarray of int64
+        Accepted iterations, as `FitResult.iterations`.
+    loglik : numpy.ndarray of float64
+        Final log-likelihoods.
+    loglik_start : numpy.ndarray of float64
+        Log-likelihoods at the starts.
+    loglik_evals : numpy.ndarray of int64
+        Log-likelihood evaluations, the start's included.
+    params : dict of str to numpy.ndarray of float64
+        Final values by parameter name (``pi``, ``mu1``, ``mu2``, ``sigma1``, ``sigma2``), as
+        fitted (not aligned to any truth).
+    se : dict of str to numpy.ndarray of float64
+        Standard errors by parameter name; NaN where not estimated or not finite.
+    rate_empirical : numpy.ndarray of float64
+        Plain EM's observed linear rates (NaN for SQUAREM).
+    rate_theory : numpy.ndarray of float64
+        EM's theoretical rates at the estimates.
+    runtime_s : numpy.ndarray of float64
+        Each fit's share of the batch's wall time (see `FitResult.runtime_s`); they sum to the
+        time the batch spent in the engine and in computing standard errors.
+    model : str
+        The model fitted.
+    method : str
+        The method used.
+    traces : list of (pandas.DataFrame or None)
+        Per row, the trace (as `FitResult.trace`) or None for rows not traced; an empty list
+        when no row was traced.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import emsim
+    >>> Y = np.stack(
+    ...     [emsim.simulate(100, (6, 2), 1, 0.3, np.random.default_rng(s)) for s in range(3)]
+    ... )
+    >>> batch = emsim.fit_batch(Y, model="full")
+    >>> len(batch), batch.model
+    (3, 'full')
+    >>> batch.status
+    array(['converged', 'converged', 'converged'], dtype=object)
+    >>> first = batch.row(0)
+    >>> first.status, first.params["pi"] == float(batch.params["pi"][0])
+    ('converged', True)
+    >>> batch.traces
+    []
+    """
 
     status: np.ndarray
     iterations: np.ndarray
@@ -92,6 +220,7 @@ class BatchFitResult:
         return len(self.status)
 
     def row(self, i: int) -> FitResult:
+        """Row `i` as a `FitResult`: what `fit` returns for that row's data alone."""
         return FitResult(
             status=str(self.status[i]),
             iterations=int(self.iterations[i]),
@@ -157,8 +286,38 @@ def _first(column: np.ndarray, bad: np.ndarray) -> float:
 def quantile_start(
     y: np.ndarray, pi0: np.ndarray | float = DEFAULT_START_PI
 ) -> dict[str, np.ndarray]:
-    """Split each row's sorted data at the (1 - pi0) quantile: the upper side (weight pi0) starts
-    component 1, the lower side component 2, each at its mean and standard deviation."""
+    """Starting values from splitting the sorted data at the (1 - pi0) quantile.
+
+    The upper side of each row (a share pi0 of its points) starts component 1 and the lower side
+    component 2, each at its mean and standard deviation (ddof 0). This is what `fit` and
+    `fit_batch` use for the means and sigmas that `start` leaves out, and the study's
+    ``quantile`` start strategy.
+
+    Parameters
+    ----------
+    y : array_like of float, shape (n,) or (replicates, n)
+        The data, one row per data set; at least 2 points per row.
+    pi0 : float or array_like of float, default 0.5
+        Weight of component 1 and the start of pi, one value or one per row. The lower side
+        gets round((1 - pi0) * n) points, clipped so that each side keeps at least one.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray of float64
+        ``pi`` (= pi0), ``mu1``, ``mu2``, ``sigma1``, ``sigma2``, each of shape (replicates,)
+        (shape (1,) for 1-D `y`). A side without spread (one point, or ties) gets a sigma of a
+        tenth of the row's standard deviation.
+
+    Examples
+    --------
+    >>> import emsim
+    >>> start = emsim.quantile_start([1.0, 2.0, 3.0, 10.0, 11.0, 12.0])
+    >>> {name: round(float(value[0]), 4) for name, value in start.items()}
+    {'pi': 0.5, 'mu1': 11.0, 'mu2': 2.0, 'sigma1': 0.8165, 'sigma2': 0.8165}
+    >>> start = emsim.quantile_start([[1.0, 2.0, 3.0, 10.0, 11.0, 12.0]], pi0=1 / 3)
+    >>> float(start["mu1"][0]), float(start["mu2"][0])
+    (11.5, 4.0)
+    """
     y = np.atleast_2d(y)
     n_rows, n = y.shape
     pi0 = np.broadcast_to(np.asarray(pi0, dtype=np.float64), (n_rows,))
@@ -232,9 +391,72 @@ def fit_batch(
     stopping: str = DEFAULT_STOPPING,
     premature_threshold: float = PREMATURE_THRESHOLD_SE,
 ) -> BatchFitResult:
-    """Fit a two-component Gaussian mixture to every row of `Y` (shape replicates x n).
+    """Fit a two-component Gaussian mixture to every row of `Y`.
 
-    Raises ValueError only for invalid input; every fit of valid input ends with a status.
+    The same fit as `fit`, for many data sets of one length at once: the whole batch runs as one
+    compiled call that releases the GIL, and row r equals ``fit(Y[r], ...)`` bit for bit (with
+    that row's start and known values).
+
+    Parameters
+    ----------
+    Y : array_like of float, shape (replicates, n)
+        The data sets, one per row: finite numbers, n >= 2.
+    model : {"full", "equal_var", "pi"}, default "full"
+        What is estimated; see `fit`.
+    method : {"em", "squarem"}, default "em"
+        Plain EM or SQUAREM; see `fit`.
+    start : dict of str to (float or array_like), optional
+        Starting values as in `fit`; each value is one number for every row or an array of
+        `replicates` numbers. Left-out values are filled in per row as `fit` does.
+    known : dict of str to (float or array_like), optional
+        The held-known values as in `fit`, each one number or one per row.
+    tolerance : float, default 1e-5
+        The convergence threshold on the rise of the total log-likelihood; see `fit`.
+    max_iterations : int, default 1000
+        The cap on iterations; see `fit`.
+    trace : bool or array_like of bool, default False
+        Keep the iterates of every row (True), of none (False), or of the rows marked in an
+        array of `replicates` booleans.
+
+    Returns
+    -------
+    BatchFitResult
+        One entry per row in every field.
+
+    Raises
+    ------
+    ValueError
+        For invalid input only (as `fit`, and a `start`, `known` or `trace` array whose
+        length is not `replicates`); every fit of valid input ends with a status.
+
+    See Also
+    --------
+    fit : one data set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import emsim
+    >>> Y = np.stack(
+    ...     [emsim.simulate(100, (6, 2), 1, 0.3, np.random.default_rng(s)) for s in range(3)]
+    ... )
+    >>> batch = emsim.fit_batch(Y, start={"pi": [0.2, 0.3, 0.4]})
+    >>> batch.status
+    array(['converged', 'converged', 'converged'], dtype=object)
+    >>> batch.params["pi"].round(2), batch.se["pi"].round(2)
+    (array([0.2 , 0.32, 0.33]), array([0.04, 0.05, 0.05]))
+    >>> single = emsim.fit(Y[2], start={"pi": 0.4})
+    >>> single.params == batch.row(2).params, single.loglik == batch.row(2).loglik
+    (True, True)
+
+    The pi model with known values per row, tracing only the first row:
+
+    >>> known = {"mu1": 6.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": [1.0, 1.0, 1.0]}
+    >>> batch = emsim.fit_batch(Y, model="pi", known=known, trace=[True, False, False])
+    >>> [trace is None for trace in batch.traces]
+    [False, True, True]
+    >>> batch.se["mu1"]
+    array([nan, nan, nan])
     """
     results = fit_batch_by_rule(
         Y,
@@ -449,7 +671,124 @@ def fit(
     stopping: str = DEFAULT_STOPPING,
     premature_threshold: float = PREMATURE_THRESHOLD_SE,
 ) -> FitResult:
-    """Fit one dataset; the same as row 0 of `fit_batch` on a batch of one."""
+    """Fit a two-component Gaussian mixture to one data set by EM or SQUAREM.
+
+    The mixture is pi N(mu1, sigma1^2) + (1 - pi) N(mu2, sigma2^2). The fit starts at `start`
+    (filled in as described below), iterates until the stopping rule or the iteration cap ends
+    it, and always returns a result with a status: a failure (a collapsing component, pi on its
+    boundary, NaN, a falling log-likelihood) is a status, never an exception. It is row 0 of
+    `fit_batch` on a batch of one.
+
+    Parameters
+    ----------
+    y : array_like of float, shape (n,)
+        The data: finite numbers, at least 2 of them.
+    model : {"full", "equal_var", "pi"}, default "full"
+        What is estimated. ``"full"``: pi, mu1, mu2, sigma1, sigma2. ``"equal_var"``: pi, mu1,
+        mu2 and one common sigma (reported as both sigmas). ``"pi"``: pi only, with mu1, mu2,
+        sigma1, sigma2 held at their `known` values.
+    method : {"em", "squarem"}, default "em"
+        ``"em"``: plain EM, one M-step and one log-likelihood evaluation per iteration.
+        ``"squarem"``: SQUAREM (Varadhan & Roland 2008), whose iterations extrapolate two EM
+        steps and cost 2 to 4 evaluations each, and which falls back to plain EM's step
+        whenever the extrapolation is invalid or lowers the log-likelihood.
+    start : dict of str to float, optional
+        Starting values by name, any of ``pi``, ``mu1``, ``mu2``, ``sigma1``, ``sigma2`` (for
+        ``"equal_var"`` also ``sigma``, which sets both sigmas). pi must lie in (0, 1) and
+        sigmas be > 0. What is left out is filled in: pi with 0.5, the means and sigmas from
+        `quantile_start` at the start's pi (the data split at the (1 - pi) quantile, the upper
+        side starting component 1). ``"equal_var"`` starts its common sigma at
+        sqrt((sigma1^2 + sigma2^2) / 2). A value for a parameter the model holds known is
+        ignored. None (the default) means all of them filled in.
+    known : dict of str to float, optional
+        Values of the parameters the model holds fixed, required for each of them: mu1, mu2,
+        sigma1 and sigma2 for ``"pi"``; nothing for the other models. Values for parameters
+        the model estimates are ignored.
+    tolerance : float, default 1e-5
+        The fit is ``"converged"`` after the first iteration whose rise of the log-likelihood is
+        below `tolerance`. The rise is of the *total* log-likelihood (the sum over the n points),
+        not of the mean per point as scikit-learn's ``tol``, so the same tolerance is stricter
+        for larger n. Must be finite and > 0.
+    max_iterations : int, default 1000
+        The cap on iterations (M-steps for ``"em"``, SQUAREM cycles for ``"squarem"``); a fit
+        that reaches it without converging ends as ``"max_iterations"``. A positive integer.
+    trace : bool, default False
+        Keep every iterate in `FitResult.trace`.
+
+    Returns
+    -------
+    FitResult
+        Status, iterations, log-likelihoods, estimates, standard errors, EM's rates and the
+        fit's time; see `FitResult` for each field.
+
+    Raises
+    ------
+    ValueError
+        For invalid input only: `y` not 1-D, holding text, NaN or infinite values, or fewer
+        than 2 points; an unknown model, method or parameter name; a missing known value; a
+        start or known value that is not finite, a pi outside (0, 1) or a sigma <= 0; a
+        tolerance <= 0 or a max_iterations that is not a positive integer.
+    TypeError
+        For a `y` that numpy cannot make into an array of numbers at all (such as a dict).
+
+    See Also
+    --------
+    fit_batch : many data sets of one length at once.
+    quantile_start : the default starting values.
+
+    Notes
+    -----
+    Each iteration's step is checked before it is kept: a pi outside [1e-6, 1 - 1e-6] ends the
+    fit as ``"boundary"``, a sigma below 1e-6 times the data's standard deviation as
+    ``"degenerate"``, a non-finite value as ``"nonfinite"``, and a fall of the log-likelihood
+    by more than 1e-10 * (abs(loglik) + n) as ``"decreased"``; the rejected step is not kept.
+    A start that fails these checks ends the fit at once, with 0 iterations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import emsim
+    >>> y = emsim.simulate(500, mu=(6, 2), sigma=1, pi=0.3, rng=np.random.default_rng(1))
+    >>> result = emsim.fit(y)
+    >>> result.status
+    'converged'
+    >>> {name: round(value, 2) for name, value in result.params.items()}
+    {'pi': 0.32, 'mu1': 5.82, 'mu2': 2.0, 'sigma1': 1.11, 'sigma2': 1.07}
+    >>> {name: round(value, 2) for name, value in result.se.items()}
+    {'pi': 0.03, 'mu1': 0.14, 'mu2': 0.08, 'sigma1': 0.1, 'sigma2': 0.06}
+    >>> round(result.rate_empirical, 2), round(result.rate_theory, 2)
+    (0.84, 0.84)
+
+    SQUAREM reaches the same maximum with fewer log-likelihood evaluations:
+
+    >>> accelerated = emsim.fit(y, method="squarem")
+    >>> accelerated.status, round(accelerated.loglik, 2) == round(result.loglik, 2)
+    ('converged', True)
+    >>> accelerated.loglik_evals < result.loglik_evals
+    True
+
+    The seed's model: only pi is estimated, the rest is known; the trace shows each iteration:
+
+    >>> known = {"mu1": 6, "mu2": 2, "sigma1": 1, "sigma2": 1}
+    >>> result = emsim.fit(y, model="pi", start={"pi": 0.5}, known=known, trace=True)
+    >>> result.status, result.iterations, result.loglik_evals
+    ('converged', 5, 6)
+    >>> print(result.trace.round(4).to_string(index=False))
+     iteration     pi     loglik  diff_loglik  loglik_evals
+             0 0.5000 -1052.6364          NaN             1
+             1 0.3245 -1018.3989      34.2375             2
+             2 0.3095 -1018.1167       0.2822             3
+             3 0.3081 -1018.1142       0.0024             4
+             4 0.3080 -1018.1142       0.0000             5
+             5 0.3080 -1018.1142       0.0000             6
+
+    A failure is a status, not an exception:
+
+    >>> emsim.fit(y, max_iterations=5).status
+    'max_iterations'
+    >>> emsim.fit(np.full(10, 3.0)).status
+    'degenerate'
+    """
     data = np.asarray(y, dtype=np.float64) if not isinstance(y, np.ndarray) else y
     if data.ndim != 1:
         raise ValueError(f"fit takes a 1-D array of data, got {data.ndim}-D; use fit_batch")

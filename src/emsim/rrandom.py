@@ -126,10 +126,41 @@ def _size_count(size: Size) -> tuple[int, tuple[int, ...] | None]:
 
 
 class RRandom:
-    """R's default generator (Mersenne-Twister, Inversion) seeded as R's `set.seed(seed)`.
+    """R's default random stream (Mersenne-Twister, Inversion), seeded as R's `set.seed(seed)`.
 
-    Draws consume the stream in R's order, so interleaved calls reproduce an R script's calls.
-    `random`, `uniform` and `standard_normal` mirror numpy's Generator for those draws.
+    A new ``RRandom(seed)`` is in the state R is in after ``set.seed(seed)`` with R's default
+    kinds (``RNGkind("Mersenne-Twister", "Inversion")``), including R's scrambling of the seed.
+    Each call consumes the stream as the matching R call does, so a sequence of calls reproduces
+    an R script's ``runif`` and ``rnorm`` calls number for number. `random`, `uniform` and
+    `standard_normal` mirror numpy's `Generator` methods of those names, so code written for a
+    Generator (such as `emsim.simulate`) can take an RRandom.
+
+    Parameters
+    ----------
+    seed : int
+        The seed, as given to R's ``set.seed``; any Python or numpy integer (negative seeds
+        wrap modulo 2^32 as in R).
+
+    Attributes
+    ----------
+    seed : int
+        The seed the stream was started from.
+
+    Raises
+    ------
+    ValueError
+        For a seed that is not an integer (a bool, a float, a string).
+
+    Examples
+    --------
+    >>> import emsim
+    >>> rng = emsim.RRandom(1)
+    >>> rng
+    RRandom(seed=1)
+    >>> rng.runif(3).round(7)  # R: set.seed(1); runif(3)
+    array([0.2655087, 0.3721239, 0.5728534])
+    >>> rng.runif(1).round(7)  # R: the next runif(1), 0.9082078
+    array([0.9082078])
     """
 
     def __init__(self, seed: int) -> None:
@@ -146,7 +177,35 @@ class RRandom:
         return f"RRandom(seed={self.seed})"
 
     def runif(self, n: int, min: float = 0.0, max: float = 1.0) -> NDArray[np.float64]:
-        """R's `runif(n, min, max)`: n uniforms, never exactly min or max (unless equal)."""
+        """Uniform draws as R's ``runif(n, min, max)``.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        min, max : float, default 0.0 and 1.0
+            The interval; finite, with min <= max. When they are equal R returns min without
+            drawing, and so does this (the stream does not advance).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+            Draws strictly inside (min, max) (never exactly an end, as R ensures), each from
+            one 32-bit Mersenne-Twister output.
+
+        Raises
+        ------
+        ValueError
+            For a negative n, or min and max not finite or in the wrong order.
+
+        Examples
+        --------
+        >>> import emsim
+        >>> emsim.RRandom(1).runif(3).round(7)  # R: set.seed(1); runif(3)
+        array([0.2655087, 0.3721239, 0.5728534])
+        >>> emsim.RRandom(1).runif(2, 5, 10).round(4)  # R: set.seed(1); runif(2, 5, 10)
+        array([6.3275, 6.8606])
+        """
         n = operator.index(n)
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
@@ -168,7 +227,40 @@ class RRandom:
         return qnorm((np.floor(_BIG * u[0::2]) + u[1::2]) / _BIG)
 
     def rnorm(self, n: int, mean: ArrayLike = 0.0, sd: ArrayLike = 1.0) -> NDArray[np.float64]:
-        """R's `rnorm(n, mean, sd)`; mean and sd are scalars or arrays of length n."""
+        """Normal draws as R's ``rnorm(n, mean, sd)``.
+
+        Each normal is R's Inversion: ``qnorm`` of a uniform built from two ``runif`` draws
+        (one has too few bits for the tails), so one normal consumes two uniforms of the stream.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        mean : float or array_like of float, default 0.0
+            One mean, or one per draw (length n); not NaN.
+        sd : float or array_like of float, default 1.0
+            One standard deviation, or one per draw (length n); finite and >= 0. As in R, a
+            draw whose sd is 0 or whose mean is infinite returns the mean without consuming the
+            stream.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+
+        Raises
+        ------
+        ValueError
+            For a negative n, a mean or sd array whose length is not n, a NaN mean, or an sd
+            that is negative or not finite.
+
+        Examples
+        --------
+        >>> import emsim
+        >>> emsim.RRandom(1).rnorm(3).round(7)  # R: set.seed(1); rnorm(3)
+        array([-0.6264538,  0.1836433, -0.8356286])
+        >>> emsim.RRandom(1).rnorm(3, mean=[0, 10, 100], sd=2).round(4)
+        array([-1.2529, 10.3673, 98.3287])
+        """
         n = operator.index(n)
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
@@ -196,19 +288,77 @@ class RRandom:
 
     # numpy Generator look-alikes, so code written for a Generator can take an RRandom.
     def random(self, size: Size = None) -> Any:
-        """Uniforms on (0, 1) as numpy's `Generator.random` (R's `runif`)."""
+        """Uniforms on (0, 1), as numpy's ``Generator.random``, from R's ``runif``.
+
+        Parameters
+        ----------
+        size : int or tuple of int, optional
+            Output shape; None (the default) gives one float.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64
+            The next ``prod(size)`` draws of R's ``runif``, in row-major order.
+
+        Examples
+        --------
+        >>> import emsim
+        >>> round(emsim.RRandom(1).random(), 7)
+        0.2655087
+        >>> emsim.RRandom(1).random((2, 2)).round(4)
+        array([[0.2655, 0.3721],
+               [0.5729, 0.9082]])
+        """
         count, shape = _size_count(size)
         u = self.runif(count)
         return float(u[0]) if shape is None else u.reshape(shape)
 
     def uniform(self, low: float = 0.0, high: float = 1.0, size: Size = None) -> Any:
-        """Uniforms on (low, high) as numpy's `Generator.uniform` (R's `runif(n, low, high)`)."""
+        """Uniforms on (low, high), as numpy's ``Generator.uniform``, from R's ``runif``.
+
+        Parameters
+        ----------
+        low, high : float, default 0.0 and 1.0
+            The interval; finite, with low <= high.
+        size : int or tuple of int, optional
+            Output shape; None (the default) gives one float.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64
+            R's ``runif(prod(size), low, high)``, shaped.
+
+        Examples
+        --------
+        >>> import emsim
+        >>> emsim.RRandom(1).uniform(5, 10, size=2).round(4)  # R: set.seed(1); runif(2, 5, 10)
+        array([6.3275, 6.8606])
+        """
         count, shape = _size_count(size)
         u = self.runif(count, low, high)
         return float(u[0]) if shape is None else u.reshape(shape)
 
     def standard_normal(self, size: Size = None) -> Any:
-        """Standard normals as numpy's `Generator.standard_normal` (R's `rnorm`)."""
+        """Standard normals, as numpy's ``Generator.standard_normal``, from R's ``rnorm``.
+
+        Parameters
+        ----------
+        size : int or tuple of int, optional
+            Output shape; None (the default) gives one float.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64
+            R's ``rnorm(prod(size))``, shaped (two uniforms of the stream per normal).
+
+        Examples
+        --------
+        >>> import emsim
+        >>> emsim.RRandom(1).standard_normal(3).round(7)  # R: set.seed(1); rnorm(3)
+        array([-0.6264538,  0.1836433, -0.8356286])
+        >>> round(emsim.RRandom(1).standard_normal(), 7)
+        -0.6264538
+        """
         count, shape = _size_count(size)
         z = self._norm_rand(count)
         return float(z[0]) if shape is None else z.reshape(shape)

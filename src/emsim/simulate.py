@@ -86,9 +86,58 @@ def simulate(
     pi: float,
     rng: np.random.Generator | RRandom,
 ) -> NDArray[np.float64]:
-    """n draws as the seed's `gen_data`: labels from n uniforms, then n normals.
+    """Draw n points from a two-component Gaussian mixture, as the seed's R `gen_data` does.
 
-    `mu` is (mu1, mu2), `sigma` a common sd or (sigma1, sigma2), `pi` = P(Z = 1). With
-    `rng=RRandom(s)` the result equals R's `set.seed(s); gen_data(n, mu, sigma, pi)$Y`.
+    First n uniforms u give the labels, z = 1 where u <= pi and z = 2 elsewhere (R's
+    ``Z = (runif(n) > pi) + 1``); then n standard normals, one per point in order, are scaled to
+    the point's component: y = mu_z + sigma_z * e. The two passes use the generator in this
+    order, so the same generator state always gives the same data.
+
+    Parameters
+    ----------
+    n : int
+        Number of points, >= 1.
+    mu : array_like of float, shape (2,)
+        The means (mu1, mu2) of components 1 and 2; finite.
+    sigma : float or array_like of float, shape (2,)
+        One standard deviation for both components, or (sigma1, sigma2); finite and > 0.
+    pi : float
+        P(Z = 1), the weight of component 1, in [0, 1] (0 and 1 give one component).
+    rng : numpy.random.Generator or RRandom
+        The random stream. A numpy Generator draws its uniforms with ``random`` and its normals
+        with ``standard_normal``. With ``RRandom(s)`` the result equals R's
+        ``set.seed(s); gen_data(n, mu, sigma, pi)$Y`` (R's ``runif`` then ``rnorm``) draw for
+        draw.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+        The data, in draw order (the labels are not returned: `simulate_labelled` also gives
+        them).
+
+    Raises
+    ------
+    ValueError
+        For an n that is not an integer >= 1, a mu that is not a finite pair, a sigma that is
+        not finite and > 0, or a pi outside [0, 1].
+    TypeError
+        For an `rng` that is neither a numpy Generator nor an `RRandom`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import emsim
+    >>> emsim.simulate(5, mu=(0, 2), sigma=1, pi=0.8, rng=np.random.default_rng(1)).round(3)
+    array([0.446, 1.463, 0.581, 2.365, 0.294])
+
+    R's stream: the same numbers as ``set.seed(1); gen_data(5, c(0, 2), 1, 0.8)$Y`` in R.
+
+    >>> emsim.simulate(5, mu=(0, 2), sigma=1, pi=0.8, rng=emsim.RRandom(1)).round(3)
+    array([ 1.272,  0.415, -1.54 ,  1.071, -0.295])
+
+    Two standard deviations: only the fourth point comes from component 2.
+
+    >>> emsim.simulate(5, mu=(0, 2), sigma=(1, 0.5), pi=0.8, rng=emsim.RRandom(1)).round(3)
+    array([ 1.272,  0.415, -1.54 ,  1.536, -0.295])
     """
     return simulate_labelled(n, mu, sigma, pi, rng)[0]

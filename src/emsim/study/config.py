@@ -336,7 +336,7 @@ def _num_label(x: float) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One data-generating mechanism (DESIGN.md section 5's design columns)."""
+    """One data-generating mechanism (docs/design.md section 5's design columns)."""
 
     n: int
     mu1: float

@@ -1,4 +1,4 @@
-"""One fit job of the study: one cell x one chunk of replicates (DESIGN.md sections 3 to 5).
+"""One fit job of the study: one cell x one chunk of replicates (docs/design.md sections 3 to 5).
 
 The job draws the chunk's replicates (each from its own stream, `seeding`), fits every
 model x method x start to the same data with `emsim.fit_batch`, aligns the estimates to the
@@ -15,11 +15,12 @@ closer to the true means in Euclidean distance; `swapped` records it. The `pi` m
 means at the truth, so its labels are fixed by construction and never swapped. A trace is
 aligned with its fit's final decision so that a whole path is drawn in one labelling.
 
-`best_start_gap` is set per replicate x model x method: the highest log-likelihood among that
-replicate's converged fits (over all starts, the oracle `truth` start included, because the gap
-is a diagnostic of local maxima rather than an estimator) minus the fit's own log-likelihood.
-It is > 0 (beyond the tolerance) for a fit stuck at a local maximum and NaN when no start
-converged.
+`best_start_gap` is set per replicate x model x method (`measures.best_start_gap`): the highest
+log-likelihood among the starts that could be the derived start `best` (not an oracle `truth`
+start, status not `nonfinite`, finite log-likelihood; other failures included) minus the fit's
+own log-likelihood. It is > 0 (beyond the tolerance) for a fit stuck at a local maximum, < 0 on
+an oracle start when `best` missed a higher maximum, and NaN for a `nonfinite` fit or when no
+start is eligible (docs/design.md sections 5 and 6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Performance and convergence measures of the study (DESIGN.md section 6).
+"""Performance and convergence measures of the study (docs/design.md section 6).
 
 The formulas are those of Morris, White & Crowther (2019, Table 6). Every measure is computed
 over the replicates of one group (cell x model x method x stopping x start [x parameter]) whose
@@ -173,7 +173,7 @@ def best_start_gap(
     exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
     oracle_starts: tuple[str, ...] = ORACLE_STARTS,
 ) -> pd.Series:
-    """The best start's log-likelihood minus each row's own (DESIGN.md section 5): > 0 flags a
+    """The best start's log-likelihood minus each row's own (docs/design.md section 5): > 0 flags a
     local maximum; < 0 on an oracle start shows that `best` missed a higher maximum. NaN where
     the row's status is excluded (no comparable log-likelihood) or no start was eligible."""
     _, best = _best_loglik(fits, exclude, oracle_starts)

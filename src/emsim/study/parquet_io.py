@@ -1,4 +1,4 @@
-"""Parquet files of the study: atomic writes and provenance metadata (DESIGN.md section 4).
+"""Parquet files of the study: atomic writes and provenance metadata (docs/design.md section 4).
 
 Every Parquet file the study writes carries the same key-value metadata (`provenance_metadata`)
 and is written under a temporary name in its own folder and then renamed, so a reader (or a
@@ -59,7 +59,7 @@ def git_commit() -> str:
 def provenance_metadata(
     config_hash: str, seed: int | None, extra: Mapping[str, object] | None = None
 ) -> dict[str, str]:
-    """The key-value metadata of DESIGN.md section 4 (all values as strings).
+    """The key-value metadata of docs/design.md section 4 (all values as strings).
 
     Keys: ``emsim_version``, ``git_commit``, ``config_hash``, ``seed``, ``numpy_version``,
     ``created`` (UTC, ISO 8601), plus any ``extra`` keys (which may override none of these).

@@ -1,4 +1,4 @@
-"""Random streams of the study (DESIGN.md section 3).
+"""Random streams of the study (docs/design.md section 3).
 
 The data of replicate r of a cell come from
 

@@ -1,4 +1,4 @@
-"""Starting values for a batch of replicates, one strategy at a time (DESIGN.md section 1).
+"""Starting values for a batch of replicates, one strategy at a time (docs/design.md section 1).
 
 Every strategy returns all five parameters as arrays over the batch's replicates; what a model
 does not estimate is then held at the truth by `fit_batch`'s `known`, so for the `pi` model only
