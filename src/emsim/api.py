@@ -54,14 +54,18 @@ class FitResult:
     ----------
     status : str
         How the fit ended, exactly one of `emsim.STATUSES`: ``"converged"`` (the stopping rule
-        was met), ``"max_iterations"`` (stopped by the cap), ``"degenerate"`` (a sigma fell
+        was met at a maximum: the only usable status), ``"saddle"`` (the rule was met where the
+        observed information is not positive definite: a saddle point or a flat ridge),
+        ``"premature"`` (the rule was met, but the limit of the same iteration lies more than
+        `premature_threshold` standard errors away, or could not be found), ``"max_iterations"``
+        (stopped by the cap), ``"degenerate"`` (a sigma fell
         below 1e-6 times the data's standard deviation: a component collapsed onto a point; also
         any model but ``"pi"`` on data that are all one value), ``"boundary"`` (pi left
         [1e-6, 1 - 1e-6]), ``"nonfinite"`` (a parameter or the log-likelihood became NaN or
         infinite) or ``"decreased"`` (the log-likelihood fell by more than
-        1e-10 * (abs(loglik) + n): a numerical fault). For every status but ``"converged"``
-        and ``"max_iterations"`` the step that caused it is not kept: the result is the last
-        valid iterate.
+        1e-10 * (abs(loglik) + n): a numerical fault). For ``"degenerate"``,
+        ``"boundary"``, ``"nonfinite"`` and ``"decreased"`` the step that caused it is not
+        kept: the result is the last valid iterate.
     iterations : int
         Accepted iterations: M-steps for ``"em"``, SQUAREM cycles for ``"squarem"``. 0 when the
         start itself is invalid.
@@ -98,6 +102,18 @@ class FitResult:
         The model fitted (``"pi"``, ``"equal_var"`` or ``"full"``).
     method : str
         The method used (``"em"`` or ``"squarem"``).
+    stopping : str
+        The stopping rule (``"abs"``, ``"rel"`` or ``"aitken"``; see `fit`).
+    distance_to_limit : float
+        For a fit the stopping rule ended: how far `params` lie from the limit of the same
+        iteration, max over the estimated parameters of abs(theta_stop - theta_limit) /
+        SE(theta_limit). The limit is where SQUAREM, continued from `params`, stops gaining
+        (and Newton's method where SQUAREM crawls). NaN for other statuses and where no SE
+        exists.
+    loglik_gap_to_limit : float
+        The log-likelihood still to gain: loglik at the limit minus `loglik` (NaN as above).
+    polish_evals : int
+        E-steps the polish (continuing to the limit) spent; not counted in `loglik_evals`.
     trace : pandas.DataFrame or None
         Every iterate when asked for (``trace=True``), else None. One row per accepted
         iteration, row 0 being the start; columns ``iteration``, the model's estimated
@@ -175,6 +191,12 @@ class BatchFitResult:
         The model fitted.
     method : str
         The method used.
+    stopping : str
+        The stopping rule.
+    distance_to_limit, loglik_gap_to_limit : numpy.ndarray of float
+        Per row, as in `FitResult`.
+    polish_evals : numpy.ndarray of int
+        Per row, as in `FitResult`.
     traces : list of (pandas.DataFrame or None)
         Per row, the trace (as `FitResult.trace`) or None for rows not traced; an empty list
         when no row was traced.
@@ -417,6 +439,10 @@ def fit_batch(
     trace : bool or array_like of bool, default False
         Keep the iterates of every row (True), of none (False), or of the rows marked in an
         array of `replicates` booleans.
+    stopping : {"abs", "rel", "aitken"}, default "abs"
+        The stopping rule; see `fit`. `fit_batch_by_rule` fits under several at once.
+    premature_threshold : float, default 0.1
+        See `fit`.
 
     Returns
     -------
@@ -705,8 +731,9 @@ def fit(
         sigma1 and sigma2 for ``"pi"``; nothing for the other models. Values for parameters
         the model estimates are ignored.
     tolerance : float, default 1e-5
-        The fit is ``"converged"`` after the first iteration whose rise of the log-likelihood is
-        below `tolerance`. The rise is of the *total* log-likelihood (the sum over the n points),
+        The threshold of the stopping rule (`stopping`); under the seed's rule the fit stops
+        after the first iteration whose rise of the log-likelihood is below `tolerance`.
+        The rise is of the *total* log-likelihood (the sum over the n points),
         not of the mean per point as scikit-learn's ``tol``, so the same tolerance is stricter
         for larger n. Must be finite and > 0.
     max_iterations : int, default 1000
@@ -714,6 +741,15 @@ def fit(
         that reaches it without converging ends as ``"max_iterations"``. A positive integer.
     trace : bool, default False
         Keep every iterate in `FitResult.trace`.
+    stopping : {"abs", "rel", "aitken"}, default "abs"
+        The stopping rule, with l_k the log-likelihood after iteration k and d_k = l_k -
+        l_(k-1): ``"abs"`` (the seed's) stops when d_k < `tolerance`; ``"rel"`` when
+        d_k < `tolerance` * abs(l_k); ``"aitken"`` when Aitken's estimate of the gain still to
+        come, d_k / (1 - d_k / d_(k-1)), is below `tolerance` (Boehning et al. 1994; McNicholas
+        et al. 2010).
+    premature_threshold : float, default 0.1
+        A fit the rule ended is ``"premature"`` when `distance_to_limit` exceeds this many
+        standard errors.
 
     Returns
     -------
