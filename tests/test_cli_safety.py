@@ -8,6 +8,13 @@ paths that destroy (the input, a symlink, a directory, a FIFO, a full disk), dat
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,3 +68,88 @@ def test_rrandom_accepts_r_whole_range() -> None:
 
 
 # --- 6. a read-only install -----------------------------------------------------------------
+
+
+def _without_write_override() -> tuple[list[str], tuple[int, int] | None]:
+    """A command prefix under which write bits count (root ignores them), and the uid and gid
+    the command runs as when they change. As root: root without the capabilities that bypass
+    file permissions (setpriv), else the user nobody (runuser), if it can run this Python."""
+    if os.geteuid() != 0:
+        return [], None
+    checks = []
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        checks.append(([setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"], None))
+    runuser = shutil.which("runuser")
+    if runuser:
+        try:
+            import pwd
+
+            entry = pwd.getpwnam("nobody")
+            checks.append(([runuser, "-u", "nobody", "--"], (entry.pw_uid, entry.pw_gid)))
+        except (ImportError, KeyError):
+            pass
+    for prefix, ids in checks:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", "pass"], capture_output=True, timeout=60, check=False
+        )
+        if done.returncode == 0:
+            return prefix, ids
+    pytest.skip(
+        "running as root, and neither setpriv (dropping CAP_DAC_OVERRIDE) nor runuser -u nobody "
+        "can run this Python: write bits would not be enforced"
+    )
+
+
+def test_read_only_install_without_writable_home_caches_elsewhere() -> None:
+    prefix, ids = _without_write_override()
+    top = Path(tempfile.mkdtemp(prefix="emsim-ro-"))
+    try:
+        top.chmod(0o755)
+        package = top / "site" / "emsim"
+        shutil.copytree(
+            Path(emsim.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        home = top / "home"
+        home.mkdir()
+        scratch = top / "tmp"  # the other user's temp folder: writable by it, fresh
+        scratch.mkdir()
+        if ids is not None:
+            os.chown(scratch, *ids)
+        scratch.chmod(0o700)
+        for folder in (top / "site", home):
+            for path in (folder, *folder.rglob("*")):
+                path.chmod(path.stat().st_mode & ~0o222)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")
+        }
+        env.update(HOME=str(home), TMPDIR=str(scratch), PYTHONPATH=str(top / "site"))
+        python = [*prefix, "env", *(f"{k}={v}" for k, v in env.items()), sys.executable]
+
+        def call(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*python, *args], capture_output=True, text=True, timeout=300, check=False
+            )
+
+        version = call("-m", "emsim", "--version")
+        assert (version.returncode, version.stderr) == (0, ""), version.stderr[-2000:]
+        assert version.stdout.strip() == f"emsim {emsim.__version__}"
+        # Compile (and cache) one small engine function: it must land in the fallback folder.
+        probe = call(
+            "-c",
+            "import emsim, emsim.engine as e, numba; e._block_size(100); "
+            "print(emsim.__file__); print(numba.config.CACHE_DIR)",
+        )
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        where, cache = probe.stdout.split()
+        assert Path(where).parent == package
+        assert Path(cache).parent == scratch
+        assert list(Path(cache).rglob("*.nbi")), "numba wrote no cache index"
+        assert not (package / "__pycache__").exists()
+    finally:
+        for path in (top, *top.rglob("*")):
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o700)
+        shutil.rmtree(top, ignore_errors=True)
