@@ -494,3 +494,26 @@ def test_read_only_install_without_writable_home_caches_elsewhere() -> None:
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o700)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_numba_cache_fallback_uses_only_a_private_folder(tmp_path, monkeypatch) -> None:
+    """The cache holds pickles that numba loads: a folder someone else can write, or a symlink
+    planted at the expected name, is never used."""
+    from emsim._numba_cache import _private_dir, configure_numba_cache
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert not _private_dir(shared)
+    planted = tmp_path / "planted"
+    planted.symlink_to(tmp_path)
+    assert not _private_dir(planted)
+    fresh = tmp_path / "a" / "b"
+    assert _private_dir(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    # An explicit NUMBA_CACHE_DIR is left alone; so is a package folder numba can write.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert configure_numba_cache(tmp_path) is None
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    assert configure_numba_cache(tmp_path) is None
+    assert "NUMBA_CACHE_DIR" not in os.environ
