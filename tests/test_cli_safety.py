@@ -9,6 +9,7 @@ paths that destroy (the input, a symlink, a directory, a FIFO, a full disk), dat
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -112,7 +113,7 @@ def test_known_sigma_means_both_sigmas_for_the_pi_model(capsys, data_file) -> No
         capsys, "fit", data_file, "--model", "pi", "--known", "mu1=0,mu2=4,sigma=1", "--json"
     )
     assert code == 0, err
-    via_cli = __import__("json").loads(out)["params"]
+    via_cli = json.loads(out)["params"]
     assert via_cli["sigma1"] == via_cli["sigma2"] == 1.0
     y = pd.read_csv(data_file)["Y"].to_numpy()
     direct = emsim.fit(y, model="pi", known={"mu1": 0, "mu2": 4, "sigma1": 1, "sigma2": 1})
@@ -317,6 +318,18 @@ def test_data_that_would_be_read_wrongly_is_refused(capsys, tmp_path, name, writ
     assert not trace.exists()
 
 
+def test_blank_lines_are_skipped_as_pandas_skips_them(capsys, tmp_path, data_file) -> None:
+    y = pd.read_csv(data_file)["Y"].to_numpy()
+    spaced = tmp_path / "spaced.csv"
+    body = "\n".join(f"{v:.17g},{i}" for i, v in enumerate(y))
+    spaced.write_text(f"\n\nY,i\n   \n{body}\n\n")
+    code, out, err = run(capsys, "fit", spaced, "--json")
+    assert code == 0, err
+    code_y, out_y, _ = run(capsys, "fit", data_file, "--json")
+    assert code_y == 0
+    assert json.loads(out)["params"] == json.loads(out_y)["params"]
+
+
 def test_column_found_up_to_case(capsys, tmp_path, data_file) -> None:
     lower = tmp_path / "lower.csv"
     pd.read_csv(data_file).rename(columns={"Y": "y"}).to_csv(
@@ -326,8 +339,8 @@ def test_column_found_up_to_case(capsys, tmp_path, data_file) -> None:
     assert code == 0, err
     code_y, out_y, _ = run(capsys, "fit", data_file, "--json")
     assert code_y == 0
-    as_y = __import__("json").loads(out_y)
-    as_lower = __import__("json").loads(out)
+    as_y = json.loads(out_y)
+    as_lower = json.loads(out)
     assert as_lower["params"] == as_y["params"]
 
 

@@ -124,11 +124,13 @@ def _scan_csv(path: Path) -> list[str] | None:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            header = next(reader, None)
+            # Blank lines (or only spaces) are skipped, as pandas skips them, the header's too.
+            rows = (row for row in reader if len(row) > 1 or (row and row[0].strip()))
+            header = next(rows, None)
             if header is None:
                 return None
-            for row in reader:
-                if row and len(row) != len(header):
+            for row in rows:
+                if len(row) != len(header):
                     raise InputError(
                         f"{path}: line {reader.line_num} has {len(row)} field(s) but the header "
                         f"has {len(header)}"
