@@ -318,6 +318,17 @@ def test_data_that_would_be_read_wrongly_is_refused(capsys, tmp_path, name, writ
     assert not trace.exists()
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_data_path_that_is_not_a_file_is_named_so(capsys, tmp_path, kind) -> None:
+    path = tmp_path / "data.csv"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    code, out, err = run(capsys, "fit", path)
+    assert_one_line_error(code, out, err, str(path), "directory" if kind == "directory" else "pipe")
+
+
 def test_blank_lines_are_skipped_as_pandas_skips_them(capsys, tmp_path, data_file) -> None:
     y = pd.read_csv(data_file)["Y"].to_numpy()
     spaced = tmp_path / "spaced.csv"

@@ -206,8 +206,11 @@ def _numeric_column(series: pd.Series, path: Path, where: str) -> np.ndarray:
 
 
 def read_data(path: Path, column: str) -> np.ndarray:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise InputError(f"{path}: is {kind}; give a data file")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError(f"{path}: unsupported format {suffix or '(none)'!r}; use .csv or .parquet")
