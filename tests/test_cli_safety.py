@@ -147,6 +147,9 @@ def _make(what: str, folder: Path, name: str, data: Path) -> Path:
         return data
     elif what == "hardlink-to-input":
         os.link(data, target)
+    elif what == "read-only":
+        target.write_text("keep me\n")
+        target.chmod(0o444)
     return target
 
 
@@ -157,6 +160,7 @@ REFUSALS = {
     "fifo": "not a regular file",
     "input": "is the input data file",
     "hardlink-to-input": "is the input data file",
+    "read-only": "is read-only",
 }
 
 

@@ -28,8 +28,9 @@ def check_output_path(
     """`path`, if writing it replaces at most an earlier output; `option` names it in messages.
 
     Refused: a symbolic link (writing would replace the link, or through it the file it points
-    to: neither is what the name says), a directory, a device, pipe or socket, and any of
-    `inputs` (the same file under another name or through a hard link included).
+    to: neither is what the name says), a directory, a device, pipe or socket, a file without
+    write permission (someone protected it), and any of `inputs` (the same file under another
+    name or through a hard link included).
     """
     path = Path(path)
     where = f"{option} {path}"
@@ -58,6 +59,9 @@ def check_output_path(
             raise UnsafeOutputError(
                 f"{where}: is the input data file {source}; writing would destroy it"
             )
+    if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        # The rename would replace it all the same (it needs only the folder writable).
+        raise UnsafeOutputError(f"{where}: is read-only; refusing to replace it")
     return path
 
 
