@@ -2,6 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+# First, before anything imports numba (the engine): a read-only install needs a cache folder.
+from . import _numba_cache  # noqa: F401
 from .api import BatchFitResult, FitResult, fit, fit_batch, quantile_start
 from .models import METHODS, MODELS, PARAMS, STATUSES
 from .rrandom import RRandom

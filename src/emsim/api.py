@@ -365,18 +365,68 @@ def quantile_start(
     }
 
 
+def _with_sigma(values: ParamValues, label: str) -> dict[str, Any]:
+    """`values` with the shorthand `sigma` (one value for both components) spelt out."""
+    values = dict(values or {})
+    if "sigma" in values:
+        both = sorted({"sigma1", "sigma2"} & set(values))
+        if both:
+            raise ValueError(
+                f"{label} sigma and {label} {both[0]}: give either sigma (both components) "
+                "or sigma1/sigma2, not both"
+            )
+        common = values.pop("sigma")
+        values["sigma1"] = values["sigma2"] = common
+    return values
+
+
+def check_start_known(
+    model: str,
+    start: ParamValues,
+    known: ParamValues,
+    start_label: str = "start",
+    known_label: str = "known",
+    refuse_held_start: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Refuse start and known values that a model would silently ignore; return both with
+    `sigma` spelt out as sigma1 and sigma2.
+
+    `sigma` means one value for both components in every model (giving it with sigma1 or
+    sigma2 is refused). A known value is only for a parameter the model holds fixed. A start
+    value for a held parameter is ignored (the study passes all five starts to every model),
+    unless `refuse_held_start`, as on the command line, where someone typed it. The labels
+    name the options in messages (the command line passes "--start" and "--known").
+    """
+    check_model(model)
+    given_start, given_known = dict(start or {}), dict(known or {})
+    for values, label in ((given_start, start_label), (given_known, known_label)):
+        unknown = sorted(set(values) - set(PARAMS) - {"sigma"}, key=str)
+        if unknown:
+            raise ValueError(
+                f"{label}: unknown parameter {unknown[0]!r}; use {', '.join(PARAMS)} or sigma"
+            )
+    held = known_params(model)
+    held_by_pi = ", ".join(known_params("pi"))
+    for name in given_known:
+        parts = ("sigma1", "sigma2") if name == "sigma" else (name,)
+        if not set(parts) <= set(held):
+            raise ValueError(
+                f"{known_label} {name}: model {model!r} estimates {name}; {known_label} is for "
+                f"the parameters a model holds fixed (pi model: {held_by_pi})"
+            )
+    for name in given_start if refuse_held_start else ():
+        parts = ("sigma1", "sigma2") if name == "sigma" else (name,)
+        if set(parts) & set(held):
+            raise ValueError(
+                f"{start_label} {name}: model {model!r} holds {name} fixed; "
+                f"give its value with {known_label}"
+            )
+    return _with_sigma(given_start, start_label), _with_sigma(given_known, known_label)
+
+
 def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamValues) -> np.ndarray:
     n_rows = y.shape[0]
-    start = dict(start or {})
-    if model == "equal_var" and "sigma" in start:
-        start.setdefault("sigma1", start["sigma"])
-        start.setdefault("sigma2", start["sigma"])
-    unknown = set(start) - set(PARAMS) - {"sigma"}
-    if unknown:
-        raise ValueError(f"unknown start parameter {sorted(unknown)[0]!r}; use {', '.join(PARAMS)}")
-    unknown = set(known or {}) - set(PARAMS)
-    if unknown:
-        raise ValueError(f"unknown known parameter {sorted(unknown)[0]!r}; use {', '.join(PARAMS)}")
+    start, known = check_start_known(model, start, known)
 
     matrix = np.empty((n_rows, len(PARAMS)))
     for j, name in enumerate(PARAMS):
@@ -729,7 +779,8 @@ def fit(
     known : dict of str to float, optional
         Values of the parameters the model holds fixed, required for each of them: mu1, mu2,
         sigma1 and sigma2 for ``"pi"``; nothing for the other models. Values for parameters
-        the model estimates are ignored.
+        the model estimates are refused (ValueError): a model either holds a parameter or
+        estimates it.
     tolerance : float, default 1e-5
         The threshold of the stopping rule (`stopping`); under the seed's rule the fit stops
         after the first iteration whose rise of the log-likelihood is below `tolerance`.

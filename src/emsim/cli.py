@@ -7,6 +7,7 @@ fails is reported through its status, never as an error.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -16,12 +17,20 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .api import fit
+from .api import check_start_known, fit
 from .models import METHODS, MODELS, PARAMS
 from .rrandom import RRandom
+from .safe_write import UnsafeOutputError, check_output_path, write_output
 from .simulate import simulate
 
 EXIT_BAD_INPUT = 2
+# The most points `emsim simulate` draws: 10^8 doubles are 800 MB, and R's stream needs more.
+MAX_SIMULATE_N = 10**8
+# An echoed value (a cell, a column name, a library's message) is cut to this many characters,
+# so an error stays one short line whatever the input holds.
+ECHO_CHARS = 40
+# Bytes looked at for NUL bytes before a CSV file is parsed: binary data fails at once.
+SNIFF_BYTES = 1 << 16
 
 
 class InputError(Exception):
@@ -31,6 +40,34 @@ class InputError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise InputError(f"{self.prog}: {message}")
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` on one line (unprintable characters escaped), cut to `limit` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: 4 * limit])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: object, limit: int = ECHO_CHARS) -> str:
+    """repr(value) on one line, cut to `limit` characters."""
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[: 4 * limit]
+    return _cut(repr(value), limit)
+
+
+def _count(text: str) -> int:
+    """A whole number, also written as 1e6."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"{_short(text)} is not a whole number")
+    return int(number)
 
 
 def _numbers(text: str, what: str, count: tuple[int, ...]) -> list[float]:
@@ -56,75 +93,194 @@ def parse_assignments(text: str | None, what: str) -> dict[str, float]:
         name, sep, value = piece.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise InputError(f"{what}: expected name=value pairs like pi=0.5,mu1=0, got {piece!r}")
+            raise InputError(
+                f"{what}: expected name=value pairs like pi=0.5,mu1=0, got {_short(piece)}"
+            )
         if name not in (*PARAMS, "sigma"):
-            raise InputError(f"{what}: unknown parameter {name!r}; use {', '.join(PARAMS)}")
+            raise InputError(
+                f"{what}: unknown parameter {_short(name)}; use {', '.join(PARAMS)} or sigma"
+            )
+        if name in values:
+            raise InputError(f"{what}: {name} is given twice")
         try:
             number = float(value)
         except ValueError:
-            raise InputError(f"{what}: {name}={value!r} is not a number") from None
+            raise InputError(f"{what}: {name}={_short(value)} is not a number") from None
         if not np.isfinite(number):
             raise InputError(f"{what}: {name}={value} is not finite")
         values[name] = number
     return values
 
 
+def _scan_csv(path: Path) -> list[str] | None:
+    """The header of a CSV file, after checking what pandas would read silently wrongly: binary
+    data (NUL bytes), text that is not UTF-8, and rows with more or fewer fields than the
+    header (pandas would take an extra first field for an index, or fill missing ones).
+    None for a file with no lines."""
+    with path.open("rb") as raw:
+        head = raw.read(SNIFF_BYTES)
+    if b"\0" in head:
+        raise InputError(f"{path}: holds NUL bytes: binary data, not a CSV text file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            # Blank lines (or only spaces) are skipped, as pandas skips them, the header's too.
+            rows = (row for row in reader if len(row) > 1 or (row and row[0].strip()))
+            header = next(rows, None)
+            if header is None:
+                return None
+            for row in rows:
+                if len(row) != len(header):
+                    raise InputError(
+                        f"{path}: line {reader.line_num} has {len(row)} field(s) but the header "
+                        f"has {len(header)}"
+                    )
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({_cut(err.reason, 30)})") from None
+    except csv.Error as err:
+        raise InputError(f"{path}: line {reader.line_num}: {_cut(str(err), 60)}") from None
+    return header
+
+
+def _find_column(names: list, column: str, path: Path) -> int:
+    """Position of `column` among `names`; else of the one name equal to it up to case."""
+    exact = [i for i, name in enumerate(names) if str(name) == column]
+    if len(exact) > 1:
+        raise InputError(
+            f"{path}: column {_short(column)} appears {len(exact)} times in the header; "
+            "rename the copies"
+        )
+    if exact:
+        return exact[0]
+    folded = [i for i, name in enumerate(names) if str(name).casefold() == column.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    if folded:
+        candidates = ", ".join(_short(str(names[i]), 20) for i in folded)
+        raise InputError(
+            f"{path}: no column {_short(column)}, and several differ from it only in case "
+            f"({_cut(candidates, 50)}); choose one with --column"
+        )
+    listed = ", ".join(map(str, names)) or "none"
+    raise InputError(
+        f"{path}: no column {_short(column)} (columns: {_cut(listed, 40)}); "
+        "choose one with --column"
+    )
+
+
+def _numeric_column(series: pd.Series, path: Path, where: str) -> np.ndarray:
+    """A column as float64; booleans, dates, times and text are refused, not turned into
+    numbers (pandas would make True 1.0 and a date its nanoseconds)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+        dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise InputError(f"{path}: {where} holds booleans (true/false), not numbers")
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    ):
+        raise InputError(f"{path}: {where} holds dates or times ({dtype}), not numbers")
+    if pd.api.types.is_numeric_dtype(dtype):
+        values = pd.to_numeric(series)
+    else:
+        cells = series.to_numpy(dtype=object)
+        flags = np.fromiter(
+            (isinstance(v, (bool, np.bool_)) for v in cells), dtype=bool, count=cells.size
+        )
+        if flags.any():
+            raise InputError(
+                f"{path}: {where}, row {int(np.argmax(flags)) + 1}: {_short(cells[flags][0])} "
+                "is a boolean, not a number"
+            )
+        values = pd.to_numeric(series, errors="coerce")
+        text_rows = (values.isna() & series.notna()).to_numpy()
+        if text_rows.any():
+            row = int(np.argmax(text_rows))
+            raise InputError(
+                f"{path}: {where}, row {row + 1}: {_short(cells[row])} is not a number"
+            )
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def read_data(path: Path, column: str) -> np.ndarray:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise InputError(f"{path}: is {kind}; give a data file")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"{path}: unsupported format {suffix or '(none)'!r}; use .csv or .parquet")
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
+            header = _scan_csv(path)
+            if header is None:
+                raise InputError(f"{path}: file is empty")
+            position = _find_column(header, column, path)
+            frame = pd.read_csv(path, usecols=[position], encoding="utf-8-sig")
         else:
-            raise InputError(
-                f"{path}: unsupported format {suffix or '(none)'!r}; use .csv or .parquet"
-            )
+            frame = pd.read_parquet(path)
+            position = _find_column(list(frame.columns), column, path)
     except InputError:
         raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
+    except MemoryError:
+        raise
     except Exception as err:  # pandas and pyarrow raise many types for unreadable files
-        raise InputError(
-            f"{path}: cannot read as {suffix[1:]}: {str(err).splitlines()[0]}"
-        ) from None
-    if column not in frame.columns:
-        listed = ", ".join(map(str, frame.columns)) or "none"
-        raise InputError(
-            f"{path}: no column {column!r} (columns: {listed}); choose one with --column"
-        )
-    values = pd.to_numeric(frame[column], errors="coerce")
-    text_rows = values.isna() & frame[column].notna()
-    if text_rows.any():
-        row = int(np.argmax(text_rows.to_numpy()))
-        raise InputError(
-            f"{path}: column {column!r}, row {row + 1}: {frame[column].iloc[row]!r} is not a number"
-        )
-    data = values.to_numpy(dtype=np.float64)
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: cannot read as {suffix[1:]}: {_cut(first, 60)}") from None
+    series = frame.iloc[:, 0 if suffix == ".csv" else position]
+    name = str(frame.columns[0 if suffix == ".csv" else position])
+    where = f"column {_short(name)}"
+    data = _numeric_column(series, path, where)
     bad = ~np.isfinite(data)
     if bad.any():
         raise InputError(
-            f"{path}: column {column!r}, row {int(np.argmax(bad)) + 1}: "
-            "missing, NaN or infinite value"
+            f"{path}: {where}, row {int(np.argmax(bad)) + 1}: missing, NaN or infinite value"
         )
     if data.size < 2:
-        raise InputError(
-            f"{path}: column {column!r} has {data.size} value(s); a fit needs at least 2"
-        )
+        raise InputError(f"{path}: {where} has {data.size} value(s); a fit needs at least 2")
     if data.min() == data.max():
-        raise InputError(
-            f"{path}: column {column!r} is constant ({data[0]:g}); a mixture cannot be fitted"
-        )
+        raise InputError(f"{path}: {where} is constant ({data[0]:g}); a mixture cannot be fitted")
     return data
+
+
+def _output(path: str, option: str, suffixes: tuple[str, ...], inputs: tuple = ()) -> Path:
+    """An output path checked before any work: its format and that writing it destroys nothing."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise InputError(
+            f"{option} {out}: unsupported format {out.suffix or '(none)'!r}; "
+            f"use {' or '.join(suffixes)}"
+        )
+    try:
+        return check_output_path(out, option, inputs)
+    except UnsafeOutputError as err:
+        raise InputError(str(err)) from None
+
+
+def _write(path: Path, write, option: str, inputs: tuple = ()) -> None:
+    try:
+        write_output(path, write, option, inputs)
+    except UnsafeOutputError as err:
+        raise InputError(str(err)) from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_seed_demo
 
+    plot = _output(args.plot, "--plot", (".png",)) if args.plot else None
     demo = run_seed_demo()
     table = demo.table
+    if plot is not None:  # first: a figure that cannot be written leaves no table printed
+        from .study.figures import plot_seed_trace
+
+        trace = table.rename(columns={"Iteration": "iteration", "p(Z=1)": "pi"})
+        _write(plot, lambda tmp: plot_seed_trace(trace, tmp), "--plot")
     if args.format == "csv":
         table.to_csv(sys.stdout, index=False, float_format="%.17g")
     elif args.format == "json":
@@ -158,42 +314,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"(and {demo.engine_load_seconds:.2f} s before it, once per process, to load the "
             "compiled engine)"
         )
-    if args.plot:
-        from .study.figures import plot_seed_trace
-
-        trace = table.rename(columns={"Iteration": "iteration", "p(Z=1)": "pi"})
-        path = plot_seed_trace(trace, Path(args.plot))
-        print(f"figure: {path}", file=sys.stderr)
+    if plot is not None:
+        print(f"figure: {plot}", file=sys.stderr)
     return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     mu = _numbers(args.mu, "--mu", (2,))
     sigma = _numbers(args.sigma, "--sigma", (1, 2))
-    out = Path(args.output)
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise InputError(
-            f"-o {out}: unsupported format {out.suffix or '(none)'!r}; use .csv or .parquet"
-        )
+    out = _output(args.output, "-o", (".csv", ".parquet", ".pq"))
+    if args.n > MAX_SIMULATE_N:
+        raise InputError(f"--n {args.n}: emsim simulate draws at most {MAX_SIMULATE_N:_} points")
     if args.rng == "numpy" and args.seed < 0:
         raise InputError(f"--seed {args.seed}: numpy's SeedSequence needs a seed >= 0")
-    rng = (
-        RRandom(args.seed)
-        if args.rng == "r"
-        else np.random.default_rng(np.random.SeedSequence(args.seed))
-    )
+    try:
+        rng = (
+            RRandom(args.seed)
+            if args.rng == "r"
+            else np.random.default_rng(np.random.SeedSequence(args.seed))
+        )
+    except ValueError as err:
+        raise InputError(f"--seed {args.seed}: {err}") from None
     try:
         y = simulate(args.n, mu, sigma if len(sigma) == 2 else sigma[0], args.pi, rng)
     except ValueError as err:
         raise InputError(str(err)) from None
     frame = pd.DataFrame({"Y": y})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     if out.suffix.lower() == ".csv":
-        frame.to_csv(tmp, index=False, float_format="%.17g")
+        _write(out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.17g"), "-o")
     else:
-        frame.to_parquet(tmp, index=False)
-    tmp.replace(out)
+        _write(out, lambda tmp: frame.to_parquet(tmp, index=False), "-o")
     return 0
 
 
@@ -205,6 +355,13 @@ def _json_number(value: float) -> float | None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     start = parse_assignments(args.start, "--start")
     known = parse_assignments(args.known, "--known")
+    try:
+        check_start_known(args.model, start, known, "--start", "--known", refuse_held_start=True)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    trace_path = (
+        _output(args.trace, "--trace", (".csv", ".parquet"), (args.file,)) if args.trace else None
+    )
     y = read_data(Path(args.file), args.column)
     began = time.perf_counter()
     try:
@@ -221,13 +378,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError(str(err)) from None
     elapsed = time.perf_counter() - began
-    if args.trace:
-        path = Path(args.trace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".parquet":
-            result.trace.to_parquet(path, index=False)
+    if trace_path is not None:
+        trace = result.trace
+        if trace_path.suffix.lower() == ".parquet":
+            _write(
+                trace_path,
+                lambda tmp: trace.to_parquet(tmp, index=False),
+                "--trace",
+                (args.file,),
+            )
         else:
-            result.trace.to_csv(path, index=False, float_format="%.17g")
+            _write(
+                trace_path,
+                lambda tmp: trace.to_csv(tmp, index=False, float_format="%.17g"),
+                "--trace",
+                (args.file,),
+            )
     if args.json:
         payload = {
             "status": result.status,
@@ -288,45 +454,109 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every option's help states its default (or that it is required)."""
     parser = _Parser(prog="emsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"emsim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="reproduce the seed document's fit and table")
-    demo.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    demo.add_argument("--plot", metavar="PATH", help="also draw the seed's figure to PATH (PNG)")
+    demo.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="how to print the progress table; default: table",
+    )
+    demo.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="also draw the seed's figure to PATH (.png); default: no figure",
+    )
     demo.set_defaults(run=_cmd_demo)
 
     sim = commands.add_parser("simulate", help="draw data from a two-component mixture")
-    sim.add_argument("--n", type=int, required=True)
     sim.add_argument(
-        "--mu", required=True, metavar="A,B", help="the two means; write --mu=-1,2 if A < 0"
+        "--n",
+        type=_count,
+        required=True,
+        help=f"number of points (required), 1 to {MAX_SIMULATE_N:_} (10^8); 1e6 is allowed",
     )
-    sim.add_argument("--sigma", required=True, metavar="S[,S2]")
-    sim.add_argument("--pi", type=float, required=True, help="P(Z=1)")
-    sim.add_argument("--seed", type=int, required=True)
+    sim.add_argument(
+        "--mu",
+        required=True,
+        metavar="A,B",
+        help="the two means (required); write --mu=-1,2 if A < 0",
+    )
+    sim.add_argument(
+        "--sigma",
+        required=True,
+        metavar="S[,S2]",
+        help="one sd for both components, or one each (required)",
+    )
+    sim.add_argument("--pi", type=float, required=True, help="P(Z=1), in [0, 1] (required)")
+    sim.add_argument(
+        "--seed",
+        type=int,
+        required=True,
+        help="random seed (required); >= 0 for numpy, -2147483647 to 2147483647 for r",
+    )
     sim.add_argument(
         "--rng",
         choices=("numpy", "r"),
         default="numpy",
-        help="'r' reproduces R's set.seed(seed); runif(n); rnorm(n)",
+        help="'r' reproduces R's set.seed(seed); runif(n); rnorm(n); default: numpy",
     )
-    sim.add_argument("-o", "--output", required=True, metavar="FILE", help=".csv or .parquet")
+    sim.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="where to write the data, a .csv or .parquet file (required); replaced atomically",
+    )
     sim.set_defaults(run=_cmd_simulate)
 
     fit_cmd = commands.add_parser("fit", help="fit a mixture to a column of a CSV or Parquet file")
-    fit_cmd.add_argument("file")
-    fit_cmd.add_argument("--column", default="Y")
-    fit_cmd.add_argument("--model", choices=tuple(MODELS), default="full")
-    fit_cmd.add_argument("--method", choices=METHODS, default="em")
-    fit_cmd.add_argument("--start", metavar="pi=..,mu1=..")
-    fit_cmd.add_argument("--known", metavar="mu1=..,..", help="values the model holds fixed")
-    fit_cmd.add_argument("--tolerance", type=float, default=1e-5)
-    fit_cmd.add_argument("--max-iterations", type=int, default=1000)
+    fit_cmd.add_argument("file", help="the data, a .csv or .parquet file (required)")
     fit_cmd.add_argument(
-        "--trace", metavar="PATH", help="write the per-iteration trace (.csv/.parquet)"
+        "--column",
+        default="Y",
+        help="the column to fit; if absent, the one column equal to it up to case; default: Y",
     )
-    fit_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    fit_cmd.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="full",
+        help="pi: only the mixing weight; equal_var: one common sigma; default: full",
+    )
+    fit_cmd.add_argument(
+        "--method", choices=METHODS, default="em", help="em or squarem; default: em"
+    )
+    fit_cmd.add_argument(
+        "--start",
+        metavar="pi=..,mu1=..",
+        help="starting values of estimated parameters (sigma=S: both sigmas); default: pi=0.5, "
+        "the rest from the data split at its quantile",
+    )
+    fit_cmd.add_argument(
+        "--known",
+        metavar="mu1=..,..",
+        help="values of the parameters the model holds fixed (pi model: mu1, mu2, sigma1, "
+        "sigma2; sigma=S: both sigmas); default: none",
+    )
+    fit_cmd.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-5,
+        help="stop when the log-likelihood rises by less; default: 1e-5",
+    )
+    fit_cmd.add_argument(
+        "--max-iterations", type=int, default=1000, help="iteration limit; default: 1000"
+    )
+    fit_cmd.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="write the per-iteration trace (.csv/.parquet); default: no trace",
+    )
+    fit_cmd.add_argument("--json", action="store_true", help="print one JSON object; default: text")
     fit_cmd.set_defaults(run=_cmd_fit)
 
     verify_cmd = commands.add_parser(
@@ -342,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         metavar="OTHER",
         help="compare with another study's results folder (or manifest.json): exit 0 when both "
-        "hold the same numbers, whatever their core count, chunk size or executor",
+        "hold the same numbers, whatever their core count, chunk size or executor; "
+        "default: check against the manifest",
     )
     verify_cmd.set_defaults(run=_cmd_verify)
     return parser
@@ -355,9 +586,15 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"emsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as err:  # an unwritable output path, a folder where a file should be, ...
+    except OSError as err:  # an unwritable output path, a full disk, a file as a folder, ...
         where = f"{err.filename}: " if err.filename else ""
-        print(f"emsim: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"emsim: error: {where}{_cut(str(err.strerror or err), 80)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(
+            "emsim: error: out of memory; use less data (or a machine with more memory)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
 
 

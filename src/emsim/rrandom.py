@@ -17,6 +17,9 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = ["RRandom", "qnorm"]
 
 _MASK32 = 0xFFFFFFFF
+# R's set.seed takes an R integer: 32-bit signed, with -2^31 reserved for NA. Anything else is
+# refused (R refuses it too), so that no seed wraps around onto another seed's stream.
+R_SEED_MAX = 2**31 - 1
 # R's RNG.c: MT_genrand scales by 2^-32; fixup() nudges off 0 and 1 by half of 1/(2^32 - 1).
 _TO_UNIT = 2.3283064365386963e-10
 _I2_32M1 = 2.328306437080797e-10
@@ -28,7 +31,7 @@ Size = int | Sequence[int] | None
 
 def _r_seed_key(seed: int) -> NDArray[np.uint32]:
     """MT19937 state that R's `set.seed(seed)` produces (RNG.c: Randomize/RNG_Init)."""
-    s = seed & _MASK32  # R's Int32 is unsigned: negative seeds wrap.
+    s = seed & _MASK32  # R's Int32 is unsigned: negative seeds (within R's range) wrap.
     for _ in range(50):
         s = (69069 * s + 1) & _MASK32
     words = np.empty(625, dtype=np.uint32)
@@ -166,6 +169,11 @@ class RRandom:
     def __init__(self, seed: int) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise ValueError(f"seed must be an integer, got {seed!r}")
+        if not -R_SEED_MAX <= seed <= R_SEED_MAX:
+            raise ValueError(
+                f"seed {seed} is outside R's integer range -{R_SEED_MAX} to {R_SEED_MAX} "
+                "(set.seed takes a 32-bit integer)"
+            )
         self.seed = int(seed)
         self._bits = np.random.MT19937()
         self._bits.state = {
