@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from emsim.study import jobs
-from emsim.study.config import load_study
+from emsim.study.config import ConfigError, load_study
 
 min_version("9.0")
 
@@ -17,11 +17,17 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-# Validates the config (ConfigError names the bad key) and fills the schema's defaults before
-# any job is scheduled; STUDY holds the cells, chunks and hashes that the rules use.
-STUDY = load_study(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-)
+# Validates the config (ConfigError names the bad key; the config files are checked for keys
+# given twice) and fills the schema's defaults before any job is scheduled; STUDY holds the
+# cells, chunks and hashes that the rules use. A bad config ends here with its one line.
+try:
+    STUDY = load_study(
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        config_files=workflow.configfiles,
+    )
+except ConfigError as error:
+    sys.exit(str(error))
 if workflow.is_main_process:
     print(STUDY.summary_line(), file=sys.stderr)
 
