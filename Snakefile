@@ -30,6 +30,9 @@ except ConfigError as error:
     sys.exit(str(error))
 if workflow.is_main_process:
     print(STUDY.summary_line(), file=sys.stderr)
+    # A fits or traces file that is not whole Parquet (truncated, emptied) is deleted, with a
+    # warning, so that this run refits it (rule all asks for every one of them).
+    jobs.remove_damaged_results([*STUDY.outputs("fits"), *STUDY.outputs("traces")])
 
 
 wildcard_constraints:
@@ -44,8 +47,13 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/manifest.smk"
 
 
+# The fits and traces are targets too, not only inputs of the manifest, summary and report:
+# Snakemake regenerates a missing intermediate file only when a target needs it, so without
+# them a deleted fits file would stay missing ("Nothing to be done").
 rule all:
     default_target: True
     input:
         rules.report.output.html,
         rules.manifest.output.manifest,
+        STUDY.outputs("fits"),
+        STUDY.outputs("traces"),

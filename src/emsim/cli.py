@@ -254,7 +254,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0: the results match (the manifest, or the other study); 1: they differ (one line
     per difference on stdout, then a summary); 2: bad input."""
-    from .study.manifest import ManifestError, compare, load_manifest, manifest_path, verify
+    from .study.manifest import (
+        ManifestError,
+        compare,
+        load_manifest,
+        manifest_path,
+        repair_hint,
+        verify,
+    )
 
     try:
         if args.compare is not None:
@@ -282,6 +289,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"verify: {files_bad} of {n_files} files differ from {where}"
             + ("" if files_bad else "; the study hash does not match its files")
         )
+        hint = repair_hint(problems, args.results)
+        if hint:
+            print(hint)
         return 1
     print(f"verify: all {n_files} files match {where} (study hash {manifest['study_hash'][:12]})")
     return 0

@@ -42,6 +42,8 @@ __all__ = [
     "fit_provenance",
     "job_logging",
     "module_path",
+    "parquet_damage",
+    "remove_damaged_results",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -142,6 +144,52 @@ def dataset_view(files: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
         yield root
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+def parquet_damage(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at `path` cannot be a whole Parquet file, or None (it looks whole, does not
+    exist or cannot be opened). Reads 12 bytes: the magic at both ends and the footer's length,
+    which a truncated, emptied or overwritten file does not have: about 20 microseconds a file."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 12:
+                return f"{size} bytes, too short for Parquet"
+            head = f.read(4)
+            f.seek(size - 8)
+            tail = f.read(8)
+    except OSError:
+        return None
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        return "no Parquet magic bytes at its start and end: truncated or overwritten"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "its footer is longer than the file: truncated"
+    return None
+
+
+def remove_damaged_results(paths: Iterable[str | os.PathLike[str]], warn: Any = None) -> list[str]:
+    """Delete every file of `paths` (the study's fits and traces outputs) that is not a whole
+    Parquet file, with one warning line each, so that Snakemake reruns its fit job: a damaged
+    result is repaired by simply rerunning the study. Returns the deleted paths."""
+    import sys
+
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    removed = []
+    for path in paths:
+        problem = parquet_damage(path)
+        if problem is None:
+            continue
+        try:
+            os.remove(path)
+        except OSError as err:
+            warn(f"emsim: {path} is damaged ({problem}) and cannot be deleted: {err}")
+            continue
+        warn(f"emsim: {path} was damaged ({problem}): deleted, its fit job reruns")
+        removed.append(str(path))
+    return removed
+
+
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
     keep = {Path(f).resolve() for f in wanted}
     if not folder.exists():
@@ -219,12 +267,18 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "replicates": study.replicates,
             "chunk_size": study.chunk_size,
         }
-        built = manifest.build_manifest(
-            Path(output.manifest).parent,
-            files,
-            provenance=provenance,
-            expect_config_hash=study.fit_hash,
-        )
+        try:
+            built = manifest.build_manifest(
+                Path(output.manifest).parent,
+                files,
+                provenance=provenance,
+                expect_config_hash=study.fit_hash,
+            )
+        except manifest.UnreadableFile as err:
+            # Damaged past what the workflow's start-up check sees (that reads 12 bytes):
+            # delete it, so that the next run refits it instead of failing here again.
+            err.path.unlink(missing_ok=True)
+            raise RuntimeError(f"{err}; deleted it: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
         logger.info(
             "manifest of %d files (%s) in %.1f s: study hash %s",
