@@ -449,3 +449,85 @@ def test_dataset_view_holds_only_the_listed_files(tmp_path):
     assert not view.exists()
     prov = jobs.fit_provenance(wanted)
     assert prov["total_fits"] == 3 and prov["fit_jobs"] == 3
+
+
+def test_views_live_in_the_results_folder_and_a_killed_run_s_are_swept(tmp_path):
+    """Issue 13: views were made in the system's temp folder, where a Snakemake killed with
+    SIGKILL left them for good. Now they are in results/.emsim-tmp/, named after host and
+    process, and the next view removes those of processes that no longer run."""
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    path = results / "fits" / "cell=a" / "chunk=0.parquet"
+    write_parquet_atomic(pd.DataFrame({"x": [1]}), path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tmp_root = results / jobs.TMP_FOLDER
+    left = tmp_root / f"view-{jobs._host_tag()}-{dead}-abc123"
+    (left / "cell=a").mkdir(parents=True)
+    (left / "cell=a" / "chunk=0.parquet").symlink_to(path)
+    alive = tmp_root / f"view-{jobs._host_tag()}-{os.getpid()}-def456"  # a view in use
+    alive.mkdir()
+    with jobs.dataset_view([path], results) as view:
+        assert view.parent == tmp_root and view.name.startswith(f"view-{jobs._host_tag()}-")
+        assert not left.exists() and alive.exists()
+    assert not view.exists()
+    assert path.exists()  # the swept view's links went, not what they pointed to
+
+
+def test_figure_workers_exit_when_their_parent_is_killed(tmp_path):
+    """Issue 13: after `kill -9` of Snakemake during the figures, its spawned workers drew on
+    as orphans. A process that starts `jobs.figure_pool` and is then killed with SIGKILL leaves
+    no worker running a few seconds later."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from emsim.study import jobs\n"
+        "if __name__ == '__main__':\n"
+        "    pool = jobs.figure_pool(2)\n"
+        "    futures = [pool.submit(time.sleep, 120) for _ in range(2)]\n"
+        "    while len(pool._processes) < 2:\n"
+        "        time.sleep(0.1)\n"
+        "    print(*pool._processes, flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        time.sleep(1.0)  # the workers are drawing (sleeping) and watching
+        for pid in workers:
+            os.kill(pid, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+
+        def running(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(running(pid) for pid in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in workers if "workers" in locals() else []:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,9 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import re
+import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -39,6 +42,7 @@ from emsim.study.config import Study
 __all__ = [
     "FIGURE_NAMES",
     "dataset_view",
+    "figure_pool",
     "fit_provenance",
     "job_logging",
     "module_path",
@@ -130,11 +134,55 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
         handler.close()
 
 
+TMP_FOLDER = ".emsim-tmp"
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_views(tmp_root: Path) -> list[Path]:
+    """Remove the views left in `tmp_root` by processes of this host that no longer run (a
+    Snakemake killed with SIGKILL cannot clean up); those of live processes are in use."""
+    prefix = f"view-{_host_tag()}-"
+    removed = []
+    for folder in tmp_root.glob(f"{prefix}*") if tmp_root.is_dir() else []:
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)  # links only: rmtree does not follow them
+            removed.append(folder)
+    return removed
+
+
 @contextlib.contextmanager
-def dataset_view(files: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+def dataset_view(
+    files: Iterable[str | os.PathLike[str]], results: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """A temporary folder holding exactly `files` (symbolic links) under their last two path
-    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets."""
-    with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
+    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets.
+
+    With `results`, the folder lives in `results/.emsim-tmp/` (not the system's temp folder),
+    named after this host and process, and views left there by killed processes are removed
+    first: a study killed at any moment leaves no temporary folder behind for long.
+    """
+    if results is not None:
+        tmp_root = Path(results) / TMP_FOLDER
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        sweep_stale_views(tmp_root)
+        prefix, where = f"view-{_host_tag()}-{os.getpid()}-", str(tmp_root)
+    else:
+        prefix, where = "emsim-view-", None
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=where) as tmp:
         root = Path(tmp)
         for f in files:
             f = Path(f).resolve()
@@ -297,7 +345,7 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(fits), fits)
         t0 = time.perf_counter()
-        with dataset_view(fits) as view:
+        with dataset_view(fits, Path(output.performance).parent.parent) as view:
             measures.summarise(
                 view,
                 Path(output.performance).parent,
@@ -318,12 +366,11 @@ def run_figures(
     summary_dir, figures_dir = Path(input.performance).parent, Path(output[0]).parent
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(traces), traces)
-        with dataset_view(traces) as view:
+        with dataset_view(traces, figures_dir.parent) as view:
             task = (summary_dir, view, figures_dir, int(params.dpi))
             workers = min(threads, len(FIGURE_NAMES))
             if workers > 1:
-                context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                with figure_pool(workers) as pool:
                     futures = [pool.submit(_draw_figure, name, *task) for name in FIGURE_NAMES]
                     paths = [future.result() for future in futures]
             else:
@@ -337,6 +384,31 @@ def run_figures(
         missing = [f for f in output if not Path(f).exists()]
         if missing:
             raise RuntimeError(f"the figures job did not write {missing}")
+
+
+def figure_pool(workers: int) -> ProcessPoolExecutor:
+    """The figure workers: spawned, not forked (Snakemake's process runs threads of its own),
+    and each exits when this process is gone (`_die_with_parent`)."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """In a figure worker: exit as soon as the process that started it is gone. A Snakemake
+    killed with SIGKILL cannot stop its workers, which would otherwise draw on as orphans (and
+    a worker idle in the pool waits for work forever). Checks the parent pid twice a second
+    from a daemon thread: an orphan is adopted by another process, so its parent pid changes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="emsim-parent-watch", daemon=True).start()
 
 
 def _draw_figure(name: str, summary_dir: Path, traces_dir: Path, figures_dir: Path, dpi: int):
