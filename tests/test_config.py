@@ -476,7 +476,11 @@ def test_views_live_in_the_results_folder_and_a_killed_run_s_are_swept(tmp_path)
     with jobs.dataset_view([path], results) as view:
         assert view.parent == tmp_root and view.name.startswith(f"view-{jobs._host_tag()}-")
         assert not left.exists() and alive.exists()
-    assert not view.exists()
+    assert not view.exists() and tmp_root.exists()  # the view in use stays
+    alive.rmdir()
+    with jobs.dataset_view([path], results):
+        pass
+    assert not tmp_root.exists()  # nothing left in results/ after a run
     assert path.exists()  # the swept view's links went, not what they pointed to
 
 

@@ -175,21 +175,35 @@ def dataset_view(
     named after this host and process, and views left there by killed processes are removed
     first: a study killed at any moment leaves no temporary folder behind for long.
     """
-    if results is not None:
-        tmp_root = Path(results) / TMP_FOLDER
+    if results is None:
+        with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
+            yield _link_view(Path(tmp), files)
+        return
+    tmp_root = Path(results) / TMP_FOLDER
+    sweep_stale_views(tmp_root)
+    for attempt in range(5):
         tmp_root.mkdir(parents=True, exist_ok=True)
-        sweep_stale_views(tmp_root)
-        prefix, where = f"view-{_host_tag()}-{os.getpid()}-", str(tmp_root)
-    else:
-        prefix, where = "emsim-view-", None
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=where) as tmp:
-        root = Path(tmp)
-        for f in files:
-            f = Path(f).resolve()
-            link = root / f.parent.name / f.name
-            link.parent.mkdir(exist_ok=True)
-            link.symlink_to(f)
-        yield root
+        try:
+            tmp = tempfile.mkdtemp(prefix=f"view-{_host_tag()}-{os.getpid()}-", dir=tmp_root)
+            break
+        except FileNotFoundError:  # another job's view just removed the empty tmp_root
+            if attempt == 4:
+                raise
+    try:
+        yield _link_view(Path(tmp), files)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp_root.rmdir()  # only when empty: other views may be in use
+
+
+def _link_view(root: Path, files: Iterable[str | os.PathLike[str]]) -> Path:
+    for f in files:
+        f = Path(f).resolve()
+        link = root / f.parent.name / f.name
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(f)
+    return root
 
 
 PARQUET_MAGIC = b"PAR1"
