@@ -535,3 +535,47 @@ def test_figure_workers_exit_when_their_parent_is_killed(tmp_path):
         for pid in workers if "workers" in locals() else []:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_manifest_job_deletes_a_result_damaged_past_the_start_up_check(tmp_path, monkeypatch):
+    """A file with whole magic bytes and footer length but garbage inside passes the workflow's
+    12-byte check; the manifest job, which reads it all, deletes it, so the next run refits it
+    instead of failing again, and says so in one line."""
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    spec = study(MINIMAL)
+    fits, traces = spec.outputs("fits"), spec.outputs("traces")
+    for path in [*fits, *traces]:
+        write_parquet_atomic(pd.DataFrame({"x": [1]}), path)
+    bad = Path(fits[0])
+    data = bytearray(bad.read_bytes())
+    data[4:-8] = b"\0" * (len(data) - 12)  # magic and footer length kept, the rest zeroed
+    bad.write_bytes(bytes(data))
+    assert jobs.parquet_damage(bad) is None  # beyond what the 12-byte check sees
+    assert jobs.parquet_damage(Path(traces[0])) is None
+    job = SimpleNamespace(
+        input=SimpleNamespace(fits=fits, traces=traces),
+        output=SimpleNamespace(manifest="results/manifest.json"),
+        log=["results/logs/manifest.log"],
+    )
+    with pytest.raises(RuntimeError, match=r"cannot read as parquet.*deleted it: rerun the study"):
+        jobs.run_manifest(spec, job.input, job.output, job.log)
+    assert not bad.exists() and Path(traces[0]).exists()
+
+
+def test_start_up_check_names_truncated_and_emptied_results(tmp_path):
+    whole, truncated, empty = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    write_parquet_atomic(pd.DataFrame({"x": [1.0] * 100}), whole)
+    truncated.write_bytes(whole.read_bytes()[:-30])
+    empty.write_bytes(b"")
+    lines: list[str] = []
+    removed = jobs.remove_damaged_results(
+        [whole, truncated, empty, tmp_path / "missing.parquet"], warn=lines.append
+    )
+    assert removed == [str(truncated), str(empty)]
+    assert whole.exists() and not truncated.exists() and not empty.exists()
+    assert lines[0].startswith(f"emsim: {truncated} was damaged (no Parquet magic bytes")
+    assert lines[1] == f"emsim: {empty} was damaged (0 bytes, too short for Parquet): " + (
+        "deleted, its fit job reruns"
+    )
