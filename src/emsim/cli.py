@@ -254,14 +254,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0: the results match (the manifest, or the other study); 1: they differ (one line
     per difference on stdout, then a summary); 2: bad input."""
-    from .study.manifest import (
-        ManifestError,
-        compare,
-        load_manifest,
-        manifest_path,
-        repair_hint,
-        verify,
-    )
+    from .study.manifest import ManifestError, compare, load_manifest, manifest_path, verify
 
     try:
         if args.compare is not None:
@@ -289,6 +282,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"verify: {files_bad} of {n_files} files differ from {where}"
             + ("" if files_bad else "; the study hash does not match its files")
         )
+        from .study.manifest import repair_hint
+
         hint = repair_hint(problems, args.results)
         if hint:
             print(hint)
