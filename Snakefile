@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from emsim.study import jobs
-from emsim.study.config import load_study
+from emsim.study.config import ConfigError, load_study
 
 min_version("9.0")
 
@@ -17,13 +17,22 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-# Validates the config (ConfigError names the bad key) and fills the schema's defaults before
-# any job is scheduled; STUDY holds the cells, chunks and hashes that the rules use.
-STUDY = load_study(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-)
+# Validates the config (ConfigError names the bad key; the config files are checked for keys
+# given twice) and fills the schema's defaults before any job is scheduled; STUDY holds the
+# cells, chunks and hashes that the rules use. A bad config ends here with its one line.
+try:
+    STUDY = load_study(
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        config_files=workflow.configfiles,
+    )
+except ConfigError as error:
+    sys.exit(str(error))
 if workflow.is_main_process:
     print(STUDY.summary_line(), file=sys.stderr)
+    # A fits or traces file that is not whole Parquet (truncated, emptied) is deleted, with a
+    # warning, so that this run refits it (rule all asks for every one of them).
+    jobs.remove_damaged_results([*STUDY.outputs("fits"), *STUDY.outputs("traces")])
 
 
 wildcard_constraints:
@@ -38,8 +47,13 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/manifest.smk"
 
 
+# The fits and traces are targets too, not only inputs of the manifest, summary and report:
+# Snakemake regenerates a missing intermediate file only when a target needs it, so without
+# them a deleted fits file would stay missing ("Nothing to be done").
 rule all:
     default_target: True
     input:
         rules.report.output.html,
         rules.manifest.output.manifest,
+        STUDY.outputs("fits"),
+        STUDY.outputs("traces"),

@@ -479,3 +479,133 @@ def test_dataset_view_holds_only_the_listed_files(tmp_path):
     assert not view.exists()
     prov = jobs.fit_provenance(wanted)
     assert prov["total_fits"] == 3 and prov["fit_jobs"] == 3
+
+
+def test_views_live_in_the_results_folder_and_a_killed_run_s_are_swept(tmp_path):
+    """Issue 13: views were made in the system's temp folder, where a Snakemake killed with
+    SIGKILL left them for good. Now they are in results/.emsim-tmp/, named after host and
+    process, and the next view removes those of processes that no longer run."""
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    path = results / "fits" / "cell=a" / "chunk=0.parquet"
+    write_parquet_atomic(pd.DataFrame({"x": [1]}), path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tmp_root = results / jobs.TMP_FOLDER
+    left = tmp_root / f"view-{jobs._host_tag()}-{dead}-abc123"
+    (left / "cell=a").mkdir(parents=True)
+    (left / "cell=a" / "chunk=0.parquet").symlink_to(path)
+    alive = tmp_root / f"view-{jobs._host_tag()}-{os.getpid()}-def456"  # a view in use
+    alive.mkdir()
+    with jobs.dataset_view([path], results) as view:
+        assert view.parent == tmp_root and view.name.startswith(f"view-{jobs._host_tag()}-")
+        assert not left.exists() and alive.exists()
+    assert not view.exists() and tmp_root.exists()  # the view in use stays
+    alive.rmdir()
+    with jobs.dataset_view([path], results):
+        pass
+    assert not tmp_root.exists()  # nothing left in results/ after a run
+    assert path.exists()  # the swept view's links went, not what they pointed to
+
+
+def test_figure_workers_exit_when_their_parent_is_killed(tmp_path):
+    """Issue 13: after `kill -9` of Snakemake during the figures, its spawned workers drew on
+    as orphans. A process that starts `jobs.figure_pool` and is then killed with SIGKILL leaves
+    no worker running a few seconds later."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from emsim.study import jobs\n"
+        "if __name__ == '__main__':\n"
+        "    pool = jobs.figure_pool(2)\n"
+        "    futures = [pool.submit(time.sleep, 120) for _ in range(2)]\n"
+        "    while len(pool._processes) < 2:\n"
+        "        time.sleep(0.1)\n"
+        "    print(*pool._processes, flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        time.sleep(1.0)  # the workers are drawing (sleeping) and watching
+        for pid in workers:
+            os.kill(pid, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+
+        def running(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(running(pid) for pid in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in workers if "workers" in locals() else []:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_manifest_job_deletes_a_result_damaged_past_the_start_up_check(tmp_path, monkeypatch):
+    """A file with whole magic bytes and footer length but garbage inside passes the workflow's
+    12-byte check; the manifest job, which reads it all, deletes it, so the next run refits it
+    instead of failing again, and says so in one line."""
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    spec = study(MINIMAL)
+    fits, traces = spec.outputs("fits"), spec.outputs("traces")
+    for path in [*fits, *traces]:
+        write_parquet_atomic(pd.DataFrame({"x": [1]}), path)
+    bad = Path(fits[0])
+    data = bytearray(bad.read_bytes())
+    data[4:-8] = b"\0" * (len(data) - 12)  # magic and footer length kept, the rest zeroed
+    bad.write_bytes(bytes(data))
+    assert jobs.parquet_damage(bad) is None  # beyond what the 12-byte check sees
+    assert jobs.parquet_damage(Path(traces[0])) is None
+    job = SimpleNamespace(
+        input=SimpleNamespace(fits=fits, traces=traces),
+        output=SimpleNamespace(manifest="results/manifest.json"),
+        log=["results/logs/manifest.log"],
+    )
+    with pytest.raises(RuntimeError, match=r"cannot read as parquet.*deleted it: rerun the study"):
+        jobs.run_manifest(spec, job.input, job.output, job.log)
+    assert not bad.exists() and Path(traces[0]).exists()
+
+
+def test_start_up_check_names_truncated_and_emptied_results(tmp_path):
+    whole, truncated, empty = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    write_parquet_atomic(pd.DataFrame({"x": [1.0] * 100}), whole)
+    truncated.write_bytes(whole.read_bytes()[:-30])
+    empty.write_bytes(b"")
+    lines: list[str] = []
+    removed = jobs.remove_damaged_results(
+        [whole, truncated, empty, tmp_path / "missing.parquet"], warn=lines.append
+    )
+    assert removed == [str(truncated), str(empty)]
+    assert whole.exists() and not truncated.exists() and not empty.exists()
+    assert lines[0].startswith(f"emsim: {truncated} was damaged (no Parquet magic bytes")
+    assert lines[1] == f"emsim: {empty} was damaged (0 bytes, too short for Parquet): " + (
+        "deleted, its fit job reruns"
+    )

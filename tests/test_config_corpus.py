@@ -241,6 +241,78 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "grid.sigma[1]",
         "for grid.mu[1]",
     ),
+    # -- integers that are not ints (JSON Schema would take 2.0 as an integer)
+    ("k-float", broken((("starts", 2, "k"), 2.0)), "starts[2].k", "write 2, without a decimal"),
+    ("n-float-1e12", broken((("grid", "n"), [1e12])), "grid.n[0]", "not of type 'integer'"),
+    ("replicates-float-1e3", broken((("replicates",), 1e3)), "replicates", "write 1000,"),
+    # -- YAML 1.1 reads 1e-6 (no decimal point) as text: the hint says how to write it
+    (
+        "tolerance-yaml-text",
+        broken((("em", "tolerance"), "1e-6")),
+        "em.tolerance",
+        "'1e-6' is not of type 'number' (write 1.0e-6: YAML reads 1e-6 as text)",
+    ),
+    (
+        "replicates-yaml-text",
+        broken((("replicates",), "1e3")),
+        "replicates",
+        "(write 1000: YAML reads 1e3 as text)",
+    ),
+    # -- issue 13: upper bounds, before any job (each was a crash, a hang or a recompile)
+    (
+        "max-iterations-2-64",
+        broken((("em", "max_iterations"), 2**64)),
+        "em.max_iterations",
+        "greater than the maximum of 2147483647",
+    ),
+    (
+        "max-iterations-2-63",
+        broken((("em", "max_iterations"), 2**63)),
+        "em.max_iterations",
+        "greater than the maximum of 2147483647",
+    ),
+    (
+        "max-iterations-2-31",
+        broken((("em", "max_iterations"), 2**31)),
+        "em.max_iterations",
+        "greater than the maximum",
+    ),
+    ("n-1e12", broken((("grid", "n"), [20, 10**12])), "grid.n[1]", "raise limits.max_n"),
+    (
+        "replicates-1e9-chunk-1e9",
+        broken((("replicates",), 10**9), (("chunk_size",), 10**9)),
+        "limits.max_fits",
+        "= 2e+10 fits exceeds limits.max_fits = 1e+08; raise limits.max_fits to run it",
+    ),
+    (
+        "replicates-1e9-chunk-1",
+        broken((("replicates",), 10**9), (("chunk_size",), 1)),
+        "limits.max_jobs",
+        "2,000,000,000 fit jobs exceeds limits.max_jobs = 20,000",
+    ),
+    (
+        "grid-1e5-cells",
+        broken(
+            (("grid", "n"), list(range(20, 120))),
+            (("grid", "pi"), [i / 1001 for i in range(1, 1001)]),
+        ),
+        "limits.max_jobs",
+        "100,001 cells x 1 chunks",
+    ),
+    (
+        "random-k-1e9",
+        broken((("starts", 2, "k"), 10**9)),
+        "limits.max_fits",
+        "raise limits.max_fits",
+    ),
+    (
+        "job-memory",
+        broken((("grid", "n"), [500_000]), (("replicates",), 250), (("chunk_size",), 250)),
+        "limits.max_job_memory_mb",
+        "needs about 38,547 MB, more than limits.max_job_memory_mb = 8,000; lower chunk_size",
+    ),
+    ("limits-misspelt", broken((("limits",), {"max_fit": 10})), "limits.max_fit", "unknown key"),
+    ("limits-text", broken((("limits",), {"max_fits": "1e9"})), "limits.max_fits", "as text"),
     # -- keys that are not text
     ("key-number", {**BASE, 7: 1}, "7", "unknown key"),
     ("key-newline", {**BASE, "chunk\nsize": 1}, "'chunk\\nsize'", "unknown key"),
@@ -279,6 +351,39 @@ def test_base_config_is_valid():
     assert len(load_study(hostile, SCHEMA).cells) == 4
 
 
+def test_limits_can_be_raised_deliberately_and_do_not_change_fits():
+    big = broken((("grid", "n"), [500_000]), (("replicates",), 250), (("chunk_size",), 250))
+    with pytest.raises(ConfigError, match=r"limits\.max_job_memory_mb"):
+        load_study(big, SCHEMA)
+    raised = copy.deepcopy(big)
+    raised["limits"] = {"max_job_memory_mb": 40_000}
+    study = load_study(raised, SCHEMA)
+    assert study.config["limits"]["max_fits"] == 100_000_000  # the others keep their defaults
+    assert study.fit_mem_mb(study.cells[0].cell_id) <= 40_000
+    assert (
+        study.fit_hash
+        == load_study(big | {"limits": {"max_job_memory_mb": 50_000}}, SCHEMA).fit_hash
+    )
+    # chunk_size beyond replicates: a chunk holds only the replicates there are.
+    small = load_study(broken((("chunk_size",), 10**9)), SCHEMA)
+    assert small.fit_mem_mb(small.cells[0].cell_id) < 500
+
+
+def test_a_key_given_twice_in_a_config_file_is_named(tmp_path):
+    text = "seed: 3\nem:\n  tolerance: 1.0e-5\n  max_iterations: 50\n  tolerance: 1.0e-3\n"
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_study(BASE, SCHEMA, config_files=[path])
+    message = str(info.value)
+    assert message.startswith("config error: em.tolerance: given twice in "), message
+    assert "(lines 3 and 5)" in message and "\n" not in message
+    path.write_text(
+        "seed: 3\nstarts:\n  - {name: a, strategy: truth}\n  - {name: b, strategy: truth}\n"
+    )
+    load_study(BASE, SCHEMA, config_files=[path])  # equal keys in different mappings are fine
+
+
 @pytest.mark.parametrize("cfg", [[1, 2], "text", None], ids=["list", "text", "none"])
 def test_a_config_that_is_not_a_mapping_is_named(cfg):
     with pytest.raises(ConfigError, match=r"^config error: the config must be a mapping"):
@@ -294,6 +399,19 @@ COMMAND_LINE: list[tuple[str, list[str], str, str]] = [
     ("cli-chunk-size-0", ["chunk_size=0"], "chunk_size", "minimum"),
     ("cli-misspelt", ["chunksize=5"], "chunksize", "unknown key"),
     ("cli-traces-negative", ["traces=-1"], "traces", "minimum"),
+    ("cli-replicates-1e9", ["replicates=1000000000", "chunk_size=1"], "limits.max_jobs", "raise"),
+    ("cli-max-iterations-2-64", [f"em={{max_iterations: {2**64}}}"], "em.max_iterations", "type"),
+]
+
+# Config files as written (what yaml.safe_dump cannot write): `config.yaml`'s text.
+RAW_FILES: list[tuple[str, str, str, str]] = [
+    (
+        "file-key-twice",
+        "replicates: 2\nchunk_size: 2\nreplicates: 4\n",
+        "replicates",
+        "given twice in",
+    ),
+    ("file-yaml-1e-6", "em:\n  tolerance: 1e-6\n", "em.tolerance", "write 1.0e-6"),
 ]
 
 
@@ -320,6 +438,10 @@ def snakemake_runs(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
             work.append((name, make_workdir(root / name, cfg), []))
     for name, overrides, _, _ in COMMAND_LINE:
         work.append((name, make_workdir(root / name, BASE), ["--config", *overrides]))
+    for name, text, _, _ in RAW_FILES:
+        workdir = make_workdir(root / name, BASE)
+        (workdir / "extra.yaml").write_text(text)
+        work.append((name, workdir, ["--configfile", "config.yaml", "extra.yaml"]))
 
     def run(item: tuple[str, Path, list[str]]) -> tuple[str, tuple[Path, int, str]]:
         name, workdir, args = item
@@ -365,12 +487,14 @@ THROUGH_SNAKEMAKE = {
     "pi-huge-int",
     "sigma-below-resolution",
     "key-newline",
+    "replicates-1e9-chunk-1e9",
+    "n-1e12",
 }
 assert THROUGH_SNAKEMAKE <= set(IDS)
 if os.environ.get("EMSIM_CORPUS_ALL") == "1":
     THROUGH_SNAKEMAKE = set(IDS)
 SNAKEMAKE_CASES = [(c[0], c[2], c[3]) for c in CORPUS if c[0] in THROUGH_SNAKEMAKE] + [
-    (c[0], c[2], c[3]) for c in COMMAND_LINE
+    (c[0], c[2], c[3]) for c in [*COMMAND_LINE, *RAW_FILES]
 ]
 
 
@@ -383,6 +507,7 @@ def test_snakemake_rejects_before_any_job(snakemake_runs, name, path, fragment):
     assert rc != 0, out[-3000:]
     lines = [line for line in out.splitlines() if line.startswith("config error: ")]
     assert lines, out[-3000:]
+    assert "Traceback" not in out and 'File "' not in out, out[-3000:]
     assert lines[0].startswith(f"config error: {path}: "), lines[0]
     assert fragment in lines[0]
     assert "rule fit:" not in out and "Select jobs to execute" not in out

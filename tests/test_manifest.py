@@ -4,8 +4,10 @@ The hashing itself is checked on small tables (row order, wall-clock columns and
 metadata do not count, one ulp does); the end-to-end tests run the tiny study of
 test_pipeline.py in temporary folders (never in the checkout's results/) and show that
 
-- the pipeline writes the manifest, and `emsim verify` passes on it, names an altered file
-  (exit 1) and rejects a missing manifest or an unreadable file (exit 2);
+- the pipeline writes the manifest, and `emsim verify` passes on it, names every altered,
+  missing or unreadable file and says how to repair them (exit 1), and rejects a missing or
+  unreadable manifest (exit 2);
+- a rerun of the study repairs deleted and truncated results, to the same study hash;
 - the study hash is the same for --cores 1 and 2 and for chunk_size 3 and 10;
 - changing an EM setting or the seed reruns the fit jobs and the manifest, while a figure option
   reruns only the figures and the report (Snakemake's params trigger), and editing the manifest
@@ -212,9 +214,11 @@ def test_verify_names_an_altered_file(study, tmp_path, capsys):
     lines = out.splitlines()
     assert code == 1 and err == ""
     assert lines[0].startswith(f"{target.as_posix()}: content differs")
-    assert lines[-1] == f"verify: 1 of 8 files differ from {results / 'manifest.json'}"
-    assert len(lines) == 3  # the file, the study hash, the summary
+    assert lines[-2] == f"verify: 1 of 8 files differ from {results / 'manifest.json'}"
+    assert len(lines) == 4  # the file, the study hash, the summary, how to repair
     assert lines[1].startswith("study: hash ")
+    # A readable file with other numbers is not refitted by a rerun: it must be deleted first.
+    assert lines[-1].startswith(f"repair: rm {target.as_posix()}; then rerun the study in ")
 
     # A lost file: results differ (exit 1), named.
     target.unlink()
@@ -228,16 +232,54 @@ def test_verify_rejects_bad_input(study, tmp_path, capsys):
     assert_one_line_error(code, out, err, str(tmp_path / "manifest.json"), "no manifest")
 
     results = copy_results(study, tmp_path / "results")
-    target = sorted((results / "traces").glob("*/chunk=0.parquet"))[-1]
-    target.write_bytes(target.read_bytes()[:200])  # truncated
-    code, out, err = run_cli(capsys, "--results", results)
-    assert_one_line_error(code, out, err, str(target), "cannot read as parquet")
-
     (results / "manifest.json").write_text('{"format": "emsim-manifest/1", "cells": ')
     code, out, err = run_cli(capsys, "--results", results)
     assert_one_line_error(code, out, err, "unreadable manifest")
+    # JSON nested deeper than Python's recursion limit: one line, not a RecursionError.
+    (results / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, out, err = run_cli(capsys, "--results", results)
+    assert_one_line_error(code, out, err, "unreadable manifest", "nested too deeply")
     code, out, err = run_cli(capsys, "--results", study / "results", "--compare", tmp_path / "x")
     assert_one_line_error(code, out, err, "no manifest", "no such folder")
+
+
+@pytest.mark.slow
+def test_a_rerun_repairs_deleted_and_truncated_results(study, tmp_path, capsys):
+    """Issue 13: a deleted fits file made a rerun say "Nothing to be done", and a truncated one
+    with a newer time made every rerun fail. `emsim verify` names both and says how to repair;
+    a plain rerun refits exactly their two jobs, to the same study hash."""
+    work = tmp_path / "w"
+    shutil.copytree(study, work, symlinks=True)  # code, results and Snakemake's records
+    results = work / "results"
+    reference = json.loads((results / "manifest.json").read_text())["study_hash"]
+    fits = sorted((results / "fits").glob("*/chunk=*.parquet"))
+    deleted, truncated = fits[0], fits[-1]
+    deleted.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    later = time.time() + 2  # newer than the summary and the manifest: their inputs "changed"
+    os.utime(truncated, (later, later))
+
+    code, out, err = run_cli(capsys, "--results", results)
+    lines = out.splitlines()
+    assert code == 1 and err == "", out + err
+    assert f"{deleted.as_posix()}: missing" in lines
+    assert any(line.startswith(f"{truncated.as_posix()}: unreadable: ") for line in lines), out
+    assert lines[-2] == f"verify: 2 of 8 files differ from {results / 'manifest.json'}"
+    assert lines[-1].startswith("repair: rerun the study in "), out
+    assert "snakemake --workflow-profile workflow/profiles/default" in lines[-1]
+
+    _, out = snakemake(work)
+    damaged = truncated.relative_to(work).as_posix()
+    assert f"emsim: {damaged} was damaged (no Parquet magic bytes" in out, out[-3000:]
+    jobs = jobs_of(out)
+    assert jobs.count("fit") == 2 and {"manifest", "summary", "report"} <= set(jobs), jobs
+    assert json.loads((results / "manifest.json").read_text())["study_hash"] == reference
+    code, out, _ = run_cli(capsys, "--results", results, "--compare", study / "results")
+    assert code == 0 and "hold identical results" in out
+    code, out, _ = run_cli(capsys, "--results", results)
+    assert code == 0, out
+    _, plan = snakemake(work, "-n")
+    assert jobs_of(plan) == []
 
 
 @pytest.mark.slow

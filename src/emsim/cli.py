@@ -448,6 +448,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"verify: {files_bad} of {n_files} files differ from {where}"
             + ("" if files_bad else "; the study hash does not match its files")
         )
+        from .study.manifest import repair_hint
+
+        hint = repair_hint(problems, args.results)
+        if hint:
+            print(hint)
         return 1
     print(f"verify: all {n_files} files match {where} (study hash {manifest['study_hash'][:12]})")
     return 0

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,11 @@ __all__ = [
     "ConfigError",
     "Study",
     "canonical_json",
+    "check_config_files",
     "default_schema_path",
     "expand_cells",
     "fit_hash",
+    "fit_job_mem_mb",
     "fit_relevant",
     "load_study",
     "start_names",
@@ -129,21 +132,51 @@ def _schema_error(err) -> ConfigError:
     if err.validator == "enum":
         options = ", ".join(map(str, err.validator_value))
         return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not one of {options}")
-    message = err.message.replace("\n", " ")
-    if err.validator == "type" and isinstance(err.instance, str) and _numeric_text(err.instance):
-        # YAML 1.1 (PyYAML, Snakemake) reads 1e-6 as text: it wants a dot, 1.0e-6.
-        mantissa, _, exponent = err.instance.lower().partition("e")
-        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
-        message += f" (YAML reads {err.instance} as text: write {mantissa}e{exponent})"
-    return ConfigError(_fmt_path(path), message)
+    return ConfigError(_fmt_path(path), err.message.replace("\n", " ") + _type_hint(err))
 
 
-def _numeric_text(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _type_hint(err) -> str:
+    """A hint for the two number mistakes YAML invites: `1e-6` (YAML 1.1 reads an exponent
+    without a decimal point as text) and `1e9` or `1.0e9` where an integer is wanted."""
+    if err.validator != "type":
+        return ""
+    wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+    value = err.instance
+    if isinstance(value, str) and ({"number", "integer"} & set(wanted)):
+        try:
+            x = float(value)
+        except ValueError:
+            return ""
+        if not math.isfinite(x):
+            return ""
+        mantissa, e, exponent = value.strip().lower().partition("e")
+        if e and "number" not in wanted and x.is_integer():
+            return f" (write {int(x)}: YAML reads {value} as text)"
+        if e and "." not in mantissa:
+            fixed = f"{mantissa}.0e{exponent}"
+            return f" (write {fixed}: YAML reads {value} as text)"
+        return (
+            " (text, not a number: remove the quotes; `--config` passes values nested in"
+            " {...} as text, so set those in a config file)"
+        )
+    if isinstance(value, float) and wanted == ["integer"] and math.isfinite(value):
+        if value.is_integer():
+            return f" (write {int(value)}, without a decimal point or exponent)"
+    return ""
+
+
+def _strict_integer(checker, instance) -> bool:
+    # JSON Schema counts 2.0 as an integer; the study wants an int (a float count would reach
+    # range() or the compiled engine as a float, or as another type than the one compiled).
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _validator_class():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine("integer", _strict_integer)
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = None) -> dict:
@@ -162,7 +195,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
         schema = yaml.safe_load(f)
     # jsonschema first, for a one-line message naming the key; snakemake's validate (which would
     # only say that validation failed, at length) then fills the defaults.
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class()(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(cfg))
     if error is not None:
         raise _schema_error(error)
@@ -254,6 +287,8 @@ def _check_semantics(cfg: dict) -> None:
         _check_resolution(sc["mu"], sc["sigma"], f"scenarios[{j}].sigma", f"scenarios[{j}].mu")
     if grid is None and not cfg.get("scenarios"):
         raise ConfigError("grid", "no cells: give a grid and/or a non-empty scenarios list")
+    # Before the starts are expanded into names: a random start's k of 10^9 is caught here.
+    _check_limits(cfg)
 
     seen: dict[str, str] = {}
     for j, st in enumerate(cfg["starts"]):
@@ -312,6 +347,97 @@ def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
             if rule not in out:
                 raise ConfigError(f"em.tolerance.{rule}", f"{rule!r} is not in em.stopping")
     return out
+
+
+def fit_job_mem_mb(n: int, chunk: int) -> int:
+    """Memory (MB) of a fit job of `chunk` replicates of n points: the chunk's data plus the EM
+    work arrays (responsibilities, densities, information terms): a few tens of float64 copies
+    of the (replicates x n) array, and Python/pandas."""
+    return int(400 + math.ceil(n * chunk * 8 * 40 / 2**20))
+
+
+def _count_cells(cfg: Mapping[str, Any]) -> int:
+    """The number of distinct cells `expand_cells` would give, without expanding the grid: the
+    product of each grid list's distinct values, plus the scenarios not in the grid."""
+
+    def pair(value: Any) -> tuple[float, float]:
+        if isinstance(value, list | tuple):
+            return float(value[0]), float(value[1])
+        return float(value), float(value)
+
+    grid = cfg.get("grid")
+    axes: list[set] = []
+    if grid is not None:
+        axes = [
+            {int(n) for n in grid["n"]},
+            {pair(m) for m in grid["mu"]},
+            {pair(sg) for sg in grid["sigma"]},
+            {float(p) for p in grid["pi"]},
+        ]
+    count = math.prod(len(a) for a in axes) if axes else 0
+    extra: set[tuple] = set()
+    for sc in cfg.get("scenarios") or []:
+        values = (int(sc["n"]), pair(sc["mu"]), pair(sc["sigma"]), float(sc["pi"]))
+        if not (axes and all(v in a for v, a in zip(values, axes, strict=True))):
+            extra.add(values)
+    return count + len(extra)
+
+
+def _fits_per_replicate(cfg: Mapping[str, Any]) -> int:
+    starts = sum(
+        int(st.get("k", DEFAULT_RANDOM_K)) if st["strategy"] == "random" else 1
+        for st in cfg["starts"]
+    )
+    rules = len(cfg["em"].get("stopping") or ["abs"])
+    return len(cfg["models"]) * len(cfg["methods"]) * starts * rules
+
+
+def _check_limits(cfg: Mapping[str, Any]) -> None:
+    """The `limits` block: a study too large for the machine fails here, before any job, and
+    the message names the limit and how to raise it (the schema's `limits` describes each)."""
+    lim = cfg["limits"]
+    raise_it = "raise limits.{} to run it"
+    ns: list[tuple[str, int]] = []
+    grid = cfg.get("grid")
+    if grid is not None:
+        ns += [(f"grid.n[{i}]", int(n)) for i, n in enumerate(grid["n"])]
+    ns += [(f"scenarios[{j}].n", int(sc["n"])) for j, sc in enumerate(cfg.get("scenarios") or [])]
+    for where, n in ns:
+        if n > lim["max_n"]:
+            raise ConfigError(
+                where, f"{n} is above limits.max_n = {lim['max_n']}; {raise_it.format('max_n')}"
+            )
+    cells = _count_cells(cfg)
+    replicates = int(cfg["replicates"])
+    chunk = min(int(cfg["chunk_size"]), replicates)
+    n_chunks = math.ceil(replicates / chunk)
+    jobs = cells * n_chunks
+    if jobs > lim["max_jobs"]:
+        raise ConfigError(
+            "limits.max_jobs",
+            f"{cells:,} cells x {n_chunks:,} chunks (replicates {replicates:,} / chunk_size "
+            f"{chunk:,}) = {jobs:,} fit jobs exceeds limits.max_jobs = {lim['max_jobs']:,}; "
+            f"raise chunk_size for fewer, larger jobs, or {raise_it.format('max_jobs')}",
+        )
+    per_replicate = _fits_per_replicate(cfg)
+    fits = cells * replicates * per_replicate
+    if fits > lim["max_fits"]:
+        raise ConfigError(
+            "limits.max_fits",
+            f"{cells:,} cells x {replicates:,} replicates x {per_replicate:,} fits each = "
+            f"{fits:.3g} fits exceeds limits.max_fits = {lim['max_fits']:.3g}; "
+            f"{raise_it.format('max_fits')}",
+        )
+    n_max = max(n for _, n in ns)
+    mem = fit_job_mem_mb(n_max, chunk)
+    if mem > lim["max_job_memory_mb"]:
+        fitting = max(1, (lim["max_job_memory_mb"] - 400) * 2**20 // (320 * n_max))
+        raise ConfigError(
+            "limits.max_job_memory_mb",
+            f"a fit job of chunk_size {chunk:,} replicates at n = {n_max:,} needs about "
+            f"{mem:,} MB, more than limits.max_job_memory_mb = {lim['max_job_memory_mb']:,}; "
+            f"lower chunk_size (to {fitting:,} or less) or {raise_it.format('max_job_memory_mb')}",
+        )
 
 
 def start_names(starts: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -457,10 +583,8 @@ class Study:
         ]
 
     def fit_mem_mb(self, cell_id: str) -> int:
-        # The chunk's data plus the EM work arrays (responsibilities, densities, information
-        # terms): a few tens of float64 copies of the (replicates x n) array, and Python/pandas.
-        cells = self.cell(cell_id).n * self.chunk_size
-        return int(400 + math.ceil(cells * 8 * 40 / 2**20))
+        # A chunk holds at most `replicates` replicates, whatever chunk_size says.
+        return fit_job_mem_mb(self.cell(cell_id).n, min(self.chunk_size, self.replicates))
 
     def fit_runtime_min(self, cell_id: str, attempt: int = 1) -> int:
         # Measured on one core: about 2 microseconds per data point per fit in the slowest
@@ -497,8 +621,53 @@ def fit_hash(cfg: Mapping[str, Any]) -> str:
     return _sha256(fit_relevant(cfg))
 
 
-def load_study(config: Mapping[str, Any], schema_path: str | Path | None = None) -> Study:
-    """Validate `config` (raising ConfigError) and derive the study's cells and hashes."""
+def check_config_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse a key given twice in one mapping of a YAML config file (ConfigError naming the key,
+    the file and both lines): YAML loaders, Snakemake's too, silently keep the last one."""
+    import yaml
+
+    for path in paths:
+        try:
+            node = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # not ours to report: Snakemake read the file, or says why it cannot
+        try:
+            _check_duplicate_keys(node, [], str(path))
+        except RecursionError:
+            continue
+
+
+def _check_duplicate_keys(node: Any, where: list, path: str) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key in seen:
+                raise ConfigError(
+                    _fmt_path([*where, key]),
+                    f"given twice in {path} (lines {seen[key]} and {line}); "
+                    "YAML would silently keep the last: delete one",
+                )
+            if key is not None:
+                seen[key] = line
+            _check_duplicate_keys(value_node, [*where, key if key is not None else "?"], path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, [*where, i], path)
+
+
+def load_study(
+    config: Mapping[str, Any],
+    schema_path: str | Path | None = None,
+    config_files: Iterable[str | os.PathLike[str]] = (),
+) -> Study:
+    """Validate `config` (raising ConfigError) and derive the study's cells and hashes.
+    `config_files`: the YAML files the config was read from (Snakemake's `workflow.configfiles`),
+    checked for keys given twice, which loading them has already hidden."""
+    check_config_files(config_files)
     cfg = validate_config(config, schema_path)
     cells = expand_cells(cfg)
     return Study(

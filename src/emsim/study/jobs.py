@@ -23,6 +23,9 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import re
+import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -39,9 +42,12 @@ from emsim.study.config import Study
 __all__ = [
     "FIGURE_NAMES",
     "dataset_view",
+    "figure_pool",
     "fit_provenance",
     "job_logging",
     "module_path",
+    "parquet_damage",
+    "remove_damaged_results",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -128,18 +134,122 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
         handler.close()
 
 
+TMP_FOLDER = ".emsim-tmp"
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_views(tmp_root: Path) -> list[Path]:
+    """Remove the views left in `tmp_root` by processes of this host that no longer run (a
+    Snakemake killed with SIGKILL cannot clean up); those of live processes are in use."""
+    prefix = f"view-{_host_tag()}-"
+    removed = []
+    for folder in tmp_root.glob(f"{prefix}*") if tmp_root.is_dir() else []:
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)  # links only: rmtree does not follow them
+            removed.append(folder)
+    return removed
+
+
 @contextlib.contextmanager
-def dataset_view(files: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+def dataset_view(
+    files: Iterable[str | os.PathLike[str]], results: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """A temporary folder holding exactly `files` (symbolic links) under their last two path
-    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets."""
-    with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
-        root = Path(tmp)
-        for f in files:
-            f = Path(f).resolve()
-            link = root / f.parent.name / f.name
-            link.parent.mkdir(exist_ok=True)
-            link.symlink_to(f)
-        yield root
+    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets.
+
+    With `results`, the folder lives in `results/.emsim-tmp/` (not the system's temp folder),
+    named after this host and process, and views left there by killed processes are removed
+    first: a study killed at any moment leaves no temporary folder behind for long.
+    """
+    if results is None:
+        with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
+            yield _link_view(Path(tmp), files)
+        return
+    tmp_root = Path(results) / TMP_FOLDER
+    sweep_stale_views(tmp_root)
+    for attempt in range(5):
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp = tempfile.mkdtemp(prefix=f"view-{_host_tag()}-{os.getpid()}-", dir=tmp_root)
+            break
+        except FileNotFoundError:  # another job's view just removed the empty tmp_root
+            if attempt == 4:
+                raise
+    try:
+        yield _link_view(Path(tmp), files)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp_root.rmdir()  # only when empty: other views may be in use
+
+
+def _link_view(root: Path, files: Iterable[str | os.PathLike[str]]) -> Path:
+    for f in files:
+        f = Path(f).resolve()
+        link = root / f.parent.name / f.name
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(f)
+    return root
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def parquet_damage(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at `path` cannot be a whole Parquet file, or None (it looks whole, does not
+    exist or cannot be opened). Reads 12 bytes: the magic at both ends and the footer's length,
+    which a truncated, emptied or overwritten file does not have: about 20 microseconds a file."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 12:
+                return f"{size} bytes, too short for Parquet"
+            head = f.read(4)
+            f.seek(size - 8)
+            tail = f.read(8)
+    except OSError:
+        return None
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        return "no Parquet magic bytes at its start and end: truncated or overwritten"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "its footer is longer than the file: truncated"
+    return None
+
+
+def remove_damaged_results(paths: Iterable[str | os.PathLike[str]], warn: Any = None) -> list[str]:
+    """Delete every file of `paths` (the study's fits and traces outputs) that is not a whole
+    Parquet file, with one warning line each, so that Snakemake reruns its fit job: a damaged
+    result is repaired by simply rerunning the study. Returns the deleted paths."""
+    import sys
+
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    removed = []
+    for path in paths:
+        problem = parquet_damage(path)
+        if problem is None:
+            continue
+        try:
+            os.remove(path)
+        except OSError as err:
+            warn(f"emsim: {path} is damaged ({problem}) and cannot be deleted: {err}")
+            continue
+        warn(f"emsim: {path} was damaged ({problem}): deleted, its fit job reruns")
+        removed.append(str(path))
+    return removed
 
 
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -219,12 +329,18 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "replicates": study.replicates,
             "chunk_size": study.chunk_size,
         }
-        built = manifest.build_manifest(
-            Path(output.manifest).parent,
-            files,
-            provenance=provenance,
-            expect_config_hash=study.fit_hash,
-        )
+        try:
+            built = manifest.build_manifest(
+                Path(output.manifest).parent,
+                files,
+                provenance=provenance,
+                expect_config_hash=study.fit_hash,
+            )
+        except manifest.UnreadableFile as err:
+            # Damaged past what the workflow's start-up check sees (that reads 12 bytes):
+            # delete it, so that the next run refits it instead of failing here again.
+            err.path.unlink(missing_ok=True)
+            raise RuntimeError(f"{err}; deleted it: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
         logger.info(
             "manifest of %d files (%s) in %.1f s: study hash %s",
@@ -243,7 +359,7 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(fits), fits)
         t0 = time.perf_counter()
-        with dataset_view(fits) as view:
+        with dataset_view(fits, Path(output.performance).parent.parent) as view:
             measures.summarise(
                 view,
                 Path(output.performance).parent,
@@ -264,13 +380,12 @@ def run_figures(
     summary_dir, figures_dir = Path(input.performance).parent, Path(output[0]).parent
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(traces), traces)
-        with dataset_view(traces) as view:
+        with dataset_view(traces, figures_dir.parent) as view:
             threshold = float(study.config["em"]["premature_threshold"])
             task = (summary_dir, view, figures_dir, int(params.dpi), threshold)
             workers = min(threads, len(FIGURE_NAMES))
             if workers > 1:
-                context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                with figure_pool(workers) as pool:
                     futures = [pool.submit(_draw_figure, name, *task) for name in FIGURE_NAMES]
                     paths = [future.result() for future in futures]
             else:
@@ -284,6 +399,31 @@ def run_figures(
         missing = [f for f in output if not Path(f).exists()]
         if missing:
             raise RuntimeError(f"the figures job did not write {missing}")
+
+
+def figure_pool(workers: int) -> ProcessPoolExecutor:
+    """The figure workers: spawned, not forked (Snakemake's process runs threads of its own),
+    and each exits when this process is gone (`_die_with_parent`)."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """In a figure worker: exit as soon as the process that started it is gone. A Snakemake
+    killed with SIGKILL cannot stop its workers, which would otherwise draw on as orphans (and
+    a worker idle in the pool waits for work forever). Checks the parent pid twice a second
+    from a daemon thread: an orphan is adopted by another process, so its parent pid changes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="emsim-parent-watch", daemon=True).start()
 
 
 def _draw_figure(

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +48,14 @@ __all__ = [
     "MANIFEST_NAME",
     "ManifestError",
     "Mismatch",
+    "UnreadableFile",
     "build_manifest",
     "canonical_bytes",
     "canonical_table",
     "compare",
     "load_manifest",
     "manifest_path",
+    "repair_hint",
     "study_hash",
     "table_hash",
     "verify",
@@ -86,6 +89,14 @@ class ManifestError(ValueError):
     """A manifest or result file that cannot be read: bad input (one line, exit 2)."""
 
 
+class UnreadableFile(ManifestError):
+    """A result file that is not readable Parquet; `path` names it."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str):
+        super().__init__(message)
+        self.path = Path(path)
+
+
 # --- hashing ------------------------------------------------------------------------------------
 
 
@@ -94,7 +105,7 @@ def _read_values(path: str | os.PathLike[str]) -> pa.Table:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a truncated or foreign file
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ManifestError(f"{path}: cannot read as parquet: {first}") from None
+        raise UnreadableFile(path, f"{path}: cannot read as parquet: {first}") from None
     return table.replace_schema_metadata(None)
 
 
@@ -190,12 +201,19 @@ class _Scan:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
-def _scan(root: Path, rel_paths: Iterable[str], expect_config_hash: str | None = None) -> _Scan:
+def _scan(
+    root: Path,
+    rel_paths: Iterable[str],
+    expect_config_hash: str | None = None,
+    tolerate_unreadable: bool = False,
+) -> _Scan:
     """Read and hash every file (paths relative to `root`); a cell's hash covers all its files'
     rows. One cell is in memory at a time. A file that does not exist is listed in `missing`
-    and left out of the cell hashes."""
+    and left out of the cell hashes; with `tolerate_unreadable`, so is one that is not readable
+    Parquet (in `unreadable`, with the reason), which otherwise raises UnreadableFile."""
     scan = _Scan()
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for rel in rel_paths:
@@ -209,7 +227,13 @@ def _scan(root: Path, rel_paths: Iterable[str], expect_config_hash: str | None =
             if not path.exists():
                 scan.missing.append(rel)
                 continue
-            table = _read_values(path)
+            try:
+                table = _read_values(path)
+            except UnreadableFile as err:
+                if not tolerate_unreadable:
+                    raise
+                scan.unreadable[rel] = str(err).split(": cannot read as parquet: ", 1)[-1]
+                continue
             if expect_config_hash is not None:
                 _check_config_hash(path, rel, expect_config_hash)
             scan.files[rel] = {
@@ -321,6 +345,8 @@ def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ManifestError(f"{path}: unreadable manifest: {err}") from None
+    except RecursionError:  # JSON nested thousands deep: no manifest
+        raise ManifestError(f"{path}: unreadable manifest: nested too deeply") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ManifestError(f"{path}: not an {FORMAT} manifest (format {found!r})")
@@ -342,10 +368,12 @@ def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Mismatch:
-    """One difference: `what` (a file path, a cell, or "study") and a description."""
+    """One difference: `what` (a file path, a cell, or "study") and a description; for a file,
+    `damage` is "missing", "unreadable" or "differs"."""
 
     what: str
     problem: str
+    damage: str = ""
 
     def __str__(self) -> str:
         return f"{self.what}: {self.problem}"
@@ -365,17 +393,22 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
     manifest = load_manifest(results)
     root = path.parent
     listed = {f["path"]: f for f in manifest["files"]}
-    scan = _scan(root, sorted(listed))
+    scan = _scan(root, sorted(listed), tolerate_unreadable=True)
     problems: list[Mismatch] = []
     for rel, entry in sorted(listed.items()):
         shown = (Path(root) / rel).as_posix()
         if rel in scan.missing:
-            problems.append(Mismatch(shown, "missing"))
+            problems.append(Mismatch(shown, "missing", "missing"))
+            continue
+        if rel in scan.unreadable:
+            problems.append(Mismatch(shown, f"unreadable: {scan.unreadable[rel]}", "unreadable"))
             continue
         now = scan.files[rel]
         if now["rows"] != entry.get("rows"):
             problems.append(
-                Mismatch(shown, f"{now['rows']} rows, the manifest says {entry.get('rows')}")
+                Mismatch(
+                    shown, f"{now['rows']} rows, the manifest says {entry.get('rows')}", "differs"
+                )
             )
         elif now["hash"] != entry.get("hash"):
             problems.append(
@@ -383,9 +416,10 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
                     shown,
                     f"content differs (hash {_short(now['hash'])}, manifest "
                     f"{_short(entry.get('hash'))})",
+                    "differs",
                 )
             )
-    if not scan.missing:
+    if not scan.missing and not scan.unreadable:
         recomputed = study_hash(scan.cells)
         if recomputed != manifest["study_hash"]:
             problems.append(
@@ -396,6 +430,25 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
                 )
             )
     return manifest, problems
+
+
+def repair_hint(problems: Iterable[Mismatch], results: str | os.PathLike[str]) -> str | None:
+    """One line saying how to repair the damaged files among `problems`, or None if there are
+    none. A rerun of the study refits missing and unreadable files by itself (the workflow
+    deletes a damaged one); a readable file whose content differs must be deleted first."""
+    damaged = [p for p in problems if p.damage]
+    if not damaged:
+        return None
+    folder = manifest_path(results).parent.parent.as_posix() or "."
+    rerun = (
+        f"rerun the study in {shlex.quote(folder)} with the command that ran it, e.g. "
+        "`snakemake --workflow-profile workflow/profiles/default`"
+    )
+    differ = [p.what for p in damaged if p.damage == "differs"]
+    if differ:
+        rm = " ".join(shlex.quote(path) for path in differ)
+        return f"repair: rm {rm}; then {rerun}"
+    return f"repair: {rerun}; it refits exactly the missing and unreadable files"
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Mismatch]:
