@@ -188,8 +188,20 @@ def fit_json(capsys, *argv: str | Path) -> dict:
 @pytest.mark.parametrize("method", ["em", "squarem"])
 def test_fit_json_recovers_the_truth(capsys, data_file, method) -> None:
     result = fit_json(capsys, data_file, "--method", method)
-    assert set(result) == {"status", "iterations", "loglik", "params", "se", "elapsed_s"}
-    assert result["status"] == "converged"
+    assert set(result) == {
+        "status",
+        "stopping",
+        "iterations",
+        "loglik",
+        "params",
+        "se",
+        "distance_to_limit",
+        "loglik_gap_to_limit",
+        "polish_evals",
+        "elapsed_s",
+    }
+    assert result["status"] == "converged" and result["stopping"] == "abs"
+    assert 0 <= result["distance_to_limit"] <= 0.1 and result["loglik_gap_to_limit"] >= 0
     assert 0 < result["iterations"] < 1000
     assert set(result["params"]) == set(emsim.PARAMS) == set(result["se"])
     tolerance = {"pi": 0.05, "mu1": 0.15, "mu2": 0.15, "sigma1": 0.15, "sigma2": 0.15}
@@ -202,6 +214,18 @@ def test_fit_json_recovers_the_truth(capsys, data_file, method) -> None:
     assert result["loglik"] == direct.loglik
     assert result["params"] == direct.params
     assert result["iterations"] == direct.iterations
+    assert result["distance_to_limit"] == direct.distance_to_limit
+
+
+def test_fit_stopping_rule_and_premature_threshold_reach_the_fit(capsys, data_file) -> None:
+    y = pd.read_csv(data_file)["Y"].to_numpy()
+    for rule, tolerance in (("aitken", "1e-5"), ("rel", "1e-9")):
+        result = fit_json(capsys, data_file, "--stopping", rule, "--tolerance", tolerance)
+        direct = emsim.fit(y, stopping=rule, tolerance=float(tolerance))
+        assert result["stopping"] == rule
+        assert (result["iterations"], result["status"]) == (direct.iterations, direct.status)
+    strict = fit_json(capsys, data_file, "--premature-threshold", "1e-300")
+    assert strict["status"] == "premature" and strict["distance_to_limit"] > 1e-300
 
 
 def test_fit_text_output(capsys, data_file) -> None:

@@ -115,7 +115,7 @@ def test_hash_ignores_row_order_runtime_and_metadata_but_not_one_ulp():
     assert mf.table_hash(set_value(zero, "est_pi", 0, -0.0)) != mf.table_hash(zero)
     # The canonical form: the scheme, the row count, then per column a typed header and values.
     data = mf.canonical_bytes(table)
-    assert data.startswith(b"emsim-values/1\n6\ncell_id:string:6:0\n")
+    assert data.startswith(b"emsim-values/2\n6\ncell_id:string:6:0\n")
     assert b"runtime_s" not in data and b"se_mu1:double:6:0\n" in data
     sorted_pi = mf.canonical_table(table).column("est_pi").to_numpy()
     assert sorted_pi.astype("<f8").tobytes() in data

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .api import check_start_known, fit
-from .models import METHODS, MODELS, PARAMS
+from .api import PREMATURE_THRESHOLD_SE, check_start_known, fit
+from .models import DEFAULT_STOPPING, METHODS, MODELS, PARAMS, STOPPING_RULES
 from .rrandom import RRandom
 from .safe_write import UnsafeOutputError, check_output_path, write_output
 from .simulate import simulate
@@ -374,6 +374,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             max_iterations=args.max_iterations,
             trace=bool(args.trace),
+            stopping=args.stopping,
+            premature_threshold=args.premature_threshold,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -397,10 +399,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "status": result.status,
+            "stopping": result.stopping,
             "iterations": result.iterations,
             "loglik": _json_number(result.loglik),
             "params": {k: _json_number(v) for k, v in result.params.items()},
             "se": {k: _json_number(v) for k, v in result.se.items()},
+            "distance_to_limit": _json_number(result.distance_to_limit),
+            "loglik_gap_to_limit": _json_number(result.loglik_gap_to_limit),
+            "polish_evals": result.polish_evals,
             "elapsed_s": elapsed,
         }
         print(json.dumps(payload, allow_nan=False))
@@ -410,6 +416,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f"{result.iterations} iterations ({elapsed * 1e3:.1f} ms)"
     )
     print(f"log-likelihood {result.loglik:.6f}")
+    if np.isfinite(result.distance_to_limit):
+        print(
+            f"limit of the iteration: {result.distance_to_limit:.3g} SE away, "
+            f"{result.loglik_gap_to_limit:.3g} log-likelihood still to gain"
+        )
     for name in PARAMS:
         se = result.se[name]
         note = f"  (se {se:.4g})" if np.isfinite(se) else "  (held known)" if name in known else ""
@@ -555,6 +566,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_cmd.add_argument(
         "--max-iterations", type=int, default=1000, help="iteration limit; default: 1000"
+    )
+    fit_cmd.add_argument(
+        "--stopping",
+        choices=STOPPING_RULES,
+        default=DEFAULT_STOPPING,
+        help="abs: the rise of the log-likelihood is below --tolerance (the seed's rule); rel: "
+        "below tolerance x |log-likelihood|; aitken: Aitken's estimate of the gain still to "
+        "come is below it; default: abs",
+    )
+    fit_cmd.add_argument(
+        "--premature-threshold",
+        type=float,
+        default=PREMATURE_THRESHOLD_SE,
+        help="a stopped fit farther than this many SEs from the limit of its iteration is "
+        "'premature'; default: 0.1",
     )
     fit_cmd.add_argument(
         "--trace",

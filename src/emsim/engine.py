@@ -750,16 +750,10 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
                     0,
                     False,
                 )
-            polishing = n_rules
-            for r in range(n_rules):
-                if out[r, OUT_STATUS] == CONVERGED:
-                    polishing = r
-                    break
+            polishing = _next_to_polish(out, 0)
             if polishing == n_rules:
                 break
-            p[:] = out[polishing, OUT_PARAMS : OUT_PARAMS + 5]
-            stats[:] = out[polishing, OUT_STATS : OUT_STATS + N_STATS]
-            loglik = out[polishing, OUT_LOGLIK]
+            loglik = _polish_from(out[polishing], p, stats)
             polish_tolerance = POLISH_TOL_REL * (abs(loglik) + n)
             polish_evals = 0
             step_max = 1.0
@@ -792,17 +786,10 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
                 loglik = new_loglik
             if done or verdict != _RUNNING or polish_evals >= POLISH_MAX_EVALS:
                 _limit(out[polishing], p, loglik, stats, polish_evals, done)
-                following = n_rules
-                for r in range(polishing + 1, n_rules):
-                    if out[r, OUT_STATUS] == CONVERGED:
-                        following = r
-                        break
-                if following == n_rules:
+                polishing = _next_to_polish(out, polishing + 1)
+                if polishing == n_rules:
                     break
-                polishing = following
-                p[:] = out[polishing, OUT_PARAMS : OUT_PARAMS + 5]
-                stats[:] = out[polishing, OUT_STATS : OUT_STATS + N_STATS]
-                loglik = out[polishing, OUT_LOGLIK]
+                loglik = _polish_from(out[polishing], p, stats)
                 polish_tolerance = POLISH_TOL_REL * (abs(loglik) + n)
                 polish_evals = 0
                 step_max = 1.0
@@ -833,6 +820,24 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
             left -= 1
         last_diff = diff
     return trace[: iteration + 1] if traced else trace
+
+
+@njit(inline="always", **_JIT)
+def _next_to_polish(out, first):
+    """The first rule from `first` on whose fit the rule stopped (the ones polished), or the
+    number of rules when none is left."""
+    for r in range(first, out.shape[0]):
+        if out[r, OUT_STATUS] == CONVERGED:
+            return r
+    return out.shape[0]
+
+
+@njit(inline="always", **_JIT)
+def _polish_from(out, p, stats):
+    """Load a rule's stop into p and stats; returns its log-likelihood."""
+    p[:] = out[OUT_PARAMS : OUT_PARAMS + 5]
+    stats[:] = out[OUT_STATS : OUT_STATS + N_STATS]
+    return out[OUT_LOGLIK]
 
 
 @njit(inline="always", **_JIT)

@@ -67,8 +67,16 @@ MANIFEST_NAME = "manifest.json"
 KINDS = ("fits", "traces")
 # Wall-clock measurements: equal results computed at different speeds must hash equal.
 EXCLUDED_COLUMNS: tuple[str, ...] = ("runtime_s",)
-SORT_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method", "start", "iteration")
-SCHEME_ID = "emsim-values/1"
+SORT_KEYS: tuple[str, ...] = (
+    "cell_id",
+    "replicate",
+    "model",
+    "method",
+    "stopping",
+    "start",
+    "iteration",
+)
+SCHEME_ID = "emsim-values/2"
 SCHEME = {
     "algorithm": "sha256",
     "serialisation": (
