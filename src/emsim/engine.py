@@ -464,11 +464,12 @@ STOP_ABS, STOP_REL, STOP_AITKEN = range(3)
 # The polish (docs/design.md section 2): after the stopping rule ends a fit, SQUAREM continues
 # the same iteration from the stopping point until a step gains less than POLISH_TOL_REL
 # (|l| + n), far below the rounding of any decision made from it, or until POLISH_MAX_EVALS
-# E-steps. Where the cap ends it (EM's rate within about 1e-3 of 1), Newton's method finishes
-# the way to the limit (emsim.limit). Capped and failed fits are not polished: they are failures
-# whatever their distance.
+# E-steps, which is where SQUAREM has done what it does well (fits that EM brought close). Where
+# the cap ends it, a crawling fit, Newton's method finishes the way to the limit (emsim.limit):
+# a few Newton steps cost less than the hundreds of E-steps SQUAREM needs there. Capped and
+# failed fits are not polished: they are failures whatever their distance.
 POLISH_TOL_REL = 1e-12
-POLISH_MAX_EVALS = 500
+POLISH_MAX_EVALS = 60
 
 # Layout of one fit's output vector (per stopping rule): the fit at its stop, then the limit.
 OUT_PARAMS = 0  # 5 values, PARAMS order

@@ -113,18 +113,24 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
         small = positive & (size_se < STEP_TOLERANCE_SE)
         moving = positive & ~small
         scale = np.ones(rows.size)
+        candidate = theta[rows].copy()
+        value = np.full(rows.size, -np.inf)
+        accepted = np.zeros(rows.size, dtype=bool)
+        # Rounding in a sum of n terms: a step may "lose" that much at the maximum.
+        slack = 1e-12 * (np.abs(current[rows]) + y.shape[1])
+        waiting = moving.copy()
         for _ in range(MAX_HALVINGS):
-            candidate = theta[rows] + scale[:, None] * step
-            ok = _valid(candidate)
-            value = np.full(rows.size, -np.inf)
-            if ok.any():
-                value[ok] = loglik(y[rows[ok]], candidate[ok])
-            # Rounding in a sum of n terms: a step may "lose" that much at the maximum.
-            slack = 1e-12 * (np.abs(current[rows]) + y.shape[1])
-            accepted = ok & (value >= current[rows] - slack)
-            waiting = moving & ~accepted
-            if not waiting.any():
+            trying = np.flatnonzero(waiting)
+            if trying.size == 0:
                 break
+            candidate[trying] = theta[rows[trying]] + scale[trying, None] * step[trying]
+            ok = _valid(candidate[trying])
+            value[trying] = -np.inf
+            if ok.any():
+                value[trying[ok]] = loglik(y[rows[trying[ok]]], candidate[trying[ok]])
+            good = trying[value[trying] >= current[rows[trying]] - slack[trying]]
+            accepted[good] = True
+            waiting[good] = False
             scale[waiting] *= 0.5
         update = moving & accepted
         theta[rows[update]] = candidate[update]
