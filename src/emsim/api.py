@@ -658,11 +658,22 @@ def _rule_result(y, out, k, rule, model, method, names, traced, seconds_per_eval
         y, params, np.ascontiguousarray(out.stats[:, k]), model
     )
     se = _se_by_name(se_estimated, model, n_rows)
-    se_at_limit, _, _ = _information(y, limit, np.ascontiguousarray(out.limit_stats[:, k]), model)
+    polished = out.polish_evals[:, k] > 0
     # Where SQUAREM's bounded polish crawled, Newton's method finds the limit (emsim.limit).
     stopped_by_rule = (status == USABLE_STATUS) & positive
-    crawled = np.flatnonzero(stopped_by_rule & ~out.polish_done[:, k])
+    crawled_mask = stopped_by_rule & ~out.polish_done[:, k]
+    crawled = np.flatnonzero(crawled_mask)
     limit_found = out.polish_done[:, k].copy()
+    # The SE at the limit is needed only where a polish ended and Newton does not replace it.
+    se_at_limit = np.full_like(se_estimated, np.nan)
+    at_squarem_limit = np.flatnonzero(polished & ~crawled_mask)
+    if at_squarem_limit.size:
+        se_at_limit[at_squarem_limit] = _information(
+            y[at_squarem_limit],
+            limit[at_squarem_limit],
+            np.ascontiguousarray(out.limit_stats[at_squarem_limit, k]),
+            model,
+        )[0]
     if crawled.size:
         newton, found = newton_limit(y[crawled], limit[crawled], model)
         limit[crawled] = newton
@@ -684,7 +695,6 @@ def _rule_result(y, out, k, rule, model, method, names, traced, seconds_per_eval
             axis=1,
         )
         distance = np.where(np.isfinite(gaps).all(axis=1), gaps.max(axis=1), np.nan)
-    polished = out.polish_evals[:, k] > 0
     distance = np.where(polished, distance, np.nan)
     loglik_gap = np.where(polished, limit_loglik - out.loglik[:, k], np.nan)
     status[(status == USABLE_STATUS) & ~positive] = "saddle"
