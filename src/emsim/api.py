@@ -20,6 +20,7 @@ from .limit import loglik as newton_loglik
 from .limit import newton_limit, standard_errors
 from .models import (
     DEFAULT_STOPPING,
+    MODELS,
     PARAMS,
     USABLE_STATUS,
     check_method,
@@ -573,9 +574,12 @@ def fit_batch_by_rule(
     """`fit_batch` under several stopping rules at once: {rule: result} for each rule of
     `tolerances` ({rule: tolerance}, default the seed's {"abs": 1e-5}).
 
-    The rules share one path of iterates (a rule only decides where to stop on it), so the
-    batch costs what its latest-stopping rule costs, and each rule's result equals
-    `fit_batch(..., stopping=rule, tolerance=tolerances[rule])` exactly.
+    The rules share one path of iterates (a rule only decides where to stop on it) and the
+    path's one limit, found from the last converged stop, so the batch costs what its
+    latest-stopping rule costs. Each rule's fit at its stop equals
+    `fit_batch(..., stopping=rule, tolerance=tolerances[rule])` exactly; the limit measures
+    (`distance_to_limit`, `loglik_gap_to_limit`, `polish_evals`) agree with it to the polish's
+    tolerance, as the limit is sought from a point nearer to it.
     """
     check_model(model)
     check_method(method)
@@ -618,9 +622,37 @@ def fit_batch_by_rule(
     spent = out.path_evals.sum() + out.polish_evals.sum()
     seconds_per_eval = elapsed / spent if spent > 0 else 0.0
     names = estimated_params(model)
+    # Data on one point (a tiny, coarsely rounded sample) leave every component collapsed: a
+    # status, not an error, so one such replicate cannot stop a study.
+    status = out.status.copy()
+    if model != "pi":
+        status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
+    at_stop = [
+        _information(
+            y, np.ascontiguousarray(out.params[:, k]), np.ascontiguousarray(out.stats[:, k]), model
+        )
+        for k in range(len(rules))
+    ]
+    # A limit is wanted where a rule's stop could be usable: at a maximum by its information.
+    wanted = np.zeros(n_rows, dtype=bool)
+    for k, (_, _, positive) in enumerate(at_stop):
+        wanted |= (status[:, k] == USABLE_STATUS) & positive
+    limit = _path_limit(y, out, model, wanted)
     return {
         rule: _rule_result(
-            y, out, k, rule, model, method, names, traced, seconds_per_eval, premature_threshold
+            y,
+            out,
+            k,
+            rule,
+            status[:, k].copy(),
+            at_stop[k],
+            limit,
+            model,
+            method,
+            names,
+            traced,
+            seconds_per_eval,
+            premature_threshold,
         )
         for k, rule in enumerate(rules)
     }
@@ -642,64 +674,92 @@ def _information(y, params, stats, model):
     return information(y, params, model)
 
 
-def _rule_result(y, out, k, rule, model, method, names, traced, seconds_per_eval, threshold):
-    """One stopping rule's BatchFitResult, with the statuses decided beside the engine: a fit
-    the rule ended is `saddle` where the observed information is not positive definite, else
-    `premature` where its polish ended more than `threshold` SEs away (docs/design.md 2)."""
+@dataclass(frozen=True)
+class _PathLimit:
+    """The limit of each row's path, shared by all its converged rules: NaN (and not found)
+    where no rule converged."""
+
+    params: np.ndarray  # rows x 5
+    loglik: np.ndarray
+    se: dict[str, np.ndarray]
+    found: np.ndarray
+
+
+def _path_limit(y, out, model, wanted) -> _PathLimit:
+    """Where the path's polish ended (the engine finds it once per row, docs/design.md 2) or,
+    where SQUAREM's bounded polish crawled and a usable fit is `wanted`, where Newton's method
+    ends (emsim.limit); with its log-likelihood and SEs."""
     n_rows = y.shape[0]
-    params = np.ascontiguousarray(out.params[:, k])
-    limit = np.ascontiguousarray(out.limit[:, k])
-    status = out.status[:, k].copy()
-    if model != "pi":
-        # Data on one point (a tiny, coarsely rounded sample) leave every component collapsed:
-        # a status, not an error, so one such replicate cannot stop a study.
-        status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
-    se_estimated, rate_theory, positive = _information(
-        y, params, np.ascontiguousarray(out.stats[:, k]), model
-    )
-    se = _se_by_name(se_estimated, model, n_rows)
-    polished = out.polish_evals[:, k] > 0
-    # Where SQUAREM's bounded polish crawled, Newton's method finds the limit (emsim.limit).
-    stopped_by_rule = (status == USABLE_STATUS) & positive
-    crawled_mask = stopped_by_rule & ~out.polish_done[:, k]
+    polished = out.polish_evals > 0
+    has_limit = polished.any(axis=1)
+    rows = np.arange(n_rows)
+    # Any converged rule's copy will do: the engine gives them all the same limit.
+    k = polished.argmax(axis=1)
+    params = np.ascontiguousarray(out.limit[rows, k])
+    loglik = out.limit_loglik[rows, k].copy()
+    found = out.polish_done[rows, k] & has_limit
+    params[~has_limit] = np.nan
+    loglik[~has_limit] = np.nan
+    crawled_mask = has_limit & ~found & wanted
     crawled = np.flatnonzero(crawled_mask)
-    limit_found = out.polish_done[:, k].copy()
-    # The SE at the limit is needed only where a polish ended and Newton does not replace it.
-    se_at_limit = np.full_like(se_estimated, np.nan)
-    at_squarem_limit = np.flatnonzero(polished & ~crawled_mask)
+    se = np.full((n_rows, len(MODELS[model])), np.nan)  # equal_var: one sigma
+    at_squarem_limit = np.flatnonzero(has_limit & ~crawled_mask)
     if at_squarem_limit.size:
-        se_at_limit[at_squarem_limit] = _information(
+        se[at_squarem_limit] = _information(
             y[at_squarem_limit],
-            limit[at_squarem_limit],
-            np.ascontiguousarray(out.limit_stats[at_squarem_limit, k]),
+            params[at_squarem_limit],
+            np.ascontiguousarray(out.limit_stats[at_squarem_limit, k[at_squarem_limit]]),
             model,
         )[0]
     if crawled.size:
-        newton, found = newton_limit(y[crawled], limit[crawled], model)
-        limit[crawled] = newton
-        se_at_limit[crawled] = standard_errors(y[crawled], newton, model)
-        limit_loglik = out.limit_loglik[:, k].copy()
-        limit_loglik[crawled] = newton_loglik(y[crawled], newton)
-        limit_found[crawled] = found
-    else:
-        limit_loglik = out.limit_loglik[:, k]
-    se_limit = _se_by_name(se_at_limit, model, n_rows)
+        newton, newton_found = newton_limit(y[crawled], params[crawled], model)
+        params[crawled] = newton
+        se[crawled] = standard_errors(y[crawled], newton, model)
+        loglik[crawled] = newton_loglik(y[crawled], newton)
+        found[crawled] = newton_found
+    return _PathLimit(params, loglik, _se_by_name(se, model, n_rows), found)
+
+
+def _rule_result(
+    y,
+    out,
+    k,
+    rule,
+    status,
+    at_stop,
+    limit,
+    model,
+    method,
+    names,
+    traced,
+    seconds_per_eval,
+    threshold,
+):
+    """One stopping rule's BatchFitResult, with the statuses decided beside the engine: a fit
+    the rule ended is `saddle` where the observed information (`at_stop`) is not positive
+    definite, else `premature` where the path's `limit` is more than `threshold` SEs away
+    (docs/design.md 2)."""
+    n_rows = y.shape[0]
+    params = np.ascontiguousarray(out.params[:, k])
+    se_estimated, rate_theory, positive = at_stop
+    se = _se_by_name(se_estimated, model, n_rows)
+    polished = out.polish_evals[:, k] > 0
     with np.errstate(all="ignore"):
         # In units of the limit's SE (the stop's where the limit has none).
         gaps = np.stack(
             [
-                np.abs(params[:, j] - limit[:, j])
-                / np.where(np.isfinite(se_limit[name]), se_limit[name], se[name])
+                np.abs(params[:, j] - limit.params[:, j])
+                / np.where(np.isfinite(limit.se[name]), limit.se[name], se[name])
                 for name, j in ((name, PARAMS.index(name)) for name in names)
             ],
             axis=1,
         )
         distance = np.where(np.isfinite(gaps).all(axis=1), gaps.max(axis=1), np.nan)
     distance = np.where(polished, distance, np.nan)
-    loglik_gap = np.where(polished, limit_loglik - out.loglik[:, k], np.nan)
+    loglik_gap = np.where(polished, limit.loglik - out.loglik[:, k], np.nan)
     status[(status == USABLE_STATUS) & ~positive] = "saddle"
     # A fit whose limit was not found cannot be shown to be at a maximum: not usable either.
-    far = (distance > threshold) | ~limit_found
+    far = (distance > threshold) | ~limit.found
     status[(status == USABLE_STATUS) & far] = "premature"
 
     evals = out.loglik_evals[:, k]

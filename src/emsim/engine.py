@@ -461,8 +461,8 @@ METHOD_CODES = {"em": 0, "squarem": 1}
 STOPPING_CODES = {"abs": 0, "rel": 1, "aitken": 2}
 STOP_ABS, STOP_REL, STOP_AITKEN = range(3)
 
-# The polish (docs/design.md section 2): after the stopping rule ends a fit, SQUAREM continues
-# the same iteration from the stopping point until a step gains less than POLISH_TOL_REL
+# The polish (docs/design.md section 2): after the stopping rules end a fit, SQUAREM continues
+# the same iteration from the last converged stop until a step gains less than POLISH_TOL_REL
 # (|l| + n), far below the rounding of any decision made from it, or until POLISH_MAX_EVALS
 # E-steps, which is where SQUAREM has done what it does well (fits that EM brought close). Where
 # the cap ends it, a crawling fit, Newton's method finishes the way to the limit (emsim.limit):
@@ -693,9 +693,11 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
     """Fit one dataset under each stopping rule of `rules` (codes, with their `tolerances`).
     The rules share one path of iterates, which does not depend on the rule: the path runs
     until every rule has stopped (or it ends), and out[r] (see OUT_*) receives rule r's fit at
-    its own stop, exactly what a fit with that rule alone gives. Then each rule's converged
-    stop is polished: SQUAREM continues from it to the limit of the iteration (OUT_LIMIT*).
-    Returns the path's trace (rows 0..last iteration) or an empty array when not traced.
+    its own stop, exactly what a fit with that rule alone gives. Then the path's limit is found
+    once: SQUAREM continues from the furthest converged stop (the one nearest the limit) and
+    every converged rule gets that limit (OUT_LIMIT*): the limit belongs to the path, not to a
+    rule, so a second rule costs only its own extra iterations. Returns the path's trace (rows
+    0..last iteration) or an empty array when not traced.
 
     Path and polishes go through one loop with one call of `_iterate`: the E-step is inlined
     once, which halves the compile time, and its work arrays stay allocations of this function
@@ -728,7 +730,7 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
     step_max = 1.0
     stopped = np.zeros(n_rules, np.bool_)
     left = n_rules
-    # -1 while on the path; then the rule being polished, with its own E-step count.
+    # -1 while on the path; then the rule whose stop is polished, with its own E-step count.
     polishing = -1
     polish_evals = 0
     polish_tolerance = 0.0
@@ -751,7 +753,7 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
                     0,
                     False,
                 )
-            polishing = _next_to_polish(out, 0)
+            polishing = _furthest_converged(out)
             if polishing == n_rules:
                 break
             loglik = _polish_from(out[polishing], p, stats)
@@ -787,13 +789,8 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
                 loglik = new_loglik
             if done or verdict != _RUNNING or polish_evals >= POLISH_MAX_EVALS:
                 _limit(out[polishing], p, loglik, stats, polish_evals, done)
-                polishing = _next_to_polish(out, polishing + 1)
-                if polishing == n_rules:
-                    break
-                loglik = _polish_from(out[polishing], p, stats)
-                polish_tolerance = POLISH_TOL_REL * (abs(loglik) + n)
-                polish_evals = 0
-                step_max = 1.0
+                _share_limit(out, polishing)
+                break
             continue
 
         iteration += 1
@@ -824,13 +821,24 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
 
 
 @njit(inline="always", **_JIT)
-def _next_to_polish(out, first):
-    """The first rule from `first` on whose fit the rule stopped (the ones polished), or the
-    number of rules when none is left."""
-    for r in range(first, out.shape[0]):
-        if out[r, OUT_STATUS] == CONVERGED:
-            return r
-    return out.shape[0]
+def _furthest_converged(out):
+    """The rule whose stop (a converged one: only those are polished) came last on the path,
+    the first such on ties; the number of rules when no rule converged."""
+    found = out.shape[0]
+    for r in range(out.shape[0]):
+        if out[r, OUT_STATUS] == CONVERGED and (
+            found == out.shape[0] or out[r, OUT_ITERATIONS] > out[found, OUT_ITERATIONS]
+        ):
+            found = r
+    return found
+
+
+@njit(inline="always", **_JIT)
+def _share_limit(out, polished):
+    """Give every converged rule the limit found from rule `polished`'s stop."""
+    for r in range(out.shape[0]):
+        if r != polished and out[r, OUT_STATUS] == CONVERGED:
+            out[r, OUT_LIMIT:OUT_WIDTH] = out[polished, OUT_LIMIT:OUT_WIDTH]
 
 
 @njit(inline="always", **_JIT)
