@@ -4,7 +4,7 @@
     the workflow: the wall time of `snakemake -n` (parse, validate, build the DAG of every job and
     print the plan) and its peak memory.
 (b) A synthetic fits dataset of 10^6 rows in the study's hive layout
-    (fits/cell=<id>/chunk=<k>.parquet, the columns and types of fitjob.FITS_SCHEMA, statuses and
+    (fits/cell=<id>/chunk=<k>.parquet, the columns and types of schema.FITS_SCHEMA, statuses and
     estimates drawn around the truth), summarised by `emsim.study.measures.summarise` in a
     subprocess: wall time and peak resident memory (getrusage RUSAGE_CHILDREN ru_maxrss). Two
     layouts: many cells (a study's usual shape) and one cell holding every row (the worst case
@@ -37,7 +37,7 @@ import yaml
 
 from emsim.models import MODELS, PARAMS, STATUSES
 from emsim.study.config import Cell
-from emsim.study.fitjob import FITS_SCHEMA
+from emsim.study.schema import FITS_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

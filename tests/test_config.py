@@ -16,8 +16,9 @@ import yaml
 
 from emsim.study import jobs
 from emsim.study.config import Cell, ConfigError, expand_cells, load_study, stopping_tolerances
-from emsim.study.fitjob import FITS_SCHEMA, align_to_truth, fit_chunk
+from emsim.study.fitjob import align_to_truth, fit_chunk
 from emsim.study.parquet_io import read_metadata, write_parquet_atomic
+from emsim.study.schema import FITS_SCHEMA
 from emsim.study.seeding import (
     cell_key,
     data_rng,
@@ -388,7 +389,7 @@ def _fits(tmp_path, chunk_size, tag):
     for k in range(s.n_chunks):
         out = tmp_path / tag / f"chunk={k}.parquet"
         tr = tmp_path / tag / f"traces={k}.parquet"
-        fit_chunk(s.cells[0], k, s.config, out, tr)
+        fit_chunk(s.fit_task(s.cells[0].cell_id, k), out, tr)
         frames.append(pd.read_parquet(out))
         traces.append(pd.read_parquet(tr))
     return s, pd.concat(frames, ignore_index=True), pd.concat(traces, ignore_index=True)
@@ -418,7 +419,7 @@ def test_fit_chunk_rows_do_not_depend_on_chunking(tmp_path):
 def test_fit_chunk_file_schema_metadata_and_gap(tmp_path):
     s = study(with_(SMALL, traces=0))
     out, tr = tmp_path / "f.parquet", tmp_path / "t.parquet"
-    fit_chunk(s.cells[0], 0, s.config, out, tr)
+    fit_chunk(s.fit_task(s.cells[0].cell_id, 0), out, tr)
     assert pq.read_schema(out).remove_metadata() == FITS_SCHEMA
     assert pq.read_table(tr).num_rows == 0  # no kept trace: an empty file with the schema
     meta = read_metadata(out)

@@ -4,8 +4,8 @@
 # params rerun trigger) while changing, e.g., figure options reruns none.
 rule fit:
     output:
-        fits="results/fits/cell={cell}/chunk={chunk}.parquet",
-        traces="results/traces/cell={cell}/chunk={chunk}.parquet",
+        fits=STUDY.output_pattern("fits"),
+        traces=STUDY.output_pattern("traces"),
     log:
         "results/logs/fit/cell={cell}/chunk={chunk}.log",
     # Costlier jobs first, so that the last jobs to finish are short ones and no core idles

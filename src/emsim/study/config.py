@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emsim.study.schema import CELL_KEYS, result_path
 from emsim.study.seeding import cell_digest
 
 __all__ = [
@@ -491,15 +492,7 @@ class Cell:
         return cls(**values, cell_id=f"{label}_{cell_digest(values).hex()[:8]}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "cell_id": self.cell_id,
-            "n": self.n,
-            "mu1": self.mu1,
-            "mu2": self.mu2,
-            "sigma1": self.sigma1,
-            "sigma2": self.sigma2,
-            "pi": self.pi,
-        }
+        return {key: getattr(self, key) for key in CELL_KEYS}
 
 
 def expand_cells(cfg: Mapping[str, Any]) -> list[Cell]:
@@ -519,6 +512,23 @@ def expand_cells(cfg: Mapping[str, Any]) -> list[Cell]:
 
 
 # --- the study --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """Everything one fit job needs (one cell x one chunk of replicates), derived once by
+    `Study.fit_task`: the job re-derives nothing from the config (docs/design.md section 4)."""
+
+    cell: Cell
+    chunk: int
+    replicates: range
+    seed: int
+    # The validated config's fit-relevant part (FIT_KEYS): models, methods, starts, em, traces.
+    fit_config: dict
+    fit_hash: str
+    tolerances: dict[str, float]
+    # Starts that know the truth (strategy `truth`, whatever their names): never `best`.
+    oracle_starts: tuple[str, ...]
 
 
 @dataclass
@@ -570,6 +580,21 @@ class Study:
         first = k * self.chunk_size
         return range(first, min(first + self.chunk_size, self.replicates))
 
+    def fit_task(self, cell_id: str, chunk: int | str) -> FitTask:
+        """The task of the fit job of `cell_id` and `chunk`."""
+        from emsim.study.starts import oracle_start_names  # starts imports this module
+
+        return FitTask(
+            cell=self.cell(cell_id),
+            chunk=int(chunk),
+            replicates=self.chunk_replicates(chunk),
+            seed=int(self.config["seed"]),
+            fit_config=fit_relevant(self.config),
+            fit_hash=self.fit_hash,
+            tolerances=stopping_tolerances(self.config),
+            oracle_starts=oracle_start_names(self.config),
+        )
+
     def chunk_label(self, chunk: int | str) -> str:
         reps = self.chunk_replicates(chunk)
         return f"{reps.start}-{reps.stop - 1}"
@@ -577,10 +602,13 @@ class Study:
     def outputs(self, kind: str, root: str = "results") -> list[str]:
         """Paths of every `kind` ("fits" or "traces") file of the study."""
         return [
-            f"{root}/{kind}/cell={c.cell_id}/chunk={k}.parquet"
-            for c in self.cells
-            for k in range(self.n_chunks)
+            result_path(kind, c.cell_id, k, root) for c in self.cells for k in range(self.n_chunks)
         ]
+
+    @staticmethod
+    def output_pattern(kind: str) -> str:
+        """The `kind` file of one cell and chunk as a Snakemake pattern ({cell}, {chunk})."""
+        return result_path(kind)
 
     def fit_mem_mb(self, cell_id: str) -> int:
         # A chunk holds at most `replicates` replicates, whatever chunk_size says.

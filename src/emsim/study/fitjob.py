@@ -34,68 +34,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 import emsim
 from emsim.api import fit_batch_by_rule
 from emsim.models import PARAMS, estimated_params, known_params
-from emsim.study.config import Cell, canonical_json, fit_hash, fit_relevant, stopping_tolerances
+from emsim.study.config import FitTask, canonical_json
 from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
+from emsim.study.schema import (
+    CELL_PARAMS,
+    FITS_SCHEMA,
+    FOOTER_CELL_ID,
+    FOOTER_CHUNK,
+    FOOTER_CONFIG_HASH_SCOPE,
+    FOOTER_EM_CPU_S,
+    FOOTER_EM_ELAPSED_S,
+    FOOTER_FIT_CONFIG,
+    FOOTER_JOB_ELAPSED_S,
+    FOOTER_JOB_STARTED,
+    FOOTER_REPLICATES,
+    TRACES_SCHEMA,
+)
 from emsim.study.seeding import simulate_replicates
-from emsim.study.starts import expand_starts, oracle_start_names, start_values
+from emsim.study.starts import expand_starts, start_values
 
-__all__ = ["FITS_SCHEMA", "TRACES_SCHEMA", "align_to_truth", "fit_chunk"]
+__all__ = ["align_to_truth", "fit_chunk"]
 
 log = logging.getLogger("emsim.study.fit")
-
-_DESIGN = [
-    ("cell_id", pa.string()),
-    ("n", pa.int64()),
-    ("mu1", pa.float64()),
-    ("mu2", pa.float64()),
-    ("sigma1", pa.float64()),
-    ("sigma2", pa.float64()),
-    ("pi", pa.float64()),
-    ("replicate", pa.int64()),
-]
-_FIT_ID = [
-    ("model", pa.string()),
-    ("method", pa.string()),
-    ("stopping", pa.string()),
-    ("start", pa.string()),
-]
-FITS_SCHEMA = pa.schema(
-    [
-        *_DESIGN,
-        *_FIT_ID,
-        ("status", pa.string()),
-        ("iterations", pa.int64()),
-        ("loglik_evals", pa.int64()),
-        ("runtime_s", pa.float64()),
-        ("loglik", pa.float64()),
-        ("loglik_start", pa.float64()),
-        *[(f"est_{p}", pa.float64()) for p in PARAMS],
-        ("swapped", pa.bool_()),
-        *[(f"se_{p}", pa.float64()) for p in PARAMS],
-        ("rate_empirical", pa.float64()),
-        ("rate_theory", pa.float64()),
-        ("best_start_gap", pa.float64()),
-        ("distance_to_limit", pa.float64()),
-        ("loglik_gap_to_limit", pa.float64()),
-        ("polish_evals", pa.int64()),
-    ]
-)
-TRACES_SCHEMA = pa.schema(
-    [
-        *_DESIGN,
-        *_FIT_ID,
-        ("iteration", pa.int64()),
-        *[(f"est_{p}", pa.float64()) for p in PARAMS],
-        ("loglik", pa.float64()),
-        ("diff_loglik", pa.float64()),
-    ]
-)
 
 
 def _swap_mask(params: Mapping[str, np.ndarray], truth: Mapping[str, float], model: str):
@@ -156,36 +121,23 @@ def _stacked(blocks: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
 
 
-def fit_chunk(
-    cell: Cell | Mapping[str, Any],
-    chunk: int,
-    config: Mapping[str, Any],
-    out_path: str | Path,
-    traces_path: str | Path,
-) -> dict[str, Any]:
-    """Fit chunk `chunk` of `cell` as `config` (a validated study config) says; write the fit
+def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> dict[str, Any]:
+    """Fit the chunk of replicates `task` (built by `Study.fit_task`) describes; write the fit
     rows to `out_path` and the kept traces to `traces_path`. Returns a small summary."""
     started_at = _dt.datetime.now(_dt.UTC)
     began = time.perf_counter()
-    if isinstance(cell, Cell):
-        cell = cell.as_dict()
+    config = task.fit_config
+    cell = task.cell.as_dict()
     truth = {p: float(cell[p]) for p in PARAMS}
-    n = int(cell["n"])
-    seed = int(config["seed"])
-    chunk_size, total = int(config["chunk_size"]), int(config["replicates"])
-    first = int(chunk) * chunk_size
-    replicates = list(range(first, min(first + chunk_size, total)))
-    if not replicates:
-        raise ValueError(
-            f"chunk {chunk} holds no replicate (replicates={total}, size={chunk_size})"
-        )
+    seed = task.seed
+    replicates = list(task.replicates)
     log.info(
         "cell %s chunk %s: replicates %d-%d, n=%d",
-        cell["cell_id"],
-        chunk,
+        task.cell.cell_id,
+        task.chunk,
         replicates[0],
         replicates[-1],
-        n,
+        task.cell.n,
     )
 
     Y = simulate_replicates(seed, cell, replicates)
@@ -193,7 +145,6 @@ def fit_chunk(
     starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in specs}
     keep_trace = np.asarray(replicates) < int(config["traces"])
     em = config["em"]
-    tolerances = stopping_tolerances(config)
 
     blocks: list[dict[str, np.ndarray]] = []
     trace_blocks: list[dict[str, np.ndarray]] = []
@@ -213,7 +164,7 @@ def fit_chunk(
                     method=method,
                     start=starts[spec.name],
                     known=known,
-                    tolerances=tolerances,
+                    tolerances=task.tolerances,
                     max_iterations=int(em["max_iterations"]),
                     trace=keep_trace,
                     premature_threshold=float(em["premature_threshold"]),
@@ -230,7 +181,7 @@ def fit_chunk(
     # order.
     fits = fits.sort_values("replicate", kind="stable", ignore_index=True)
     fits = _with_design(fits, cell)
-    fits["best_start_gap"] = best_start_gap(fits, oracle_starts=oracle_start_names(config))
+    fits["best_start_gap"] = best_start_gap(fits, oracle_starts=task.oracle_starts)
 
     if trace_blocks:
         traces = _with_design(_stacked(trace_blocks), cell)
@@ -238,22 +189,21 @@ def fit_chunk(
         traces = TRACES_SCHEMA.empty_table().to_pandas()
 
     elapsed = time.perf_counter() - began
-    fit_cfg = fit_relevant(config)
     meta = provenance_metadata(
-        config_hash=fit_hash(config),
+        config_hash=task.fit_hash,
         seed=seed,
         extra={
             # The hash covers only what changes a fit (config.FIT_KEYS): editing figure options
             # must not make these files look stale.
-            "config_hash_scope": "fit",
-            "fit_config": canonical_json(fit_cfg),
-            "cell_id": cell["cell_id"],
-            "chunk": int(chunk),
-            "replicates": f"{replicates[0]}-{replicates[-1]}",
-            "job_started": started_at.isoformat(timespec="milliseconds"),
-            "job_elapsed_s": f"{elapsed:.6f}",
-            "em_elapsed_s": f"{em_seconds:.6f}",
-            "em_cpu_s": f"{em_cpu_seconds:.6f}",
+            FOOTER_CONFIG_HASH_SCOPE: "fit",
+            FOOTER_FIT_CONFIG: canonical_json(config),
+            FOOTER_CELL_ID: cell["cell_id"],
+            FOOTER_CHUNK: task.chunk,
+            FOOTER_REPLICATES: f"{replicates[0]}-{replicates[-1]}",
+            FOOTER_JOB_STARTED: started_at.isoformat(timespec="milliseconds"),
+            FOOTER_JOB_ELAPSED_S: f"{elapsed:.6f}",
+            FOOTER_EM_ELAPSED_S: f"{em_seconds:.6f}",
+            FOOTER_EM_CPU_S: f"{em_cpu_seconds:.6f}",
         },
     )
     write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA)
@@ -324,7 +274,7 @@ def _with_design(frame: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:
     design = {
         "cell_id": str(cell["cell_id"]),
         "n": int(cell["n"]),
-        **{p: float(cell[p]) for p in ("mu1", "mu2", "sigma1", "sigma2", "pi")},
+        **{p: float(cell[p]) for p in CELL_PARAMS[1:]},
     }
     for i, (name, value) in enumerate(design.items()):
         frame.insert(i, name, value)

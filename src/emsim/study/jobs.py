@@ -38,6 +38,12 @@ from typing import Any
 
 from emsim.study.captions import FIGURE_NAMES
 from emsim.study.config import Study
+from emsim.study.schema import (
+    FOOTER_EM_CPU_S,
+    FOOTER_EM_ELAPSED_S,
+    FOOTER_JOB_ELAPSED_S,
+    FOOTER_JOB_STARTED,
+)
 
 __all__ = [
     "FIGURE_NAMES",
@@ -297,13 +303,7 @@ def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
 
     with job_logging(log[0]) as logger:
         logger.info("%s", study.summary_line())
-        fit_chunk(
-            study.cell(wildcards.cell),
-            int(wildcards.chunk),
-            study.config,
-            output.fits,
-            output.traces,
-        )
+        fit_chunk(study.fit_task(wildcards.cell, wildcards.chunk), output.fits, output.traces)
 
 
 def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
@@ -454,16 +454,16 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
         kv = {k.decode(): v.decode() for k, v in (md.metadata or {}).items()}
         total += md.num_rows
         n_files += 1
-        if "job_started" not in kv:
+        if FOOTER_JOB_STARTED not in kv:
             continue
-        start = _dt.datetime.fromisoformat(kv["job_started"])
-        elapsed = float(kv.get("job_elapsed_s", "nan"))
+        start = _dt.datetime.fromisoformat(kv[FOOTER_JOB_STARTED])
+        elapsed = float(kv.get(FOOTER_JOB_ELAPSED_S, "nan"))
         end = start + _dt.timedelta(seconds=elapsed)
         first = start if first is None or start < first else first
         last = end if last is None or end > last else last
         job_s += elapsed
-        em_s += float(kv.get("em_elapsed_s", "nan"))
-        em_cpu_s += float(kv.get("em_cpu_s", "nan"))
+        em_s += float(kv.get(FOOTER_EM_ELAPSED_S, "nan"))
+        em_cpu_s += float(kv.get(FOOTER_EM_CPU_S, "nan"))
     span = (last - first).total_seconds() if first is not None and last is not None else None
     out: dict[str, Any] = {"total_fits": total, "fit_jobs": n_files}
     if span:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from emsim.study.schema import HIVE_FILE, RESULT_KINDS, TRACE_KEY
 
 __all__ = [
     "EXCLUDED_COLUMNS",
@@ -64,18 +65,10 @@ __all__ = [
 
 FORMAT = "emsim-manifest/1"
 MANIFEST_NAME = "manifest.json"
-KINDS = ("fits", "traces")
+KINDS = RESULT_KINDS
 # Wall-clock measurements: equal results computed at different speeds must hash equal.
 EXCLUDED_COLUMNS: tuple[str, ...] = ("runtime_s",)
-SORT_KEYS: tuple[str, ...] = (
-    "cell_id",
-    "replicate",
-    "model",
-    "method",
-    "stopping",
-    "start",
-    "iteration",
-)
+SORT_KEYS: tuple[str, ...] = TRACE_KEY
 SCHEME_ID = "emsim-values/2"
 SCHEME = {
     "algorithm": "sha256",
@@ -90,7 +83,7 @@ SCHEME = {
     "excluded": "Parquet key-value metadata",
     "study_hash": "sha256 of the canonical JSON of [[cell_id, kind, cell hash], ...] sorted",
 }
-_HIVE = re.compile(r"^cell=(?P<cell>[^/]+)/chunk=(?P<chunk>[0-9]+)\.parquet$")
+_HIVE = HIVE_FILE
 
 
 class ManifestError(ValueError):

@@ -31,25 +31,29 @@ import pyarrow.dataset as pads
 
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
+from emsim.study.schema import (
+    BEST_START,
+    CELL_KEYS,
+    CELL_PARTITION,
+    FIT_ID,
+    ORACLE_STARTS,
+    PROCEDURE,
+    ROW_KEY,
+)
 
-BEST = "best"
+BEST = BEST_START
 CONVERGED = USABLE_STATUS
 # Statuses whose fits cannot be the derived start `best`: a nonfinite fit has no comparable
 # log-likelihood. Other failures compete on their log-likelihood, as a user picking the highest
 # one would let them, and make `best` a failure when they win.
 BEST_EXCLUDED_STATUSES: tuple[str, ...] = ("nonfinite",)
-# Starts that know the data-generating values: references, never candidates for `best`.
-ORACLE_STARTS: tuple[str, ...] = ("truth",)
-
-CELL_KEYS: tuple[str, ...] = ("cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi")
-FIT_KEYS: tuple[str, ...] = ("model", "method", "stopping", "start")
-GROUP_KEYS: tuple[str, ...] = CELL_KEYS + FIT_KEYS
+GROUP_KEYS: tuple[str, ...] = CELL_KEYS + FIT_ID
 # One fit of one replicate for the best-start derivation: the start varies within it.
-REPLICATE_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "method", "stopping")
+REPLICATE_KEYS: tuple[str, ...] = ("cell_id", "replicate", *PROCEDURE)
 # The fits that one replicate's common set compares: every method and stopping rule of one
 # model and start (Morris, White & Crowther 2019, section 5.2: compare methods on the
 # repetitions where all of them gave an estimate).
-COMMON_SET_KEYS: tuple[str, ...] = ("cell_id", "replicate", "model", "start")
+COMMON_SET_KEYS: tuple[str, ...] = tuple(k for k in ROW_KEY if k not in ("method", "stopping"))
 # Which fits a performance row is computed over: each method's own usable fits, or the
 # replicates in which every compared method and stopping rule gave a usable fit.
 OWN_SET, COMMON_SET = "own", "common"
@@ -145,7 +149,7 @@ def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
         _param=(frame["parameter"].map(param_rank) if with_parameter else 0),
         _set=(frame["set"].map(set_rank) if with_parameter and "set" in frame else 0),
     )
-    by = ["cell_id", "_model", "model", "method", "stopping", "start"]
+    by = ["cell_id", "_model", *FIT_ID]
     by += ["_param", "_set"] if with_parameter else []
     by = [c for c in by if c in keys.columns]
     order = keys.sort_values(by, kind="stable").index
@@ -404,7 +408,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
 def _cell_fragments(fits_dir: Path) -> dict[str, list[pads.Fragment]]:
     """The Parquet fragments of each cell of the hive-partitioned fits, in cell order."""
     # Cell ids are read as strings whatever they look like, so "007" stays "007".
-    partitioning = pads.partitioning(pa.schema([("cell", pa.string())]), flavor="hive")
+    partitioning = pads.partitioning(CELL_PARTITION, flavor="hive")
     dataset = pads.dataset(fits_dir, format="parquet", partitioning=partitioning)
     cells: dict[str, list[pads.Fragment]] = {}
     for fragment in dataset.get_fragments():
@@ -550,7 +554,7 @@ def summarise(
 SUMMARY_TABLES: tuple[str, ...] = ("performance", "convergence", "stopping_distance", "zip_pi")
 
 
-_TEXT_COLUMNS = frozenset({"cell_id", "model", "method", "stopping", "start", "parameter", "set"})
+_TEXT_COLUMNS = frozenset({"cell_id", *FIT_ID, "parameter", "set"})
 _INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se"})
 
 
@@ -576,10 +580,10 @@ def failure_table(conv: pd.DataFrame) -> pd.DataFrame:
     Each cell's rates are weighted by its number of replicates, so the result is the share of all
     fits of that model, method and start in the study.
     """
-    keys = list(FIT_KEYS)
+    keys = list(FIT_ID)
     rates = [f"rate_{status}" for status in STATUSES]
     if conv.empty:
-        return _empty((*FIT_KEYS, "n_fits", "failure_rate", *rates))
+        return _empty((*FIT_ID, "n_fits", "failure_rate", *rates))
     counts = conv.loc[:, [*rates, "failure_rate"]].mul(conv["n_rep"].astype(float), axis=0)
     counts[keys] = conv[keys]
     counts["n_fits"] = conv["n_rep"].astype(np.int64)

@@ -31,6 +31,7 @@ from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
 from emsim.study.measures import BEST, COMMON_SET, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
+from emsim.study.schema import CELL_KEYS, FIT_ID, PROCEDURE
 
 MISSING = "–"
 
@@ -146,7 +147,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _cells(perf: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
     """The cells of the study with their design values and replicates (from the summaries)."""
-    design = ["cell_id", "n", "mu1", "mu2", "sigma1", "sigma2", "pi"]
+    design = list(CELL_KEYS)
     source = conv if not conv.empty else perf
     if source.empty:
         return pd.DataFrame(columns=design)
@@ -397,7 +398,7 @@ def _failure_table(conv: pd.DataFrame) -> str:
     summary = failure_table(conv)
     if summary.empty:
         return '<p class="note">No fits.</p>'
-    table = summary[["model", "method", "stopping", "start"]].copy()
+    table = summary[list(FIT_ID)].copy()
     table["fits"] = summary["n_fits"].astype(str)
     table["failed"] = summary["failure_rate"].map(_percent)
     for status in STATUSES:
@@ -435,7 +436,7 @@ def _pooled_rates(conv: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
     if perf.empty or "set" not in perf.columns:
         return ""
-    keys = ["cell_id", "model", "method", "stopping", "start", "parameter"]
+    keys = ["cell_id", *FIT_ID, "parameter"]
     own = perf[perf["set"] == OWN_SET].set_index(keys)
     # Named so that _with_mcse finds "<measure>_common_mcse" beside "<measure>_common".
     renamed = {
@@ -505,7 +506,7 @@ def _stopping_section(config: Mapping, perf: pd.DataFrame, conv: pd.DataFrame, l
     needed = {"stopping", "rate_premature", "rate_saddle", "polish_evals_mean"}
     if conv.empty or not needed <= set(conv.columns):
         return intro + '<p class="note">No convergence results.</p>'
-    overall = _pooled_rates(conv, ["model", "method", "stopping"])
+    overall = _pooled_rates(conv, list(PROCEDURE))
     primary = conv[conv["stopping"] == rules[0]] if rules[0] in set(conv["stopping"]) else conv
     slow = (
         primary[primary["start"] != BEST]
@@ -515,9 +516,7 @@ def _stopping_section(config: Mapping, perf: pd.DataFrame, conv: pd.DataFrame, l
         .head(3)
         .index
     )
-    slowest = _pooled_rates(
-        conv[conv["cell_id"].isin(slow)], ["cell_id", "model", "method", "stopping"]
-    )
+    slowest = _pooled_rates(conv[conv["cell_id"].isin(slow)], ["cell_id", *PROCEDURE])
     slowest.insert(0, "cell", slowest.pop("cell_id").map(lambda c: labels.get(c, c)))
     return (
         intro + "<p>Premature and saddle rates over every cell and start (the derived "

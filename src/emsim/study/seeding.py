@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 import emsim
+from emsim.study.schema import CELL_PARAMS
 
 __all__ = [
     "STREAM_RANDOM_START",
@@ -40,8 +41,6 @@ __all__ = [
 # Tag of the random-start streams: their spawn keys are one or more words longer than the data's
 # (*cell_key, replicate), so they can never coincide with a data stream.
 STREAM_RANDOM_START = 1
-
-CELL_PARAMS: tuple[str, ...] = ("n", "mu1", "mu2", "sigma1", "sigma2", "pi")
 
 
 def _number(x: float) -> str:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emsim.study.measures import BEST, CELL_KEYS, CONVERGED, with_stopping
+from emsim.study.measures import BEST, CONVERGED, with_stopping
+from emsim.study.schema import CELL_KEYS, CELL_PARAMS, FIT_ID, PROCEDURE
 
 # Statuses of the fits the rule ended (the others never reached it).
 STOPPED_BY_RULE: tuple[str, ...] = (CONVERGED, "premature", "saddle")
 # log10 bins of distance_to_limit: below 1e-8 SE counts as at the limit (the polish itself is
 # only that precise), above 1e4 SE as far beyond any threshold.
 LOG10_EDGES = np.round(np.arange(-8.0, 4.0001, 0.25), 6)
-DISTANCE_COLUMNS = ("model", "method", "stopping", "status", "log10_lo", "log10_hi", "count")
-ZIP_COLUMNS = (*CELL_KEYS, "model", "method", "stopping", "start", "replicate", "est_pi", "se_pi")
+DISTANCE_COLUMNS = (*PROCEDURE, "status", "log10_lo", "log10_hi", "count")
+ZIP_COLUMNS = (*CELL_KEYS, *FIT_ID, "replicate", "est_pi", "se_pi")
 
 
 def distance_counts(fits: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +45,8 @@ def distance_counts(fits: pd.DataFrame) -> pd.DataFrame:
     index = np.clip(
         np.searchsorted(LOG10_EDGES, clipped, side="right") - 1, 0, len(LOG10_EDGES) - 2
     )
-    binned = rows.loc[:, ["model", "method", "stopping", "status"]].assign(_bin=index)
-    counts = binned.groupby(["model", "method", "stopping", "status", "_bin"]).size()
+    binned = rows.loc[:, [*PROCEDURE, "status"]].assign(_bin=index)
+    counts = binned.groupby([*PROCEDURE, "status", "_bin"]).size()
     out = counts.rename("count").reset_index()
     out["log10_lo"] = LOG10_EDGES[out["_bin"].to_numpy()]
     out["log10_hi"] = LOG10_EDGES[out["_bin"].to_numpy() + 1]
@@ -82,7 +83,7 @@ def merge_zip_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     ints = {"count", "n", "replicate"}
-    floats = {"log10_lo", "log10_hi", "est_pi", "se_pi", "mu1", "mu2", "sigma1", "sigma2", "pi"}
+    floats = {"log10_lo", "log10_hi", "est_pi", "se_pi", *CELL_PARAMS[1:]}
     return pd.DataFrame(
         {
             c: pd.Series(dtype="int64" if c in ints else "float64" if c in floats else "str")

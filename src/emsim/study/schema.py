@@ -1,0 +1,140 @@
+"""The study's data contracts, spelled out once (docs/design.md sections 3 to 5).
+
+Every module that writes, reads, keys, hashes or lays out study results takes the names from
+here: the design columns of a cell, the key of a fit row, the Arrow schemas of the fit and trace
+files, where those files live, the keys of their Parquet footers, and the start names the
+measures treat specially. A change of contract is a change of this file (and of
+docs/design.md), never of the modules that use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+from emsim.models import PARAMS
+
+__all__ = [
+    "BEST_START",
+    "CELL_KEYS",
+    "CELL_PARAMS",
+    "CELL_PARTITION",
+    "DESIGN_FIELDS",
+    "FITS_SCHEMA",
+    "FIT_ID",
+    "FOOTER_CELL_ID",
+    "FOOTER_CHUNK",
+    "FOOTER_CONFIG_HASH_SCOPE",
+    "FOOTER_EM_CPU_S",
+    "FOOTER_EM_ELAPSED_S",
+    "FOOTER_FIT_CONFIG",
+    "FOOTER_JOB_ELAPSED_S",
+    "FOOTER_JOB_STARTED",
+    "FOOTER_REPLICATES",
+    "HIVE_FILE",
+    "ORACLE_STARTS",
+    "PROCEDURE",
+    "RESULT_KINDS",
+    "ROW_KEY",
+    "TRACES_SCHEMA",
+    "TRACE_KEY",
+    "kind_folder",
+    "result_path",
+]
+
+# --- columns --------------------------------------------------------------------------------
+
+# A cell's data-generating values (section 3): its seeds derive from them, in this order.
+CELL_PARAMS: tuple[str, ...] = ("n", "mu1", "mu2", "sigma1", "sigma2", "pi")
+# The design columns every fit and trace row starts with, and that group every measure.
+CELL_KEYS: tuple[str, ...] = ("cell_id", *CELL_PARAMS)
+# How a fit was made, apart from its start; with the start, what tells apart the fits of one
+# replicate (section 5).
+PROCEDURE: tuple[str, ...] = ("model", "method", "stopping")
+FIT_ID: tuple[str, ...] = (*PROCEDURE, "start")
+# One fit row; one trace row adds its iteration.
+ROW_KEY: tuple[str, ...] = ("cell_id", "replicate", *FIT_ID)
+TRACE_KEY: tuple[str, ...] = (*ROW_KEY, "iteration")
+
+DESIGN_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("cell_id", pa.string()),
+    ("n", pa.int64()),
+    *((p, pa.float64()) for p in CELL_PARAMS[1:]),
+    ("replicate", pa.int64()),
+)
+_FIT_ID_FIELDS = tuple((name, pa.string()) for name in FIT_ID)
+
+FITS_SCHEMA = pa.schema(
+    [
+        *DESIGN_FIELDS,
+        *_FIT_ID_FIELDS,
+        ("status", pa.string()),
+        ("iterations", pa.int64()),
+        ("loglik_evals", pa.int64()),
+        ("runtime_s", pa.float64()),
+        ("loglik", pa.float64()),
+        ("loglik_start", pa.float64()),
+        *[(f"est_{p}", pa.float64()) for p in PARAMS],
+        ("swapped", pa.bool_()),
+        *[(f"se_{p}", pa.float64()) for p in PARAMS],
+        ("rate_empirical", pa.float64()),
+        ("rate_theory", pa.float64()),
+        ("best_start_gap", pa.float64()),
+        ("distance_to_limit", pa.float64()),
+        ("loglik_gap_to_limit", pa.float64()),
+        ("polish_evals", pa.int64()),
+    ]
+)
+TRACES_SCHEMA = pa.schema(
+    [
+        *DESIGN_FIELDS,
+        *_FIT_ID_FIELDS,
+        ("iteration", pa.int64()),
+        *[(f"est_{p}", pa.float64()) for p in PARAMS],
+        ("loglik", pa.float64()),
+        ("diff_loglik", pa.float64()),
+    ]
+)
+
+# --- files (section 4) ------------------------------------------------------------------------
+
+RESULT_KINDS: tuple[str, ...] = ("fits", "traces")
+# Hive layout under a kind's folder: the cell and chunk are readable from the path alone.
+_RESULT_FILE = "cell={cell}/chunk={chunk}.parquet"
+HIVE_FILE = re.compile(r"^cell=(?P<cell>[^/]+)/chunk=(?P<chunk>[0-9]+)\.parquet$")
+# The partition a kind's folder is read with: cell ids stay strings whatever they look like.
+CELL_PARTITION = pa.schema([("cell", pa.string())])
+
+
+def kind_folder(kind: str, root: str = "results") -> str:
+    """The folder holding every `kind` file ("fits" or "traces")."""
+    if kind not in RESULT_KINDS:
+        raise ValueError(f"unknown result kind {kind!r}; expected one of {RESULT_KINDS}")
+    return f"{root}/{kind}"
+
+
+def result_path(kind: str, cell: str = "{cell}", chunk: object = "{chunk}", root="results") -> str:
+    """The path of one cell's chunk of `kind`; left as a Snakemake pattern by default."""
+    return f"{kind_folder(kind, root)}/{_RESULT_FILE.format(cell=cell, chunk=chunk)}"
+
+
+# --- footers (section 4): key-value metadata a fit job adds to both of its files -------------
+
+FOOTER_CONFIG_HASH_SCOPE = "config_hash_scope"
+FOOTER_FIT_CONFIG = "fit_config"
+FOOTER_CELL_ID = "cell_id"
+FOOTER_CHUNK = "chunk"
+FOOTER_REPLICATES = "replicates"
+FOOTER_JOB_STARTED = "job_started"
+FOOTER_JOB_ELAPSED_S = "job_elapsed_s"
+FOOTER_EM_ELAPSED_S = "em_elapsed_s"
+FOOTER_EM_CPU_S = "em_cpu_s"
+
+# --- start names the measures treat apart (section 6) ---------------------------------------
+
+# The derived start: per replicate, the fit of highest log-likelihood among the real starts.
+BEST_START = "best"
+# Starts that know the data-generating values (strategy `truth`): references, never candidates
+# for `best`. Used when no config says which starts are oracles (`starts.oracle_start_names`).
+ORACLE_STARTS: tuple[str, ...] = ("truth",)
