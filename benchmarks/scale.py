@@ -5,7 +5,7 @@
     print the plan) and its peak memory.
 (b) A synthetic fits dataset of 10^6 rows in the study's hive layout
     (fits/cell=<id>/chunk=<k>.parquet, the columns and types of schema.FITS_SCHEMA, statuses and
-    estimates drawn around the truth), summarised by `emsim.study.measures.summarise` in a
+    estimates drawn around the truth), summarised by `emsim.study.summary.summarise` in a
     subprocess: wall time and peak resident memory (getrusage RUSAGE_CHILDREN ru_maxrss). Two
     layouts: many cells (a study's usual shape) and one cell holding every row (the worst case
     for streaming by cell).
@@ -63,7 +63,7 @@ with open(sys.argv[1], "w") as f:
 
 _SUMMARISE = """
 import sys
-from emsim.study.measures import summarise
+from emsim.study.summary import summarise
 summarise(sys.argv[1], sys.argv[2], 0.95)
 """
 

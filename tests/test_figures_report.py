@@ -26,9 +26,9 @@ from emsim.study.measures import (
     add_best_start,
     convergence,
     performance,
-    summarise,
 )
 from emsim.study.report import format_estimate, write_report
+from emsim.study.summary import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")

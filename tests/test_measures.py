@@ -16,14 +16,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from emsim.study import measures
+from emsim.study import summary
 from emsim.study.measures import (
     add_best_start,
     convergence,
     failure_table,
     performance,
-    summarise,
 )
+from emsim.study.summary import summarise
 
 # Any warning at all (pandas, numpy) is a failure here: sparse groups must be silent.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -474,7 +474,7 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 @pytest.mark.parametrize("slice_rows", [200_000, 10], ids=["whole-cells", "model-slices"])
 def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_rows):
     # Big cells are summarised one model at a time; both paths must agree exactly.
-    monkeypatch.setattr(measures, "_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(summary, "_SLICE_ROWS", slice_rows)
     fits = study_fits()
     write_hive(fits, tmp_path / "fits")
     out = tmp_path / "summary"

@@ -5,7 +5,8 @@
 rule summary:
     input:
         fits=STUDY.outputs("fits"),
-        code=jobs.module_path("measures"),
+        code=jobs.module_path("summary"),
+        measures_code=jobs.module_path("measures"),
         stopping_code=jobs.module_path("stopping"),
     output:
         performance="results/summary/performance.parquet",

@@ -36,8 +36,9 @@ from emsim.study.captions import (
     cell_label,
     design_value_label,
 )
-from emsim.study.measures import BEST, CONVERGED, read_dataset
+from emsim.study.measures import BEST, CONVERGED
 from emsim.study.parquet_io import atomic_write, read_metadata
+from emsim.study.summary import read_dataset
 
 DPI = 120
 NO_DATA = "no data"
@@ -1028,7 +1029,7 @@ def draw_one(
         plot = {"iterations": plot_iterations, "rate": plot_rate, "failures": plot_failures}
         return plot[name](one_rule_own_set(conv), path, dpi=dpi)
     perf, meta = _read_summary(summary_dir / "performance.parquet")
-    # The level the summary was computed at, as `measures.summarise` recorded it.
+    # The level the summary was computed at, as `summary.summarise` recorded it.
     level = float(meta.get("coverage_level", 0.95))
     if name == "distance":
         counts, _ = _read_summary(summary_dir / "stopping_distance.parquet")

@@ -2,7 +2,7 @@
 
 Each `run_*` function sends the job's logging, warnings and Python-level output to the rule's
 `log:` file (a `run:` block otherwise prints into Snakemake's own terminal output), then calls
-the module that does the work: `fitjob.fit_chunk`, `measures.summarise`, `figures.draw_all`,
+the module that does the work: `fitjob.fit_chunk`, `summary.summarise`, `figures.draw_all`,
 `report.write_report`.
 
 The aggregate steps read only the files the current design lists as their inputs: fit files
@@ -352,7 +352,7 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
 
 
 def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
-    from emsim.study import measures
+    from emsim.study import summary
     from emsim.study.starts import oracle_start_names
 
     fits = list(input.fits)
@@ -360,7 +360,7 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
         _warn_stale(logger, _common_folder(fits), fits)
         t0 = time.perf_counter()
         with dataset_view(fits, Path(output.performance).parent.parent) as view:
-            measures.summarise(
+            summary.summarise(
                 view,
                 Path(output.performance).parent,
                 coverage_level=float(params.coverage_level),

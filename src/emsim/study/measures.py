@@ -18,23 +18,15 @@ empirical and model SEs are still reported.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
-from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
-    CELL_PARTITION,
     FIT_ID,
     ORACLE_STARTS,
     PROCEDURE,
@@ -138,7 +130,7 @@ def _sqrt(x: pd.Series) -> pd.Series:
     return np.sqrt(x.where(x >= 0))
 
 
-def _sorted(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
+def sort_rows(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
     """Stable, human order: cell, model (as in MODELS), method, stopping rule, start,
     parameter, set (own first)."""
     model_rank = {m: i for i, m in enumerate(MODELS)}
@@ -346,7 +338,7 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
     )
     for name in ("n_rep", "n_ok", "n_se"):
         out[name] = out[name].astype(np.int64)
-    return _sorted(out.loc[:, list(PERFORMANCE_COLUMNS)], with_parameter=True)
+    return sort_rows(out.loc[:, list(PERFORMANCE_COLUMNS)], with_parameter=True)
 
 
 def convergence(fits: pd.DataFrame) -> pd.DataFrame:
@@ -399,159 +391,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
         rate = out[f"rate_{name}"]
         out[f"rate_{name}_mcse"] = _sqrt(_ratio(rate * (1.0 - rate), n_rep))
     out["n_rep"] = out["n_rep"].astype(np.int64)
-    return _sorted(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
-
-
-# --- streaming over the study's fits --------------------------------------------------------
-
-
-def _cell_fragments(fits_dir: Path) -> dict[str, list[pads.Fragment]]:
-    """The Parquet fragments of each cell of the hive-partitioned fits, in cell order."""
-    # Cell ids are read as strings whatever they look like, so "007" stays "007".
-    partitioning = pads.partitioning(CELL_PARTITION, flavor="hive")
-    dataset = pads.dataset(fits_dir, format="parquet", partitioning=partitioning)
-    cells: dict[str, list[pads.Fragment]] = {}
-    for fragment in dataset.get_fragments():
-        keys = pads.get_partition_keys(fragment.partition_expression)
-        cell = keys.get("cell")
-        if cell is None:
-            raise ValueError(f"{fragment.path} is not under a cell=<cell_id> folder")
-        cells.setdefault(str(cell), []).append(fragment)
-    return dict(sorted(cells.items()))
-
-
-def read_fragments(fragments: list[pads.Fragment]) -> pd.DataFrame:
-    """The rows of several Parquet fragments (e.g. the chunks of one cell) as one frame."""
-    if not fragments:
-        return pd.DataFrame()
-    # Each fragment with its own physical schema: an all-NaN chunk written with a null type must
-    # not break the others, so the tables are unified (promoted) here rather than by the dataset.
-    tables = [fragment.to_table() for fragment in fragments]
-    table = pa.concat_tables(tables, promote_options="permissive")
-    return table.to_pandas()
-
-
-def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every Parquet file under `path` (flat or hive folders) as one frame; empty if none.
-
-    Meant for small outputs such as the kept traces, not for the fits (see `summarise`).
-    """
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame()
-    dataset = pads.dataset(path, format="parquet", exclude_invalid_files=True)
-    return read_fragments(list(dataset.get_fragments()))
-
-
-# Fit columns that no measure reads (`best_start_gap` is recomputed by `add_best_start`).
-_UNUSED_COLUMNS = frozenset({"loglik_start", "swapped", "best_start_gap", "loglik_gap_to_limit"})
-# A cell with more fit rows than this is summarised one model at a time: pandas and the long
-# table of `performance` take about 2 kB per fit row, and each call has a fixed cost.
-_SLICE_ROWS = 200_000
-
-
-def _iter_slices(
-    fits_dir: str | os.PathLike[str],
-) -> Iterator[tuple[str, Iterator[pd.DataFrame]]]:
-    """Yield (cell_id, frames) for each cell: the cell's fit rows one model at a time.
-
-    Every measure groups by model, `best` is chosen within a replicate x model x method x
-    stopping rule and the common set within a replicate x model x start, so the slices
-    summarise exactly as the whole cell does. The cell is held as one Arrow table (compact: no
-    Python strings, no unused columns) and, when it has more than `_SLICE_ROWS` rows, only one
-    slice at a time becomes a pandas frame with its intermediate tables. Smaller cells are one
-    slice, which is faster.
-    """
-    for cell, fragments in _cell_fragments(Path(fits_dir)).items():
-        tables = [fragment.to_table() for fragment in fragments]
-        table = pa.concat_tables(tables, promote_options="permissive")
-        del tables
-        table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
-        if "cell_id" not in table.column_names:
-            table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
-        yield cell, _model_slices(table)
-
-
-def _model_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
-    split = (
-        table.num_rows > _SLICE_ROWS
-        and "model" in table.column_names
-        and table["model"].null_count == 0
-    )
-    if not split:
-        yield table.to_pandas()
-        return
-    for model in pc.unique(table["model"]).to_pylist():
-        yield table.filter(pc.equal(table["model"], model)).to_pandas()
-
-
-def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
-    """Atomically write `frame` as Parquet (with `meta` as key-value metadata) and as CSV."""
-    write_parquet_atomic(frame, parquet_path, meta)
-    csv_path = parquet_path.with_suffix(".csv")
-    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def summary_metadata(
-    coverage_level: float, metadata: Mapping[str, object] | None = None
-) -> dict[str, str]:
-    """The study's provenance metadata (parquet_io) plus the coverage level; `metadata` wins."""
-    meta = provenance_metadata(config_hash="", seed=None)
-    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    meta["coverage_level"] = str(coverage_level)
-    return meta
-
-
-def summarise(
-    fits_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    coverage_level: float = 0.95,
-    metadata: Mapping[str, str] | None = None,
-    best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
-    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
-) -> dict[str, Path]:
-    """Summarise the fits dataset into performance and convergence tables, one cell at a time.
-
-    Reads ``fits_dir/cell=<cell_id>/chunk=<k>.parquet``, derives the ``best`` start per cell,
-    and writes ``performance.parquet``/``.csv`` and ``convergence.parquet``/``.csv`` into
-    `out_dir` atomically. The Parquet key-value metadata is `parquet_io.provenance_metadata`
-    (emsim version, git commit, config hash, seed, numpy version, creation time) with the entries
-    of `metadata` (e.g. config_hash, seed) filled in or overriding, plus ``coverage_level``.
-    `best_exclude` are the statuses and `oracle_starts` the starts that cannot be the derived
-    start (see `add_best_start`). Also writes the stopping-rule diagnostics of
-    `emsim.study.stopping` (``stopping_distance.parquet``, ``zip_pi.parquet``).
-    Returns the paths of the Parquet files by table name (`SUMMARY_TABLES`).
-    """
-    from emsim.study import stopping  # beside the measures; it imports from this module
-
-    coverage_z(coverage_level)  # fail before reading anything if the level is invalid
-    perf_parts, conv_parts, distance_parts, zip_parts = [], [], [], []
-    for _cell, slices in _iter_slices(fits_dir):
-        cell_perf, cell_conv = [], []
-        for rows in slices:
-            rows = add_best_start(rows, best_exclude, oracle_starts)
-            cell_perf.append(performance(rows, coverage_level))
-            cell_conv.append(convergence(rows))
-            distance_parts.append(stopping.distance_counts(rows))
-            zip_parts.append(stopping.zip_rows(rows))
-            del rows
-        perf_parts.append(_sorted(_concat(cell_perf, PERFORMANCE_COLUMNS), with_parameter=True))
-        conv_parts.append(_sorted(_concat(cell_conv, CONVERGENCE_COLUMNS), with_parameter=False))
-    perf = _concat(perf_parts, PERFORMANCE_COLUMNS)
-    conv = _concat(conv_parts, CONVERGENCE_COLUMNS)
-    meta = summary_metadata(coverage_level, metadata)
-    out = Path(out_dir)
-    paths = {name: out / f"{name}.parquet" for name in SUMMARY_TABLES}
-    write_table(perf, paths["performance"], meta)
-    write_table(conv, paths["convergence"], meta)
-    distance = stopping.merge_distance_counts(distance_parts)
-    write_parquet_atomic(distance, paths["stopping_distance"], meta)
-    write_parquet_atomic(stopping.merge_zip_rows(zip_parts), paths["zip_pi"], meta)
-    return paths
-
-
-# The summary step's tables (results/summary/<name>.parquet; the first two also as CSV).
-SUMMARY_TABLES: tuple[str, ...] = ("performance", "convergence", "stopping_distance", "zip_pi")
+    return sort_rows(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
 
 
 _TEXT_COLUMNS = frozenset({"cell_id", *FIT_ID, "parameter", "set"})
@@ -567,7 +407,7 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in columns})
 
 
-def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+def concat_rows(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
     parts = [p for p in parts if not p.empty]
     if not parts:
         return _empty(columns)
@@ -590,4 +430,4 @@ def failure_table(conv: pd.DataFrame) -> pd.DataFrame:
     total = counts.groupby(keys, sort=False, dropna=False).sum(numeric_only=True)
     shares = total[["failure_rate", *rates]].div(total["n_fits"].where(total["n_fits"] > 0), axis=0)
     out = pd.concat([total[["n_fits"]], shares], axis=1).reset_index()
-    return _sorted(out, with_parameter=False).loc[:, [*keys, "n_fits", "failure_rate", *rates]]
+    return sort_rows(out, with_parameter=False).loc[:, [*keys, "n_fits", "failure_rate", *rates]]

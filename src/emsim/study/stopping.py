@@ -8,7 +8,7 @@ reduced to two small tables that the figures and the report read (docs/design.md
   the first start), the raw material of a zip plot of the Wald intervals (Morris, White &
   Crowther 2019, Fig. 5).
 
-Both are built one cell at a time while `measures.summarise` streams the fits.
+Both are built one cell at a time while `summary.summarise` streams the fits.
 """
 
 from __future__ import annotations
