@@ -460,7 +460,7 @@ def test_every_figure_has_a_caption_file_and_unknown_names_are_refused(tmp_path)
     with pytest.raises(ValueError, match="unknown figure 'nope'"):
         figures.draw_one("nope", tmp_path, tmp_path, tmp_path)
     for name in jobs.FIGURE_NAMES:
-        assert (ROOT / "workflow" / "report" / f"{name}.rst").exists()
+        assert Path(jobs.caption_path(name)).is_file()
 
 
 def test_dataset_view_holds_only_the_listed_files(tmp_path):

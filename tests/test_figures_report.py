@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from emsim.study import figures
-from emsim.study.captions import CAPTIONS, FIGURE_NAMES
+from emsim.study.captions import CAPTIONS, FIGURE_NAMES, caption_path
 from emsim.study.figures import draw_all, plot_seed_trace
 from emsim.study.measures import (
     CONVERGENCE_COLUMNS,
@@ -219,11 +219,20 @@ def test_draw_all_on_missing_inputs(tmp_path):
         assert_readable_png(paths[name], min_side=150)
 
 
-def test_captions_match_snakemake_rst():
+def test_captions_are_written_once_and_shown_by_both_reports():
+    # Snakemake's report reads the caption files the figures rule names; the HTML report shows
+    # CAPTIONS, read from the same files. No other copy exists.
+    folder = ROOT / "src" / "emsim" / "study" / "figure_captions"
+    assert sorted(p.stem for p in folder.glob("*.rst")) == sorted(FIGURE_NAMES)
     for name in FIGURE_NAMES:
-        rst = (ROOT / "workflow" / "report" / f"{name}.rst").read_text()
-        assert " ".join(rst.split()) == " ".join(CAPTIONS[name].split()), name
-    assert (ROOT / "workflow" / "report" / "workflow.rst").read_text().strip()
+        path = Path(caption_path(name))
+        assert path.samefile(folder / f"{name}.rst")
+        assert CAPTIONS[name] == " ".join(path.read_text().split()) != ""
+    assert sorted(p.name for p in (ROOT / "workflow" / "report").glob("*.rst")) == ["workflow.rst"]
+    rule = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
+    assert "caption=jobs.caption_path(name)" in rule
+    with pytest.raises(ValueError, match="unknown figure"):
+        caption_path("nope")
 
 
 def test_format_estimate():

@@ -13,7 +13,7 @@ rule figures:
         **{
             name: report(
                 f"results/figures/{name}.png",
-                caption=f"../report/{name}.rst",
+                caption=jobs.caption_path(name),
                 category="Figures",
             )
             for name in jobs.FIGURE_NAMES

@@ -4,6 +4,7 @@ the report and the workflow's parsing stay light."""
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,73 +24,37 @@ DESIGN_FACTORS: tuple[tuple[str, str], ...] = (
 )
 FACTOR_LABELS = dict(DESIGN_FACTORS)
 
-# One caption per figure; the HTML report shows them and workflow/report/<name>.rst repeats them
-# for Snakemake's report (tests/test_figures_report.py checks that the two agree).
+# The study's figures, in the order of the report. Each caption is written once, in
+# figure_captions/<name>.rst (package data): Snakemake's report shows that file (the figures
+# rule names it through `caption_path`) and the HTML report shows the same text (`CAPTIONS`).
+FIGURE_NAMES: tuple[str, ...] = (
+    "traces",
+    "bias",
+    "rmse",
+    "coverage",
+    "iterations",
+    "rate",
+    "failures",
+    "nested_loop",
+    "stopping",
+    "distance",
+    "zip",
+)
+_CAPTION_FILES = resources.files("emsim.study") / "figure_captions"
+
+
+def caption_path(name: str) -> str:
+    """The caption file of figure `name` (an absolute path, for Snakemake's report)."""
+    if name not in FIGURE_NAMES:
+        raise ValueError(f"unknown figure {name!r}; figures are {', '.join(FIGURE_NAMES)}")
+    return str(_CAPTION_FILES / f"{name}.rst")
+
+
+# On one line each: the HTML report flows the text itself.
 CAPTIONS: dict[str, str] = {
-    "traces": (
-        "EM paths as in the seed document: log-likelihood against the current estimate of "
-        "p(Z=1) for one kept replicate per cell (plain EM, one start), one path per model. "
-        "Arrows point from each iteration to the next; points are coloured by iteration."
-    ),
-    "bias": (
-        "Bias of the estimate of pi against the sample size n (log scale), with error bars of "
-        "+- 2 Monte Carlo SEs, faceted by the separation abs(mu2 - mu1)/sigma1 (columns) and the "
-        "mixing proportion pi (rows); colour = model, marker = method; start 'best'."
-    ),
-    "rmse": (
-        "Root mean squared error of the estimate of pi multiplied by sqrt(n), against n (log "
-        "scale), with +- 2 Monte Carlo SEs. A flat line means the usual root-n rate; facets as "
-        "in the bias figure."
-    ),
-    "coverage": (
-        "Coverage of the Wald interval for pi (estimate +- z SE from the observed information) "
-        "against n, with +- 2 Monte Carlo SEs. The dashed line is the nominal level and the grey "
-        "band nominal +- 2 sqrt(C(1-C)/n_rep), the range expected from Monte Carlo error alone."
-    ),
-    "iterations": (
-        "Iterations to convergence (converged fits only) against the separation "
-        "abs(mu2 - mu1)/sigma1, log scale, one panel per start. Lines join the median over "
-        "cells of each cell's median; bands are the interquartile range over cells (the other "
-        "design factors)."
-    ),
-    "rate": (
-        "Plain EM's empirical linear convergence rate (from the last log-likelihood increments) "
-        "against the theoretical rate, the fraction of missing information 1 - I_obs/I_complete "
-        "at the estimate, averaged over converged fits per cell and start. Points on the "
-        "identity line mean the theory predicts EM's speed."
-    ),
-    "failures": (
-        "Percentage of fits ending in each non-converged status, by cell (rows) and model and "
-        "method (columns), averaged over the starts (the derived start 'best' excluded)."
-    ),
-    "nested_loop": (
-        "Nested-loop plot (Rücker & Schwarzer 2014) of the bias of the estimate of pi in every "
-        "cell (plain EM, start 'best'): cells are ordered by the design factors (outermost "
-        "first), bias is drawn as a step line per model with a +- 2 Monte Carlo SE band, and the "
-        "step lines underneath show each factor's level."
-    ),
-    "stopping": (
-        "Can the stopping rule be trusted? Share of fits that each stopping rule ended at a "
-        "point that is not a usable maximum, by cell (sorted by the design factors) and rule, "
-        "with +- 2 Monte Carlo SEs: 'premature' (the limit of the same iteration lies more than "
-        "the threshold of standard errors away) and 'saddle' (the observed information is not "
-        "positive definite there). Plain EM and SQUAREM (marker), start 'best'."
-    ),
-    "distance": (
-        "Distance from where each stopping rule ended a fit to the limit of the same iteration, "
-        "in the limit's standard errors (largest over the estimated parameters; log scale, "
-        "distances below 1e-8 drawn at 1e-8), for every start of every cell. The dashed line is "
-        "the threshold above which a fit counts as premature."
-    ),
-    "zip": (
-        "Zip plot (Morris, White & Crowther 2019, Fig. 5) of the Wald intervals for pi in up to "
-        "three cells (rows: the most premature fits, the lowest coverage, the seed's design) by "
-        "stopping rule (columns), plain EM, start 'best': each usable fit's interval, ranked by "
-        "|z| = |est - pi| / SE, those missing the truth in red; the dashed line marks the "
-        "nominal coverage."
-    ),
+    name: " ".join((_CAPTION_FILES / f"{name}.rst").read_text(encoding="utf-8").split())
+    for name in FIGURE_NAMES
 }
-FIGURE_NAMES: tuple[str, ...] = tuple(CAPTIONS)
 
 
 def design_value_label(value: object) -> str:

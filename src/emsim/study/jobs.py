@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from emsim.study.captions import FIGURE_NAMES
+from emsim.study.captions import FIGURE_NAMES, caption_path
 from emsim.study.config import Study
 from emsim.study.schema import (
     FOOTER_EM_CPU_S,
@@ -47,6 +47,7 @@ from emsim.study.schema import (
 
 __all__ = [
     "FIGURE_NAMES",
+    "caption_path",
     "dataset_view",
     "figure_pool",
     "fit_provenance",
