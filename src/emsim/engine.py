@@ -894,6 +894,8 @@ def load(dispatcher, args: tuple) -> None:
     """Give `dispatcher` machine code for exactly these arguments' types now: loaded from
     numba's cache, or compiled where the cache has none for this CPU. A clock started after
     this times the run alone (issue 10: no fit time includes loading or compiling)."""
+    if not hasattr(dispatcher, "overloads"):  # a plain Python function (tests run py_func)
+        return
     signature = tuple(typeof(a) for a in args)
     if signature not in dispatcher.overloads:
         dispatcher.compile(signature)
