@@ -231,3 +231,36 @@ def test_first_api_fit_starts_its_clock_with_the_engine_loaded(warmed) -> None:
     done = python("-c", CLOCK_SPY.format(module="engine", call=call))
     seen = json.loads(done.stdout)
     assert [fit_rows for fit_rows, _ in seen] == [1, 1]  # runtime_s: one start, one stop
+
+
+FIT_JOB_SPY = """
+import json, sys, time
+import emsim.study.fitjob as target
+from emsim import engine
+from emsim.study.config import load_study
+real, seen = time.perf_counter, []
+class Clock:
+    thread_time = staticmethod(time.thread_time)
+    @staticmethod
+    def perf_counter():
+        seen.append([len(engine.fit_rows.overloads), len(engine.information_sums.overloads)])
+        return real()
+target.time = Clock
+config = {{"seed": 3, "replicates": 2, "traces": 1, "models": ["full"], "methods": ["em"],
+    "scenarios": [{{"n": 40, "mu": [0, 3], "sigma": 1, "pi": 0.7}}]}}
+study = load_study(config, {schema!r})
+target.fit_chunk(study.cells[0], 0, study.config, {out!r}, {traces!r})
+print(json.dumps(seen))
+"""
+
+
+def test_first_fit_job_starts_its_clocks_with_the_engine_loaded(tmp_path, warmed) -> None:
+    """job_elapsed_s and em_elapsed_s: the first fit job of a process (a SLURM job) starts both
+    clocks with the engine loaded, and nothing is loaded while they run."""
+    code = FIT_JOB_SPY.format(
+        schema=str(SRC.parents[1] / "workflow" / "schemas" / "config.schema.yaml"),
+        out=str(tmp_path / "fits.parquet"),
+        traces=str(tmp_path / "traces.parquet"),
+    )
+    seen = json.loads(python("-c", code).stdout.splitlines()[-1])
+    assert len(seen) >= 3 and all(counts == [1, 1] for counts in seen), seen
