@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
-.PHONY: help venv test study figures report demo bench lint format clean
+.PHONY: help venv warm test study figures report demo bench lint format clean
 
 help:
 	@echo "make study    set up .venv, run the default study (config.yaml), write the report"
@@ -16,19 +16,27 @@ help:
 	@echo "make demo     reproduce the seed document's fit and table"
 	@echo "make bench    run the speed benchmarks (results/bench/)"
 	@echo "make lint     ruff, snakefmt and snakemake --lint"
+	@echo "make warm     compile the engine for this CPU if numba's cache lacks it (make venv does)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,bench,slurm]'
+	$(BIN)/emsim warmup
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# numba caches the compiled engine per source file and CPU, so a `git pull` that changed the
+# engine, or this checkout used from a machine with another CPU, would leave the first command
+# to compile it (30-90 s). `emsim warmup` compiles what is missing, and takes 1-2 s otherwise.
+warm: $(STAMP)
+	$(BIN)/emsim warmup
+
+test: warm
 	$(BIN)/python -m pytest
 
-study: $(STAMP)
+study: warm
 	$(SNAKEMAKE) all
 	@echo "Report: $(CURDIR)/results/report/index.html"
 
@@ -40,10 +48,10 @@ figures: $(STAMP)
 
 report: figures
 
-demo: $(STAMP)
+demo: warm
 	$(BIN)/emsim demo --plot results/demo/seed_trace.png
 
-bench: $(STAMP)
+bench: warm
 	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)

@@ -35,6 +35,13 @@ if workflow.is_main_process:
     jobs.remove_damaged_results([*STUDY.outputs("fits"), *STUDY.outputs("traces")])
 
 
+# Compile (or load) the engine here, before the first job: on a cluster each job is a new
+# process that then loads it from numba's cache instead of compiling it (README, "Run on a
+# cluster"). Not run by dry runs or by the jobs' own Snakemake processes.
+onstart:
+    jobs.warm_engine()
+
+
 wildcard_constraints:
     cell=r"[A-Za-z0-9._-]+",
     chunk=r"[0-9]+",

@@ -8,6 +8,7 @@ paths that destroy (the input, a symlink, a directory, a FIFO, a full disk), dat
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -359,18 +360,46 @@ def test_column_found_up_to_case(capsys, tmp_path, data_file) -> None:
     assert as_lower["params"] == as_y["params"]
 
 
-@pytest.mark.parametrize("command", ["demo", "simulate", "fit", "verify"])
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in build_parser()._actions if a.dest == "command").choices
+
+
+def _stated_default(text: str) -> str:
+    return text.rsplit("default: ", 1)[1].rstrip(")").strip() if "default: " in text else ""
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
 def test_every_option_states_its_default(capsys, command) -> None:
-    commands = next(a for a in build_parser()._actions if a.dest == "command")
-    sub = commands.choices[command]
-    for action in sub._actions:
-        if action.dest == "help":
-            continue
+    """Every option of every subcommand (the list is read from the parser, so a new command is
+    covered too) says it is required or states its default, and a stated default is the one
+    the option has."""
+    sub = _subcommands()[command]
+    options = [a for a in sub._actions if a.dest != "help"]
+    for action in options:
         text = action.help or ""
         assert "default" in text or "required" in text, (command, action.dest, text)
+        if action.default not in (None, False, argparse.SUPPRESS):
+            stated = _stated_default(text)
+            if isinstance(action.default, float):
+                assert float(stated) == action.default, (command, action.dest, text)
+            else:
+                assert stated == str(action.default), (command, action.dest, text)
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert "default" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert sub.description or "usage: emsim" in shown
+    if options:
+        assert "default" in shown
+
+
+def test_every_command_and_top_level_option_has_help() -> None:
+    parser = build_parser()
+    assert {"demo", "simulate", "fit", "verify", "warmup"} <= set(_subcommands())
+    commands = next(a for a in parser._actions if a.dest == "command")
+    for choice in commands._choices_actions:
+        assert choice.help, choice.dest
+    for action in parser._actions:
+        assert action is commands or action.help, action.dest
 
 
 # --- 4. huge n, and MemoryError ------------------------------------------------------------
@@ -399,7 +428,7 @@ def test_simulate_help_states_the_limit(capsys) -> None:
     assert "10^8" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("where", ["simulate", "read_csv"])
+@pytest.mark.parametrize("where", ["simulate", "read_csv", "read_plain_csv"])
 def test_memory_error_is_one_line(capsys, monkeypatch, tmp_path, data_file, where) -> None:
     def exhausted(*args, **kwargs):
         raise MemoryError
@@ -407,8 +436,13 @@ def test_memory_error_is_one_line(capsys, monkeypatch, tmp_path, data_file, wher
     if where == "simulate":
         monkeypatch.setattr(cli, "simulate", exhausted)
         argv = ["simulate", *SIM, "-o", tmp_path / "y.csv"]
-    else:
+    elif where == "read_csv":  # cells with spaces: pandas reads the column
+        spaced = tmp_path.parent / f"{tmp_path.name}-spaced.csv"
+        spaced.write_text("Y\n 1.5\n 2.5\n 0.5\n")
         monkeypatch.setattr(pd, "read_csv", exhausted)
+        argv = ["fit", spaced]
+    else:  # plain numbers: read without pandas
+        monkeypatch.setattr(cli, "_plain_numbers", exhausted)
         argv = ["fit", data_file]
     code, out, err = run(capsys, *argv)
     assert_one_line_error(code, out, err, "out of memory")

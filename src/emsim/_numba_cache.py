@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["configure_numba_cache"]
@@ -48,6 +47,8 @@ def _private_dir(path: Path) -> bool:
 
 
 def _candidates() -> list[Path]:
+    import tempfile  # here, not above: it costs `import emsim` 10-20 ms, needed only here
+
     found = []
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     if xdg and os.path.isabs(xdg):
@@ -70,6 +71,8 @@ def configure_numba_cache(package: Path | None = None) -> str | None:
         return None
     chosen = next((str(c) for c in _candidates() if _private_dir(c)), None)
     if chosen is None:
+        import tempfile
+
         try:
             chosen = tempfile.mkdtemp(prefix="emsim-numba-")
         except OSError:

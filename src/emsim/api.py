@@ -6,13 +6,11 @@ single fit bit for bit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import engine
 from .information import information, pi_information
@@ -22,6 +20,7 @@ from .models import (
     DEFAULT_STOPPING,
     MODELS,
     PARAMS,
+    PREMATURE_THRESHOLD_SE,
     USABLE_STATUS,
     check_method,
     check_model,
@@ -30,6 +29,9 @@ from .models import (
     known_params,
 )
 
+if TYPE_CHECKING:  # pandas is imported only when a trace is asked for (issue 10)
+    import pandas as pd
+
 # A component whose sigma falls below this fraction of the data's standard deviation has
 # collapsed onto (nearly) a single point: the likelihood is unbounded there.
 SIGMA_FLOOR_REL = 1e-6
@@ -37,9 +39,6 @@ SIGMA_FLOOR_REL = 1e-6
 # keeps its arithmetic on it clear of overflow.
 MAX_ITERATIONS_LIMIT = 2**62
 DEFAULT_START_PI = 0.5
-# A fit the stopping rule ended is `premature` when the limit of its iteration lies more than
-# this many of the limit's standard errors away in some parameter (docs/design.md section 2).
-PREMATURE_THRESHOLD_SE = 0.1
 
 ParamValues = Mapping[str, float | np.ndarray] | None
 
@@ -94,11 +93,11 @@ class FitResult:
         EM's theoretical linear rate at `params`: the largest eigenvalue of
         I_complete^-1 I_missing, the fraction of missing information.
     runtime_s : float
-        This fit's share, in seconds, of the wall time of its batch: the time from just before
-        the compiled engine runs to just after the standard errors and rates are computed,
-        divided among the batch's fits in proportion to their `loglik_evals`. Input checks and
-        start values are not included; the first fit of a process also pays for loading (or
-        compiling) the engine. Not reproducible, unlike every other field.
+        This fit's share, in seconds, of the wall time of its batch's compiled engine call (the
+        iterations and the polish to the limit, for every row at once), divided among the
+        batch's fits in proportion to their `loglik_evals`. Input checks, start values,
+        standard errors and rates are not included, nor is loading (or compiling) the engine:
+        that is done before the clock starts. Not reproducible, unlike every other field.
     model : str
         The model fitted (``"pi"``, ``"equal_var"`` or ``"full"``).
     method : str
@@ -279,7 +278,9 @@ def _as_data(y: Any) -> np.ndarray:
     finite = np.isfinite(data).all(axis=1)
     if not finite.all():
         raise ValueError(f"data row {int(np.argmin(finite))} has NaN or infinite values")
-    return np.ascontiguousarray(data)
+    # One set of argument types for the engine, whatever the caller passed (a read-only or
+    # unaligned array is copied): each other type would be compiled again, on the clock.
+    return np.require(data, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE"))
 
 
 def _column(values: ParamValues, name: str, n_rows: int, what: str) -> np.ndarray | None:
@@ -604,7 +605,6 @@ def fit_batch_by_rule(
         # The pi model never moves a sigma, so it needs no floor (and no pass over the data).
         sigma_floor = np.zeros(n_rows) if model == "pi" else SIGMA_FLOOR_REL * y.std(axis=1)
 
-    began = time.perf_counter()
     out = engine.run(
         y,
         start_matrix,
@@ -616,7 +616,7 @@ def fit_batch_by_rule(
         sigma_floor,
         traced,
     )
-    elapsed = time.perf_counter() - began
+    elapsed = out.seconds
     # The engine spent its time on the shared path and on each rule's polish; a rule's fit
     # is charged for its own E-steps only (what it costs alone), the polish apart.
     spent = out.path_evals.sum() + out.polish_evals.sum()
@@ -788,6 +788,8 @@ def _traces(
     traces: list[np.ndarray | None], iterations: np.ndarray, names: tuple[str, ...]
 ) -> list[pd.DataFrame | None]:
     """Each traced row's path up to this rule's own stop (the path may run on for other rules)."""
+    import pandas as pd
+
     columns = [1 + PARAMS.index(name) for name in names]
     frames: list[pd.DataFrame | None] = []
     for trace, last in zip(traces, iterations, strict=True):

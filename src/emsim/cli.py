@@ -1,4 +1,4 @@
-"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`.
+"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim warmup`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
 fails is reported through its status, never as an error.
@@ -9,19 +9,30 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from . import __version__
-from .api import PREMATURE_THRESHOLD_SE, check_start_known, fit
-from .models import DEFAULT_STOPPING, METHODS, MODELS, PARAMS, STOPPING_RULES
+from .models import (
+    DEFAULT_STOPPING,
+    METHODS,
+    MODELS,
+    PARAMS,
+    PREMATURE_THRESHOLD_SE,
+    STOPPING_RULES,
+)
 from .rrandom import RRandom
 from .safe_write import UnsafeOutputError, check_output_path, write_output
 from .simulate import simulate
+
+# pandas (0.3-0.5 s to import) and the engine (numba) are imported by the commands that use
+# them, so that `emsim --help` and `emsim verify` start at once (issue 10).
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXIT_BAD_INPUT = 2
 # The most points `emsim simulate` draws: 10^8 doubles are 800 MB, and R's stream needs more.
@@ -31,6 +42,12 @@ MAX_SIMULATE_N = 10**8
 ECHO_CHARS = 40
 # Bytes looked at for NUL bytes before a CSV file is parsed: binary data fails at once.
 SNIFF_BYTES = 1 << 16
+# A CSV cell read without pandas: a plain decimal number, ASCII digits only, no spaces. pandas
+# reads exactly these to the same double as float() (checked on 650,000 numbers of up to 25
+# digits, issue 10); any other cell (NA, inf, text, spaces, ...) sends the whole column through
+# pandas and its checks below.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 class InputError(Exception):
@@ -112,15 +129,17 @@ def parse_assignments(text: str | None, what: str) -> dict[str, float]:
     return values
 
 
-def _scan_csv(path: Path) -> list[str] | None:
-    """The header of a CSV file, after checking what pandas would read silently wrongly: binary
-    data (NUL bytes), text that is not UTF-8, and rows with more or fewer fields than the
-    header (pandas would take an extra first field for an index, or fill missing ones).
-    None for a file with no lines."""
+def _scan_csv(path: Path, column: str) -> tuple[str, int, list[str] | None] | None:
+    """The name and position of `column` in a CSV file's header and, when every cell of it is
+    a plain number (_PLAIN_NUMBER), its cells, after checking what pandas would read silently
+    wrongly: binary data (NUL bytes), text that is not UTF-8, and rows with more or fewer
+    fields than the header (pandas would take an extra first field for an index, or fill
+    missing ones). None for a file with no lines."""
     with path.open("rb") as raw:
         head = raw.read(SNIFF_BYTES)
     if b"\0" in head:
         raise InputError(f"{path}: holds NUL bytes: binary data, not a CSV text file")
+    missing_column = None
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -129,17 +148,40 @@ def _scan_csv(path: Path) -> list[str] | None:
             header = next(rows, None)
             if header is None:
                 return None
+            try:
+                position = _find_column(header, column, path)
+            except InputError as err:  # reported after the rows are checked, as before
+                missing_column, position = err, 0
+            # pandas names an empty header "Unnamed: k"; such a column goes through pandas.
+            cells: list[str] | None = [] if header[position] else None
+            plain = _PLAIN_NUMBER.fullmatch
             for row in rows:
                 if len(row) != len(header):
                     raise InputError(
                         f"{path}: line {reader.line_num} has {len(row)} field(s) but the header "
                         f"has {len(header)}"
                     )
+                if cells is not None:
+                    if plain(row[position]):
+                        cells.append(row[position])
+                    else:
+                        cells = None
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text ({_cut(err.reason, 30)})") from None
     except csv.Error as err:
         raise InputError(f"{path}: line {reader.line_num}: {_cut(str(err), 60)}") from None
-    return header
+    if missing_column is not None:
+        raise missing_column
+    return header[position], position, cells
+
+
+def _plain_numbers(cells: list[str]) -> np.ndarray:
+    """The cells _scan_csv kept, as pandas would read them: float() rounds each correctly, as
+    pandas does; a column of whole numbers pandas reads as integers, which have no -0."""
+    data = np.array([float(cell) for cell in cells], dtype=np.float64)
+    if all(_PLAIN_INTEGER.fullmatch(cell) for cell in cells):
+        data += 0.0  # -0.0 + 0.0 is +0.0
+    return data
 
 
 def _find_column(names: list, column: str, path: Path) -> int:
@@ -171,6 +213,8 @@ def _find_column(names: list, column: str, path: Path) -> int:
 def _numeric_column(series: pd.Series, path: Path, where: str) -> np.ndarray:
     """A column as float64; booleans, dates, times and text are refused, not turned into
     numbers (pandas would make True 1.0 and a date its nanoseconds)."""
+    import pandas as pd
+
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         series = series.astype(object)
@@ -214,12 +258,17 @@ def read_data(path: Path, column: str) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError(f"{path}: unsupported format {suffix or '(none)'!r}; use .csv or .parquet")
+    if suffix == ".csv":
+        scanned = _scan_csv(path, column)
+        if scanned is None:
+            raise InputError(f"{path}: file is empty")
+        name, position, cells = scanned
+        if cells is not None:  # the common case, without pandas (0.3-0.5 s to import)
+            return _checked(_plain_numbers(cells), path, f"column {_short(name)}")
+    import pandas as pd
+
     try:
         if suffix == ".csv":
-            header = _scan_csv(path)
-            if header is None:
-                raise InputError(f"{path}: file is empty")
-            position = _find_column(header, column, path)
             frame = pd.read_csv(path, usecols=[position], encoding="utf-8-sig")
         else:
             frame = pd.read_parquet(path)
@@ -236,7 +285,11 @@ def read_data(path: Path, column: str) -> np.ndarray:
     series = frame.iloc[:, 0 if suffix == ".csv" else position]
     name = str(frame.columns[0 if suffix == ".csv" else position])
     where = f"column {_short(name)}"
-    data = _numeric_column(series, path, where)
+    return _checked(_numeric_column(series, path, where), path, where)
+
+
+def _checked(data: np.ndarray, path: Path, where: str) -> np.ndarray:
+    """`data` if it can be fitted: finite, at least 2 points, not all one value."""
     bad = ~np.isfinite(data)
     if bad.any():
         raise InputError(
@@ -270,7 +323,32 @@ def _write(path: Path, write, option: str, inputs: tuple = ()) -> None:
         raise InputError(str(err)) from None
 
 
+def _numba_without_scipy() -> None:
+    """Called by a command that runs the engine, before it imports numba. numba imports
+    numba.np.arraymath, which imports scipy.linalg (0.2-0.4 s, where scipy is installed) only to
+    decide whether np.convolve and np.correlate may call BLAS. The engine uses neither, so a
+    command's own process decides without scipy (a library call does not: the user's own numba
+    code may use them)."""
+    if "scipy" in sys.modules or "numba" in sys.modules:
+        return
+    sys.modules["scipy"] = None  # `import scipy...` raises ImportError: no BLAS
+    try:
+        import numba.np.arraymath  # noqa: F401
+    except ImportError:  # a numba that needs scipy here: imported later, with scipy
+        pass
+    finally:
+        del sys.modules["scipy"]
+
+
+def _load_engine() -> float:
+    """Load the compiled engine before a command starts a clock; seconds spent."""
+    from .warmup import load_engine
+
+    return load_engine()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _numba_without_scipy()
     from .demo import run_seed_demo
 
     plot = _output(args.plot, "--plot", (".png",)) if args.plot else None
@@ -320,6 +398,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     mu = _numbers(args.mu, "--mu", (2,))
     sigma = _numbers(args.sigma, "--sigma", (1, 2))
     out = _output(args.output, "-o", (".csv", ".parquet", ".pq"))
@@ -353,6 +433,9 @@ def _json_number(value: float) -> float | None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    _numba_without_scipy()
+    from .api import check_start_known, fit
+
     start = parse_assignments(args.start, "--start")
     known = parse_assignments(args.known, "--known")
     try:
@@ -363,6 +446,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _output(args.trace, "--trace", (".csv", ".parquet"), (args.file,)) if args.trace else None
     )
     y = read_data(Path(args.file), args.column)
+    # elapsed_s times the fit alone: the engine is loaded from numba's cache first, and pandas,
+    # which builds the trace, imported.
+    _load_engine()
+    if args.trace:
+        import pandas  # noqa: F401
     began = time.perf_counter()
     try:
         result = fit(
@@ -469,10 +557,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        print(f"emsim {__version__}")
+        parser.exit()
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from .warmup import main as warm
+
+    return warm()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every option's help states its default (or that it is required)."""
     parser = _Parser(prog="emsim", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"emsim {__version__}")
+    parser.add_argument("--version", action=_Version, help="print emsim's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="reproduce the seed document's fit and table")
@@ -607,6 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: check against the manifest",
     )
     verify_cmd.set_defaults(run=_cmd_verify)
+
+    warm_cmd = commands.add_parser(
+        "warmup",
+        help="compile the engine for this CPU into numba's cache (make venv runs it), so that "
+        "no later command or job compiles",
+    )
+    warm_cmd.set_defaults(run=_cmd_warmup)
     return parser
 
 

@@ -34,6 +34,9 @@ USABLE_STATUS = "converged"
 # seed's: the total log-likelihood rose by less than the tolerance.
 STOPPING_RULES: tuple[str, ...] = ("abs", "rel", "aitken")
 DEFAULT_STOPPING = "abs"
+# A fit the stopping rule ended is `premature` when the limit of its iteration lies more than
+# this many of the limit's standard errors away in some parameter (docs/design.md section 2).
+PREMATURE_THRESHOLD_SE = 0.1
 
 
 def estimated_params(model: str) -> tuple[str, ...]:

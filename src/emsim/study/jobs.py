@@ -259,6 +259,28 @@ def remove_damaged_results(paths: Iterable[str | os.PathLike[str]], warn: Any = 
     return removed
 
 
+def warm_engine(say: Any = None) -> float:
+    """Snakemake's `onstart`: load the compiled engine in the main process before any job
+    starts, compiling it (once, with one line saying so) where numba's cache has no code for
+    this CPU. Locally the jobs are threads of this process and find it loaded; on a cluster
+    every job is a new process that loads it from the same cache, so this fills the cache
+    before the first job is submitted instead of letting each job of the first wave compile
+    at once. Returns the seconds spent."""
+    import sys
+
+    from emsim.warmup import entry_points, load_engine
+
+    say = say or (lambda line: print(line, file=sys.stderr))
+    seconds = load_engine()
+    compiled = [d for d, _ in entry_points() if sum(d.stats.cache_misses.values())]
+    if compiled:
+        say(
+            f"emsim: compiled the engine for this CPU in {seconds:.0f} s "
+            f"(cached in {compiled[0].stats.cache_path})"
+        )
+    return seconds
+
+
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
     keep = {Path(f).resolve() for f in wanted}
     if not folder.exists():
