@@ -627,12 +627,7 @@ def fit_batch_by_rule(
     status = out.status.copy()
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
-    at_stop = [
-        _information(
-            y, np.ascontiguousarray(out.params[:, k]), np.ascontiguousarray(out.stats[:, k]), model
-        )
-        for k in range(len(rules))
-    ]
+    at_stop = _information_at_stops(y, out, model)
     # A limit is wanted where a rule's stop could be usable: at a maximum by its information.
     wanted = np.zeros(n_rows, dtype=bool)
     for k, (_, _, positive) in enumerate(at_stop):
@@ -666,6 +661,46 @@ def _se_by_name(se_estimated: np.ndarray, model: str, n_rows: int) -> dict[str, 
     if model == "equal_var":
         se["sigma2"] = se["sigma1"].copy()
     return se
+
+
+def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(se, rate_theory, positive) at each rule's stop. Rules that stopped a row at the same
+    iteration stopped at the same iterate (one shared path): its information is computed once."""
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for k in range(out.params.shape[1]):
+        todo = np.ones(y.shape[0], dtype=bool)
+        copies = []
+        for j in range(k):
+            same = todo & (out.iterations[:, k] == out.iterations[:, j])
+            same &= out.status[:, k] == out.status[:, j]
+            copies.append((j, same))
+            todo &= ~same
+        rows = np.flatnonzero(todo)
+        if rows.size == y.shape[0]:
+            found.append(
+                _information(
+                    y,
+                    np.ascontiguousarray(out.params[:, k]),
+                    np.ascontiguousarray(out.stats[:, k]),
+                    model,
+                )
+            )
+            continue
+        se, rate, positive = (np.empty_like(a) for a in found[0])
+        if rows.size:
+            computed = _information(
+                y[rows],
+                np.ascontiguousarray(out.params[rows, k]),
+                np.ascontiguousarray(out.stats[rows, k]),
+                model,
+            )
+            for whole, part in zip((se, rate, positive), computed, strict=True):
+                whole[rows] = part
+        for j, same in copies:
+            for whole, earlier in zip((se, rate, positive), found[j], strict=True):
+                whole[same] = earlier[same]
+        found.append((se, rate, positive))
+    return found
 
 
 def _information(y, params, stats, model):
