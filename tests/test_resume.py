@@ -27,9 +27,8 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from test_pipeline import jobs_of, make_workdir
+from studyrun import jobs_of, make_workdir
 
-ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 EMSIM = Path(sys.executable).with_name("emsim")
 
@@ -126,18 +125,16 @@ def study_hash(workdir: Path) -> str:
 
 
 @pytest.mark.slow
-def test_killed_study_resumes_to_identical_results(tmp_path):
-    src = tmp_path / "src"  # one copy of the code for both studies: numba compiles once
-    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
-
+def test_killed_study_resumes_to_identical_results(study_src, tmp_path):
+    src = study_src  # the session's compiled copy of the code: no job compiles the engine
     began = time.perf_counter()
-    reference = make_workdir(tmp_path / "reference", STUDY, copy_src=False)
+    reference = make_workdir(tmp_path / "reference", STUDY)
     proc = run(reference, src)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference_s = time.perf_counter() - began
 
     rng = random.Random(SEED)
-    workdir = make_workdir(tmp_path / "killed", STUDY, copy_src=False)
+    workdir = make_workdir(tmp_path / "killed", STUDY)
     results = workdir / "results"
     kills: list[tuple[float, list[str], int]] = []
     rounds = 1
