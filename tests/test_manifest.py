@@ -10,10 +10,10 @@ copies of them, and show that
   unreadable manifest (exit 2);
 - a rerun of the study repairs deleted and truncated results, to the same study hash;
 - the study hash is the same for --cores 1 and 2 and for chunk_size 3 and 10;
-- changing an EM setting or the seed reruns the fit jobs and the manifest, while a figure option
-  reruns only the figures and the report (Snakemake's params trigger), and editing the manifest
-  code reruns only the manifest (its code input).
-test_pipeline.py checks the other triggers (plotting code, coverage level, study name, grid).
+- changing the seed reruns the fit jobs and the manifest (Snakemake's params trigger), and
+  editing the manifest code reruns only the manifest (its code input).
+test_pipeline.py checks the other triggers (an EM setting, a figure option, plotting code,
+coverage level, study name, grid) on the same study, the manifest among the planned jobs.
 """
 
 from __future__ import annotations
@@ -337,19 +337,14 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # complete, manifest included
     downstream = ["all", "figures", "manifest", "report", "summary"]
-    every_fit = ["fit"] * 4  # 2 cells x 2 chunks: both settings change every fit's result
-    for name, override in (
-        ("tolerance.yaml", {"em": {"tolerance": 1e-7}}),
-        ("seed.yaml", {"seed": 6}),
-    ):
-        jobs, plan = _plan(study, tmp_path / name, override)
-        assert jobs == sorted(downstream + every_fit), (name, jobs)
-        # The fits rerun through the params trigger (the fit config hash), the rest as their
-        # inputs are updated.
-        assert plan.count("reason: Params have changed since last execution") == len(every_fit)
-    # A figure option: no fit, no summary, no manifest.
-    jobs, plan = _plan(study, tmp_path / "dpi.yaml", {"figures": {"dpi": 72}})
-    assert jobs == ["all", "figures", "report"]
+    every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
+    jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
+    assert jobs == sorted(downstream + every_fit), jobs
+    # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
+    # are updated.
+    assert plan.count("reason: Params have changed since last execution") == len(every_fit)
+    # An EM setting and a figure option: test_pipeline's test_config_changes_rerun_only_what_
+    # they_affect plans them on this same study (manifest rerun with the fits, not with figures).
     # Editing the manifest code (a code input; content, not just time) reruns only the manifest.
     # The code is the session's shared copy, edited for this dry run only.
     with edited(study / "src" / "emsim" / "study" / "manifest.py", "\n# an edit\n"):

@@ -261,30 +261,37 @@ def test_figures_rerun_without_refitting(tiny_study, tmp_path):
     study = copy_study(tiny_study, tmp_path / "w")
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # the finished study is complete
+    fits = sorted((study / "results" / "fits").glob("*/*.parquet"))
+    fit_times = [f.stat().st_mtime_ns for f in fits]
 
     # `snakemake figures` on a finished study: nothing to fit or summarise.
-    (study / "results" / "figures" / "bias.png").unlink()
-    _, out = snakemake(study, "figures")
-    assert jobs_of(out) == ["figures"]
+    bias = study / "results" / "figures" / "bias.png"
+    bias.unlink()
+    _, plan = snakemake(study, "-n", "figures")
+    assert jobs_of(plan) == ["figures"]
 
     # Editing the plotting code reruns the figures and the report only. (Snakemake 9 compares
     # checksums of newer inputs, so the file's content must change, not just its mtime.) The
     # code is the session's shared copy: edited for this block only, and only `study` is run.
-    with edited(
-        study / "src" / "emsim" / "study" / "figures.py", "\n# an edit of the plotting code\n"
-    ):
+    # One real run (drawing the figures is the slow part) shows the plans are what is run.
+    addition = "\n# an edit of the plotting code\n"
+    with edited(study / "src" / "emsim" / "study" / "figures.py", addition):
         _, plan = snakemake(study, "-n")
         assert sorted(jobs_of(plan)) == ["all", "figures", "report"]
         _, out = snakemake(study)
         assert sorted(jobs_of(out)) == ["all", "figures", "report"]
+    assert bias.stat().st_size > 0
+    assert [f.stat().st_mtime_ns for f in fits] == fit_times  # not refitted
 
 
 @pytest.mark.slow
 def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
+    plans = {}
+
     def plan_with(name: str, override: dict) -> list[str]:
         (tmp_path / name).write_text(yaml.safe_dump(override))
-        _, plan = snakemake(tiny_study, "-n", "--configfile", str(tmp_path / name))
-        return sorted(jobs_of(plan))
+        _, plans[name] = snakemake(tiny_study, "-n", "--configfile", str(tmp_path / name))
+        return sorted(jobs_of(plans[name]))
 
     aggregate = ["all", "figures", "report", "summary"]
     assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
@@ -293,6 +300,9 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     refit = [*aggregate, "manifest"]  # new fit files: the manifest is rewritten too
     assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(refit + ["fit"] * 4)
+    # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
+    # are updated.
+    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 4
     # More replicates: only the new chunk of each cell is fitted.
     _, plan = snakemake(tiny_study, "-n", "--config", "replicates=9")
     assert sorted(jobs_of(plan)) == sorted(refit + ["fit"] * 2)
