@@ -50,8 +50,9 @@ JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
 
 
 def copy_src(dest: Path, source: Path = ROOT / "src") -> Path:
-    """A copy of `source` with its `__pycache__` folders: numba (>= 0.59) stamps its cache with a
-    hash of the source's content, so the compiled engine travels with the copy."""
+    """A copy of `source` with its `__pycache__` folders, so the compiled engine travels with it:
+    numba stamps its cache with the source's content (0.68; older versions with its time and
+    size, which copytree keeps)."""
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.egg-info"))
     return dest
 
