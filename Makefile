@@ -33,8 +33,9 @@ venv: $(STAMP)
 warm: $(STAMP)
 	$(BIN)/emsim warmup
 
+# The 15 slowest tests after every run: the suite is to stay within 5 minutes on two cores.
 test: warm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 study: warm
 	$(SNAKEMAKE) all

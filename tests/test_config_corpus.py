@@ -1,12 +1,14 @@
 """A corpus of invalid study configs: each is rejected before any job runs, in one line naming
-the key, both by `load_study` and by a real Snakemake run in a temporary copy of the workflow
-(which writes nothing under results/).
+the key, by `load_study` on the config as Snakemake reads it, and for a handful of cases by a
+real Snakemake run in a temporary copy of the workflow (which writes nothing under results/).
 
-Every case is a small valid study (`BASE`) with one thing broken. The Snakemake runs go
-through `snakemake --cores 1` (not `-n`), so a config that slipped through validation would
-run a job and write results; they run concurrently in one module fixture (about 1.5 s each).
-A representative subset of the corpus goes through Snakemake by default (`THROUGH_SNAKEMAKE`),
-the whole of it with EMSIM_CORPUS_ALL=1.
+Every case is a small valid study (`BASE`) with one thing broken. In-process, each case goes
+through Snakemake's own readers (its YAML config-file loader, its `--config` parser and its
+merge of the two) and then `load_study`, which is what the Snakefile calls: the whole corpus in
+a second. The Snakemake runs (`THROUGH_SNAKEMAKE`, one of each way a config reaches the
+Snakefile and of each kind of check) go through `snakemake --cores 1` (not `-n`), so a config
+that slipped through validation would run a job and write results; each costs a Snakemake start
+(3 to 5 s on two cores), so the whole corpus goes through Snakemake only with EMSIM_CORPUS_ALL=1.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_pipeline import make_workdir
+import yaml
+from studyrun import make_workdir
 
 from emsim.study.config import ConfigError, load_study
 
@@ -390,7 +393,7 @@ def test_a_config_that_is_not_a_mapping_is_named(cfg):
         load_study(cfg, SCHEMA)
 
 
-# --- through Snakemake --------------------------------------------------------------------------
+# --- as Snakemake reads a config, and through Snakemake -------------------------------------------
 
 # Cases given on the command line (`--config key=value`) rather than in config.yaml: the values
 # Snakemake parses from text.
@@ -415,8 +418,64 @@ RAW_FILES: list[tuple[str, str, str, str]] = [
 ]
 
 
+def as_snakemake_reads(
+    folder: Path, cfg: Any, overrides: list[str] = (), extra_text: str | None = None
+) -> Any:
+    """`load_study` on what the Snakefile gets: `cfg` written as config.yaml and read by
+    Snakemake's config-file loader, merged as Snakemake merges `--configfile config.yaml
+    extra.yaml` (when `extra_text` is given) and `--config` (parsed by its own parser)."""
+    from snakemake.cli import parse_config
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_yaml = folder / "config.yaml"
+    config_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    given = []  # --configfile
+    if extra_text is not None:
+        (folder / "extra.yaml").write_text(extra_text)
+        given = [config_yaml, folder / "extra.yaml"]
+    overwrite: dict[str, Any] = {}
+    for path in given:
+        update_config(overwrite, load_configfile(path))
+    update_config(overwrite, parse_config(list(overrides)))
+    config = load_configfile(config_yaml)  # the Snakefile's `configfile:`
+    update_config(config, overwrite)
+    return load_study(config, SCHEMA, config_files=[*given, config_yaml])
+
+
+# Every case: (id, config, --config entries, extra config file text, key path, fragment).
+ALL_CASES = (
+    [(name, cfg, [], None, path, fragment) for name, cfg, path, fragment in CORPUS]
+    + [(name, BASE, over, None, path, fragment) for name, over, path, fragment in COMMAND_LINE]
+    + [(name, BASE, [], text, path, fragment) for name, text, path, fragment in RAW_FILES]
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg", "overrides", "extra", "path", "fragment"),
+    ALL_CASES,
+    ids=[case[0] for case in ALL_CASES],
+)
+def test_config_as_snakemake_reads_it_is_rejected_in_one_line(
+    tmp_path, name, cfg, overrides, extra, path, fragment
+):
+    with pytest.raises(ConfigError) as info:
+        as_snakemake_reads(tmp_path, cfg, overrides, extra)
+    message = str(info.value)
+    assert message.startswith(f"config error: {path}: "), message
+    assert fragment in message, message
+    assert "\n" not in message
+
+
+def test_the_valid_base_config_as_snakemake_reads_it(tmp_path):
+    """The control of the in-process cases: BASE itself passes, read the same way."""
+    assert len(as_snakemake_reads(tmp_path, BASE).cells) == 2
+    assert as_snakemake_reads(tmp_path / "more", BASE, ["replicates=4"]).replicates == 4
+
+
 def _snakemake(workdir: Path, *args: str) -> tuple[int, str]:
-    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONPATH=str((workdir / "src").resolve()), MPLBACKEND="Agg")
     proc = subprocess.run(
         [str(SNAKEMAKE), "--cores", "1", *args],
         cwd=workdir,
@@ -428,20 +487,42 @@ def _snakemake(workdir: Path, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+# One case of each way a config reaches the Snakefile (config.yaml, --config, --configfile) and
+# of the main kinds of check (schema type, range, unknown key, design limits, a key given twice);
+# each costs a Snakemake start (3 to 9 s on two cores). The rest of the corpus goes through the
+# same readers in-process above. EMSIM_CORPUS_ALL=1 runs every case through Snakemake (about
+# 3 minutes on two cores).
+THROUGH_SNAKEMAKE = {
+    "replicates-text",
+    "sigma-negative",  # also the config test_pipeline.py once ran on its own
+    "cli-misspelt",  # and its --config replicats=10
+    "cli-replicates-1e9",
+    "file-key-twice",
+}
+assert THROUGH_SNAKEMAKE <= {case[0] for case in ALL_CASES}
+if os.environ.get("EMSIM_CORPUS_ALL") == "1":
+    THROUGH_SNAKEMAKE = {case[0] for case in ALL_CASES}
+SNAKEMAKE_CASES = [c for c in ALL_CASES if c[0] in THROUGH_SNAKEMAKE]
+# The checkout's own src/: these runs end before any job, so nothing compiles and nothing edits
+# it (the shared, compiled copy of conftest.py is for runs that fit).
+CODE = ROOT / "src"
+
+
 @pytest.fixture(scope="module")
 def snakemake_runs(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
-    """Every case through a real `snakemake --cores 1` in its own copy of the workflow."""
+    """Each case of SNAKEMAKE_CASES through a real `snakemake --cores 1` in its own copy of the
+    workflow, two at a time; and, as "valid-base", BASE itself planned with -n."""
     root = tmp_path_factory.mktemp("corpus")
-    work: list[tuple[str, Path, list[str]]] = []
-    for name, cfg, _, _ in CORPUS:
-        if name in THROUGH_SNAKEMAKE:
-            work.append((name, make_workdir(root / name, cfg), []))
-    for name, overrides, _, _ in COMMAND_LINE:
-        work.append((name, make_workdir(root / name, BASE), ["--config", *overrides]))
-    for name, text, _, _ in RAW_FILES:
-        workdir = make_workdir(root / name, BASE)
-        (workdir / "extra.yaml").write_text(text)
-        work.append((name, workdir, ["--configfile", "config.yaml", "extra.yaml"]))
+    work: list[tuple[str, Path, list[str]]] = [
+        ("valid-base", make_workdir(root / "valid-base", BASE, src=CODE), ["-n"])
+    ]
+    for name, cfg, overrides, extra, _, _ in SNAKEMAKE_CASES:
+        workdir = make_workdir(root / name, cfg, src=CODE)
+        args = ["--config", *overrides] if overrides else []
+        if extra is not None:
+            (workdir / "extra.yaml").write_text(extra)
+            args += ["--configfile", "config.yaml", "extra.yaml"]
+        work.append((name, workdir, args))
 
     def run(item: tuple[str, Path, list[str]]) -> tuple[str, tuple[Path, int, str]]:
         name, workdir, args = item
@@ -451,56 +532,11 @@ def snakemake_runs(tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
         return dict(pool.map(run, work))
 
 
-# One or two cases of every kind go through Snakemake (about 1.5 s each, two at a time);
-# EMSIM_CORPUS_ALL=1 runs the whole corpus (about 70 s on two cores).
-THROUGH_SNAKEMAKE = {
-    "replicates-text",
-    "replicates-float",
-    "replicates-0",
-    "pi-text",
-    "grid-null",
-    "sigma-negative",
-    "sigma-zero",
-    "pi-one",
-    "pi-negative",
-    "n-1",
-    "grid-n-empty",
-    "no-cells",
-    "misspelt-top",
-    "misspelt-em",
-    "misspelt-start-key",
-    "start-names-duplicate",
-    "start-names-random-clash",
-    "start-name-reserved",
-    "chunk-size-0",
-    "tolerance-0",
-    "traces-negative",
-    "coverage-95",
-    "mu-scalar",
-    "mu-single",
-    "model-unknown",
-    "method-unknown",
-    "models-empty",
-    "random-k-0",
-    "fixed-pi-high",
-    "fixed-no-values",
-    "pi-huge-int",
-    "sigma-below-resolution",
-    "key-newline",
-    "replicates-1e9-chunk-1e9",
-    "n-1e12",
-}
-assert THROUGH_SNAKEMAKE <= set(IDS)
-if os.environ.get("EMSIM_CORPUS_ALL") == "1":
-    THROUGH_SNAKEMAKE = set(IDS)
-SNAKEMAKE_CASES = [(c[0], c[2], c[3]) for c in CORPUS if c[0] in THROUGH_SNAKEMAKE] + [
-    (c[0], c[2], c[3]) for c in [*COMMAND_LINE, *RAW_FILES]
-]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "path", "fragment"), SNAKEMAKE_CASES, ids=[c[0] for c in SNAKEMAKE_CASES]
+    ("name", "path", "fragment"),
+    [(c[0], c[4], c[5]) for c in SNAKEMAKE_CASES],
+    ids=[c[0] for c in SNAKEMAKE_CASES],
 )
 def test_snakemake_rejects_before_any_job(snakemake_runs, name, path, fragment):
     workdir, rc, out = snakemake_runs[name]
@@ -515,10 +551,9 @@ def test_snakemake_rejects_before_any_job(snakemake_runs, name, path, fragment):
 
 
 @pytest.mark.slow
-def test_a_valid_base_config_would_run(tmp_path):
+def test_a_valid_base_config_would_run(snakemake_runs):
     """The control: BASE itself passes Snakemake's parse and plans the study's jobs."""
-    workdir = make_workdir(tmp_path / "ok", BASE)
-    rc, out = _snakemake(workdir, "-n")
+    workdir, rc, out = snakemake_runs["valid-base"]
     assert rc == 0, out[-3000:]
     assert "rule fit:" in out
     assert not (workdir / "results").exists()

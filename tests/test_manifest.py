@@ -1,18 +1,19 @@
 """results/manifest.json and `emsim verify`: content hashes of a study's results.
 
 The hashing itself is checked on small tables (row order, wall-clock columns and Parquet
-metadata do not count, one ulp does); the end-to-end tests run the tiny study of
-test_pipeline.py in temporary folders (never in the checkout's results/) and show that
+metadata do not count, one ulp does); the end-to-end tests read the session's finished tiny
+study and its determinism runs (tests/conftest.py; never the checkout's results/), change only
+copies of them, and show that
 
 - the pipeline writes the manifest, and `emsim verify` passes on it, names every altered,
   missing or unreadable file and says how to repair them (exit 1), and rejects a missing or
   unreadable manifest (exit 2);
 - a rerun of the study repairs deleted and truncated results, to the same study hash;
 - the study hash is the same for --cores 1 and 2 and for chunk_size 3 and 10;
-- changing an EM setting or the seed reruns the fit jobs and the manifest, while a figure option
-  reruns only the figures and the report (Snakemake's params trigger), and editing the manifest
-  code reruns only the manifest (its code input).
-test_pipeline.py checks the other triggers (plotting code, coverage level, study name, grid).
+- changing the seed reruns the fit jobs and the manifest (Snakemake's params trigger), and
+  editing the manifest code reruns only the manifest (its code input).
+test_pipeline.py checks the other triggers (an EM setting, a figure option, plotting code,
+coverage level, study name, grid) on the same study, the manifest among the planned jobs.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from studyrun import TINY, copy_study, edited, jobs_of, snakemake
 from test_cli import assert_one_line_error
-from test_pipeline import TINY, jobs_of, make_workdir, snakemake
 
 from emsim.cli import main
 from emsim.study import manifest as mf
@@ -59,17 +60,6 @@ def set_value(table: pa.Table, column: str, row: int, value) -> pa.Table:
     values[row] = value
     index = table.column_names.index(column)
     return table.set_column(index, column, pa.array(values, type=table.schema.field(column).type))
-
-
-def clone(workdir: Path, dest: Path, config: dict) -> Path:
-    """A new study folder with `workdir`'s code, including its compiled numba cache (copied with
-    the sources' times, so it stays valid), and `config`; no results."""
-    dest.mkdir(parents=True)
-    shutil.copy2(workdir / "Snakefile", dest / "Snakefile")
-    shutil.copytree(workdir / "workflow", dest / "workflow")
-    shutil.copytree(workdir / "src", dest / "src")
-    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return dest
 
 
 def copy_results(workdir: Path, dest: Path) -> Path:
@@ -148,11 +138,10 @@ def test_compare_names_the_cells_that_differ():
 # --- the pipeline writes it; `emsim verify` checks it ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    workdir = make_workdir(tmp_path_factory.mktemp("manifest") / "w", TINY)
-    snakemake(workdir)  # --cores 2, chunk_size 3
-    return workdir
+@pytest.fixture
+def study(tiny_study) -> Path:
+    """The session's finished TINY study (--cores 2, chunk_size 3); read-only."""
+    return tiny_study
 
 
 @pytest.mark.slow
@@ -248,8 +237,7 @@ def test_a_rerun_repairs_deleted_and_truncated_results(study, tmp_path, capsys):
     """Issue 13: a deleted fits file made a rerun say "Nothing to be done", and a truncated one
     with a newer time made every rerun fail. `emsim verify` names both and says how to repair;
     a plain rerun refits exactly their two jobs, to the same study hash."""
-    work = tmp_path / "w"
-    shutil.copytree(study, work, symlinks=True)  # code, results and Snakemake's records
+    work = copy_study(study, tmp_path / "w")  # code link, results and Snakemake's records
     results = work / "results"
     reference = json.loads((results / "manifest.json").read_text())["study_hash"]
     fits = sorted((results / "fits").glob("*/chunk=*.parquet"))
@@ -297,12 +285,12 @@ def test_manifest_refuses_a_file_of_another_fit_config(study, tmp_path):
 
 
 @pytest.mark.slow
-def test_study_hash_does_not_depend_on_cores_or_chunk_size(study, tmp_path, capsys):
+def test_study_hash_does_not_depend_on_cores_or_chunk_size(
+    study, determinism_runs, tmp_path, capsys
+):
     reference = json.loads((study / "results" / "manifest.json").read_text())
-    one_core = clone(study, tmp_path / "cores1", TINY)
-    snakemake(one_core, "manifest", cores=1)
-    chunked = clone(study, tmp_path / "chunk10", dict(TINY, chunk_size=10))
-    snakemake(chunked, "manifest", cores=2)
+    one_core = determinism_runs["one_core"]  # --cores 1, a process per job
+    chunked = determinism_runs["chunked"]  # chunk_size 10
 
     for other, n_fits_files in ((one_core, 4), (chunked, 2)):
         manifest = json.loads((other / "results" / "manifest.json").read_text())
@@ -338,40 +326,29 @@ def test_study_hash_does_not_depend_on_cores_or_chunk_size(study, tmp_path, caps
 # --- what a change reruns -------------------------------------------------------------------------
 
 
-def _plan(workdir: Path, name: str, override: dict) -> tuple[list[str], str]:
-    (workdir / name).write_text(yaml.safe_dump(override))
-    _, plan = snakemake(workdir, "-n", "--configfile", name)
+def _plan(workdir: Path, override_file: Path, override: dict) -> tuple[list[str], str]:
+    override_file.write_text(yaml.safe_dump(override))
+    _, plan = snakemake(workdir, "-n", "--configfile", str(override_file))
     return sorted(jobs_of(plan)), plan
 
 
 @pytest.mark.slow
-def test_changes_rerun_exactly_the_affected_jobs(study):
+def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # complete, manifest included
     downstream = ["all", "figures", "manifest", "report", "summary"]
-    every_fit = ["fit"] * 4  # 2 cells x 2 chunks: both settings change every fit's result
-    for name, override in (
-        ("tolerance.yaml", {"em": {"tolerance": 1e-7}}),
-        ("seed.yaml", {"seed": 6}),
-    ):
-        jobs, plan = _plan(study, name, override)
-        assert jobs == sorted(downstream + every_fit), (name, jobs)
-        # The fits rerun through the params trigger (the fit config hash), the rest as their
-        # inputs are updated.
-        assert plan.count("reason: Params have changed since last execution") == len(every_fit)
-    # A figure option: no fit, no summary, no manifest.
-    jobs, plan = _plan(study, "dpi.yaml", {"figures": {"dpi": 72}})
-    assert jobs == ["all", "figures", "report"]
+    every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
+    jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
+    assert jobs == sorted(downstream + every_fit), jobs
+    # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
+    # are updated.
+    assert plan.count("reason: Params have changed since last execution") == len(every_fit)
+    # An EM setting and a figure option: test_pipeline's test_config_changes_rerun_only_what_
+    # they_affect plans them on this same study (manifest rerun with the fits, not with figures).
     # Editing the manifest code (a code input; content, not just time) reruns only the manifest.
-    code = study / "src" / "emsim" / "study" / "manifest.py"
-    original = code.read_text()
-    try:
-        code.write_text(original + "\n# an edit of the manifest code\n")
-        later = time.time() + 2
-        os.utime(code, (later, later))
+    # The code is the session's shared copy, edited for this dry run only.
+    with edited(study / "src" / "emsim" / "study" / "manifest.py", "\n# an edit\n"):
         _, plan = snakemake(study, "-n")
         assert sorted(jobs_of(plan)) == ["all", "manifest"]
-    finally:
-        code.write_text(original)
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []

@@ -1,19 +1,14 @@
 """The study pipeline through Snakemake, end to end, in temporary folders.
 
-Each workflow run gets a copy of the Snakefile, workflow/ and src/ (imported first through
-PYTHONPATH), so that a test can edit the plotting code without touching the checkout, and never
-writes into the checkout's results/.
+The finished tiny study and the determinism runs are the session's (tests/conftest.py); a test
+that changes a study works on a copy, and every run imports the session's one copy of src/
+(tests/studyrun.py), never the checkout's results/.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from statistics import NormalDist
 
@@ -24,30 +19,22 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from studyrun import (
+    KEYS,
+    TINY,
+    copy_study,
+    edited,
+    jobs_of,
+    make_workdir,
+    read_fits,
+    snakemake,
+    without_runtime,
+)
 
 import emsim
 from emsim.study.config import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-TINY = {
-    "study": "tiny test study",
-    "seed": 5,
-    "replicates": 6,
-    "chunk_size": 3,
-    "traces": 1,
-    "grid": {"n": [40], "mu": [[0, 3]], "sigma": [1], "pi": [0.7]},
-    "scenarios": [{"n": 60, "mu": [0, 1.5], "sigma": [1, 1.5], "pi": 0.9}],
-    "models": ["pi", "equal_var", "full"],
-    "methods": ["em", "squarem"],
-    "starts": [
-        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
-        {"name": "random", "strategy": "random", "k": 1},
-        {"name": "truth", "strategy": "truth"},
-    ],
-    "em": {"stopping": ["abs", "aitken"], "tolerance": 1.0e-5, "max_iterations": 300},
-}
 
 # docs/design.md section 5, with the Arrow type of each column.
 FIT_COLUMNS = {
@@ -87,77 +74,19 @@ FIT_COLUMNS = {
     "loglik_gap_to_limit": pa.float64(),
     "polish_evals": pa.int64(),
 }
-KEYS = ["cell_id", "replicate", "model", "method", "stopping", "start"]
-JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
-
-
-def make_workdir(path: Path, config: dict, copy_src: bool = True) -> Path:
-    """A copy of the workflow with `config` as its config.yaml. With `copy_src`, also a copy of
-    src/ (runs put it first on PYTHONPATH, so edits there stay in the temp dir); without, the
-    caller points PYTHONPATH at a src copy it shares between runs (one numba cache)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "Snakefile", path / "Snakefile")
-    shutil.copytree(ROOT / "workflow", path / "workflow")
-    if copy_src:
-        shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def snakemake(workdir: Path, *args: str, cores: int = 2, check: bool = True, threads: bool = True):
-    """Run Snakemake in `workdir`. With `threads` (as the default profile, so `make study`,
-    runs it) jobs are threads of the Snakemake process; without, each job is its own process."""
-    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), MPLBACKEND="Agg")
-    mode = ["--force-use-threads"] if threads else []
-    proc = subprocess.run(
-        [str(SNAKEMAKE), "--cores", str(cores), *mode, *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out[-5000:]}")
-    return proc.returncode, out
-
-
-def jobs_of(output: str) -> list[str]:
-    """Rules of the jobs Snakemake ran (or, with -n, would run)."""
-    return JOB_LINE.findall(output)
-
-
-def read_fits(workdir: Path) -> pd.DataFrame:
-    dataset = pads.dataset(workdir / "results" / "fits", format="parquet", partitioning="hive")
-    frame = dataset.to_table().to_pandas()
-    return frame.drop(columns=["cell"]).sort_values(KEYS, ignore_index=True)
-
-
-def without_runtime(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=["runtime_s"]).sort_values(KEYS, ignore_index=True)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    workdir = make_workdir(tmp_path_factory.mktemp("study") / "w", TINY)
-    snakemake(workdir)
-    return workdir
-
-
 # --- end to end -------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_every_output_exists_with_design_columns(finished):
-    results = finished / "results"
+def test_every_output_exists_with_design_columns(tiny_study):
+    results = tiny_study / "results"
     from emsim.study import jobs
     from emsim.study.config import load_study
 
     study = load_study(TINY, ROOT / "workflow" / "schemas" / "config.schema.yaml")
     for kind in ("fits", "traces"):
         for rel in study.outputs(kind):
-            assert (finished / rel).exists(), rel
+            assert (tiny_study / rel).exists(), rel
     for name in ("performance", "convergence"):
         assert (results / "summary" / f"{name}.parquet").exists()
         assert (results / "summary" / f"{name}.csv").exists()
@@ -168,14 +97,14 @@ def test_every_output_exists_with_design_columns(finished):
 
     # One file: exactly the columns of docs/design.md section 5 with their types, and the
     # provenance metadata.
-    one = finished / study.outputs("fits")[0]
+    one = tiny_study / study.outputs("fits")[0]
     schema = pq.read_schema(one)
     assert [(f.name, f.type) for f in schema] == list(FIT_COLUMNS.items())
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     for key in ("emsim_version", "git_commit", "config_hash", "seed", "numpy_version", "created"):
         assert key in meta
     # The whole dataset through pyarrow's hive discovery.
-    fits = read_fits(finished)
+    fits = read_fits(tiny_study)
     assert len(fits) == len(study.cells) * study.replicates * study.fits_per_replicate
     assert not fits.duplicated(KEYS).any()
     assert set(fits["start"]) == {"fixed", "random1", "truth"}
@@ -192,9 +121,9 @@ def test_every_output_exists_with_design_columns(finished):
         )
 
 
-def test_each_job_log_holds_only_its_own_job(finished):
+def test_each_job_log_holds_only_its_own_job(tiny_study):
     """Jobs ran as threads of one process, two at a time: none leaks lines into another's log."""
-    logs = sorted((finished / "results" / "logs" / "fit").glob("cell=*/chunk=*.log"))
+    logs = sorted((tiny_study / "results" / "logs" / "fit").glob("cell=*/chunk=*.log"))
     assert len(logs) >= 2
     for log in logs:
         cell, chunk = log.parent.name.removeprefix("cell="), log.stem.removeprefix("chunk=")
@@ -202,15 +131,15 @@ def test_each_job_log_holds_only_its_own_job(finished):
         named = re.findall(r"cell (\S+) chunk (\d+):", text)
         assert named == [(cell, chunk)], (log, named)
         assert text.count(" wrote ") == 1, log
-    summary_log = (finished / "results" / "logs" / "summary.log").read_text()
+    summary_log = (tiny_study / "results" / "logs" / "summary.log").read_text()
     assert "emsim.study.fit" not in summary_log
 
 
 @pytest.mark.slow
-def test_summary_matches_measures_recomputed_from_fit_rows(finished):
-    fits = read_fits(finished)
-    perf = pd.read_parquet(finished / "results" / "summary" / "performance.parquet")
-    conv = pd.read_parquet(finished / "results" / "summary" / "convergence.parquet")
+def test_summary_matches_measures_recomputed_from_fit_rows(tiny_study):
+    fits = read_fits(tiny_study)
+    perf = pd.read_parquet(tiny_study / "results" / "summary" / "performance.parquet")
+    conv = pd.read_parquet(tiny_study / "results" / "summary" / "convergence.parquet")
     z = NormalDist().inv_cdf(0.975)
     group = ["cell_id", "model", "method", "stopping", "start"]
     checked = 0
@@ -283,42 +212,42 @@ def test_summary_matches_measures_recomputed_from_fit_rows(finished):
 
 
 @pytest.mark.slow
-def test_snakemake_report_works(finished):
-    snakemake(finished, "--report", "report.html", cores=1)
-    assert (finished / "report.html").stat().st_size > 0
+def test_snakemake_report_works(tiny_study, tmp_path):
+    snakemake(tiny_study, "--report", str(tmp_path / "report.html"), cores=1)
+    assert (tmp_path / "report.html").stat().st_size > 0
 
 
 # --- determinism --------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_fit_rows_do_not_depend_on_cores_chunk_size_or_executor(finished, tmp_path):
-    reference = without_runtime(read_fits(finished))  # --cores 2, chunk_size 3, threads
-    one_core = make_workdir(tmp_path / "cores1", TINY)
-    snakemake(one_core, "--until", "fit", cores=1, threads=False)  # a process per job
+def test_fit_rows_do_not_depend_on_cores_chunk_size_or_executor(tiny_study, determinism_runs):
+    reference = without_runtime(read_fits(tiny_study))  # --cores 2, chunk_size 3, threads
+    one_core = determinism_runs["one_core"]  # --cores 1, a process per job
     pd.testing.assert_frame_equal(without_runtime(read_fits(one_core)), reference)
 
-    chunked = make_workdir(tmp_path / "chunk10", dict(TINY, chunk_size=10))
-    snakemake(chunked, "--until", "fit", cores=2)
+    chunked = determinism_runs["chunked"]  # --cores 2, chunk_size 10, threads
     assert len(list((chunked / "results" / "fits").glob("*/*.parquet"))) == 2
     pd.testing.assert_frame_equal(without_runtime(read_fits(chunked)), reference)
 
 
 @pytest.mark.slow
-def test_adding_a_grid_value_leaves_existing_cells_unchanged(finished, tmp_path):
+def test_adding_a_grid_value_leaves_existing_cells_unchanged(tiny_study, study_src, tmp_path):
     extended = copy.deepcopy(TINY)
     extended["grid"]["pi"] = [0.5, 0.7]  # a new cell, and before the old one in the grid
     # In the finished study only the new cell's fit jobs are planned.
-    (finished / "extended.yaml").write_text(yaml.safe_dump(extended))
-    _, plan = snakemake(finished, "-n", "--configfile", "extended.yaml", "--until", "fit")
+    (tmp_path / "extended.yaml").write_text(yaml.safe_dump(extended))
+    _, plan = snakemake(
+        tiny_study, "-n", "--configfile", str(tmp_path / "extended.yaml"), "--until", "fit"
+    )
     assert jobs_of(plan) == ["fit", "fit"]
     planned = set(re.findall(r"results/fits/cell=([^/\s]+)/chunk=", plan))
     assert planned == {Cell.make(40, [0, 3], 1, 0.5).cell_id}
     # Computed afresh, the old cells' rows are identical.
-    fresh = make_workdir(tmp_path / "extended", extended)
+    fresh = make_workdir(tmp_path / "extended", extended, src=study_src)
     snakemake(fresh, "--until", "fit")
     new = without_runtime(read_fits(fresh))
-    old = without_runtime(read_fits(finished))
+    old = without_runtime(read_fits(tiny_study))
     assert new["cell_id"].nunique() == old["cell_id"].nunique() + 1
     kept = new[new["cell_id"].isin(old["cell_id"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, old)
@@ -328,33 +257,41 @@ def test_adding_a_grid_value_leaves_existing_cells_unchanged(finished, tmp_path)
 
 
 @pytest.mark.slow
-def test_figures_rerun_without_refitting(finished):
-    _, plan = snakemake(finished, "-n")
+def test_figures_rerun_without_refitting(tiny_study, tmp_path):
+    study = copy_study(tiny_study, tmp_path / "w")
+    _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # the finished study is complete
+    fits = sorted((study / "results" / "fits").glob("*/*.parquet"))
+    fit_times = [f.stat().st_mtime_ns for f in fits]
 
     # `snakemake figures` on a finished study: nothing to fit or summarise.
-    (finished / "results" / "figures" / "bias.png").unlink()
-    _, out = snakemake(finished, "figures")
-    assert jobs_of(out) == ["figures"]
+    bias = study / "results" / "figures" / "bias.png"
+    bias.unlink()
+    _, plan = snakemake(study, "-n", "figures")
+    assert jobs_of(plan) == ["figures"]
 
     # Editing the plotting code reruns the figures and the report only. (Snakemake 9 compares
-    # checksums of newer inputs, so the file's content must change, not just its mtime.)
-    figures_py = finished / "src" / "emsim" / "study" / "figures.py"
-    figures_py.write_text(figures_py.read_text() + "\n# an edit of the plotting code\n")
-    later = time.time() + 2
-    os.utime(figures_py, (later, later))
-    _, plan = snakemake(finished, "-n")
-    assert sorted(jobs_of(plan)) == ["all", "figures", "report"]
-    _, out = snakemake(finished)
-    assert sorted(jobs_of(out)) == ["all", "figures", "report"]
+    # checksums of newer inputs, so the file's content must change, not just its mtime.) The
+    # code is the session's shared copy: edited for this block only, and only `study` is run.
+    # One real run (drawing the figures is the slow part) shows the plans are what is run.
+    addition = "\n# an edit of the plotting code\n"
+    with edited(study / "src" / "emsim" / "study" / "figures.py", addition):
+        _, plan = snakemake(study, "-n")
+        assert sorted(jobs_of(plan)) == ["all", "figures", "report"]
+        _, out = snakemake(study)
+        assert sorted(jobs_of(out)) == ["all", "figures", "report"]
+    assert bias.stat().st_size > 0
+    assert [f.stat().st_mtime_ns for f in fits] == fit_times  # not refitted
 
 
 @pytest.mark.slow
-def test_config_changes_rerun_only_what_they_affect(finished):
+def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
+    plans = {}
+
     def plan_with(name: str, override: dict) -> list[str]:
-        (finished / name).write_text(yaml.safe_dump(override))
-        _, plan = snakemake(finished, "-n", "--configfile", name)
-        return sorted(jobs_of(plan))
+        (tmp_path / name).write_text(yaml.safe_dump(override))
+        _, plans[name] = snakemake(tiny_study, "-n", "--configfile", str(tmp_path / name))
+        return sorted(jobs_of(plans[name]))
 
     aggregate = ["all", "figures", "report", "summary"]
     assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
@@ -363,26 +300,15 @@ def test_config_changes_rerun_only_what_they_affect(finished):
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     refit = [*aggregate, "manifest"]  # new fit files: the manifest is rewritten too
     assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(refit + ["fit"] * 4)
+    # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
+    # are updated.
+    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 4
     # More replicates: only the new chunk of each cell is fitted.
-    _, plan = snakemake(finished, "-n", "--config", "replicates=9")
+    _, plan = snakemake(tiny_study, "-n", "--config", "replicates=9")
     assert sorted(jobs_of(plan)) == sorted(refit + ["fit"] * 2)
     new_chunks = re.findall(r"output: results/fits/cell=[^/]+/chunk=(\d+)\.parquet", plan)
     assert new_chunks == ["2", "2"]
 
 
-# --- invalid configs ----------------------------------------------------------------------------
-
-
-def test_invalid_config_fails_before_any_job(tmp_path):
-    bad = copy.deepcopy(TINY)
-    bad["grid"]["sigma"] = [1, -1]
-    workdir = make_workdir(tmp_path / "bad", bad)
-    rc, out = snakemake(workdir, check=False)
-    assert rc != 0
-    assert "config error: grid.sigma[1]: -1 is not > 0" in out
-    assert jobs_of(out) == []
-    assert not (workdir / "results").exists()
-
-    rc, out = snakemake(workdir, "--config", "replicats=10", check=False)
-    assert rc != 0
-    assert "config error: replicats: unknown key" in out
+# An invalid config (grid.sigma [1, -1]; --config replicats=10) failing before any job through
+# Snakemake: test_config_corpus.py runs these very cases (sigma-negative, cli-misspelt).

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from test_pipeline import make_workdir
+from studyrun import make_workdir
 
 pytestmark = pytest.mark.slurm
 
@@ -200,7 +200,7 @@ def src(cluster, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_fits(src, tmp_path_factory) -> pd.DataFrame:
     """The same study's fit rows from a local run, the reference for every SLURM run."""
-    workdir = make_workdir(tmp_path_factory.mktemp("local") / "w", STUDY, copy_src=False)
+    workdir = make_workdir(tmp_path_factory.mktemp("local") / "w", STUDY)
     finish(start_snakemake(workdir, src, "--cores", "2", "--until", "fit"), workdir)
     fits = read_fits(workdir)
     # cells x replicates x models x methods x starts
@@ -220,7 +220,7 @@ def assert_complete(workdir: Path, out: str) -> None:
 
 
 def test_study_on_slurm_equals_local_run(src, local_fits, tmp_path):
-    workdir = make_workdir(tmp_path / "w", STUDY, copy_src=False)
+    workdir = make_workdir(tmp_path / "w", STUDY)
     t0 = time.monotonic()
     out = finish(start_snakemake(workdir, src, *SLURM_ARGS), workdir)
     elapsed = time.monotonic() - t0
@@ -238,7 +238,7 @@ def test_study_on_slurm_equals_local_run(src, local_fits, tmp_path):
 
 
 def test_fit_job_cancelled_on_the_cluster_is_retried(src, local_fits, tmp_path):
-    workdir = make_workdir(tmp_path / "w", STUDY, copy_src=False)
+    workdir = make_workdir(tmp_path / "w", STUDY)
     t0 = time.monotonic()
     proc = start_snakemake(workdir, src, *SLURM_ARGS)
     fit_logs = workdir / "results" / "logs" / "fit"
