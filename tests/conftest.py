@@ -33,7 +33,8 @@ def _compile_engine(folder: Path) -> None:
     from emsim.study.fitjob import fit_chunk
 
     study = load_study(TINY, SCHEMA)
-    fit_chunk(study.cells[0], 0, study.config, folder / "fits.parquet", folder / "traces.parquet")
+    task = study.fit_task(study.cells[0].cell_id, 0)
+    fit_chunk(task, folder / "fits.parquet", folder / "traces.parquet")
 
 
 @pytest.fixture(scope="session")
