@@ -621,7 +621,6 @@ def fit_batch_by_rule(
     # is charged for its own E-steps only (what it costs alone), the polish apart.
     spent = out.path_evals.sum() + out.polish_evals.sum()
     seconds_per_eval = elapsed / spent if spent > 0 else 0.0
-    names = estimated_params(model)
     # Data on one point (a tiny, coarsely rounded sample) leave every component collapsed: a
     # status, not an error, so one such replicate cannot stop a study.
     status = out.status.copy()
@@ -644,7 +643,6 @@ def fit_batch_by_rule(
             limit,
             model,
             method,
-            names,
             traced,
             seconds_per_eval,
             premature_threshold,
@@ -765,7 +763,6 @@ def _rule_result(
     limit,
     model,
     method,
-    names,
     traced,
     seconds_per_eval,
     threshold,
@@ -775,6 +772,7 @@ def _rule_result(
     definite, else `premature` where the path's `limit` is more than `threshold` SEs away
     (docs/design.md 2)."""
     n_rows = y.shape[0]
+    names = estimated_params(model)
     params = np.ascontiguousarray(out.params[:, k])
     se_estimated, rate_theory, positive = at_stop
     se = _se_by_name(se_estimated, model, n_rows)

@@ -38,6 +38,11 @@ def entry_points() -> list[tuple[object, tuple]]:
     return [(engine.fit_rows, run), (engine.information_sums, sums)]
 
 
+def compiled_entry_points() -> list[object]:
+    """The entry points this process compiled rather than loaded from numba's cache."""
+    return [d for d, _ in entry_points() if sum(d.stats.cache_misses.values())]
+
+
 def load_engine() -> float:
     """Load every entry point's machine code from numba's cache (compiling what the cache lacks
     for this CPU); seconds spent. Cheap after the first call in a process."""
@@ -72,16 +77,14 @@ def warm() -> WarmUp:
             for data, traced in ((y, False), (y, True), (readonly, False)):
                 fit(data, model, method, known=known if model == "pi" else None, trace=traced)
     seconds = time.perf_counter() - began
-    compiled = []
     for dispatcher, _ in entry_points():
         if len(dispatcher.signatures) != 1:
             raise RuntimeError(
                 f"engine.{dispatcher.__name__} was compiled for {len(dispatcher.signatures)} "
                 "sets of argument types; emsim passes one (see warmup.entry_points)"
             )
-        if sum(dispatcher.stats.cache_misses.values()):
-            compiled.append(dispatcher.__name__)
-    return WarmUp(tuple(compiled), seconds, str(engine.fit_rows.stats.cache_path))
+    compiled = tuple(d.__name__ for d in compiled_entry_points())
+    return WarmUp(compiled, seconds, str(engine.fit_rows.stats.cache_path))
 
 
 def main() -> int:

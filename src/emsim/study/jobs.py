@@ -268,11 +268,11 @@ def warm_engine(say: Any = None) -> float:
     at once. Returns the seconds spent."""
     import sys
 
-    from emsim.warmup import entry_points, load_engine
+    from emsim.warmup import compiled_entry_points, load_engine
 
     say = say or (lambda line: print(line, file=sys.stderr))
     seconds = load_engine()
-    compiled = [d for d, _ in entry_points() if sum(d.stats.cache_misses.values())]
+    compiled = compiled_entry_points()
     if compiled:
         say(
             f"emsim: compiled the engine for this CPU in {seconds:.0f} s "

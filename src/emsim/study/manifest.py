@@ -83,7 +83,6 @@ SCHEME = {
     "excluded": "Parquet key-value metadata",
     "study_hash": "sha256 of the canonical JSON of [[cell_id, kind, cell hash], ...] sorted",
 }
-_HIVE = HIVE_FILE
 
 
 class ManifestError(ValueError):
@@ -189,7 +188,7 @@ def _relative(path: Path, root: Path) -> str:
 
 def _describe(rel: str) -> tuple[str, str, int]:
     kind, _, rest = rel.partition("/")
-    match = _HIVE.match(rest)
+    match = HIVE_FILE.match(rest)
     if kind not in KINDS or match is None:
         raise ManifestError(f"{rel}: not a <fits|traces>/cell=<id>/chunk=<k>.parquet file")
     return kind, match["cell"], int(match["chunk"])
