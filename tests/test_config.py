@@ -456,9 +456,10 @@ def test_write_parquet_atomic(tmp_path):
 
 def test_every_figure_has_a_caption_file_and_unknown_names_are_refused(tmp_path):
     from emsim.study import figures
+    from emsim.study.summary import SummaryFiles
 
     with pytest.raises(ValueError, match="unknown figure 'nope'"):
-        figures.draw_one("nope", tmp_path, tmp_path, tmp_path)
+        figures.draw_one("nope", SummaryFiles.in_folder(tmp_path), [], tmp_path / "nope.png")
     for name in jobs.FIGURE_NAMES:
         assert Path(jobs.caption_path(name)).is_file()
 

@@ -7,6 +7,7 @@ embedded, nothing fetched from the network), with the ADEMP sections and the tab
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -28,10 +29,15 @@ from emsim.study.measures import (
     performance,
 )
 from emsim.study.report import format_estimate, write_report
-from emsim.study.summary import summarise
+from emsim.study.summary import SUMMARY_TABLES, SummaryFiles, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")
+
+
+def figure_paths(folder: Path) -> dict[str, Path]:
+    """Each figure's PNG in `folder`, named as the figures rule names them."""
+    return {name: folder / f"{name}.png" for name in FIGURE_NAMES}
 
 
 def synthetic_fits(reps: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -141,7 +147,10 @@ def study(tmp_path_factory) -> dict[str, Path]:
         trace_dir.mkdir(parents=True)
         synthetic_traces(rows).to_parquet(trace_dir / "chunk=0.parquet", index=False)
     summarise(root / "fits", root / "summary", metadata={"config_hash": "cafe", "seed": "11"})
-    paths = draw_all(root / "summary", root / "traces", root / "figures")
+    traces = sorted((root / "traces").glob("cell=*/*.parquet"))
+    paths = draw_all(
+        SummaryFiles.in_folder(root / "summary"), traces, figure_paths(root / "figures")
+    )
     return {"root": root, **paths}
 
 
@@ -214,9 +223,48 @@ def test_figures_survive_degenerate_input(tmp_path, case):
 
 
 def test_draw_all_on_missing_inputs(tmp_path):
-    paths = draw_all(tmp_path / "no_summary", tmp_path / "no_traces", tmp_path / "figures", dpi=60)
+    missing = SummaryFiles.in_folder(tmp_path / "no_summary")
+    traces = [tmp_path / "no_traces" / "cell=a" / "chunk=0.parquet"]
+    paths = draw_all(missing, traces, figure_paths(tmp_path / "figures"), dpi=60)
     for name in FIGURE_NAMES:
         assert_readable_png(paths[name], min_side=150)
+    # The optional tables may be left out altogether: those figures say "no data" as well.
+    only_two = SummaryFiles(missing.performance, missing.convergence)
+    assert only_two.stopping_distance is None and only_two.zip_pi is None
+    paths = draw_all(only_two, [], {"zip": tmp_path / "zip.png"}, dpi=60)
+    assert_readable_png(paths["zip"], min_side=150)
+
+
+def test_figures_go_where_named_and_read_only_the_listed_files(study, tmp_path):
+    """Issue 12: a figure is drawn into the path the rule names (no file name rebuilt from a
+    folder) from exactly the traces files listed, not from whatever lies beside them."""
+    root = study["root"]
+    summary = SummaryFiles.in_folder(root / "summary")
+    traces = sorted((root / "traces").glob("cell=*/*.parquet"))
+    out = tmp_path / "elsewhere" / "paths.png"
+    out.parent.mkdir()
+    assert figures.draw_one("traces", summary, reversed(traces), out) == out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["paths.png"]
+    # The same files in another order give the same figure; no files give the empty one.
+    assert out.read_bytes() == study["traces"].read_bytes()
+    empty = figures.draw_one("traces", summary, [], tmp_path / "empty.png")
+    one = figures.draw_one("traces", summary, traces[:1], tmp_path / "one.png")
+    assert len({empty.read_bytes(), one.read_bytes(), out.read_bytes()}) == 3
+
+
+def test_summary_files_are_those_summarise_writes(study, tmp_path):
+    root = study["root"]
+    files = SummaryFiles.in_folder(root / "summary")
+    assert tuple(f.name for f in dataclasses.fields(files)) == SUMMARY_TABLES
+    written = summarise(root / "fits", tmp_path / "summary")
+    assert written == {
+        name: getattr(SummaryFiles.in_folder(tmp_path / "summary"), name) for name in SUMMARY_TABLES
+    }
+    assert all(getattr(files, name).is_file() for name in SUMMARY_TABLES)
+    # Paths given as strings (Snakemake's) are kept as paths.
+    assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
+        files.performance
+    )
 
 
 def test_captions_are_written_once_and_shown_by_both_reports():
@@ -264,8 +312,8 @@ CONFIG = {
 def test_report_is_self_contained_and_complete(study, tmp_path):
     root = study["root"]
     out = write_report(
-        root / "summary",
-        root / "figures",
+        SummaryFiles.in_folder(root / "summary"),
+        {name: study[name] for name in FIGURE_NAMES},
         tmp_path / "report" / "index.html",
         CONFIG,
         {"wall_time_s": 12.5, "git_commit": "0123abcd", "snakemake_version": "9.0"},
@@ -303,8 +351,23 @@ def test_report_is_self_contained_and_complete(study, tmp_path):
     assert "synthetic test study" in html
 
 
+def test_report_shows_the_figures_it_is_given_by_name(study, tmp_path):
+    """Issue 12: the report embeds the figures passed to it by name, not a folder's PNGs."""
+    root = study["root"]
+    extra = {"bias": study["bias"], "bias_of_mu1": study["rmse"]}
+    out = write_report(
+        SummaryFiles.in_folder(root / "summary"), extra, tmp_path / "index.html", CONFIG, {}
+    )
+    html = out.read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == 2
+    assert 'id="fig-bias"' in html and 'alt="bias_of_mu1"' in html
+    assert f"<b>Figure {len(FIGURE_NAMES) + 1}.</b> rmse.png" in html
+    assert html.count("was not drawn") == len(FIGURE_NAMES) - 1
+
+
 def test_report_without_results(tmp_path):
-    out = write_report(tmp_path / "summary", tmp_path / "figures", tmp_path / "index.html", {}, {})
+    summary = SummaryFiles.in_folder(tmp_path / "summary")
+    out = write_report(summary, figure_paths(tmp_path / "figures"), tmp_path / "index.html", {}, {})
     html = out.read_text(encoding="utf-8")
     assert "No performance results." in html
     assert "was not drawn" in html

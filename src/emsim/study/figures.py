@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from statistics import NormalDist
 
@@ -38,7 +38,7 @@ from emsim.study.captions import (
 )
 from emsim.study.measures import BEST, CONVERGED
 from emsim.study.parquet_io import atomic_write, read_metadata
-from emsim.study.summary import read_dataset
+from emsim.study.summary import SummaryFiles, read_files
 
 DPI = 120
 NO_DATA = "no data"
@@ -999,65 +999,65 @@ def plot_zip(
 # --- driver ---------------------------------------------------------------------------------
 
 
-def _read_summary(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    if not path.exists():
+def _read_summary(path: Path | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    if path is None or not path.exists():
         return pd.DataFrame(), {}
     return pq.read_table(path).to_pandas(), read_metadata(path)
 
 
 def draw_one(
     name: str,
-    summary_dir: str | os.PathLike[str],
-    traces_dir: str | os.PathLike[str],
-    figures_dir: str | os.PathLike[str],
+    summary: SummaryFiles,
+    traces: Iterable[str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
     *,
     dpi: int = DPI,
     threshold: float = 0.1,
 ) -> Path:
-    """Draw figure `name` of `FIGURE_NAMES` into ``figures_dir/<name>.png`` from the inputs it
-    needs alone, so that figures can be drawn in separate processes. `threshold` is the
-    study's em.premature_threshold (drawn in the distance figure)."""
-    summary_dir = Path(summary_dir)
-    path = Path(figures_dir) / f"{name}.png"
+    """Draw figure `name` of `FIGURE_NAMES` into `out_path` from the inputs it needs alone, so
+    that figures can be drawn in separate processes: the summary tables of `summary` and the
+    kept traces, the Parquet files `traces`. `threshold` is the study's em.premature_threshold
+    (drawn in the distance figure). Missing inputs give a "no data" figure, not an error."""
     if name == "traces":
-        traces = read_dataset(traces_dir)
-        return plot_traces(one_rule_own_set(traces), path, dpi=dpi)
-    conv, _ = _read_summary(summary_dir / "convergence.parquet")
+        return plot_traces(one_rule_own_set(read_files(traces)), out_path, dpi=dpi)
+    conv, _ = _read_summary(summary.convergence)
     if name == "stopping":
-        return plot_stopping(conv, path, dpi=dpi)
+        return plot_stopping(conv, out_path, dpi=dpi)
     if name in ("iterations", "rate", "failures"):
         plot = {"iterations": plot_iterations, "rate": plot_rate, "failures": plot_failures}
-        return plot[name](one_rule_own_set(conv), path, dpi=dpi)
-    perf, meta = _read_summary(summary_dir / "performance.parquet")
+        return plot[name](one_rule_own_set(conv), out_path, dpi=dpi)
+    perf, meta = _read_summary(summary.performance)
     # The level the summary was computed at, as `summary.summarise` recorded it.
     level = float(meta.get("coverage_level", 0.95))
     if name == "distance":
-        counts, _ = _read_summary(summary_dir / "stopping_distance.parquet")
-        return plot_distance(counts, path, threshold=threshold, dpi=dpi)
+        counts, _ = _read_summary(summary.stopping_distance)
+        return plot_distance(counts, out_path, threshold=threshold, dpi=dpi)
     if name == "zip":
-        zips, _ = _read_summary(summary_dir / "zip_pi.parquet")
-        return plot_zip(zips, conv, perf, path, level=level, dpi=dpi)
+        zips, _ = _read_summary(summary.zip_pi)
+        return plot_zip(zips, conv, perf, out_path, level=level, dpi=dpi)
     perf = one_rule_own_set(perf)
     if name == "coverage":
-        return plot_coverage(perf, path, level=level, dpi=dpi)
+        return plot_coverage(perf, out_path, level=level, dpi=dpi)
     if name in ("bias", "rmse", "nested_loop"):
         plot = {"bias": plot_bias, "rmse": plot_rmse, "nested_loop": plot_nested_loop}
-        return plot[name](perf, path, dpi=dpi)
+        return plot[name](perf, out_path, dpi=dpi)
     raise ValueError(f"unknown figure {name!r}; figures are {', '.join(FIGURE_NAMES)}")
 
 
 def draw_all(
-    summary_dir: str | os.PathLike[str],
-    traces_dir: str | os.PathLike[str],
-    figures_dir: str | os.PathLike[str],
+    summary: SummaryFiles,
+    traces: Iterable[str | os.PathLike[str]],
+    out_paths: Mapping[str, str | os.PathLike[str]],
     *,
     dpi: int = DPI,
+    threshold: float = 0.1,
 ) -> dict[str, Path]:
-    """Draw every figure of `FIGURE_NAMES` into ``figures_dir/<name>.png``; return the paths.
-
-    Reads ``performance.parquet`` and ``convergence.parquet`` from `summary_dir` and every
-    Parquet file under `traces_dir`. Missing inputs give "no data" figures, not errors.
+    """Draw each figure of `out_paths` (figure name of `FIGURE_NAMES` -> PNG path) into its
+    path, in one process; return the paths by name. `summary`, `traces` and `threshold` are
+    those of `draw_one`; missing inputs give "no data" figures, not errors.
     """
+    traces = list(traces)
     return {
-        name: draw_one(name, summary_dir, traces_dir, figures_dir, dpi=dpi) for name in FIGURE_NAMES
+        name: draw_one(name, summary, traces, path, dpi=dpi, threshold=threshold)
+        for name, path in out_paths.items()
     }

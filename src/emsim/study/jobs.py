@@ -2,13 +2,16 @@
 
 Each `run_*` function sends the job's logging, warnings and Python-level output to the rule's
 `log:` file (a `run:` block otherwise prints into Snakemake's own terminal output), then calls
-the module that does the work: `fitjob.fit_chunk`, `summary.summarise`, `figures.draw_all`,
-`report.write_report`.
+the module that does the work: `fitjob.fit_chunk`, `summary.summarise`, `figures.draw_one`,
+`report.write_report`. The rules name every file; these functions pass the rule's paths on
+(the summary tables as a `summary.SummaryFiles`, each figure as its named output), so the
+library never rebuilds a file name.
 
-The aggregate steps read only the files the current design lists as their inputs: fit files
-left behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but
-are not summarised. They are shown a view of the dataset (a temporary folder of symbolic links
-in the same hive layout) and the log names what was ignored.
+The aggregate steps read only the files the current design lists as their inputs: fit and
+traces files left behind by an earlier design (a removed grid value, a changed chunk size)
+stay on disk but are not read, and the log names what was ignored. The summary is shown a
+view of the fits dataset (a temporary folder of symbolic links in the same hive layout); the
+figures read the listed traces files directly.
 
 Imports of the aggregate modules are deferred so that parsing the Snakefile does not pay for
 matplotlib and seaborn: it happens again in every job that runs as a process of its own (on a
@@ -34,7 +37,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, caption_path
 from emsim.study.config import Study
@@ -44,6 +47,9 @@ from emsim.study.schema import (
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
 )
+
+if TYPE_CHECKING:
+    from emsim.study.summary import SummaryFiles
 
 __all__ = [
     "FIGURE_NAMES",
@@ -393,26 +399,35 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
         logger.info("summarised %d fit files in %.1f s", len(fits), time.perf_counter() - t0)
 
 
+def _summary_files(input: Any) -> SummaryFiles:
+    """The summary tables among the rule's named inputs (those of `summary.SUMMARY_TABLES`)."""
+    from emsim.study.summary import SUMMARY_TABLES, SummaryFiles
+
+    return SummaryFiles(**{name: input[name] for name in SUMMARY_TABLES if name in input.keys()})
+
+
 def run_figures(
     study: Study, input: Any, output: Any, params: Any, log: Any, threads: int = 1
 ) -> None:
-    """Draw the figures, in up to `threads` processes at once (the longest, traces, first).
-    Processes, not threads: drawing holds the GIL. They are spawned, not forked, because
-    Snakemake's process runs threads of its own."""
-    traces = list(input.traces)
-    summary_dir, figures_dir = Path(input.performance).parent, Path(output[0]).parent
+    """Draw each figure into its named output, in up to `threads` processes at once (the
+    longest, traces, first). Processes, not threads: drawing holds the GIL. They are spawned,
+    not forked, because Snakemake's process runs threads of its own."""
+    traces = [str(f) for f in input.traces]
+    summary = _summary_files(input)
     with job_logging(log[0]) as logger:
         _warn_stale(logger, _common_folder(traces), traces)
-        with dataset_view(traces, figures_dir.parent) as view:
-            threshold = float(study.config["em"]["premature_threshold"])
-            task = (summary_dir, view, figures_dir, int(params.dpi), threshold)
-            workers = min(threads, len(FIGURE_NAMES))
-            if workers > 1:
-                with figure_pool(workers) as pool:
-                    futures = [pool.submit(_draw_figure, name, *task) for name in FIGURE_NAMES]
-                    paths = [future.result() for future in futures]
-            else:
-                paths = [_draw_figure(name, *task) for name in FIGURE_NAMES]
+        threshold = float(study.config["em"]["premature_threshold"])
+        task = (summary, traces, int(params.dpi), threshold)
+        workers = min(threads, len(FIGURE_NAMES))
+        if workers > 1:
+            with figure_pool(workers) as pool:
+                futures = [
+                    pool.submit(_draw_figure, name, str(output[name]), *task)
+                    for name in FIGURE_NAMES
+                ]
+                paths = [future.result() for future in futures]
+        else:
+            paths = [_draw_figure(name, str(output[name]), *task) for name in FIGURE_NAMES]
         logger.info(
             "drew %d figures in %d process(es): %s",
             len(paths),
@@ -450,15 +465,13 @@ def _die_with_parent(parent: int, interval: float = 0.5) -> None:
 
 
 def _draw_figure(
-    name: str, summary_dir: Path, traces_dir: Path, figures_dir: Path, dpi: int, threshold: float
+    name: str, out_path: str, summary: SummaryFiles, traces: list[str], dpi: int, threshold: float
 ):
     # Imported here, in the drawing process, so that parsing the workflow stays free of
     # matplotlib and seaborn.
     from emsim.study import figures
 
-    return figures.draw_one(
-        name, summary_dir, traces_dir, figures_dir, dpi=dpi, threshold=threshold
-    )
+    return figures.draw_one(name, summary, traces, out_path, dpi=dpi, threshold=threshold)
 
 
 def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
@@ -510,9 +523,11 @@ def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
     with job_logging(log[0]) as logger:
         provenance = {**_study_metadata(study), **fit_provenance(input.fits)}
         provenance["wall_time_note"] = "first fit job start to last fit job end"
+        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
+        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
         report.write_report(
-            Path(input.performance).parent,
-            Path(input.figures[0]).parent,
+            _summary_files(input),
+            figures,
             output.html,
             config=study.config,
             provenance=provenance,

@@ -32,6 +32,7 @@ from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cel
 from emsim.study.measures import BEST, COMMON_SET, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
 from emsim.study.schema import CELL_KEYS, FIT_ID, PROCEDURE
+from emsim.study.summary import SummaryFiles
 
 MISSING = "–"
 
@@ -141,8 +142,10 @@ def _kv_table(pairs: Mapping[str, object]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas() if path.exists() else pd.DataFrame()
+def _read(path: Path | None) -> pd.DataFrame:
+    if path is None or not path.exists():
+        return pd.DataFrame()
+    return pq.read_table(path).to_pandas()
 
 
 def _cells(perf: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
@@ -535,23 +538,25 @@ def _embed_png(path: Path) -> str:
     return f"data:image/png;base64,{data}"
 
 
-def _figures(figures_dir: Path) -> str:
+def _figures(figures: Mapping[str, Path]) -> str:
     out = []
     for i, name in enumerate(FIGURE_NAMES, start=1):
-        path = figures_dir / f"{name}.png"
+        path = figures.get(name)
         caption = f"<b>Figure {i}.</b> {_esc(CAPTIONS[name])}"
-        if path.exists():
+        if path is not None and path.exists():
             out.append(
                 f'<figure id="fig-{_esc(name)}"><img src="{_embed_png(path)}" '
                 f'alt="{_esc(name)} figure"><figcaption>{caption}</figcaption></figure>'
             )
         else:
             out.append(f'<p class="note">Figure {i} ({_esc(name)}.png) was not drawn.</p>')
-    # Figures drawn beyond the standard set (e.g. bias of another parameter) are shown too.
-    extra = sorted(p for p in figures_dir.glob("*.png") if p.stem not in FIGURE_NAMES)
-    for j, path in enumerate(extra, start=len(FIGURE_NAMES) + 1):
+    # Figures given beyond the standard set (e.g. bias of another parameter) are shown too.
+    extra = sorted(
+        (name, path) for name, path in figures.items() if name not in FIGURE_NAMES and path.exists()
+    )
+    for j, (name, path) in enumerate(extra, start=len(FIGURE_NAMES) + 1):
         out.append(
-            f'<figure><img src="{_embed_png(path)}" alt="{_esc(path.stem)}">'
+            f'<figure><img src="{_embed_png(path)}" alt="{_esc(name)}">'
             f"<figcaption><b>Figure {j}.</b> {_esc(path.name)}</figcaption></figure>"
         )
     return "\n".join(out)
@@ -617,26 +622,26 @@ def collect_provenance(
 
 
 def write_report(
-    summary_dir: str | os.PathLike[str],
-    figures_dir: str | os.PathLike[str],
+    summary: SummaryFiles,
+    figures: Mapping[str, str | os.PathLike[str]],
     out_html: str | os.PathLike[str],
     config: Mapping | None = None,
     provenance: Mapping[str, object] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of the study to `out_html` (atomically).
 
-    `summary_dir` holds ``performance.parquet`` and ``convergence.parquet``; `figures_dir` the
-    PNGs of `emsim.study.figures.draw_all`; `config` is the validated study config (for the
-    design and methods sections); `provenance` adds or overrides entries of the provenance
-    table (e.g. ``git_commit``, ``config_hash``, ``seed``, ``total_fits``, ``wall_time_s``).
-    Missing inputs give a report that says so rather than an error.
+    `summary` names the performance and convergence tables (the report reads no others);
+    `figures` the PNGs of `emsim.study.figures.draw_all` by figure name (those of
+    `FIGURE_NAMES` in that order, any other name after them); `config` is the validated study
+    config (for the design and methods sections); `provenance` adds or overrides entries of
+    the provenance table (e.g. ``git_commit``, ``config_hash``, ``seed``, ``total_fits``,
+    ``wall_time_s``). Missing inputs give a report that says so rather than an error.
     """
     config = dict(config or {})
-    summary_dir, figures_dir = Path(summary_dir), Path(figures_dir)
-    perf = _read(summary_dir / "performance.parquet")
-    conv = _read(summary_dir / "convergence.parquet")
-    perf_path = summary_dir / "performance.parquet"
-    meta = read_metadata(perf_path) if perf_path.exists() else {}
+    figures = {name: Path(path) for name, path in figures.items()}
+    perf = _read(summary.performance)
+    conv = _read(summary.convergence)
+    meta = read_metadata(summary.performance) if summary.performance.exists() else {}
     level = float(meta.get("coverage_level", (config.get("coverage") or {}).get("level", 0.95)))
     cells = _cells(perf, conv)
     labels = _cell_labels(cells) if not cells.empty else {}
@@ -657,7 +662,7 @@ def write_report(
             "9. Can the stopping rule be trusted?",
             _stopping_section(config, perf, conv, labels),
         ),
-        ("figures", "10. Figures", _figures(figures_dir)),
+        ("figures", "10. Figures", _figures(figures)),
         (
             "provenance",
             "11. Provenance",

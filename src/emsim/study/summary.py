@@ -5,7 +5,8 @@ the diagnostics of `emsim.study.stopping`, and writes the summary tables."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,49 @@ from emsim.study.measures import (
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
 from emsim.study.schema import CELL_PARTITION, ORACLE_STARTS
 
-__all__ = ["SUMMARY_TABLES", "read_dataset", "read_fragments", "summarise", "summary_metadata"]
+__all__ = [
+    "SUMMARY_TABLES",
+    "SummaryFiles",
+    "read_files",
+    "read_fragments",
+    "summarise",
+    "summary_metadata",
+]
+
+
+# --- the summary tables -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SummaryFiles:
+    """The Parquet files of the summary tables, one field per table (`SUMMARY_TABLES`).
+
+    The figures and report steps take the files their rules name (``input.performance``, ...);
+    a library user gets those `summarise` writes into a folder with `in_folder`. A table
+    whose field is None or whose file does not exist reads as empty. A new table is a new
+    optional field (default None) here, written by `summarise`.
+    """
+
+    performance: Path
+    convergence: Path
+    stopping_distance: Path | None = None
+    zip_pi: Path | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                object.__setattr__(self, field.name, Path(value))
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike[str]) -> SummaryFiles:
+        """The tables as `summarise` writes them into `folder`: ``<folder>/<table>.parquet``."""
+        folder = Path(folder)
+        return cls(**{name: folder / f"{name}.parquet" for name in SUMMARY_TABLES})
+
+
+# The summary step's tables (results/summary/<name>.parquet; the first two also as CSV).
+SUMMARY_TABLES: tuple[str, ...] = tuple(field.name for field in fields(SummaryFiles))
 
 
 # --- streaming over the study's fits --------------------------------------------------------
@@ -60,16 +103,15 @@ def read_fragments(fragments: list[pads.Fragment]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every Parquet file under `path` (flat or hive folders) as one frame; empty if none.
+def read_files(files: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """The rows of the Parquet `files` that exist, in their order, as one frame; empty if none.
 
     Meant for small outputs such as the kept traces, not for the fits (see `summarise`).
     """
-    path = Path(path)
-    if not path.exists():
+    existing = [str(f) for f in files if Path(f).is_file()]
+    if not existing:
         return pd.DataFrame()
-    dataset = pads.dataset(path, format="parquet", exclude_invalid_files=True)
-    return read_fragments(list(dataset.get_fragments()))
+    return read_fragments(list(pads.dataset(existing, format="parquet").get_fragments()))
 
 
 # Fit columns that no measure reads (`best_start_gap` is recomputed by `add_best_start`).
@@ -149,7 +191,8 @@ def summarise(
     `best_exclude` are the statuses and `oracle_starts` the starts that cannot be the derived
     start (see `add_best_start`). Also writes the stopping-rule diagnostics of
     `emsim.study.stopping` (``stopping_distance.parquet``, ``zip_pi.parquet``).
-    Returns the paths of the Parquet files by table name (`SUMMARY_TABLES`).
+    Returns the paths of the Parquet files by table name (`SUMMARY_TABLES`; the same files as
+    ``SummaryFiles.in_folder(out_dir)``).
     """
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
     perf_parts, conv_parts, distance_parts, zip_parts = [], [], [], []
@@ -171,15 +214,11 @@ def summarise(
     perf = concat_rows(perf_parts, PERFORMANCE_COLUMNS)
     conv = concat_rows(conv_parts, CONVERGENCE_COLUMNS)
     meta = summary_metadata(coverage_level, metadata)
-    out = Path(out_dir)
-    paths = {name: out / f"{name}.parquet" for name in SUMMARY_TABLES}
+    files = SummaryFiles.in_folder(out_dir)
+    paths = {name: getattr(files, name) for name in SUMMARY_TABLES}
     write_table(perf, paths["performance"], meta)
     write_table(conv, paths["convergence"], meta)
     distance = stopping.merge_distance_counts(distance_parts)
     write_parquet_atomic(distance, paths["stopping_distance"], meta)
     write_parquet_atomic(stopping.merge_zip_rows(zip_parts), paths["zip_pi"], meta)
     return paths
-
-
-# The summary step's tables (results/summary/<name>.parquet; the first two also as CSV).
-SUMMARY_TABLES: tuple[str, ...] = ("performance", "convergence", "stopping_distance", "zip_pi")
