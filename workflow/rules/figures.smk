@@ -7,7 +7,7 @@ rule figures:
         convergence=rules.summary.output.convergence,
         stopping_distance=rules.summary.output.stopping_distance,
         zip_pi=rules.summary.output.zip_pi,
-        traces=STUDY.outputs("traces"),
+        traces=final_outputs("traces"),
         code=jobs.module_path("figures"),
     output:
         **{

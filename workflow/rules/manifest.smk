@@ -4,8 +4,8 @@
 # never make it stale.
 rule manifest:
     input:
-        fits=STUDY.outputs("fits"),
-        traces=STUDY.outputs("traces"),
+        fits=final_outputs("fits"),
+        traces=final_outputs("traces"),
         code=jobs.module_path("manifest"),
     output:
         manifest="results/manifest.json",

@@ -6,7 +6,7 @@ rule report:
         performance=rules.summary.output.performance,
         convergence=rules.summary.output.convergence,
         figures=list(rules.figures.output),
-        fits=STUDY.outputs("fits"),
+        fits=final_outputs("fits"),
         code=jobs.module_path("report"),
     output:
         html=report("results/report/index.html", category="Report"),

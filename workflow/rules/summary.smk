@@ -1,20 +1,56 @@
-# Performance and convergence measures with Monte Carlo SEs and the stopping-rule diagnostics
-# (docs/design.md section 6), streamed one cell at a time over exactly the fit files of the
-# current design. Params are there for Snakemake's params rerun trigger: changing the coverage
-# level re-summarises without refitting.
+# Summaries per cell, then gathered (docs/design.md sections 6 and 10): a study of thousands of
+# cells never summarises everything in one step. After each round a cell's measures, precision
+# targets and next step are written by `cell_summary`; in an adaptive study the `round_gate`
+# checkpoint lists the cells that run another round, and the DAG grows by those cells' next
+# chunks. A fixed study has one round and no gates: its whole DAG is known before it starts.
+# Params are there for Snakemake's params rerun trigger: changing the coverage level or the
+# precision targets re-summarises without refitting.
+rule cell_summary:
+    input:
+        fits=lambda wildcards: STUDY.cell_round_inputs(
+            "fits", wildcards.cell, wildcards.round
+        ),
+        code=[
+            jobs.module_path(name)
+            for name in ("summary", "measures", "stopping", "precision")
+        ],
+    output:
+        **{table: STUDY.cell_summary_pattern(table) for table in jobs.SUMMARY_TABLES},
+    log:
+        "results/logs/cells/cell={cell}/round={round}.log",
+    localrule: True
+    params:
+        coverage_level=STUDY.config["coverage"]["level"],
+        precision=STUDY.precision_key,
+    run:
+        jobs.run_cell_summary(STUDY, wildcards, input, output, params, log)
+
+
+checkpoint round_gate:
+    input:
+        lambda wildcards: [
+            STUDY.cell_summary_path("replicates", cell, wildcards.round)
+            for cell in cells_in_round(int(wildcards.round))
+        ],
+    output:
+        gate=STUDY.gate_pattern(),
+    log:
+        "results/logs/rounds/round={round}.log",
+    localrule: True
+    run:
+        jobs.run_round_gate(STUDY, wildcards, input, output, log)
+
+
 rule summary:
     input:
-        fits=STUDY.outputs("fits"),
+        **{table: last_cell_summaries(table) for table in jobs.SUMMARY_TABLES},
         code=jobs.module_path("summary"),
-        measures_code=jobs.module_path("measures"),
-        stopping_code=jobs.module_path("stopping"),
     output:
-        performance="results/summary/performance.parquet",
-        convergence="results/summary/convergence.parquet",
-        stopping_distance="results/summary/stopping_distance.parquet",
-        zip_pi="results/summary/zip_pi.parquet",
+        **{table: f"results/summary/{table}.parquet" for table in jobs.SUMMARY_TABLES},
         performance_csv=report("results/summary/performance.csv", category="Tables"),
         convergence_csv=report("results/summary/convergence.csv", category="Tables"),
+        replicates_csv=report("results/summary/replicates.csv", category="Tables"),
+        precision_csv=report("results/summary/precision.csv", category="Tables"),
     log:
         "results/logs/summary.log",
     localrule: True

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emsim.study.schema import CELL_KEYS, result_path
+from emsim.study.rounds import ReplicatePlan
+from emsim.study.schema import CELL_KEYS, cell_summary_path, gate_path, result_path
 from emsim.study.seeding import cell_digest
 
 __all__ = [
@@ -129,11 +130,29 @@ def _schema_error(err) -> ConfigError:
         if missing:
             return ConfigError(_fmt_path([*path, missing[0]]), "missing (required)")
     if err.validator == "oneOf":
-        return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not a number or a pair")
+        kinds = " or ".join(_kind(sub) for sub in err.validator_value)
+        return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not {kinds}")
+    if err.validator == "anyOf" and all(set(sub) == {"required"} for sub in err.validator_value):
+        keys = ", ".join(k for sub in err.validator_value for k in sub["required"])
+        return ConfigError(_fmt_path(path), f"needs at least one of: {keys}")
     if err.validator == "enum":
         options = ", ".join(map(str, err.validator_value))
         return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not one of {options}")
     return ConfigError(_fmt_path(path), err.message.replace("\n", " ") + _type_hint(err))
+
+
+def _kind(subschema: Mapping[str, Any]) -> str:
+    """What a oneOf alternative accepts, in words."""
+    if "pair" in str(subschema.get("$ref", "")):
+        return "a pair"
+    kind = {"number": "a number", "integer": "an integer", "object": "a mapping"}.get(
+        str(subschema.get("type")), "valid"
+    )
+    if "exclusiveMinimum" in subschema or "minimum" in subschema:
+        kind = kind.replace("a number", "a positive number").replace(
+            "an integer", "a positive integer"
+        )
+    return kind
 
 
 def _type_hint(err) -> str:
@@ -288,6 +307,7 @@ def _check_semantics(cfg: dict) -> None:
         _check_resolution(sc["mu"], sc["sigma"], f"scenarios[{j}].sigma", f"scenarios[{j}].mu")
     if grid is None and not cfg.get("scenarios"):
         raise ConfigError("grid", "no cells: give a grid and/or a non-empty scenarios list")
+    _check_replicates(cfg)
     # Before the starts are expanded into names: a random start's k of 10^9 is caught here.
     _check_limits(cfg)
 
@@ -325,6 +345,69 @@ def _check_semantics(cfg: dict) -> None:
     level = cfg["coverage"]["level"]
     if not 0.0 < _finite(level, "coverage.level") < 1.0:
         raise ConfigError("coverage.level", f"{_show(level)} is not in (0, 1)")
+    _check_precision(cfg)
+
+
+def _plan(cfg: Mapping[str, Any]) -> ReplicatePlan:
+    return ReplicatePlan.from_config(cfg["replicates"], int(cfg["chunk_size"]))
+
+
+def _check_replicates(cfg: Mapping[str, Any]) -> None:
+    replicates = cfg["replicates"]
+    if not isinstance(replicates, Mapping):
+        return
+    if replicates["min"] > replicates["max"]:
+        raise ConfigError(
+            "replicates.min", f"{replicates['min']} is above replicates.max = {replicates['max']}"
+        )
+    if "precision" not in cfg:
+        raise ConfigError(
+            "replicates",
+            "{min, max, step} adapts each cell's replicates to precision targets, and there is "
+            "no `precision` block: add one, or give replicates as one integer",
+        )
+
+
+def _check_precision(cfg: Mapping[str, Any]) -> None:
+    """The `precision` block names only models, methods, rules and starts of the study, and
+    every target parameter is estimated by a model it applies to (docs/design.md section 10)."""
+    block = cfg.get("precision")
+    if block is None:
+        return
+    choices = {
+        "models": list(cfg["models"]),
+        "methods": list(cfg["methods"]),
+        "stopping": list(cfg["em"]["stopping"]),
+    }
+    for key, allowed in choices.items():
+        for i, value in enumerate(block.get(key) or []):
+            if value not in allowed:
+                raise ConfigError(
+                    f"precision.{key}[{i}]",
+                    f"{value!r} is not one of the study's {key} ({', '.join(allowed)})",
+                )
+    names = {st["name"] for st in cfg["starts"]} | set(start_names(cfg["starts"]))
+    names |= RESERVED_START_NAMES
+    for i, value in enumerate(block.get("starts") or []):
+        if value not in names:
+            raise ConfigError(
+                f"precision.starts[{i}]",
+                f"{value!r} is not a start of the study ({', '.join(sorted(names))})",
+            )
+    from emsim.models import MODELS
+
+    models = block.get("models") or cfg["models"]
+    for measure in ("bias_mcse", "coverage_mcse"):
+        spec = block.get(measure)
+        if not isinstance(spec, Mapping):
+            continue
+        for parameter in spec:
+            if not any(parameter in MODELS[m] for m in models):
+                raise ConfigError(
+                    f"precision.{measure}.{parameter}",
+                    f"no model the targets apply to ({', '.join(models)}) estimates {parameter}"
+                    + (" (equal_var's common sigma is `sigma`)" if parameter == "sigma" else ""),
+                )
 
 
 def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
@@ -409,16 +492,19 @@ def _check_limits(cfg: Mapping[str, Any]) -> None:
                 where, f"{n} is above limits.max_n = {lim['max_n']}; {raise_it.format('max_n')}"
             )
     cells = _count_cells(cfg)
-    replicates = int(cfg["replicates"])
-    chunk = min(int(cfg["chunk_size"]), replicates)
-    n_chunks = math.ceil(replicates / chunk)
+    # An adaptive study is bounded by its cells all running to `max`.
+    plan = _plan(cfg)
+    replicates = plan.maximum
+    chunk = plan.largest_chunk()
+    n_chunks = plan.n_chunks
     jobs = cells * n_chunks
     if jobs > lim["max_jobs"]:
         raise ConfigError(
             "limits.max_jobs",
             f"{cells:,} cells x {n_chunks:,} chunks (replicates {replicates:,} / chunk_size "
-            f"{chunk:,}) = {jobs:,} fit jobs exceeds limits.max_jobs = {lim['max_jobs']:,}; "
-            f"raise chunk_size for fewer, larger jobs, or {raise_it.format('max_jobs')}",
+            f"{int(cfg['chunk_size']):,}) = {jobs:,} fit jobs exceeds limits.max_jobs = "
+            f"{lim['max_jobs']:,}; raise chunk_size for fewer, larger jobs, or "
+            f"{raise_it.format('max_jobs')}",
         )
     per_replicate = _fits_per_replicate(cfg)
     fits = cells * replicates * per_replicate
@@ -540,13 +626,21 @@ class Study:
     config_hash: str
     fit_hash: str
     _by_id: dict[str, Cell] = field(repr=False, default_factory=dict)
+    # Rounds and chunks of replicates (docs/design.md section 10).
+    plan: ReplicatePlan = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_id = {c.cell_id: c for c in self.cells}
+        self.plan = _plan(self.config)
 
     @property
     def replicates(self) -> int:
-        return int(self.config["replicates"])
+        """The most replicates a cell runs (all of them in a fixed study)."""
+        return self.plan.maximum
+
+    @property
+    def adaptive(self) -> bool:
+        return self.plan.adaptive
 
     @property
     def chunk_size(self) -> int:
@@ -554,7 +648,8 @@ class Study:
 
     @property
     def n_chunks(self) -> int:
-        return math.ceil(self.replicates / self.chunk_size)
+        """Chunks of a cell that runs every round."""
+        return self.plan.n_chunks
 
     @property
     def start_names(self) -> list[str]:
@@ -573,12 +668,9 @@ class Study:
             raise KeyError(f"cell {cell_id!r} is not in the study's design") from None
 
     def chunk_replicates(self, chunk: int | str) -> range:
-        """Global replicate indices of chunk k: [k * chunk_size, min((k+1) * chunk_size, R))."""
-        k = int(chunk)
-        if not 0 <= k < self.n_chunks:
-            raise ValueError(f"chunk {k} is outside 0..{self.n_chunks - 1}")
-        first = k * self.chunk_size
-        return range(first, min(first + self.chunk_size, self.replicates))
+        """Global replicate indices of chunk k (in a fixed study [k * chunk_size, min((k+1) *
+        chunk_size, R)); in an adaptive one each round is cut alike: `ReplicatePlan`)."""
+        return self.plan.chunk_replicates(chunk)
 
     def fit_task(self, cell_id: str, chunk: int | str) -> FitTask:
         """The task of the fit job of `cell_id` and `chunk`."""
@@ -599,11 +691,53 @@ class Study:
         reps = self.chunk_replicates(chunk)
         return f"{reps.start}-{reps.stop - 1}"
 
-    def outputs(self, kind: str, root: str = "results") -> list[str]:
-        """Paths of every `kind` ("fits" or "traces") file of the study."""
+    def outputs(
+        self, kind: str, final_rounds: Mapping[str, int] | None = None, root: str = "results"
+    ) -> list[str]:
+        """Paths of the `kind` ("fits" or "traces") files of the study: of each cell's chunks
+        through its final round (`rounds.final_rounds`), or, without those, of every chunk any
+        cell may run (all of a fixed study)."""
         return [
-            result_path(kind, c.cell_id, k, root) for c in self.cells for k in range(self.n_chunks)
+            result_path(kind, c.cell_id, k, root)
+            for c in self.cells
+            for k in self.cell_chunks(c.cell_id, final_rounds)
         ]
+
+    def cell_chunks(self, cell_id: str, final_rounds: Mapping[str, int] | None = None) -> range:
+        if final_rounds is None:
+            return range(self.plan.n_chunks)
+        return self.plan.chunks_through(final_rounds[cell_id])
+
+    def cell_round_inputs(self, kind: str, cell_id: str, round_: int | str) -> list[str]:
+        """The `kind` files of one cell's rounds 0 .. `round_` (what its summary after that
+        round reads)."""
+        return [result_path(kind, cell_id, k) for k in self.plan.chunks_through(round_)]
+
+    @property
+    def cell_ids(self) -> list[str]:
+        return [c.cell_id for c in self.cells]
+
+    @staticmethod
+    def cell_summary_pattern(table: str) -> str:
+        """A cell's summary `table` after a round, as a pattern ({cell}, {round})."""
+        return cell_summary_path(table)
+
+    @staticmethod
+    def cell_summary_path(table: str, cell_id: str, round_: int | str) -> str:
+        return cell_summary_path(table, cell_id, int(round_))
+
+    @staticmethod
+    def gate_pattern() -> str:
+        """The gate after a round, as a pattern ({round})."""
+        return gate_path()
+
+    @property
+    def precision_key(self) -> str:
+        """The precision targets and the replicate plan, canonical JSON: what a cell's decision
+        after a round depends on besides its fits."""
+        return canonical_json(
+            {"precision": self.config.get("precision"), "replicates": self.config["replicates"]}
+        )
 
     @staticmethod
     def output_pattern(kind: str) -> str:
@@ -611,8 +745,8 @@ class Study:
         return result_path(kind)
 
     def fit_mem_mb(self, cell_id: str) -> int:
-        # A chunk holds at most `replicates` replicates, whatever chunk_size says.
-        return fit_job_mem_mb(self.cell(cell_id).n, min(self.chunk_size, self.replicates))
+        # A chunk holds at most its round's replicates, whatever chunk_size says.
+        return fit_job_mem_mb(self.cell(cell_id).n, self.plan.largest_chunk())
 
     def fit_runtime_min(self, cell_id: str, attempt: int = 1) -> int:
         # Measured on one core: about 2 microseconds per data point per fit in the slowest
@@ -628,11 +762,20 @@ class Study:
         return self.cell(cell_id).n * self.chunk_size
 
     def summary_line(self) -> str:
+        cells, per = len(self.cells), self.fits_per_replicate
+        if self.adaptive:
+            p = self.plan
+            return (
+                f"study {self.config['study']!r}: {cells} cells x {p.minimum} to {p.maximum} "
+                f"replicates (+{p.step} per round while a precision target is missed, at most "
+                f"{p.rounds} rounds) x {per} fits = {cells * p.minimum * per} to "
+                f"{cells * p.maximum * per} fits in {cells * len(p.round_chunks(0))} to "
+                f"{cells * p.n_chunks} jobs (config {self.config_hash[:12]})"
+            )
         return (
-            f"study {self.config['study']!r}: {len(self.cells)} cells x {self.replicates} "
-            f"replicates x {self.fits_per_replicate} fits = "
-            f"{len(self.cells) * self.replicates * self.fits_per_replicate} fits in "
-            f"{len(self.cells) * self.n_chunks} jobs (config {self.config_hash[:12]})"
+            f"study {self.config['study']!r}: {cells} cells x {self.replicates} "
+            f"replicates x {per} fits = {cells * self.replicates * per} fits in "
+            f"{cells * self.n_chunks} jobs (config {self.config_hash[:12]})"
         )
 
 

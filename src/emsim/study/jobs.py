@@ -46,6 +46,7 @@ from emsim.study.schema import (
     FOOTER_EM_ELAPSED_S,
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
+    SUMMARY_TABLES,
 )
 
 if TYPE_CHECKING:
@@ -324,6 +325,37 @@ def _study_metadata(study: Study) -> dict[str, str]:
     }
 
 
+# --- which files an adaptive study's rules read (docs/design.md section 10) ----------------------
+# `gate` is the Snakefile's checkpoint lookup: round k -> the path of the gate after round k. It
+# raises until that gate exists, so a rule asking for these waits for it.
+
+
+def cells_in_round(study: Study, round_: int, gate: Any) -> list[str]:
+    """The cells that run round `round_`."""
+    from emsim.study.rounds import active_cells
+
+    return active_cells(study.cell_ids, study.plan, round_, gate)
+
+
+def final_rounds(study: Study, gate: Any) -> dict[str, int]:
+    """Each cell's last round."""
+    from emsim.study.rounds import final_rounds
+
+    return final_rounds(study.cell_ids, study.plan, gate)
+
+
+def last_cell_summaries(study: Study, table: str, gate: Any) -> list[str]:
+    """Every cell's summary `table` after its last round, in cell order (the order of the
+    study's tables: cell ids sorted)."""
+    last = final_rounds(study, gate)
+    return [study.cell_summary_path(table, cell, last[cell]) for cell in sorted(last)]
+
+
+def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
+    """The `kind` ("fits", "traces") files of every cell's chunks through its last round."""
+    return study.outputs(kind, final_rounds(study, gate))
+
+
 # --- rule entry points ------------------------------------------------------------------------
 
 
@@ -355,7 +387,7 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "fit_config": fit_relevant(study.config),
             "seed": int(study.config["seed"]),
             "n_cells": len(study.cells),
-            "replicates": study.replicates,
+            "replicates": study.config["replicates"],
             "chunk_size": study.chunk_size,
         }
         try:
@@ -380,27 +412,118 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
         )
 
 
-def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
-    from emsim.study import summary
+def run_cell_summary(
+    study: Study, wildcards: Any, input: Any, output: Any, params: Any, log: Any
+) -> None:
+    """One cell's measures after one round (its fits of rounds 0 .. round), its precision
+    targets and what it does next (docs/design.md section 10)."""
+    from emsim.study import precision, summary
+    from emsim.study.parquet_io import write_parquet_atomic
     from emsim.study.starts import oracle_start_names
 
-    fits = list(input.fits)
+    round_ = int(wildcards.round)
     with job_logging(log[0]) as logger:
-        _warn_stale(logger, _common_folder(fits), fits)
         t0 = time.perf_counter()
-        with dataset_view(fits, Path(output.performance).parent.parent) as view:
-            summary.summarise(
-                view,
-                Path(output.performance).parent,
-                coverage_level=float(params.coverage_level),
-                metadata=_study_metadata(study),
-                oracle_starts=oracle_start_names(study.config),
+        table = summary.cell_table(list(input.fits))
+        replicates = study.plan.replicates_through(round_)
+        found = len(set(table["replicate"].to_pylist())) if table.num_rows else 0
+        if found != replicates:
+            raise RuntimeError(
+                f"cell {wildcards.cell} round {round_}: its fit files hold {found} replicates, "
+                f"not the {replicates} of rounds 0..{round_}"
             )
-        logger.info("summarised %d fit files in %.1f s", len(fits), time.perf_counter() - t0)
+        level = float(params.coverage_level)
+        tables = summary.summarise_cell(
+            table, level, oracle_starts=oracle_start_names(study.config)
+        )
+        targets = precision.Precision.from_config(study.config)
+        assessment = (
+            precision.assess(tables.performance, targets, replicates)
+            if targets is not None
+            else precision.ASSESSMENT_SCHEMA.empty_table().to_pandas()
+        )
+        stop = precision.decide(
+            assessment if targets is not None else None,
+            replicates,
+            study.plan.maximum,
+            study.adaptive,
+        )
+        cell = study.cell(wildcards.cell).as_dict()
+        meta = summary.summary_metadata(level, _study_metadata(study))
+        summary.write_tables(tables, _summary_files(output), meta, csv=False)
+        write_parquet_atomic(assessment, output.precision, meta, precision.ASSESSMENT_SCHEMA)
+        state = precision.replicates_row(cell, replicates, round_ + 1, stop, assessment)
+        write_parquet_atomic(state, output.replicates, meta, precision.REPLICATES_SCHEMA)
+        missed = assessment.loc[~assessment["met"].astype(bool)] if len(assessment) else []
+        logger.info(
+            "cell %s round %d: %d replicates, %d of %d targets met -> %s (%.1f s)%s",
+            wildcards.cell,
+            round_,
+            replicates,
+            len(assessment) - len(missed),
+            len(assessment),
+            stop,
+            time.perf_counter() - t0,
+            "".join(
+                f"; {r.measure} {r.parameter}: {r.reached:.4g} > {r.target:.4g} "
+                f"({r.worst_model}/{r.worst_method}/{r.worst_stopping}/{r.worst_start})"
+                for r in (missed.itertuples() if len(missed) else [])
+            ),
+        )
+
+
+def run_round_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
+    """The gate after a round: the cells whose summary says to go on (`rounds.write_gate`)."""
+    import pyarrow.parquet as pq
+
+    from emsim.study.precision import GO_ON
+    from emsim.study.rounds import write_gate
+
+    with job_logging(log[0]) as logger:
+        states = [pq.read_table(f, columns=["cell_id", "stop"]).to_pylist() for f in input]
+        rows = [row for rows in states for row in rows]
+        going_on = [row["cell_id"] for row in rows if row["stop"] == GO_ON]
+        write_gate(output.gate, int(wildcards.round), going_on)
+        logger.info(
+            "round %s: %d of %d cells go on to the next round",
+            wildcards.round,
+            len(going_on),
+            len(rows),
+        )
+
+
+def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
+    """The study's tables from its cells' summaries after their last rounds, in cell order."""
+    import pandas as pd
+
+    from emsim.study import precision, summary
+
+    with job_logging(log[0]) as logger:
+        t0 = time.perf_counter()
+        n_cells = len(input.performance)
+        per_cell = (
+            summary.read_tables(
+                summary.SummaryFiles(**{name: input[name][i] for name in summary.MEASURE_TABLES})
+            )
+            for i in range(n_cells)
+        )
+        tables = summary.gather(per_cell)
+        meta = summary.summary_metadata(float(params.coverage_level), _study_metadata(study))
+        summary.write_tables(tables, _summary_files(output), meta, csv=True)
+        for name, schema in (
+            ("replicates", precision.REPLICATES_SCHEMA),
+            ("precision", precision.ASSESSMENT_SCHEMA),
+        ):
+            parts = [pd.read_parquet(f) for f in input[name]]
+            frame = pd.concat(parts, ignore_index=True) if parts else schema.empty_table()
+            summary.write_table(frame, Path(output[name]), meta, schema)
+        logger.info(
+            "gathered the summaries of %d cells in %.1f s", n_cells, time.perf_counter() - t0
+        )
 
 
 def _summary_files(input: Any) -> SummaryFiles:
-    """The summary tables among the rule's named inputs (those of `summary.SUMMARY_TABLES`)."""
+    """The summary tables among the rule's named inputs or outputs (`summary.SUMMARY_TABLES`)."""
     from emsim.study.summary import SUMMARY_TABLES, SummaryFiles
 
     return SummaryFiles(**{name: input[name] for name in SUMMARY_TABLES if name in input.keys()})

@@ -37,10 +37,14 @@ __all__ = [
     "PROCEDURE",
     "RESULT_KINDS",
     "ROW_KEY",
+    "SUMMARY_TABLES",
     "TRACES_SCHEMA",
     "TRACE_KEY",
+    "cell_summary_path",
+    "gate_path",
     "kind_folder",
     "result_path",
+    "summary_path",
 ]
 
 # --- columns --------------------------------------------------------------------------------
@@ -117,6 +121,42 @@ def kind_folder(kind: str, root: str = "results") -> str:
 def result_path(kind: str, cell: str = "{cell}", chunk: object = "{chunk}", root="results") -> str:
     """The path of one cell's chunk of `kind`; left as a Snakemake pattern by default."""
     return f"{kind_folder(kind, root)}/{_RESULT_FILE.format(cell=cell, chunk=chunk)}"
+
+
+# The summary step's tables (results/summary/<table>.parquet; `summary.SummaryFiles` has one
+# field per table): the four measure tables of section 6, then the replicates each cell ran and
+# its precision targets (section 10).
+SUMMARY_TABLES: tuple[str, ...] = (
+    "performance",
+    "convergence",
+    "stopping_distance",
+    "zip_pi",
+    "replicates",
+    "precision",
+)
+
+
+def summary_path(table: str, folder: str = "results/summary") -> str:
+    """Where the summary step writes `table` (the CSV copies beside it, `.csv`)."""
+    return f"{folder}/{table}.parquet"
+
+
+# Each cell's summary tables after each of its rounds, and the gate after each round that lists
+# the cells going on (sections 4 and 10).
+_CELL_SUMMARY_FILE = "cells/cell={cell}/round={round}/{table}.parquet"
+_GATE_FILE = "rounds/round={round}.json"
+
+
+def cell_summary_path(
+    table: str, cell: str = "{cell}", round_: object = "{round}", root: str = "results"
+) -> str:
+    """One cell's summary `table` after round `round_`; a Snakemake pattern by default."""
+    return f"{root}/{_CELL_SUMMARY_FILE.format(cell=cell, round=round_, table=table)}"
+
+
+def gate_path(round_: object = "{round}", root: str = "results") -> str:
+    """The gate after round `round_` (the cells that run the next); a pattern by default."""
+    return f"{root}/{_GATE_FILE.format(round=round_)}"
 
 
 # --- footers (section 4): key-value metadata a fit job adds to both of its files -------------

@@ -5,6 +5,7 @@ the diagnostics of `emsim.study.stopping`, and writes the summary tables."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,15 +28,23 @@ from emsim.study.measures import (
     sort_rows,
 )
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
-from emsim.study.schema import CELL_PARTITION, ORACLE_STARTS
+from emsim.study.schema import CELL_PARTITION, ORACLE_STARTS, SUMMARY_TABLES, summary_path
 
 __all__ = [
+    "CSV_TABLES",
+    "MEASURE_TABLES",
     "SUMMARY_TABLES",
     "SummaryFiles",
+    "SummaryTables",
+    "cell_table",
+    "gather",
     "read_files",
     "read_fragments",
+    "read_tables",
     "summarise",
+    "summarise_cell",
     "summary_metadata",
+    "write_tables",
 ]
 
 
@@ -56,6 +65,10 @@ class SummaryFiles:
     convergence: Path
     stopping_distance: Path | None = None
     zip_pi: Path | None = None
+    # The replicates each cell ran and why it stopped, and its precision targets (section 10):
+    # written by the workflow's summary step, not by `summarise`.
+    replicates: Path | None = None
+    precision: Path | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -66,12 +79,12 @@ class SummaryFiles:
     @classmethod
     def in_folder(cls, folder: str | os.PathLike[str]) -> SummaryFiles:
         """The tables as `summarise` writes them into `folder`: ``<folder>/<table>.parquet``."""
-        folder = Path(folder)
-        return cls(**{name: folder / f"{name}.parquet" for name in SUMMARY_TABLES})
+        return cls(**{name: summary_path(name, str(folder)) for name in SUMMARY_TABLES})
 
 
-# The summary step's tables (results/summary/<name>.parquet; the first two also as CSV).
-SUMMARY_TABLES: tuple[str, ...] = tuple(field.name for field in fields(SummaryFiles))
+# The summary step's tables (schema.SUMMARY_TABLES, one field of SummaryFiles each), and those
+# also written as CSV.
+CSV_TABLES: tuple[str, ...] = ("performance", "convergence", "replicates", "precision")
 
 
 # --- streaming over the study's fits --------------------------------------------------------
@@ -121,29 +134,41 @@ _UNUSED_COLUMNS = frozenset({"loglik_start", "swapped", "best_start_gap", "logli
 _SLICE_ROWS = 200_000
 
 
-def _iter_slices(
-    fits_dir: str | os.PathLike[str],
-) -> Iterator[tuple[str, Iterator[pd.DataFrame]]]:
-    """Yield (cell_id, frames) for each cell: the cell's fit rows one model at a time.
+def _cell_tables(fits_dir: str | os.PathLike[str]) -> Iterator[pa.Table]:
+    """Each cell's fit rows as one Arrow table, in cell order."""
+    for fragments in _cell_fragments(Path(fits_dir)).values():
+        yield cell_table(fragments)
 
-    Every measure groups by model, `best` is chosen within a replicate x model x method x
-    stopping rule and the common set within a replicate x model x start, so the slices
-    summarise exactly as the whole cell does. The cell is held as one Arrow table (compact: no
-    Python strings, no unused columns) and, when it has more than `_SLICE_ROWS` rows, only one
-    slice at a time becomes a pandas frame with its intermediate tables. Smaller cells are one
-    slice, which is faster.
-    """
-    for cell, fragments in _cell_fragments(Path(fits_dir)).items():
-        tables = [fragment.to_table() for fragment in fragments]
-        table = pa.concat_tables(tables, promote_options="permissive")
-        del tables
-        table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
-        if "cell_id" not in table.column_names:
-            table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
-        yield cell, _model_slices(table)
+
+def cell_table(fragments_or_files: Iterable[pads.Fragment | str | os.PathLike[str]]) -> pa.Table:
+    """One cell's fit rows (its chunk files, or their fragments) as one compact Arrow table: no
+    Python strings and no columns that no measure reads. ``cell_id`` is taken from the files'
+    hive folder when the rows lack it."""
+    fragments = [
+        item
+        if isinstance(item, pads.Fragment)
+        else next(iter(pads.dataset(str(item), format="parquet").get_fragments()))
+        for item in fragments_or_files
+    ]
+    tables = [fragment.to_table() for fragment in fragments]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    del tables
+    table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
+    if "cell_id" not in table.column_names and fragments:
+        match = re.search(r"cell=([^/]+)/", str(fragments[0].path))
+        cell = match.group(1) if match else ""
+        table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
+    return table
 
 
 def _model_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
+    """The cell's rows one model at a time when it has more than `_SLICE_ROWS` rows.
+
+    Every measure groups by model, `best` is chosen within a replicate x model x method x
+    stopping rule and the common set within a replicate x model x start, so the slices
+    summarise exactly as the whole cell does; only one slice at a time becomes a pandas frame
+    with its intermediate tables. Smaller cells are one slice, which is faster.
+    """
     split = (
         table.num_rows > _SLICE_ROWS
         and "model" in table.column_names
@@ -156,11 +181,78 @@ def _model_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
         yield table.filter(pc.equal(table["model"], model)).to_pandas()
 
 
-def write_table(frame: pd.DataFrame, parquet_path: Path, meta: Mapping[str, str]) -> None:
-    """Atomically write `frame` as Parquet (with `meta` as key-value metadata) and as CSV."""
-    write_parquet_atomic(frame, parquet_path, meta)
+@dataclass
+class SummaryTables:
+    """The four measure tables in memory: of one cell (`summarise_cell`) or of a study
+    (`gather`)."""
+
+    performance: pd.DataFrame
+    convergence: pd.DataFrame
+    stopping_distance: pd.DataFrame
+    zip_pi: pd.DataFrame
+
+
+MEASURE_TABLES: tuple[str, ...] = tuple(field.name for field in fields(SummaryTables))
+
+
+def summarise_cell(
+    table: pa.Table,
+    coverage_level: float = 0.95,
+    best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
+    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+) -> SummaryTables:
+    """The measures of one cell's fit rows (`cell_table`): adds the derived start ``best``
+    (`add_best_start`), then performance, convergence and the stopping-rule diagnostics."""
+    perf, conv, distance, zips = [], [], [], []
+    for rows in _model_slices(table):
+        rows = add_best_start(rows, best_exclude, oracle_starts)
+        perf.append(performance(rows, coverage_level))
+        conv.append(convergence(rows))
+        distance.append(stopping.distance_counts(rows))
+        zips.append(stopping.zip_rows(rows))
+        del rows
+    return SummaryTables(
+        performance=sort_rows(concat_rows(perf, PERFORMANCE_COLUMNS), with_parameter=True),
+        convergence=sort_rows(concat_rows(conv, CONVERGENCE_COLUMNS), with_parameter=False),
+        stopping_distance=stopping.merge_distance_counts(distance),
+        zip_pi=stopping.merge_zip_rows(zips),
+    )
+
+
+def gather(cells: Iterable[SummaryTables]) -> SummaryTables:
+    """The study's tables from its cells' (in cell order): rows concatenated, the distance
+    counts summed. Equal to summarising all the fits at once."""
+    perf, conv, distance, zips = [], [], [], []
+    for cell in cells:
+        perf.append(cell.performance)
+        conv.append(cell.convergence)
+        distance.append(cell.stopping_distance)
+        zips.append(cell.zip_pi)
+    return SummaryTables(
+        performance=concat_rows(perf, PERFORMANCE_COLUMNS),
+        convergence=concat_rows(conv, CONVERGENCE_COLUMNS),
+        stopping_distance=stopping.merge_distance_counts(distance),
+        zip_pi=stopping.merge_zip_rows(zips),
+    )
+
+
+def read_tables(files: SummaryFiles) -> SummaryTables:
+    """The measure tables back from Parquet (a cell's, as `write_tables` wrote them)."""
+    return SummaryTables(**{name: pd.read_parquet(getattr(files, name)) for name in MEASURE_TABLES})
+
+
+def write_table(
+    frame: pd.DataFrame | pa.Table,
+    parquet_path: Path,
+    meta: Mapping[str, str],
+    schema: pa.Schema | None = None,
+) -> None:
+    """Atomically write `frame` as Parquet (with `meta` as key-value metadata; `schema` fixes
+    the column types) and as CSV beside it."""
+    write_parquet_atomic(frame, parquet_path, meta, schema)
+    rows = frame.to_pandas() if isinstance(frame, pa.Table) else frame
     csv_path = parquet_path.with_suffix(".csv")
-    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(csv_path, lambda tmp: rows.to_csv(tmp, index=False))
 
 
 def summary_metadata(
@@ -195,30 +287,23 @@ def summarise(
     ``SummaryFiles.in_folder(out_dir)``).
     """
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
-    perf_parts, conv_parts, distance_parts, zip_parts = [], [], [], []
-    for _cell, slices in _iter_slices(fits_dir):
-        cell_perf, cell_conv = [], []
-        for rows in slices:
-            rows = add_best_start(rows, best_exclude, oracle_starts)
-            cell_perf.append(performance(rows, coverage_level))
-            cell_conv.append(convergence(rows))
-            distance_parts.append(stopping.distance_counts(rows))
-            zip_parts.append(stopping.zip_rows(rows))
-            del rows
-        perf_parts.append(
-            sort_rows(concat_rows(cell_perf, PERFORMANCE_COLUMNS), with_parameter=True)
-        )
-        conv_parts.append(
-            sort_rows(concat_rows(cell_conv, CONVERGENCE_COLUMNS), with_parameter=False)
-        )
-    perf = concat_rows(perf_parts, PERFORMANCE_COLUMNS)
-    conv = concat_rows(conv_parts, CONVERGENCE_COLUMNS)
-    meta = summary_metadata(coverage_level, metadata)
+    tables = gather(
+        summarise_cell(table, coverage_level, best_exclude, oracle_starts)
+        for table in _cell_tables(fits_dir)
+    )
     files = SummaryFiles.in_folder(out_dir)
-    paths = {name: getattr(files, name) for name in SUMMARY_TABLES}
-    write_table(perf, paths["performance"], meta)
-    write_table(conv, paths["convergence"], meta)
-    distance = stopping.merge_distance_counts(distance_parts)
-    write_parquet_atomic(distance, paths["stopping_distance"], meta)
-    write_parquet_atomic(stopping.merge_zip_rows(zip_parts), paths["zip_pi"], meta)
-    return paths
+    write_tables(tables, files, summary_metadata(coverage_level, metadata), csv=True)
+    return {name: getattr(files, name) for name in MEASURE_TABLES}
+
+
+def write_tables(
+    tables: SummaryTables, files: SummaryFiles, meta: Mapping[str, str], csv: bool
+) -> None:
+    """Atomically write the measure tables to `files` (Parquet with `meta` as key-value
+    metadata); with `csv`, performance and convergence also as CSV beside them."""
+    for name in MEASURE_TABLES:
+        frame, path = getattr(tables, name), getattr(files, name)
+        if csv and name in CSV_TABLES:
+            write_table(frame, path, meta)
+        else:
+            write_parquet_atomic(frame, path, meta)

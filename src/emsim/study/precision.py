@@ -1,0 +1,226 @@
+"""Precision targets: does a cell have enough replicates? (docs/design.md section 10).
+
+The config's ``precision`` block states Monte Carlo SEs to reach: of the bias (EmpSE / sqrt(n_ok),
+per parameter) and of the coverage (sqrt(C (1 - C) / n_se)). A target applies to the cell's
+performance rows of the own set (section 6) for its parameter, restricted to the models, methods,
+stopping rules and starts the block names (all of them by default, with the derived `best`),
+and leaving out rows where the measure has no true value to be measured against (equal_var's
+`sigma` in a cell with unequal sigmas). It is *met* when its MCSE is at most the target in every
+one of those rows; a row whose MCSE cannot be computed (fewer than two usable fits, or fewer than
+two with an SE) misses it, since more replicates may give it one.
+
+After each round a cell's assessment (`assess`) says, per target, the worst MCSE reached and the
+row that has it; `decide` turns that into the cell's next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from emsim.models import MODELS
+from emsim.study.measures import OWN_SET, PARAMETER_ORDER
+from emsim.study.schema import BEST_START, CELL_KEYS, DESIGN_FIELDS, FIT_ID
+
+__all__ = [
+    "ASSESSMENT_COLUMNS",
+    "ASSESSMENT_SCHEMA",
+    "GO_ON",
+    "MEASURES",
+    "REPLICATES_SCHEMA",
+    "STOP_FIXED",
+    "STOP_MAX",
+    "STOP_MET",
+    "Precision",
+    "Target",
+    "assess",
+    "decide",
+    "replicates_row",
+]
+
+# The config keys of the targets and the performance column each one bounds.
+MEASURES: dict[str, str] = {"bias_mcse": "bias_mcse", "coverage_mcse": "coverage_mcse"}
+# A cell's state after a round: every target met; `max` replicates reached without that; one
+# round only (a fixed study); or on to the next round.
+STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
+
+_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
+# The `precision` table: one row per cell x target after the cell's last round.
+ASSESSMENT_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("measure", pa.string()),
+        ("parameter", pa.string()),
+        ("target", pa.float64()),
+        ("reached", pa.float64()),
+        ("met", pa.bool_()),
+        ("rows", pa.int64()),
+        *((f"worst_{key}", pa.string()) for key in FIT_ID),
+    ]
+)
+ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
+# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
+# it stopped (STOP_MET, STOP_MAX, STOP_FIXED; GO_ON only in a cell's summary before its last
+# round).
+REPLICATES_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("rounds", pa.int64()),
+        ("stop", pa.string()),
+        ("targets", pa.int64()),
+        ("targets_met", pa.int64()),
+    ]
+)
+
+
+def replicates_row(
+    cell: Mapping, replicates: int, rounds: int, stop: str, assessment: pd.DataFrame
+) -> pd.DataFrame:
+    """A cell's row of the `replicates` table."""
+    row = {
+        **{key: cell[key] for key in CELL_KEYS},
+        "replicates": int(replicates),
+        "rounds": int(rounds),
+        "stop": stop,
+        "targets": len(assessment),
+        "targets_met": int(assessment["met"].sum()) if len(assessment) else 0,
+    }
+    return pd.DataFrame([row], columns=REPLICATES_SCHEMA.names)
+
+
+@dataclass(frozen=True)
+class Target:
+    measure: str  # a key of MEASURES
+    parameter: str  # a reported parameter (measures.PARAMETER_ORDER)
+    value: float
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The validated ``precision`` block: its targets and the rows they apply to (None = all)."""
+
+    targets: tuple[Target, ...]
+    models: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    stopping: tuple[str, ...] | None = None
+    starts: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> Precision | None:
+        """From a validated config (None without a ``precision`` block). `cfg["models"]` gives
+        the parameters a one-number target applies to; a random start's config name stands for
+        all of its draws (``random`` -> random1 .. randomk)."""
+        block = cfg.get("precision")
+        if not block:
+            return None
+        models = tuple(block.get("models") or cfg["models"])
+        estimated = [p for p in PARAMETER_ORDER if any(p in MODELS[m] for m in models)]
+        targets = []
+        for measure in MEASURES:
+            spec = block.get(measure)
+            if spec is None:
+                continue
+            values = spec if isinstance(spec, Mapping) else dict.fromkeys(estimated, spec)
+            targets += [
+                Target(measure, p, float(values[p])) for p in PARAMETER_ORDER if p in values
+            ]
+        starts = block.get("starts")
+        if starts is not None:
+            starts = tuple(_expand_starts(starts, cfg["starts"]))
+        return cls(
+            targets=tuple(targets),
+            models=tuple(block["models"]) if "models" in block else None,
+            methods=tuple(block["methods"]) if "methods" in block else None,
+            stopping=tuple(block["stopping"]) if "stopping" in block else None,
+            starts=starts,
+        )
+
+    def scope(self, perf: pd.DataFrame) -> pd.Series:
+        """Which performance rows the targets apply to (before the parameter and truth)."""
+        keep = perf["set"] == OWN_SET
+        for column, allowed in (
+            ("model", self.models),
+            ("method", self.methods),
+            ("stopping", self.stopping),
+            ("start", self.starts),
+        ):
+            if allowed is not None:
+                keep &= perf[column].isin(allowed)
+        return keep
+
+
+def _expand_starts(names: Sequence[str], starts_config: Sequence[Mapping]) -> list[str]:
+    from emsim.study.config import start_names
+
+    out: list[str] = []
+    for name in names:
+        if name == BEST_START:
+            out.append(name)
+            continue
+        for st in starts_config:
+            if st["name"] == name:
+                out += start_names([st])
+                break
+        else:
+            out.append(name)  # a single draw named directly (random2)
+    return out
+
+
+def assess(perf: pd.DataFrame, precision: Precision, replicates: int) -> pd.DataFrame:
+    """One row per target for one cell's performance rows (ASSESSMENT_COLUMNS): the largest
+    MCSE over the rows it applies to (`reached`, NaN when one of them has none), whether it is
+    met, how many rows it applies to and which row is the worst (the first without an MCSE, else
+    the one with the largest). A target that applies to no row of the cell is met (there is
+    nothing to measure), with ``rows`` 0."""
+    if perf.empty:
+        return ASSESSMENT_SCHEMA.empty_table().to_pandas()
+    cell = perf.iloc[0]
+    in_scope = precision.scope(perf)
+    rows = []
+    for target in precision.targets:
+        measure_column = MEASURES[target.measure]
+        chosen = perf[
+            in_scope & (perf["parameter"] == target.parameter) & perf["true_value"].notna()
+        ]
+        mcse = chosen[measure_column].to_numpy(dtype=float)
+        worst = None
+        if len(mcse) == 0:
+            reached, met = np.nan, True
+        elif np.isnan(mcse).any():
+            reached, met = np.nan, False
+            worst = chosen.iloc[int(np.flatnonzero(np.isnan(mcse))[0])]
+        else:
+            i = int(np.argmax(mcse))
+            reached, met = float(mcse[i]), bool(mcse[i] <= target.value)
+            worst = chosen.iloc[i]
+        rows.append(
+            {
+                **{key: cell[key] for key in CELL_KEYS},
+                "replicates": int(replicates),
+                "measure": target.measure,
+                "parameter": target.parameter,
+                "target": target.value,
+                "reached": reached,
+                "met": met,
+                "rows": len(mcse),
+                **{f"worst_{key}": (None if worst is None else worst[key]) for key in FIT_ID},
+            }
+        )
+    return pd.DataFrame(rows, columns=list(ASSESSMENT_COLUMNS))
+
+
+def decide(assessment: pd.DataFrame | None, replicates: int, maximum: int, adaptive: bool) -> str:
+    """The cell's state after a round with `replicates` replicates done: STOP_FIXED in a study of
+    one round, STOP_MET when every target is met, STOP_MAX when `maximum` is reached without
+    that, else GO_ON."""
+    if not adaptive:
+        return STOP_FIXED
+    if assessment is not None and bool(assessment["met"].all()):
+        return STOP_MET
+    return STOP_MAX if replicates >= maximum else GO_ON
