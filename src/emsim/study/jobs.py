@@ -524,7 +524,7 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
 
 def _summary_files(input: Any) -> SummaryFiles:
     """The summary tables among the rule's named inputs or outputs (`summary.SUMMARY_TABLES`)."""
-    from emsim.study.summary import SUMMARY_TABLES, SummaryFiles
+    from emsim.study.summary import SummaryFiles
 
     return SummaryFiles(**{name: input[name] for name in SUMMARY_TABLES if name in input.keys()})
 
