@@ -130,6 +130,16 @@ def _schema_error(err) -> ConfigError:
         if missing:
             return ConfigError(_fmt_path([*path, missing[0]]), "missing (required)")
     if err.validator == "oneOf":
+        # A mapping is judged by the mapping alternative, anything else by the others: the
+        # error of that alternative says what is wrong (with its hints, e.g. 1e3 as text).
+        wants_mapping = isinstance(err.instance, dict)
+        chosen = [
+            sub
+            for sub in err.context
+            if (err.validator_value[sub.schema_path[0]].get("type") == "object") == wants_mapping
+        ]
+        if chosen and not any("$ref" in alt for alt in err.validator_value):
+            return _schema_error(jsonschema_best_match(chosen))
         kinds = " or ".join(_kind(sub) for sub in err.validator_value)
         return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not {kinds}")
     if err.validator == "anyOf" and all(set(sub) == {"required"} for sub in err.validator_value):
@@ -139,6 +149,12 @@ def _schema_error(err) -> ConfigError:
         options = ", ".join(map(str, err.validator_value))
         return ConfigError(_fmt_path(path), f"{_show(err.instance)} is not one of {options}")
     return ConfigError(_fmt_path(path), err.message.replace("\n", " ") + _type_hint(err))
+
+
+def jsonschema_best_match(errors):
+    import jsonschema
+
+    return jsonschema.exceptions.best_match(errors)
 
 
 def _kind(subschema: Mapping[str, Any]) -> str:

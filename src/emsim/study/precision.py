@@ -20,11 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from emsim.models import MODELS
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
-from emsim.study.schema import BEST_START, CELL_KEYS, DESIGN_FIELDS, FIT_ID
+from emsim.study.schema import (
+    ASSESSMENT_SCHEMA,
+    BEST_START,
+    CELL_KEYS,
+    FIT_ID,
+    REPLICATES_SCHEMA,
+)
 
 __all__ = [
     "ASSESSMENT_COLUMNS",
@@ -48,35 +53,7 @@ MEASURES: dict[str, str] = {"bias_mcse": "bias_mcse", "coverage_mcse": "coverage
 # round only (a fixed study); or on to the next round.
 STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
 
-_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
-# The `precision` table: one row per cell x target after the cell's last round.
-ASSESSMENT_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("measure", pa.string()),
-        ("parameter", pa.string()),
-        ("target", pa.float64()),
-        ("reached", pa.float64()),
-        ("met", pa.bool_()),
-        ("rows", pa.int64()),
-        *((f"worst_{key}", pa.string()) for key in FIT_ID),
-    ]
-)
 ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
-# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
-# it stopped (STOP_MET, STOP_MAX, STOP_FIXED; GO_ON only in a cell's summary before its last
-# round).
-REPLICATES_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("rounds", pa.int64()),
-        ("stop", pa.string()),
-        ("targets", pa.int64()),
-        ("targets_met", pa.int64()),
-    ]
-)
 
 
 def replicates_row(

@@ -44,61 +44,68 @@ class ReplicatePlan:
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum or self.step < 1 or self.chunk_size < 1:
             raise ValueError(f"invalid replicate plan {self}")
-        # Every chunk's replicates, in order: round 0's chunks first, then round 1's, ...
-        chunks: list[range] = []
-        first_chunk: list[int] = []
-        for block in self._round_blocks():
-            first_chunk.append(len(chunks))
-            chunks += [
-                range(a, min(a + self.chunk_size, block.stop))
-                for a in range(block.start, block.stop, self.chunk_size)
-            ]
-        first_chunk.append(len(chunks))
-        object.__setattr__(self, "_chunks", tuple(chunks))
-        object.__setattr__(self, "_first_chunk", tuple(first_chunk))
 
-    def _round_blocks(self) -> list[range]:
-        blocks = [range(0, self.minimum)]
-        while blocks[-1].stop < self.maximum:
-            start = blocks[-1].stop
-            blocks.append(range(start, min(start + self.step, self.maximum)))
-        return blocks
+    # Computed, not listed: a plan of 10^9 replicates must cost nothing before the config's
+    # limits refuse it.
+    @property
+    def rounds(self) -> int:
+        return 1 + -(-(self.maximum - self.minimum) // self.step)
 
     @property
     def adaptive(self) -> bool:
         """More than one round: which rounds run is decided by the precision targets."""
         return self.rounds > 1
 
-    @property
-    def rounds(self) -> int:
-        return len(self._first_chunk) - 1
+    def _block(self, round_: int) -> range:
+        if round_ == 0:
+            return range(0, self.minimum)
+        start = self.minimum + (round_ - 1) * self.step
+        return range(start, min(start + self.step, self.maximum))
+
+    def _chunks_in(self, round_: int) -> int:
+        return -(-len(self._block(round_)) // self.chunk_size)
+
+    def _first_chunk(self, round_: int) -> int:
+        if round_ == 0:
+            return 0
+        return self._chunks_in(0) + (round_ - 1) * -(-self.step // self.chunk_size)
 
     @property
     def n_chunks(self) -> int:
         """Chunks of a cell that runs every round (to `maximum`)."""
-        return len(self._chunks)
+        last = self.rounds - 1
+        return self._first_chunk(last) + self._chunks_in(last)
 
     def chunk_replicates(self, chunk: int | str) -> range:
         k = int(chunk)
         if not 0 <= k < self.n_chunks:
             raise ValueError(f"chunk {k} is outside 0..{self.n_chunks - 1}")
-        return self._chunks[k]
+        first = self._chunks_in(0)
+        if k < first:
+            round_, index = 0, k
+        else:
+            per_round = -(-self.step // self.chunk_size)
+            round_, index = 1 + (k - first) // per_round, (k - first) % per_round
+        block = self._block(round_)
+        start = block.start + index * self.chunk_size
+        return range(start, min(start + self.chunk_size, block.stop))
 
     def round_chunks(self, round_: int | str) -> range:
         """Chunk numbers of round `round_` alone."""
         k = self._check_round(round_)
-        return range(self._first_chunk[k], self._first_chunk[k + 1])
+        return range(self._first_chunk(k), self._first_chunk(k) + self._chunks_in(k))
 
     def chunks_through(self, round_: int | str) -> range:
         """Chunk numbers of rounds 0 .. `round_`: the whole of a cell that stops after it."""
-        return range(0, self._first_chunk[self._check_round(round_) + 1])
+        return range(0, self.round_chunks(round_).stop)
 
     def replicates_through(self, round_: int | str) -> int:
-        k = self._check_round(round_)
-        return self._chunks[self._first_chunk[k + 1] - 1].stop
+        return self._block(self._check_round(round_)).stop
 
     def largest_chunk(self) -> int:
-        return max(len(c) for c in self._chunks)
+        # Round 1 is the longest after round 0 (every later one is as long or cut at `max`).
+        blocks = [len(self._block(k)) for k in range(min(self.rounds, 2))]
+        return min(self.chunk_size, max(blocks))
 
     def _check_round(self, round_: int | str) -> int:
         k = int(round_)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from emsim.models import PARAMS
 
 __all__ = [
+    "ASSESSMENT_SCHEMA",
     "BEST_START",
     "CELL_KEYS",
     "CELL_PARAMS",
@@ -35,6 +36,7 @@ __all__ = [
     "HIVE_FILE",
     "ORACLE_STARTS",
     "PROCEDURE",
+    "REPLICATES_SCHEMA",
     "RESULT_KINDS",
     "ROW_KEY",
     "SUMMARY_TABLES",
@@ -100,6 +102,38 @@ TRACES_SCHEMA = pa.schema(
         ("diff_loglik", pa.float64()),
     ]
 )
+
+# --- the precision tables (section 10) -------------------------------------------------------
+
+_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
+# The `precision` table: one row per cell x target after the cell's last round.
+ASSESSMENT_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("measure", pa.string()),
+        ("parameter", pa.string()),
+        ("target", pa.float64()),
+        ("reached", pa.float64()),
+        ("met", pa.bool_()),
+        ("rows", pa.int64()),
+        *((f"worst_{key}", pa.string()) for key in FIT_ID),
+    ]
+)
+# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
+# it stopped (`precision.STOP_*`: met, max, fixed; `continue` only in a cell's summary
+# before its last round).
+REPLICATES_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("rounds", pa.int64()),
+        ("stop", pa.string()),
+        ("targets", pa.int64()),
+        ("targets_met", pa.int64()),
+    ]
+)
+
 
 # --- files (section 4) ------------------------------------------------------------------------
 
