@@ -20,17 +20,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from emsim.models import MODELS
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
-from emsim.study.schema import BEST_START, CELL_KEYS, DESIGN_FIELDS, FIT_ID
+from emsim.study.schema import (
+    ASSESSMENT_SCHEMA,
+    BEST_START,
+    CELL_KEYS,
+    FIT_ID,
+    PLAN_METADATA,
+    REPLICATES_SCHEMA,
+)
 
 __all__ = [
     "ASSESSMENT_COLUMNS",
     "ASSESSMENT_SCHEMA",
     "GO_ON",
     "MEASURES",
+    "PLAN_METADATA",
     "REPLICATES_SCHEMA",
     "STOP_FIXED",
     "STOP_MAX",
@@ -39,6 +46,8 @@ __all__ = [
     "Target",
     "assess",
     "decide",
+    "plan_from_metadata",
+    "plan_metadata",
     "replicates_row",
 ]
 
@@ -47,36 +56,24 @@ MEASURES: dict[str, str] = {"bias_mcse": "bias_mcse", "coverage_mcse": "coverage
 # A cell's state after a round: every target met; `max` replicates reached without that; one
 # round only (a fixed study); or on to the next round.
 STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
-
-_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
-# The `precision` table: one row per cell x target after the cell's last round.
-ASSESSMENT_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("measure", pa.string()),
-        ("parameter", pa.string()),
-        ("target", pa.float64()),
-        ("reached", pa.float64()),
-        ("met", pa.bool_()),
-        ("rows", pa.int64()),
-        *((f"worst_{key}", pa.string()) for key in FIT_ID),
-    ]
-)
+# The Arrow schemas of the `precision` and `replicates` tables and the `replicates` table's
+# metadata keys of the plan are contracts: they live in `schema` and are re-exported here.
 ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
-# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
-# it stopped (STOP_MET, STOP_MAX, STOP_FIXED; GO_ON only in a cell's summary before its last
-# round).
-REPLICATES_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("rounds", pa.int64()),
-        ("stop", pa.string()),
-        ("targets", pa.int64()),
-        ("targets_met", pa.int64()),
-    ]
-)
+
+
+def plan_metadata(minimum: int, maximum: int, step: int) -> dict[str, str]:
+    """The plan's entries of the replicates table's metadata (`PLAN_METADATA`)."""
+    return dict(zip(PLAN_METADATA, map(str, (minimum, maximum, step)), strict=True))
+
+
+def plan_from_metadata(meta: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(min, max, step) of an adaptive plan from the replicates table's metadata; None for a
+    fixed study or a table that does not record it."""
+    try:
+        low, high, step = (int(meta[key]) for key in PLAN_METADATA)
+    except (KeyError, ValueError):
+        return None
+    return (low, high, step) if low < high else None
 
 
 def replicates_row(
