@@ -16,6 +16,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from emsim.study import figures
@@ -28,8 +30,20 @@ from emsim.study.measures import (
     convergence,
     performance,
 )
+from emsim.study.precision import (
+    ASSESSMENT_SCHEMA,
+    REPLICATES_SCHEMA,
+    STOP_MAX,
+    STOP_MET,
+    Precision,
+    Target,
+    assess,
+    decide,
+    plan_metadata,
+    replicates_row,
+)
 from emsim.study.report import format_estimate, write_report
-from emsim.study.summary import SUMMARY_TABLES, SummaryFiles, summarise
+from emsim.study.summary import MEASURE_TABLES, SUMMARY_TABLES, SummaryFiles, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")
@@ -257,10 +271,13 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     files = SummaryFiles.in_folder(root / "summary")
     assert tuple(f.name for f in dataclasses.fields(files)) == SUMMARY_TABLES
     written = summarise(root / "fits", tmp_path / "summary")
+    # `summarise` writes the measure tables; the replicates and precision tables are the
+    # workflow's (its summary step), so a library summary has none.
     assert written == {
-        name: getattr(SummaryFiles.in_folder(tmp_path / "summary"), name) for name in SUMMARY_TABLES
+        name: getattr(SummaryFiles.in_folder(tmp_path / "summary"), name) for name in MEASURE_TABLES
     }
-    assert all(getattr(files, name).is_file() for name in SUMMARY_TABLES)
+    assert all(getattr(files, name).is_file() for name in MEASURE_TABLES)
+    assert not any(getattr(files, name).exists() for name in ("replicates", "precision"))
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
@@ -372,3 +389,118 @@ def test_report_without_results(tmp_path):
     assert "No performance results." in html
     assert "was not drawn" in html
     assert not EXTERNAL.search(html)
+
+
+# --- replicates and Monte Carlo precision (issue 11) ------------------------------------------
+
+ADAPTIVE = {"min": 4, "max": 8, "step": 4}
+
+
+def adaptive_summary(study, folder: Path) -> tuple[SummaryFiles, float]:
+    """The synthetic study's summary with the replicates and precision tables an adaptive study
+    writes: one bias-MCSE target for pi, set between the cells' worst MCSEs so that some cells
+    meet it and the others stop at max (all cells ran `max` replicates here)."""
+    summary = SummaryFiles.in_folder(study["root"] / "summary")
+    perf = pd.read_parquet(summary.performance)
+    probe = Precision(targets=(Target("bias_mcse", "pi", 1.0),))
+    worst = sorted(
+        assess(rows, probe, ADAPTIVE["max"])["reached"].iloc[0]
+        for _, rows in perf.groupby("cell_id")
+    )
+    target = (worst[len(worst) // 2 - 1] + worst[len(worst) // 2]) / 2
+    precision = Precision(targets=(Target("bias_mcse", "pi", target),))
+    assessments, replicates = [], []
+    for _, rows in perf.groupby("cell_id"):
+        assessment = assess(rows, precision, ADAPTIVE["max"])
+        stop = decide(assessment, ADAPTIVE["max"], ADAPTIVE["max"], adaptive=True)
+        assessments.append(assessment)
+        cell = rows.iloc[0]
+        replicates.append(replicates_row(cell, ADAPTIVE["max"], 2, stop, assessment))
+    folder.mkdir(parents=True, exist_ok=True)
+    reps_path, prec_path = folder / "replicates.parquet", folder / "precision.parquet"
+    plan = plan_metadata(ADAPTIVE["min"], ADAPTIVE["max"], ADAPTIVE["step"])
+    table = pa.Table.from_pandas(
+        pd.concat(replicates, ignore_index=True), REPLICATES_SCHEMA, preserve_index=False
+    )
+    pq.write_table(table.replace_schema_metadata(plan), reps_path)
+    pq.write_table(
+        pa.Table.from_pandas(
+            pd.concat(assessments, ignore_index=True), ASSESSMENT_SCHEMA, preserve_index=False
+        ),
+        prec_path,
+    )
+    files = dataclasses.replace(summary, replicates=reps_path, precision=prec_path)
+    return files, target
+
+
+def adaptive_config(target: float) -> dict:
+    return {**CONFIG, "replicates": ADAPTIVE, "precision": {"bias_mcse": {"pi": target}}}
+
+
+def test_replicates_figure_adaptive_and_fixed(study, tmp_path):
+    files, _ = adaptive_summary(study, tmp_path / "summary")
+    adaptive = figures.draw_one("replicates", files, [], tmp_path / "adaptive.png")
+    assert_readable_png(adaptive)
+    # Without the replicates table the counts come from the convergence table.
+    assert_readable_png(study["replicates"])
+    reps = pd.read_parquet(files.replicates)
+    fixed = figures.plot_replicates(reps.assign(stop="fixed"), tmp_path / "fixed.png")
+    assert_readable_png(fixed)
+    assert len({adaptive.read_bytes(), fixed.read_bytes(), study["replicates"].read_bytes()}) == 3
+    empty = figures.plot_replicates(reps.iloc[:0], tmp_path / "empty.png")
+    assert_readable_png(empty, min_side=150)
+
+
+def _section(html: str, anchor: str) -> str:
+    start = html.index(f'<section id="{anchor}">')
+    return html[start : html.index("</section>", start)]
+
+
+def test_report_lists_replicates_targets_and_cells_stopped_at_max(study, tmp_path):
+    files, target = adaptive_summary(study, tmp_path / "summary")
+    html = write_report(
+        files,
+        {name: study[name] for name in FIGURE_NAMES},
+        tmp_path / "index.html",
+        adaptive_config(target),
+        {},
+    ).read_text(encoding="utf-8")
+    # Sections up to 9 keep their numbers (docs and config.yaml cite "report section 9").
+    assert "9. Can the stopping rule be trusted?" in html
+    section = _section(html, "replicates")
+    assert "10. Replicates and Monte Carlo precision" in section
+    reps = pd.read_parquet(files.replicates)
+    prec = pd.read_parquet(files.precision)
+    stopped = reps[reps["stop"] == STOP_MAX]
+    assert 0 < len(stopped) < len(reps) and set(reps["stop"]) == {STOP_MET, STOP_MAX}
+    assert f"{len(reps) - len(stopped)} met every target, {len(stopped)} stopped" in section
+    table, missed = section.split('id="missed-targets"')
+    # Every cell in the table with its replicates; the missed list names exactly the cells
+    # that stopped at max, each with the MCSE it reached and its worst row.
+    labels = {}
+    for _, row in figures.add_design_factors(reps).iterrows():
+        labels[row["cell_id"]] = figures.cell_label(row)
+        assert f"<td>{labels[row['cell_id']]}</td><td>{ADAPTIVE['max']}</td>" in table
+    for _, row in prec.iterrows():
+        shown = f"<td>{labels[row['cell_id']]}</td>"
+        assert (shown in missed) == (not row["met"])
+        if not row["met"]:
+            reached = f"{row['reached']:.3g}"
+            worst = f"{row['worst_model']} / {row['worst_method']}"
+            assert reached in missed and worst in missed
+    assert 'href="#fig-replicates"' in section
+
+
+def test_report_replicates_of_a_fixed_study_and_missing_tables(study, tmp_path):
+    summary = SummaryFiles.in_folder(study["root"] / "summary")
+    assert not summary.replicates.exists()  # summarise does not write it: from convergence
+    html = write_report(summary, {}, tmp_path / "fixed.html", CONFIG, {}).read_text("utf-8")
+    section = _section(html, "replicates")
+    cells = pd.read_parquet(summary.convergence)["cell_id"].nunique()
+    assert f"All {cells} cells ran <b>{CONFIG['replicates']}</b> replicates" in section
+    assert "missed-targets" not in section
+    # No tables at all: the section says so.
+    empty = SummaryFiles.in_folder(tmp_path / "none")
+    html = write_report(empty, {}, tmp_path / "none.html", adaptive_config(0.01), {})
+    section = _section(html.read_text("utf-8"), "replicates")
+    assert "No replicates table." in section and "MCSE of the bias of pi" in section

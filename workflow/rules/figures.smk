@@ -7,6 +7,8 @@ rule figures:
         convergence=rules.summary.output.convergence,
         stopping_distance=rules.summary.output.stopping_distance,
         zip_pi=rules.summary.output.zip_pi,
+        replicates=rules.summary.output.replicates,
+        precision=rules.summary.output.precision,
         traces=final_outputs("traces"),
         code=jobs.module_path("figures"),
     output:

@@ -5,6 +5,8 @@ rule report:
     input:
         performance=rules.summary.output.performance,
         convergence=rules.summary.output.convergence,
+        replicates=rules.summary.output.replicates,
+        precision=rules.summary.output.precision,
         figures=list(rules.figures.output),
         fits=final_outputs("fits"),
         code=jobs.module_path("report"),

@@ -39,6 +39,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "stopping",
     "distance",
     "zip",
+    "replicates",
 )
 _CAPTION_FILES = resources.files("emsim.study") / "figure_captions"
 

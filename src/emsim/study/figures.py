@@ -26,6 +26,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, STOPPING_RULES
 from emsim.study.captions import (
@@ -38,6 +39,8 @@ from emsim.study.captions import (
 )
 from emsim.study.measures import BEST, CONVERGED
 from emsim.study.parquet_io import atomic_write, read_metadata
+from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET, plan_from_metadata
+from emsim.study.schema import CELL_KEYS
 from emsim.study.summary import SummaryFiles, read_files
 
 DPI = 120
@@ -996,6 +999,131 @@ def plot_zip(
     return _save(fig, path, dpi)
 
 
+# --- replicates per cell ------------------------------------------------------------------
+
+STOP_LABELS: dict[str, str] = {
+    STOP_MET: "met every target",
+    STOP_MAX: "stopped at max, a target missed",
+    STOP_FIXED: "fixed number",
+}
+
+
+def replicates_from_convergence(conv: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's replicates from the convergence table (the most of any fit group, the derived
+    start excluded), for a summary without the `replicates` table; why a cell stopped is not
+    known there (``stop`` is None)."""
+    if conv.empty or "n_rep" not in conv.columns:
+        return pd.DataFrame()
+    rows = conv[conv["start"] != BEST]
+    if rows.empty:
+        return pd.DataFrame()
+    reps = rows.groupby("cell_id")["n_rep"].max()
+    cells = rows.drop_duplicates("cell_id")[list(CELL_KEYS)].set_index("cell_id")
+    return cells.assign(replicates=reps, stop=None).reset_index()
+
+
+@_styled
+def plot_replicates(
+    reps: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    plan: tuple[int, int, int] | None = None,
+    dpi: int = DPI,
+) -> Path:
+    """Replicates each cell ran, one panel per n (cells of the other design factors as rows,
+    aligned across panels), coloured by why the cell stopped; with an adaptive `plan`
+    (min, max, step) the round boundaries are marked and min and max drawn as lines."""
+    title = "Replicates per cell"
+    if reps.empty or not {"replicates", "n"} <= set(reps.columns):
+        return _empty_figure(path, title, dpi=dpi)
+    data = add_design_factors(reps)
+    data = data[np.isfinite(data["replicates"].astype(float))]
+    if data.empty:
+        return _empty_figure(path, title, dpi=dpi)
+    keys = [k for k, _ in DESIGN_FACTORS if k in data.columns]
+    data = data.sort_values(keys, kind="stable")
+    # A cell's row: its design values other than n, shared by the panels of every n.
+    data = data.assign(
+        _row=[cell_label(row).split(", ", 1)[-1] for _, row in data.iterrows()],
+        _stop=data["stop"].fillna("") if "stop" in data.columns else "",
+    )
+    if data["n"].nunique() == len(data):  # one cell per n: nothing to align, show n too
+        data["_row"] = [cell_label(row) for _, row in data.iterrows()]
+    rows = list(dict.fromkeys(data["_row"]))
+    position = {r: i for i, r in enumerate(rows)}
+    sizes = sorted(data["n"].unique())
+    stops = [s for s in STOP_LABELS if s in set(data["_stop"])]
+    stops += sorted(s for s in set(data["_stop"]) if s not in STOP_LABELS)
+    palette = sns.color_palette("colorblind", 4)
+    colors = {STOP_MET: palette[2], STOP_MAX: palette[3], STOP_FIXED: palette[0]}
+    values = data["replicates"].astype(int)
+    fixed = values.nunique() == 1 and set(stops) <= {STOP_FIXED, ""}
+    fig = Figure(
+        figsize=(max(6.0, 1.8 + 2.8 * len(sizes)), max(3.2, 1.9 + 0.24 * len(rows))),
+        layout="constrained",
+    )
+    axes = fig.subplots(1, len(sizes), squeeze=False, sharex=True, sharey=True)[0]
+    high = float(values.max())
+    if plan is not None:
+        high = max(high, float(plan[1]))
+    annotate = len(rows) <= 60
+    for ax, n in zip(axes, sizes, strict=True):
+        subset = data[data["n"] == n]
+        y = subset["_row"].map(position).to_numpy(float)
+        x = subset["replicates"].to_numpy(float)
+        ax.barh(
+            y,
+            x,
+            height=0.7,
+            color=[colors.get(s, "0.6") for s in subset["_stop"]],
+            edgecolor="white",
+            linewidth=0.5,
+        )
+        if annotate:
+            for xi, yi in zip(x, y, strict=True):
+                ax.text(xi + 0.01 * high, yi, f"{xi:g}", va="center", ha="left", fontsize=7)
+        if plan is not None:
+            low, top, step = plan
+            for bound, label in ((low, "min"), (top, "max")):
+                ax.axvline(bound, color="0.25", linestyle="--", linewidth=0.9)
+                ax.text(
+                    bound,
+                    1.0,
+                    f" {label} {bound}",
+                    transform=ax.get_xaxis_transform(),
+                    va="bottom",
+                    ha="center",
+                    fontsize=7,
+                    color="0.25",
+                )
+            rounds = [0, *range(low, top, step), top]
+            if len(rounds) <= 13:
+                ax.set_xticks(rounds)
+        ax.set_title(f"{FACTOR_LABELS['n']} = {design_value_label(n)}", fontsize=9, pad=14)
+        ax.set_xlabel("replicates")
+        ax.set_xlim(0, high * 1.12)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(range(len(rows)), rows, fontsize=7)
+    axes[0].set_ylim(len(rows) - 0.5, -0.5)
+    if fixed:
+        title += f": all {len(data)} cells ran {int(values.iloc[0])} (fixed number)"
+    elif plan is not None:
+        met = int((data["_stop"] == STOP_MET).sum())
+        at_max = int((data["_stop"] == STOP_MAX).sum())
+        title += (
+            f": {met} of {len(data)} cells met every target, {at_max} stopped at max "
+            f"(min {plan[0]}, +{plan[2]} per round, max {plan[1]})"
+        )
+    handles = [
+        Patch(color=colors.get(s, "0.6"), label=STOP_LABELS.get(s, s or "not recorded"))
+        for s in stops
+    ]
+    if len(handles) > 1 or (handles and not fixed):
+        _bottom_legend(fig, handles, [h.get_label() for h in handles])
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi)
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -1026,6 +1154,11 @@ def draw_one(
     if name in ("iterations", "rate", "failures"):
         plot = {"iterations": plot_iterations, "rate": plot_rate, "failures": plot_failures}
         return plot[name](one_rule_own_set(conv), out_path, dpi=dpi)
+    if name == "replicates":
+        reps, reps_meta = _read_summary(summary.replicates)
+        if reps.empty:
+            reps = replicates_from_convergence(conv)
+        return plot_replicates(reps, out_path, plan=plan_from_metadata(reps_meta), dpi=dpi)
     perf, meta = _read_summary(summary.performance)
     # The level the summary was computed at, as `summary.summarise` recorded it.
     level = float(meta.get("coverage_level", 0.95))

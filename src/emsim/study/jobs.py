@@ -510,13 +510,16 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
         tables = summary.gather(per_cell)
         meta = summary.summary_metadata(float(params.coverage_level), _study_metadata(study))
         summary.write_tables(tables, _summary_files(output), meta, csv=True)
-        for name, schema in (
-            ("replicates", precision.REPLICATES_SCHEMA),
-            ("precision", precision.ASSESSMENT_SCHEMA),
+        # The replicates table records the plan it ran under (the replicates figure draws it).
+        plan = study.plan
+        plan_meta = precision.plan_metadata(plan.minimum, plan.maximum, plan.step)
+        for name, schema, table_meta in (
+            ("replicates", precision.REPLICATES_SCHEMA, {**meta, **plan_meta}),
+            ("precision", precision.ASSESSMENT_SCHEMA, meta),
         ):
             parts = [pd.read_parquet(f) for f in input[name]]
             frame = pd.concat(parts, ignore_index=True) if parts else schema.empty_table()
-            summary.write_table(frame, Path(output[name]), meta, schema)
+            summary.write_table(frame, Path(output[name]), table_meta, schema)
         logger.info(
             "gathered the summaries of %d cells in %.1f s", n_cells, time.perf_counter() - t0
         )

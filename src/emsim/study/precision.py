@@ -28,6 +28,7 @@ from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
     FIT_ID,
+    PLAN_METADATA,
     REPLICATES_SCHEMA,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "ASSESSMENT_SCHEMA",
     "GO_ON",
     "MEASURES",
+    "PLAN_METADATA",
     "REPLICATES_SCHEMA",
     "STOP_FIXED",
     "STOP_MAX",
@@ -44,6 +46,8 @@ __all__ = [
     "Target",
     "assess",
     "decide",
+    "plan_from_metadata",
+    "plan_metadata",
     "replicates_row",
 ]
 
@@ -52,8 +56,24 @@ MEASURES: dict[str, str] = {"bias_mcse": "bias_mcse", "coverage_mcse": "coverage
 # A cell's state after a round: every target met; `max` replicates reached without that; one
 # round only (a fixed study); or on to the next round.
 STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
-
+# The Arrow schemas of the `precision` and `replicates` tables and the `replicates` table's
+# metadata keys of the plan are contracts: they live in `schema` and are re-exported here.
 ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
+
+
+def plan_metadata(minimum: int, maximum: int, step: int) -> dict[str, str]:
+    """The plan's entries of the replicates table's metadata (`PLAN_METADATA`)."""
+    return dict(zip(PLAN_METADATA, map(str, (minimum, maximum, step)), strict=True))
+
+
+def plan_from_metadata(meta: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(min, max, step) of an adaptive plan from the replicates table's metadata; None for a
+    fixed study or a table that does not record it."""
+    try:
+        low, high, step = (int(meta[key]) for key in PLAN_METADATA)
+    except (KeyError, ValueError):
+        return None
+    return (low, high, step) if low < high else None
 
 
 def replicates_row(

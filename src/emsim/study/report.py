@@ -31,6 +31,7 @@ from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
 from emsim.study.measures import BEST, COMMON_SET, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
+from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET, Precision
 from emsim.study.schema import CELL_KEYS, FIT_ID, PROCEDURE
 from emsim.study.summary import SummaryFiles
 
@@ -148,16 +149,26 @@ def _read(path: Path | None) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
-def _cells(perf: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
-    """The cells of the study with their design values and replicates (from the summaries)."""
+def _cells(
+    perf: pd.DataFrame, conv: pd.DataFrame, reps: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The cells of the study with their design values and replicates (from the replicates
+    table, else the most replicates of any fit group in the convergence table)."""
     design = list(CELL_KEYS)
-    source = conv if not conv.empty else perf
+    reps = pd.DataFrame() if reps is None else reps
+    source = next((t for t in (conv, perf, reps) if not t.empty), pd.DataFrame())
     if source.empty:
         return pd.DataFrame(columns=design)
     cells = add_design_factors(source.drop_duplicates("cell_id")[design])
-    if not conv.empty:
-        reps = conv[conv["start"] != BEST].groupby("cell_id")["n_rep"].max()
-        cells["replicates"] = cells["cell_id"].map(reps)
+    if not reps.empty:
+        cells["replicates"] = cells["cell_id"].map(reps.set_index("cell_id")["replicates"])
+    elif not conv.empty:
+        counts = conv[conv["start"] != BEST].groupby("cell_id")["n_rep"].max()
+        cells["replicates"] = cells["cell_id"].map(counts)
+    return _design_order(cells)
+
+
+def _design_order(cells: pd.DataFrame) -> pd.DataFrame:
     return cells.sort_values(["n", "separation", "sigma_ratio", "pi", "cell_id"], kind="stable")
 
 
@@ -208,7 +219,14 @@ def _data_generation(config: Mapping, cells: pd.DataFrame) -> str:
         "order or core count, and all models, methods and starts of a replicate see the same "
         "data (common random numbers).</p>"
     )
-    if replicates is not None:
+    if isinstance(replicates, Mapping):
+        text += (
+            f"<p>Replicates per cell: adaptive, <b>{_esc(replicates.get('min'))}</b> to "
+            f"<b>{_esc(replicates.get('max'))}</b> (more in rounds of "
+            f"{_esc(replicates.get('step', replicates.get('min')))} while a precision target "
+            'is missed; <a href="#replicates">section 10</a>).</p>'
+        )
+    elif replicates is not None:
         text += f"<p>Replicates per cell: <b>{_esc(replicates)}</b>.</p>"
     text += _grid_text(config)
     if cells.empty:
@@ -529,8 +547,206 @@ def _stopping_section(config: Mapping, perf: pd.DataFrame, conv: pd.DataFrame, l
         + html_table(slowest)
         + _set_differences(perf, labels)
         + "<p>Figures: <code>stopping</code>, <code>distance</code> and <code>zip</code> in "
-        "section 10.</p>"
+        '<a href="#figures">section 11</a>.</p>'
     )
+
+
+# --- replicates and Monte Carlo precision ----------------------------------------------------
+
+MEASURE_NAMES = {"bias_mcse": "MCSE of the bias", "coverage_mcse": "MCSE of the coverage"}
+STOP_NAMES = {
+    STOP_MET: "met",
+    STOP_MAX: "max (target missed)",
+    STOP_FIXED: "fixed",
+}
+
+
+def _targets(config: Mapping, prec: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """(measure, parameter, target) of each precision target: from the config's `precision`
+    block, else from the precision table."""
+    try:
+        precision = Precision.from_config(config)
+    except (KeyError, TypeError, ValueError):
+        precision = None
+    if precision is not None:
+        return [(t.measure, t.parameter, t.value) for t in precision.targets]
+    if prec.empty:
+        return []
+    rows = prec.drop_duplicates(["measure", "parameter"])
+    return list(zip(rows["measure"], rows["parameter"], rows["target"].astype(float), strict=True))
+
+
+def _target_name(measure: str, parameter: str) -> str:
+    return f"{MEASURE_NAMES.get(measure, measure)} of {parameter}"
+
+
+def _scope_text(block: Mapping) -> str:
+    parts = []
+    for key in ("models", "methods", "stopping", "starts"):
+        chosen = block.get(key)
+        parts.append(f"{key}: {', '.join(map(str, chosen)) if chosen else 'all'}")
+    return "; ".join(parts)
+
+
+def _reached(row: pd.Series | None) -> str:
+    """A target's MCSE reached in a cell, marked met (✓) or missed (✗)."""
+    if row is None:
+        return MISSING
+    if int(row["rows"]) == 0:
+        return "no rows"
+    mark = "✓" if bool(row["met"]) else "✗"
+    value = format_number(row["reached"], 3) if _finite(row["reached"]) else "no MCSE"
+    return f"{value} {mark}"
+
+
+def _worst_row(row: pd.Series) -> str:
+    parts = [row.get(f"worst_{key}") for key in FIT_ID]
+    return " / ".join(str(p) for p in parts if pd.notna(p)) or MISSING
+
+
+def _replicates_section(
+    config: Mapping, reps: pd.DataFrame, prec: pd.DataFrame, cells: pd.DataFrame
+) -> str:
+    """The replicate plan, the replicates and the MCSE reached per cell and target, and the
+    cells that stopped at max (or, in a fixed study, ended) without meeting a target."""
+    plan = config.get("replicates")
+    adaptive = isinstance(plan, Mapping)
+    targets = _targets(config, prec)
+    figure = FIGURE_NAMES.index("replicates") + 1
+    see = f'<a href="#fig-replicates">Figure {figure}</a>'
+    out = []
+    if adaptive:
+        out.append(
+            f"<p>Each cell ran <b>{_esc(plan.get('min'))}</b> replicates, then "
+            f"<b>{_esc(plan.get('step', plan.get('min')))}</b> more per round while one of its "
+            f"precision targets was missed, up to <b>{_esc(plan.get('max'))}</b>. Replicates "
+            "are added, never redrawn: the first r replicates of a cell are the same whatever "
+            "the targets decided.</p>"
+        )
+    if targets:
+        block = config.get("precision") or {}
+        out.append(
+            "<p>Targets (Monte Carlo SE at most the target in every performance row they apply "
+            "to: own set, rows with a true value; a row without an MCSE misses it). Applies to "
+            f"{_esc(_scope_text(block) if block else 'every row')}.</p>"
+            + html_table(
+                pd.DataFrame(
+                    {
+                        "target": [_target_name(m, p) for m, p, _ in targets],
+                        "at most": [format_number(v) for *_, v in targets],
+                    }
+                )
+            )
+        )
+    if reps.empty:
+        if cells.empty or "replicates" not in cells or not cells["replicates"].notna().any():
+            return "".join(out) + '<p class="note">No replicates table.</p>'
+        reps = cells[[*CELL_KEYS, "replicates"]].assign(rounds=np.nan, stop=None)
+        out.append(
+            '<p class="note">The replicates table is missing: replicates per cell from the '
+            "convergence table.</p>"
+        )
+    table = _design_order(add_design_factors(reps))
+    labels = _cell_labels(table)
+    counts = table["replicates"].astype(float)
+    n_cells = len(table)
+    if not targets and counts.nunique() == 1:
+        out.append(
+            f"<p>All {n_cells} cells ran <b>{int(counts.iloc[0])}</b> replicates (a fixed "
+            f"number; no precision targets). {see} shows them across the design.</p>"
+        )
+        return "".join(out)
+    stop = table["stop"].fillna("") if "stop" in table else pd.Series("", index=table.index)
+    met, at_max = int((stop == STOP_MET).sum()), int((stop == STOP_MAX).sum())
+    spread = (
+        f"{int(counts.iloc[0])} each"
+        if counts.nunique() == 1
+        else f"from {int(counts.min())} to {int(counts.max())}, median {counts.median():g}"
+    )
+    summary = f"<p>{n_cells} cells ran {int(counts.sum())} replicates in all ({spread}). "
+    if adaptive:
+        high = float(plan.get("max", counts.max()))
+        summary += (
+            f"{met} met every target, {at_max} stopped at the maximum without meeting one "
+            f"(listed below). A fixed study of {int(high)} replicates per cell would have "
+            f"run {int(high * n_cells)}: this one ran "
+            f"{_percent(counts.sum() / (high * n_cells))} of that. "
+        )
+    elif targets:
+        summary += (
+            "The number of replicates was fixed: the targets are assessed after it, not pursued. "
+        )
+    out.append(summary + f"{see} shows the replicates across the design.</p>")
+    shown = pd.DataFrame(
+        {
+            "cell": table["cell_id"].map(labels),
+            "replicates": counts.map(lambda v: f"{int(v)}"),
+            "rounds": table["rounds"].map(lambda v: f"{int(v)}" if _finite(v) else MISSING),
+            "stop": stop.map(lambda v: STOP_NAMES.get(v, v or MISSING)),
+        }
+    )
+    by_target = (
+        {key: rows.set_index("cell_id") for key, rows in prec.groupby(["measure", "parameter"])}
+        if not prec.empty
+        else {}
+    )
+    for measure, parameter, value in targets:
+        rows = by_target.get((measure, parameter))
+        shown[f"{_target_name(measure, parameter)} (≤ {format_number(value)})"] = [
+            _reached(rows.loc[c] if rows is not None and c in rows.index else None)
+            for c in table["cell_id"]
+        ]
+    if targets:
+        out.append(
+            '<p class="note">Per target: the largest MCSE reached over the rows it applies '
+            "to, ✓ met, ✗ missed.</p>"
+        )
+    out.append(html_table(shown))
+    if not targets:
+        return "".join(out)
+    heading = (
+        "Cells that stopped at max without meeting a target"
+        if adaptive
+        else "Targets missed (a fixed study: no more replicates were run)"
+    )
+    out.append(f'<h3 id="missed-targets">{_esc(heading)}</h3>')
+    missed = prec[~prec["met"].astype(bool)] if not prec.empty else prec
+    if adaptive and not missed.empty:
+        missed = missed[missed["cell_id"].isin(table.loc[stop == STOP_MAX, "cell_id"])]
+    if missed.empty:
+        out.append(
+            "<p>None: every cell met every target.</p>"
+            if not prec.empty
+            else '<p class="note">No precision table.</p>'
+        )
+        return "".join(out)
+    order = {c: i for i, c in enumerate(table["cell_id"])}
+    missed = missed.assign(_order=missed["cell_id"].map(order)).sort_values("_order", kind="stable")
+    out.append(
+        f"<p>{missed['cell_id'].nunique()} cell(s), {len(missed)} target(s) missed; the worst "
+        "row is the performance row (model / method / stopping / start) with the largest MCSE, "
+        "or the first without one.</p>"
+        + html_table(
+            pd.DataFrame(
+                {
+                    "cell": missed["cell_id"].map(lambda c: labels.get(c, c)),
+                    "replicates": missed["replicates"].map(lambda v: f"{int(v)}"),
+                    "target": [
+                        f"{_target_name(m, p)} ≤ {format_number(v)}"
+                        for m, p, v in zip(
+                            missed["measure"], missed["parameter"], missed["target"], strict=True
+                        )
+                    ],
+                    "reached": missed["reached"].map(
+                        lambda v: format_number(v, 3) if _finite(v) else "no MCSE"
+                    ),
+                    "rows": missed["rows"].map(lambda v: f"{int(v)}"),
+                    "worst row": [_worst_row(r) for _, r in missed.iterrows()],
+                }
+            )
+        )
+    )
+    return "".join(out)
 
 
 def _embed_png(path: Path) -> str:
@@ -630,7 +846,8 @@ def write_report(
 ) -> Path:
     """Write the self-contained HTML report of the study to `out_html` (atomically).
 
-    `summary` names the performance and convergence tables (the report reads no others);
+    `summary` names the performance and convergence tables and, when the study wrote them,
+    the replicates and precision tables (the report reads no others);
     `figures` the PNGs of `emsim.study.figures.draw_all` by figure name (those of
     `FIGURE_NAMES` in that order, any other name after them); `config` is the validated study
     config (for the design and methods sections); `provenance` adds or overrides entries of
@@ -643,7 +860,9 @@ def write_report(
     conv = _read(summary.convergence)
     meta = read_metadata(summary.performance) if summary.performance.exists() else {}
     level = float(meta.get("coverage_level", (config.get("coverage") or {}).get("level", 0.95)))
-    cells = _cells(perf, conv)
+    reps = _read(summary.replicates)
+    prec = _read(summary.precision)
+    cells = _cells(perf, conv, reps)
     labels = _cell_labels(cells) if not cells.empty else {}
     prov = collect_provenance(provenance or {}, config, meta, conv)
     title = str(config.get("study") or "emsim study")
@@ -662,10 +881,15 @@ def write_report(
             "9. Can the stopping rule be trusted?",
             _stopping_section(config, perf, conv, labels),
         ),
-        ("figures", "10. Figures", _figures(figures)),
+        (
+            "replicates",
+            "10. Replicates and Monte Carlo precision",
+            _replicates_section(config, reps, prec, cells),
+        ),
+        ("figures", "11. Figures", _figures(figures)),
         (
             "provenance",
-            "11. Provenance",
+            "12. Provenance",
             _kv_table({k.replace("_", " "): v for k, v in prov.items()})
             + "<details><summary>configuration</summary><pre>"
             + _esc(_config_text(config))

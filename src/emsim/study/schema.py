@@ -35,6 +35,7 @@ __all__ = [
     "FOOTER_REPLICATES",
     "HIVE_FILE",
     "ORACLE_STARTS",
+    "PLAN_METADATA",
     "PROCEDURE",
     "REPLICATES_SCHEMA",
     "RESULT_KINDS",
@@ -103,38 +104,6 @@ TRACES_SCHEMA = pa.schema(
     ]
 )
 
-# --- the precision tables (section 10) -------------------------------------------------------
-
-_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
-# The `precision` table: one row per cell x target after the cell's last round.
-ASSESSMENT_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("measure", pa.string()),
-        ("parameter", pa.string()),
-        ("target", pa.float64()),
-        ("reached", pa.float64()),
-        ("met", pa.bool_()),
-        ("rows", pa.int64()),
-        *((f"worst_{key}", pa.string()) for key in FIT_ID),
-    ]
-)
-# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
-# it stopped (`precision.STOP_*`: met, max, fixed; `continue` only in a cell's summary
-# before its last round).
-REPLICATES_SCHEMA = pa.schema(
-    [
-        *_CELL_FIELDS,
-        ("replicates", pa.int64()),
-        ("rounds", pa.int64()),
-        ("stop", pa.string()),
-        ("targets", pa.int64()),
-        ("targets_met", pa.int64()),
-    ]
-)
-
-
 # --- files (section 4) ------------------------------------------------------------------------
 
 RESULT_KINDS: tuple[str, ...] = ("fits", "traces")
@@ -173,6 +142,42 @@ SUMMARY_TABLES: tuple[str, ...] = (
 def summary_path(table: str, folder: str = "results/summary") -> str:
     """Where the summary step writes `table` (the CSV copies beside it, `.csv`)."""
     return f"{folder}/{table}.parquet"
+
+
+# --- the replicates and precision tables (section 10) ---------------------------------------
+
+_CELL_FIELDS = [f for f in DESIGN_FIELDS if f[0] in CELL_KEYS]
+# The `precision` table: one row per cell x target after the cell's last round
+# (`precision.assess`).
+ASSESSMENT_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("measure", pa.string()),
+        ("parameter", pa.string()),
+        ("target", pa.float64()),
+        ("reached", pa.float64()),
+        ("met", pa.bool_()),
+        ("rows", pa.int64()),
+        *((f"worst_{key}", pa.string()) for key in FIT_ID),
+    ]
+)
+# The `replicates` table: one row per cell, the replicates it ran, in how many rounds, and why
+# it stopped (`met`, `max`, `fixed`; `continue` only in a cell's summary before its last round:
+# the STOP_* names of `precision`).
+REPLICATES_SCHEMA = pa.schema(
+    [
+        *_CELL_FIELDS,
+        ("replicates", pa.int64()),
+        ("rounds", pa.int64()),
+        ("stop", pa.string()),
+        ("targets", pa.int64()),
+        ("targets_met", pa.int64()),
+    ]
+)
+# The gathered `replicates` table's key-value metadata also records the plan its cells ran
+# under (`precision.plan_metadata`).
+PLAN_METADATA: tuple[str, ...] = ("replicates_min", "replicates_max", "replicates_step")
 
 
 # Each cell's summary tables after each of its rounds, and the gate after each round that lists
