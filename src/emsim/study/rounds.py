@@ -139,14 +139,15 @@ def final_rounds(
         return dict.fromkeys(cells, 0)
     final: dict[str, int] = {}
     active = set(cells)
-    for k in range(plan.rounds):
+    # No gate is needed after the last round: every cell stops there (at `max`).
+    for k in range(plan.rounds - 1):
         going_on = set(read_gate(gate_path(k))) & active
         for cell in active - going_on:
             final[cell] = k
         active = going_on
         if not active:
             break
-    for cell in active:  # a gate never lets a cell past the last round; be safe regardless
+    for cell in active:
         final[cell] = plan.rounds - 1
     return {cell: final[cell] for cell in cells}
 
