@@ -11,6 +11,7 @@ paths Snakemake records for its code inputs are the same in every folder and in 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -104,6 +105,16 @@ def read_fits(workdir: Path) -> pd.DataFrame:
     dataset = pads.dataset(workdir / "results" / "fits", format="parquet", partitioning="hive")
     frame = dataset.to_table().to_pandas()
     return frame.drop(columns=["cell"]).sort_values(KEYS, ignore_index=True)
+
+
+def study_hash(workdir: Path) -> str:
+    """The study hash of the study's results/manifest.json."""
+    return json.loads((workdir / "results" / "manifest.json").read_text())["study_hash"]
+
+
+def summary_table(workdir: Path, table: str) -> pd.DataFrame:
+    """One of the study's results/summary tables (replicates, precision, ...)."""
+    return pd.read_parquet(workdir / "results" / "summary" / f"{table}.parquet")
 
 
 def without_runtime(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from studyrun import TINY, jobs_of, make_workdir
+from studyrun import TINY, jobs_of, make_workdir, study_hash, summary_table
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 EMSIM = Path(sys.executable).with_name("emsim")
@@ -110,8 +111,29 @@ def assert_nothing_partial(results: Path) -> int:
     return hidden
 
 
-def study_hash(workdir: Path) -> str:
-    return json.loads((workdir / "results" / "manifest.json").read_text())["study_hash"]
+def start(workdir: Path, src: Path, log: Path, *targets: str) -> subprocess.Popen:
+    """The study resumed (--rerun-incomplete) in a session of its own, its output in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [str(SNAKEMAKE), "--cores", "2", "--force-use-threads", "--rerun-incomplete", *targets],
+            cwd=workdir,
+            env=env_for(src),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: Snakemake and its jobs
+        )
+
+
+def kill_and_unlock(job: subprocess.Popen, workdir: Path, src: Path) -> None:
+    """SIGKILL to the study's process group; once none of it survives, unlock the folder."""
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    deadline = time.monotonic() + 10
+    while group_alive(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(job.pid), "processes of the killed study survive"
+    unlock = run(workdir, src, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -128,29 +150,14 @@ def test_killed_study_resumes_to_identical_results(study_src, tiny_study, tmp_pa
         attempt += 1
         delay = rng.uniform(*DELAY)
         log = workdir / f"attempt{attempt}.log"
-        with open(log, "w") as out:
-            job = subprocess.Popen(
-                [str(SNAKEMAKE), "--cores", "2", "--force-use-threads", "--rerun-incomplete"],
-                cwd=workdir,
-                env=env_for(src),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: Snakemake and its jobs
-            )
-            try:
-                code = job.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                running = running_rules(log)
-                os.killpg(job.pid, signal.SIGKILL)
-                job.wait()
-                deadline = time.monotonic() + 10
-                while group_alive(job.pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert not group_alive(job.pid), "processes of the killed study survive"
-                kills.append((delay, running, assert_nothing_partial(results)))
-                unlock = run(workdir, src, "--unlock")
-                assert unlock.returncode == 0, unlock.stderr[-3000:]
-                continue
+        job = start(workdir, src, log)
+        try:
+            code = job.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            running = running_rules(log)
+            kill_and_unlock(job, workdir, src)
+            kills.append((delay, running, assert_nothing_partial(results)))
+            continue
         # Finished before its kill: it must be right; then start over for the remaining kills.
         assert code == 0, log.read_text()[-3000:]
         assert study_hash(workdir) == study_hash(reference)
@@ -181,3 +188,71 @@ def test_killed_study_resumes_to_identical_results(study_src, tiny_study, tmp_pa
     for delay, running, leftovers in kills:
         shown = ", ".join(running) or "(no job yet)"
         print(f"  after {delay:4.1f} s, running {shown}; {leftovers} temporary file(s) left")
+
+
+# An adaptive study (issue 11): 4 cells in rounds of 20 replicates; after round 0 two cells go on
+# (one meets its target after round 3, one stops at the maximum), so rounds 1 to 3 each fit 2 jobs.
+ADAPTIVE = {
+    "study": "adaptive resume test",
+    "seed": 7,
+    "replicates": {"min": 20, "max": 80, "step": 20},
+    "chunk_size": 20,
+    "traces": 1,
+    "grid": {"n": [50, 200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5, 0.8]},
+    "scenarios": [],
+    "models": ["pi"],
+    "methods": ["em"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"stopping": ["abs"]},
+    "precision": {"bias_mcse": {"pi": 0.01}},
+}
+ADAPTIVE_TARGETS = ("summary", "manifest")  # not the figures and report: the test above has them
+
+
+@pytest.mark.slow
+def test_adaptive_study_killed_mid_round_resumes_to_identical_results(study_src, tmp_path):
+    """Killed while round k + 1's fits run (round k's gate written, round k + 1's not yet), for
+    k = 0 and 1, then resumed: the same replicates per cell and the same fits as a run never
+    interrupted, and after each kill no visible Parquet file partial."""
+    src = study_src
+    reference = make_workdir(tmp_path / "reference", ADAPTIVE, src=src)
+    done = run(reference, src, "--force-use-threads", *ADAPTIVE_TARGETS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert summary_table(reference, "replicates")["rounds"].max() == 4
+
+    workdir = make_workdir(tmp_path / "killed", ADAPTIVE, src=src)
+    results = workdir / "results"
+    kills = []
+    for k in (0, 1):
+        gate, next_gate = (results / "rounds" / f"round={r}.json" for r in (k, k + 1))
+        log = workdir / f"attempt{k + 1}.log"
+        job = start(workdir, src, log, *ADAPTIVE_TARGETS)
+        deadline = time.monotonic() + 120
+        try:
+            # Round k's fits are done before its gate is written: a fit running after it is
+            # round k + 1's.
+            while job.poll() is None and not (gate.exists() and "fit" in running_rules(log)):
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.02)
+            assert job.poll() is None, f"the study ended before its kill:\n{log.read_text()}"
+            running = running_rules(log)
+        finally:
+            kill_and_unlock(job, workdir, src)
+        assert not next_gate.exists(), f"round {k + 1} was over before the kill"
+        kills.append((k + 1, running, assert_nothing_partial(results)))
+
+    final = run(workdir, src, "--force-use-threads", "--rerun-incomplete", *ADAPTIVE_TARGETS)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_nothing_partial(results)
+    plan = run(workdir, src, "-n", *ADAPTIVE_TARGETS)
+    assert jobs_of(plan.stdout + plan.stderr) == []  # nothing left to do
+
+    assert study_hash(workdir) == study_hash(reference)
+    for table in ("replicates", "precision"):
+        resumed, uninterrupted = summary_table(workdir, table), summary_table(reference, table)
+        pd.testing.assert_frame_equal(resumed, uninterrupted)
+    for round_, running, leftovers in kills:
+        print(f"  killed in round {round_}, running {', '.join(running)}; {leftovers} temp file(s)")

@@ -11,6 +11,10 @@ so nothing is written under the checkout's results/; all runs import one tempora
 (PYTHONPATH), so the SLURM jobs reuse the numba cache that the local run compiled into it. The
 study is small: 2 cells x 2 chunks = 4 fit jobs, grouped 2 per SLURM job (`--group-components
 fits=2`), so the profile's grouping is exercised and the two SLURM jobs share the node's CPUs.
+
+ADAPTIVE is a study with replicates in rounds (issue 11): its gates are checkpoints, so after
+round 0 Snakemake, on the submit host, reads the gate and submits the fits of round 1 for the cell
+that goes on; it must give the same replicates per cell, and the same fits, as run locally.
 """
 
 from __future__ import annotations
@@ -29,11 +33,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from studyrun import make_workdir
+from studyrun import make_workdir, study_hash, summary_table
 
 pytestmark = pytest.mark.slurm
 
-ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 REQUIRED = os.environ.get("EMSIM_REQUIRE_SLURM") == "1"
 # The cluster of tests/cluster/start-local-slurm.sh: its config, and its srun that restores
@@ -63,6 +66,25 @@ STUDY = {
     "em": {"tolerance": 1.0e-6, "max_iterations": 500},
 }
 N_FIT_JOBS = 4
+# Round 0 = replicates 0-19 in both cells; n = 200 meets the target after it, n = 50 runs round 1
+# (replicates 20-39) and stops at the maximum: 3 fit jobs, 2 SLURM jobs (one per round).
+ADAPTIVE = {
+    "study": "adaptive slurm test study",
+    "seed": 7,
+    "replicates": {"min": 20, "max": 40, "step": 20},
+    "chunk_size": 20,
+    "traces": 1,
+    "grid": {"n": [50, 200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5]},
+    "scenarios": [],
+    "models": ["pi"],
+    "methods": ["em"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"stopping": ["abs"]},
+    "precision": {"bias_mcse": {"pi": 0.01}},
+}
 KEYS = ["cell_id", "replicate", "model", "method", "start"]
 # Beyond the profile: status checks every few seconds rather than the plugin's 40 s (a test run
 # is short), 2 fits per SLURM job, and every SLURM log kept for the failure messages.
@@ -75,6 +97,10 @@ SLURM_ARGS = (
     "fits=2",
     "--slurm-keep-successful-logs",
 )
+# A round's SLURM job takes 12 to 16 s; the plugin checks after the initial seconds, then adds 10 s
+# to every wait that saw no job finish (2 s: checks at 2, 14, 36 s, so a round took 36 s; 5 s:
+# at 5, 20 s). Given after SLURM_ARGS, it overrides their 2 s.
+ROUND_CHECKS = ("--slurm-init-seconds-before-status-checks", "5")
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
@@ -160,14 +186,21 @@ def start_snakemake(workdir: Path, src: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def stop(proc: subprocess.Popen, workdir: Path) -> str:
+    """Kill the run (Snakemake and its local jobs) and cancel its SLURM jobs; its output."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate()
+    cancel_leftovers(workdir)
+    return out
+
+
 def finish(proc: subprocess.Popen, workdir: Path, timeout: float = RUN_TIMEOUT) -> str:
     """Wait for the run; on timeout stop Snakemake and cancel its SLURM jobs, then fail."""
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        cancel_leftovers(workdir)
+        out = stop(proc, workdir)
         pytest.fail(f"snakemake did not finish in {timeout} s:\n{out[-5000:]}\n{logs(workdir)}")
     if proc.returncode != 0:
         cancel_leftovers(workdir)
@@ -190,11 +223,10 @@ def read_fits(workdir: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def src(cluster, tmp_path_factory) -> Path:
-    """One copy of src/ for every run of this module (PYTHONPATH)."""
-    path = tmp_path_factory.mktemp("src") / "src"
-    shutil.copytree(ROOT / "src", path, ignore=shutil.ignore_patterns("__pycache__"))
-    return path
+def src(cluster, study_src) -> Path:
+    """The session's copy of src/, its engine compiled (tests/conftest.py), for every run of this
+    module (PYTHONPATH): neither the local runs nor the SLURM jobs compile it again."""
+    return study_src
 
 
 @pytest.fixture(scope="module")
@@ -256,10 +288,7 @@ def test_fit_job_cancelled_on_the_cluster_is_retried(src, local_fits, tmp_path):
             time.sleep(0.1)
     finally:
         if victim is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            cancel_leftovers(workdir)
+            stop(proc, workdir)
     assert victim is not None, "no SLURM job of the study was seen running"
     out = finish(proc, workdir)
     elapsed = time.monotonic() - t0
@@ -275,3 +304,38 @@ def test_fit_job_cancelled_on_the_cluster_is_retried(src, local_fits, tmp_path):
     assert_complete(workdir, out)
     pd.testing.assert_frame_equal(read_fits(workdir), local_fits)
     print(f"SLURM study with job {victim} cancelled: {elapsed:.1f} s end to end")
+
+
+def test_adaptive_study_on_slurm_equals_local_run(src, tmp_path):
+    """The rounds of an adaptive study on SLURM: the same replicates per cell, precision and
+    fits (manifest's study hash) as locally. Summary and manifest only: no figures, no report."""
+    targets = ("summary", "manifest")
+    local = make_workdir(tmp_path / "local", ADAPTIVE)
+    on_slurm = make_workdir(tmp_path / "slurm", ADAPTIVE)
+    t0 = time.monotonic()
+    # Side by side: the SLURM run spends most of its time waiting for the cluster. Locally the
+    # jobs are threads (as `make study` runs them), not a Python process each.
+    slurm_run = start_snakemake(on_slurm, src, *SLURM_ARGS, *ROUND_CHECKS, *targets)
+    try:
+        finish(start_snakemake(local, src, "--cores", "2", "--force-use-threads", *targets), local)
+    except BaseException:
+        stop(slurm_run, on_slurm)
+        raise
+    out = finish(slurm_run, on_slurm)
+    elapsed = time.monotonic() - t0
+
+    # Two rounds, each fitted in its own SLURM job, both COMPLETED; the gates ran locally.
+    replicates = summary_table(on_slurm, "replicates").set_index("cell_id")
+    assert replicates["rounds"].max() == 2, replicates
+    assert sorted(replicates["stop"]) == ["max", "met"], replicates
+    submitted = SUBMITTED.findall(out)
+    assert len(submitted) == 2, out[-3000:]
+    states = slurm_jobs(on_slurm)
+    assert {j: states.get(j) for j in submitted} == dict.fromkeys(submitted, "COMPLETED")
+    assert "Group job fits" in out
+
+    for table in ("replicates", "precision"):
+        pd.testing.assert_frame_equal(summary_table(on_slurm, table), summary_table(local, table))
+    assert study_hash(on_slurm) == study_hash(local)
+    pd.testing.assert_frame_equal(read_fits(on_slurm), read_fits(local))
+    print(f"adaptive SLURM study: {len(submitted)} SLURM jobs, {elapsed:.1f} s end to end")
