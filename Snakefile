@@ -32,7 +32,9 @@ if workflow.is_main_process:
     print(STUDY.summary_line(), file=sys.stderr)
     # A fits or traces file that is not whole Parquet (truncated, emptied) is deleted, with a
     # warning, so that this run refits it (rule all asks for every one of them).
-    jobs.remove_damaged_results([*STUDY.outputs("fits"), *STUDY.outputs("traces")])
+    jobs.remove_damaged_results(
+        [*STUDY.existing_outputs("fits"), *STUDY.existing_outputs("traces")]
+    )
 
 
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new

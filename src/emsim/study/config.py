@@ -512,12 +512,15 @@ def _check_limits(cfg: Mapping[str, Any]) -> None:
     plan = _plan(cfg)
     replicates = plan.maximum
     chunk = plan.largest_chunk()
-    n_chunks = plan.n_chunks
+    # Snakemake plans an adaptive study one round at a time (docs/design.md section 10), so
+    # the jobs it plans at once are those of its largest round.
+    n_chunks = max(len(plan.round_chunks(k)) for k in range(min(plan.rounds, 2)))
+    per_round = " in one round" if plan.adaptive else ""
     jobs = cells * n_chunks
     if jobs > lim["max_jobs"]:
         raise ConfigError(
             "limits.max_jobs",
-            f"{cells:,} cells x {n_chunks:,} chunks (replicates {replicates:,} / chunk_size "
+            f"{cells:,} cells x {n_chunks:,} chunks{per_round} (chunk_size "
             f"{int(cfg['chunk_size']):,}) = {jobs:,} fit jobs exceeds limits.max_jobs = "
             f"{lim['max_jobs']:,}; raise chunk_size for fewer, larger jobs, or "
             f"{raise_it.format('max_jobs')}",
@@ -718,6 +721,22 @@ class Study:
             for c in self.cells
             for k in self.cell_chunks(c.cell_id, final_rounds)
         ]
+
+    def existing_outputs(self, kind: str, root: str = "results") -> list[str]:
+        """The `kind` files on disk that are outputs of this study (of any round): found by
+        listing the folder, so an adaptive study of many rounds is not a list of every chunk
+        it might run."""
+        from emsim.study.schema import HIVE_FILE, kind_folder
+
+        folder = Path(kind_folder(kind, root))
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.glob("cell=*/chunk=*.parquet")):
+            match = HIVE_FILE.match(path.relative_to(folder).as_posix())
+            if match and match["cell"] in self._by_id and int(match["chunk"]) < self.n_chunks:
+                found.append(str(path))
+        return found
 
     def cell_chunks(self, cell_id: str, final_rounds: Mapping[str, int] | None = None) -> range:
         if final_rounds is None:
