@@ -1,0 +1,173 @@
+"""What adaptive replication saves (issue 11): an adaptive study against the fixed study of the
+same design, from their results folders.
+
+1. The targets: the largest MCSE of the bias and of the coverage, per parameter, over every
+   own-set performance row of the fixed study (its worst cell). `--write-config` writes them as
+   a config to merge into config.yaml (`replicates: {min, max, step}` and `precision`).
+2. Replay: the fixed study's own fits, cut at min, min + step, ..., decide per cell when the
+   targets are met (the same `summarise_cell`, `assess` and `decide` as the workflow). Replicate
+   r is the same in both studies, so this predicts the adaptive study's replicates exactly;
+   with `--adaptive` it is checked against the adaptive run's `replicates` table.
+3. Cost: fits, fit jobs, summed EM CPU seconds and the wall-clock span of the fit jobs (from
+   the Parquet footers, `jobs.fit_provenance`) of each study; `--wall-fixed`/`--wall-adaptive`
+   add the whole runs' wall times measured outside (e.g. `/usr/bin/time`).
+
+    python benchmarks/adaptive_cost.py --fixed results --write-config cost.yaml
+    snakemake --cores 2 --configfile cost.yaml   # in another checkout or results folder
+    python benchmarks/adaptive_cost.py --fixed results --adaptive /tmp/cost/results \\
+        --config config.yaml --config cost.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import yaml
+
+from emsim.study.config import load_study
+from emsim.study.jobs import fit_provenance
+from emsim.study.measures import OWN_SET, PARAMETER_ORDER
+from emsim.study.precision import STOP_MET, Precision, assess, decide
+from emsim.study.starts import oracle_start_names
+from emsim.study.summary import cell_table, summarise_cell
+
+MEASURES = ("bias_mcse", "coverage_mcse")
+
+
+def worst_cell_targets(performance: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per measure and parameter the largest MCSE over the own-set rows with a true value,
+    rounded up at 4 significant digits (so that the worst cell meets it at the same size)."""
+    rows = performance[(performance["set"] == OWN_SET) & performance["true_value"].notna()]
+    out: dict[str, dict[str, float]] = {}
+    for measure in MEASURES:
+        worst = rows.groupby("parameter")[measure].max()
+        out[measure] = {p: _round_up(float(worst[p])) for p in PARAMETER_ORDER if p in worst}
+    return out
+
+
+def _round_up(x: float, digits: int = 4) -> float:
+    scale = 10 ** (digits - 1 - math.floor(math.log10(abs(x))))
+    return math.ceil(x * scale) / scale
+
+
+def replay(fixed: Path, study) -> pd.DataFrame:
+    """Each cell's replicates under the study's plan and targets, from the fixed study's fits."""
+    targets = Precision.from_config(study.config)
+    plan = study.plan
+    level = float(study.config["coverage"]["level"])
+    oracles = oracle_start_names(study.config)
+    rows = []
+    for cell in study.cells:
+        files = sorted(glob.glob(str(fixed / "fits" / f"cell={cell.cell_id}" / "*.parquet")))
+        table = cell_table(files)
+        frame = table.to_pandas()
+        for k in range(plan.rounds):
+            replicates = plan.replicates_through(k)
+            part = frame[frame["replicate"] < replicates]
+            tables = summarise_cell(
+                pa.Table.from_pandas(part, preserve_index=False), level, oracle_starts=oracles
+            )
+            assessment = assess(tables.performance, targets, replicates)
+            stop = decide(assessment, replicates, plan.maximum, adaptive=True)
+            if stop != "continue":
+                rows.append({"cell_id": cell.cell_id, "replicates": replicates, "stop": stop})
+                break
+    return pd.DataFrame(rows)
+
+
+def cost(results: Path) -> dict:
+    files = sorted(glob.glob(str(results / "fits" / "cell=*" / "chunk=*.parquet")))
+    return fit_provenance(files)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--fixed", type=Path, required=True, help="results folder of the fixed study")
+    ap.add_argument("--adaptive", type=Path, help="results folder of the adaptive study")
+    ap.add_argument("--config", action="append", default=[], help="config files, merged in order")
+    ap.add_argument("--write-config", type=Path, help="write the worst-cell targets as a config")
+    ap.add_argument("--plan", default="100,500,100", help="min,max,step of the adaptive plan")
+    ap.add_argument("--wall-fixed", type=float, help="wall seconds of the whole fixed run")
+    ap.add_argument("--wall-adaptive", type=float, help="wall seconds of the whole adaptive run")
+    args = ap.parse_args()
+
+    perf = pd.read_parquet(args.fixed / "summary" / "performance.parquet")
+    targets = worst_cell_targets(perf)
+    low, high, step = (int(x) for x in args.plan.split(","))
+    print("targets (the fixed study's worst cell):")
+    for measure, values in targets.items():
+        print(f"  {measure}: " + ", ".join(f"{p} {v:g}" for p, v in values.items()))
+    if args.write_config:
+        body = {"replicates": {"min": low, "max": high, "step": step}, "precision": targets}
+        args.write_config.write_text(yaml.safe_dump(body, sort_keys=False))
+        print(f"wrote {args.write_config}")
+    if not args.config:
+        return
+
+    config: dict = {}
+    for path in args.config:
+        config.update(yaml.safe_load(Path(path).read_text()))
+    study = load_study(config)
+    predicted = replay(args.fixed, study)
+    per = study.fits_per_replicate
+    fixed_fits = len(study.cells) * int(perf["n_rep"].max()) * per
+    used = int(predicted["replicates"].sum()) * per
+    total_reps = len(study.cells) * int(perf["n_rep"].max())
+    met = int((predicted["stop"] == STOP_MET).sum())
+    print(
+        f"replay: {len(predicted)} cells, {met} met, replicates "
+        f"{int(predicted['replicates'].sum())} of {total_reps}: {used:,} fits against "
+        f"{fixed_fits:,} ({used / fixed_fits:.1%})"
+    )
+    print(predicted.groupby("replicates").size().rename("cells").to_string())
+    fixed_cost = cost(args.fixed)
+    print(
+        "fixed:   ",
+        {k: fixed_cost.get(k) for k in ("total_fits", "fit_jobs", "em_cpu_time_s", "wall_time_s")},
+        "whole run",
+        args.wall_fixed,
+    )
+    if args.adaptive:
+        reps = pd.read_parquet(args.adaptive / "summary" / "replicates.parquet")
+        merged = predicted.merge(
+            reps[["cell_id", "replicates", "stop"]], on="cell_id", suffixes=("_replay", "_run")
+        )
+        same = (merged["replicates_replay"] == merged["replicates_run"]).all()
+        print(f"adaptive run's replicates per cell equal the replay: {bool(same)}")
+        # Cells that ran as many replicates as the fixed study hold the same rows bit for bit
+        # (the manifest's content hashes; the number of files differs with the rounds).
+        a_cells = json.loads((args.adaptive / "manifest.json").read_text())["cells"]
+        f_cells = json.loads((args.fixed / "manifest.json").read_text())["cells"]
+        full = reps.loc[reps["replicates"] == int(perf["n_rep"].max()), "cell_id"]
+        equal = all(
+            a_cells[c][kind]["hash"] == f_cells[c][kind]["hash"]
+            for c in full
+            for kind in ("fits", "traces")
+        )
+        print(
+            f"{len(full)} cells at the fixed size: content hashes equal the fixed study's: {equal}"
+        )
+        adaptive_cost = cost(args.adaptive)
+        print(
+            "adaptive:",
+            {
+                k: adaptive_cost.get(k)
+                for k in ("total_fits", "fit_jobs", "em_cpu_time_s", "wall_time_s")
+            },
+            "whole run",
+            args.wall_adaptive,
+        )
+        ratio = adaptive_cost["em_cpu_time_s"] / fixed_cost["em_cpu_time_s"]
+        print(f"EM CPU adaptive / fixed: {ratio:.3f}")
+        if args.wall_fixed and args.wall_adaptive:
+            print(f"whole-run wall adaptive / fixed: {args.wall_adaptive / args.wall_fixed:.3f}")
+
+
+if __name__ == "__main__":
+    main()
