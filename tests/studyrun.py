@@ -46,6 +46,27 @@ TINY = {
     "em": {"stopping": ["abs", "aitken"], "tolerance": 1.0e-5, "max_iterations": 300},
 }
 
+# An adaptive study (docs/design.md section 10): four cells, the `pi` model, a target bias MCSE
+# of pi of 0.01. Its EmpSE of pi is about 0.04 (n = 200) and 0.09 (n = 50), so the cells stop
+# after different rounds (two met after round 0, one met after round 3, one at `max`).
+ADAPTIVE = {
+    "study": "adaptive test study",
+    "seed": 7,
+    "replicates": {"min": 20, "max": 80, "step": 20},
+    "chunk_size": 20,
+    "traces": 1,
+    "grid": {"n": [50, 200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5, 0.8]},
+    "scenarios": [],
+    "models": ["pi"],
+    "methods": ["em"],
+    "starts": [
+        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+        {"name": "truth", "strategy": "truth"},
+    ],
+    "em": {"stopping": ["abs"]},
+    "precision": {"bias_mcse": {"pi": 0.01}},
+}
+
 KEYS = ["cell_id", "replicate", "model", "method", "stopping", "start"]
 JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
 

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from studyrun import TINY, jobs_of, make_workdir, study_hash, summary_table
+from studyrun import ADAPTIVE, TINY, jobs_of, make_workdir, study_hash, summary_table
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 EMSIM = Path(sys.executable).with_name("emsim")
@@ -192,23 +192,6 @@ def test_killed_study_resumes_to_identical_results(study_src, tiny_study, tmp_pa
 
 # An adaptive study (issue 11): 4 cells in rounds of 20 replicates; after round 0 two cells go on
 # (one meets its target after round 3, one stops at the maximum), so rounds 1 to 3 each fit 2 jobs.
-ADAPTIVE = {
-    "study": "adaptive resume test",
-    "seed": 7,
-    "replicates": {"min": 20, "max": 80, "step": 20},
-    "chunk_size": 20,
-    "traces": 1,
-    "grid": {"n": [50, 200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5, 0.8]},
-    "scenarios": [],
-    "models": ["pi"],
-    "methods": ["em"],
-    "starts": [
-        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
-        {"name": "truth", "strategy": "truth"},
-    ],
-    "em": {"stopping": ["abs"]},
-    "precision": {"bias_mcse": {"pi": 0.01}},
-}
 ADAPTIVE_TARGETS = ("summary", "manifest")  # not the figures and report: the test above has them
 
 

@@ -12,7 +12,7 @@ so nothing is written under the checkout's results/; all runs import one tempora
 study is small: 2 cells x 2 chunks = 4 fit jobs, grouped 2 per SLURM job (`--group-components
 fits=2`), so the profile's grouping is exercised and the two SLURM jobs share the node's CPUs.
 
-ADAPTIVE is a study with replicates in rounds (issue 11): its gates are checkpoints, so after
+ADAPTIVE_SLURM is a study with replicates in rounds (issue 11): its gates are checkpoints, so after
 round 0 Snakemake, on the submit host, reads the gate and submits the fits of round 1 for the cell
 that goes on; it must give the same replicates per cell, and the same fits, as run locally.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from studyrun import make_workdir, study_hash, summary_table
+from studyrun import ADAPTIVE, make_workdir, study_hash, summary_table
 
 pytestmark = pytest.mark.slurm
 
@@ -68,22 +68,11 @@ STUDY = {
 N_FIT_JOBS = 4
 # Round 0 = replicates 0-19 in both cells; n = 200 meets the target after it, n = 50 runs round 1
 # (replicates 20-39) and stops at the maximum: 3 fit jobs, 2 SLURM jobs (one per round).
-ADAPTIVE = {
+ADAPTIVE_SLURM = {
+    **ADAPTIVE,
     "study": "adaptive slurm test study",
-    "seed": 7,
     "replicates": {"min": 20, "max": 40, "step": 20},
-    "chunk_size": 20,
-    "traces": 1,
-    "grid": {"n": [50, 200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5]},
-    "scenarios": [],
-    "models": ["pi"],
-    "methods": ["em"],
-    "starts": [
-        {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
-        {"name": "truth", "strategy": "truth"},
-    ],
-    "em": {"stopping": ["abs"]},
-    "precision": {"bias_mcse": {"pi": 0.01}},
+    "grid": {**ADAPTIVE["grid"], "pi": [0.5]},
 }
 KEYS = ["cell_id", "replicate", "model", "method", "start"]
 # Beyond the profile: status checks every few seconds rather than the plugin's 40 s (a test run
@@ -310,8 +299,8 @@ def test_adaptive_study_on_slurm_equals_local_run(src, tmp_path):
     """The rounds of an adaptive study on SLURM: the same replicates per cell, precision and
     fits (manifest's study hash) as locally. Summary and manifest only: no figures, no report."""
     targets = ("summary", "manifest")
-    local = make_workdir(tmp_path / "local", ADAPTIVE)
-    on_slurm = make_workdir(tmp_path / "slurm", ADAPTIVE)
+    local = make_workdir(tmp_path / "local", ADAPTIVE_SLURM)
+    on_slurm = make_workdir(tmp_path / "slurm", ADAPTIVE_SLURM)
     t0 = time.monotonic()
     # Side by side: the SLURM run spends most of its time waiting for the cluster. Locally the
     # jobs are threads (as `make study` runs them), not a Python process each.
