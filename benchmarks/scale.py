@@ -1,4 +1,5 @@
-"""Large studies (issue 5): the DAG of a 10,000-job study, and `summarise` on 10^6 fit rows.
+"""Large studies (issues 5 and 11): the DAG of a 10,000-job study, `summarise` on 10^6 fit rows,
+and a real study of 10^6+ fits end to end against the engine's own rate.
 
 (a) A study of 1000 cells x 10 chunks (tiny n, so only the DAG matters) in a temporary copy of
     the workflow: the wall time of `snakemake -n` (parse, validate, build the DAG of every job and
@@ -9,21 +10,60 @@
     subprocess: wall time and peak resident memory (getrusage RUSAGE_CHILDREN ru_maxrss). Two
     layouts: many cells (a study's usual shape) and one cell holding every row (the worst case
     for streaming by cell).
+(c) `--only e2e` (opt-in: about 10 minutes of Snakemake plus the baseline; not in `make bench`).
+    A plausible study at n = 100 (`e2e_config`: 25 cells of separation x pi, the default
+    study's 3 models x 2 methods x 6 starts x 2 stopping rules = 72 fit rows per replicate;
+    1200 replicates give 2,160,000 fit rows, 1,080,000 EM paths, the two stopping rules sharing
+    one path each) run for real by `snakemake --cores 2 --workflow-profile
+    workflow/profiles/default` (target `all`: fits, manifest, summary, figures, report) in a
+    temporary copy of the workflow, then the same fits computed in-process: every fit task of
+    the same config through `fitjob.fit_chunk`, as a fit job calls it, in `--engine-workers`
+    processes of our own, each single-threaded (default one per core, so that both sides run
+    with every core busy), and checked to give the same fits. Both sides use this emsim and its
+    warm numba cache; imports and loading the engine are outside the baseline's clock, and
+    compiling is outside both. Rates (fits per core-second):
+      e2e          fit rows / (wall time of the whole snakemake run x cores)
+      fit phase    fit rows / ((last fit job's end - command start) x cores)
+      engine       fit rows / the baseline's summed `em_cpu_s` (thread CPU time inside the
+                   fit_batch calls, from the fit files' footers: `jobs.fit_provenance`)
+    and the ratio of each to the engine's (the issue's goal: e2e >= 80% of the engine). As the
+    machine is shared, the CPU time other processes took during the run (/proc/stat less our
+    own) is reported, and the e2e rate with it taken off the cores x wall.
+    Snakemake's own timing: every job's start (when it marked the outputs incomplete) and end
+    (its last output's mtime) from .snakemake/metadata, read for all jobs whatever their rules;
+    fit jobs are those whose outputs are the study's fits files. From them:
+      overhead per job = (cores x wall - sum of fit jobs' job_elapsed_s - sum of the other
+                          jobs' durations) / jobs
+        everything that is neither a fit job's own clock nor another job: start-up (x cores),
+        cores left idle (a serial summary, the tail of the fits), the gaps between jobs and the
+        fit jobs' time outside their clock (run wrapper, writing Parquet), spread over jobs;
+      latency = a job's start - the latest job end before it (Snakemake schedules when a job
+        ends, so this is its reaction time per job), mean, median and max;
+      outside its clock = a fit job's Snakemake duration - its job_elapsed_s.
+    cores x wall is split into EM (em_cpu_s), the rest of the fit jobs' own clock, fit jobs
+    outside it, other jobs, start-up and no job running on a core.
 
-Everything is written under a temporary folder; nothing goes to results/.
+Everything is written under a temporary folder; nothing goes to results/ except the numbers
+(`--json`, default results/bench/scale.json).
 
-    python benchmarks/scale.py                      # both parts
+    python benchmarks/scale.py                      # (a) and (b)
     python benchmarks/scale.py --only dag           # or: --only summarise
     python benchmarks/scale.py --rows 1000000 --cells 50
+    python benchmarks/scale.py --only e2e           # (c), ~20-30 min on 2 cores
+    python benchmarks/scale.py --only e2e --replicates 100 --e2e-chunk-size 50  # a quick try
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import bisect
 import json
+import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +83,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 DAG_LIMIT_S = 60.0
 MEMORY_LIMIT_MB = 2048.0
+JSON_OUT = ROOT / "results" / "bench" / "scale.json"
 
 METHODS = ("em", "squarem")
 STARTS = ("fixed", "quantile", "random1", "random2", "random3", "truth")
-FITS_PER_REPLICATE = len(MODELS) * len(METHODS) * len(STARTS)  # 36, as the default study
+STOPPING = ("abs", "aitken")
+# 72, as the default study
+FITS_PER_REPLICATE = len(MODELS) * len(METHODS) * len(STOPPING) * len(STARTS)
+# Statuses drawn for the synthetic rows, in STATUSES order (converged, max_iterations,
+# degenerate, boundary, nonfinite, decreased, saddle, premature).
+STATUS_P = (0.88, 0.04, 0.03, 0.02, 0.005, 0.005, 0.01, 0.01)
 
 # A child that runs a command and reports the command's peak RSS (its own children only, so that
 # nothing the benchmark did before is counted).
@@ -153,13 +199,11 @@ def _chunk_table(cell: Cell, replicates: range, rng: np.random.Generator) -> pa.
     r = len(replicates)
     rows = r * FITS_PER_REPLICATE
     rep = np.repeat(np.asarray(replicates, dtype=np.int64), FITS_PER_REPLICATE)
-    combos = [(m, me, s) for m in MODELS for me in METHODS for s in STARTS]
-    model = np.tile(np.array([c[0] for c in combos], dtype=object), r)
-    method = np.tile(np.array([c[1] for c in combos], dtype=object), r)
-    start = np.tile(np.array([c[2] for c in combos], dtype=object), r)
-    status = rng.choice(
-        np.array(STATUSES, dtype=object), size=rows, p=(0.9, 0.04, 0.03, 0.02, 0.005, 0.005)
+    combos = [(m, me, sr, s) for m in MODELS for me in METHODS for sr in STOPPING for s in STARTS]
+    model, method, stopping, start = (
+        np.tile(np.array([c[i] for c in combos], dtype=object), r) for i in range(4)
     )
+    status = rng.choice(np.array(STATUSES, dtype=object), size=rows, p=STATUS_P)
     truth = cell.as_dict()
     cols: dict[str, object] = {
         "cell_id": np.full(rows, cell.cell_id, dtype=object),
@@ -168,6 +212,7 @@ def _chunk_table(cell: Cell, replicates: range, rng: np.random.Generator) -> pa.
         "replicate": rep,
         "model": model,
         "method": method,
+        "stopping": stopping,
         "start": start,
         "status": status,
         "iterations": rng.integers(2, 1000, rows),
@@ -190,6 +235,9 @@ def _chunk_table(cell: Cell, replicates: range, rng: np.random.Generator) -> pa.
     cols["rate_empirical"] = rng.uniform(0, 1, rows)
     cols["rate_theory"] = rng.uniform(0, 1, rows)
     cols["best_start_gap"] = np.abs(rng.normal(0, 1e-3, rows))
+    cols["distance_to_limit"] = np.abs(rng.normal(0, 0.01, rows))
+    cols["loglik_gap_to_limit"] = np.abs(rng.normal(0, 1e-4, rows))
+    cols["polish_evals"] = rng.integers(0, 20, rows)
     arrays = [pa.array(cols[f.name], type=f.type) for f in FITS_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=FITS_SCHEMA)
 
@@ -234,9 +282,392 @@ def bench_summarise(tmp: Path, rows: int, cells: int, chunk_size: int) -> dict:
     return {**shape, **result}
 
 
+# --- (c) a real study end to end against the engine's own rate ------------------------------
+
+E2E_MU = ([0.0, 1.0], [0.0, 1.5], [0.0, 2.0], [0.0, 3.0], [0.0, 4.0])
+E2E_PI = (0.5, 0.65, 0.8, 0.9, 0.95)
+# The fits of the two sides are the same when these columns are (runtime_s is a timing).
+SAME_FIT_COLUMNS = (
+    "replicate", "model", "method", "stopping", "start", "status", "iterations", "loglik",
+    *(f"est_{p}" for p in PARAMS),
+)  # fmt: skip
+
+# One in-process worker of the engine baseline: every `workers`-th fit task of the study, each
+# through `fit_chunk` as a fit job calls it, timed by this process's CPU clock after the engine
+# is loaded (imports and loading the compiled engine are not timed).
+_ENGINE = """
+import json, sys, time
+from pathlib import Path
+import yaml
+from emsim.study.config import load_study
+from emsim.study.fitjob import fit_chunk
+from emsim.warmup import load_engine
+config, schema, out, worker, workers = sys.argv[1:6]
+study = load_study(yaml.safe_load(Path(config).read_text()), schema)
+tasks = [(c.cell_id, k) for c in study.cells for k in range(study.n_chunks)]
+mine = tasks[int(worker)::int(workers)]
+load_engine()
+cpu0, wall0 = time.process_time(), time.perf_counter()
+rows = 0
+for cell_id, chunk in mine:
+    name = f"cell={cell_id}/chunk={chunk}.parquet"
+    fits, traces = Path(out, "fits", name), Path(out, "traces", name)
+    fits.parent.mkdir(parents=True, exist_ok=True)
+    traces.parent.mkdir(parents=True, exist_ok=True)
+    rows += fit_chunk(study.fit_task(cell_id, chunk), fits, traces)["rows"]
+cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+print(json.dumps({"tasks": len(mine), "rows": rows, "cpu_s": cpu, "wall_s": wall}))
+"""
+
+
+def e2e_config(replicates: int, chunk_size: int) -> dict:
+    """A plausible study at n = 100: separation |mu2 - mu1| / sigma from heavy overlap (1) to
+    well separated (4) x pi from balanced to 0.95, and the default study's models, methods,
+    starts and stopping rules (72 fit rows per replicate)."""
+    return {
+        "study": f"scale e2e: n = 100, {len(E2E_MU) * len(E2E_PI)} cells x {replicates} replicates",
+        "seed": 20240521,
+        "replicates": replicates,
+        "chunk_size": chunk_size,
+        "grid": {"n": [100], "mu": [list(m) for m in E2E_MU], "sigma": [1.0], "pi": list(E2E_PI)},
+        "models": ["pi", "equal_var", "full"],
+        "methods": ["em", "squarem"],
+        "starts": [
+            {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+            {"name": "quantile", "strategy": "quantile", "pi0": 0.5},
+            {"name": "random", "strategy": "random", "k": 3},
+            {"name": "truth", "strategy": "truth"},
+        ],
+        "em": {
+            "stopping": ["abs", "aitken"],
+            "tolerance": 1.0e-5,
+            "max_iterations": 1000,
+            "premature_threshold": 0.1,
+        },
+        "traces": 2,
+        "coverage": {"level": 0.95},
+        "figures": {"dpi": 120},
+    }
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds all processes of the machine have used since boot (/proc/stat; NaN where
+    there is none): the difference over a phase less our own CPU time is what other work on
+    this shared machine took from the cores meanwhile."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return math.nan
+    # user nice system idle iowait irq softirq steal
+    ticks = [int(v) for v in fields[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def snakemake_jobs(work: Path) -> list[dict]:
+    """Every job of the run as Snakemake recorded it (.snakemake/metadata, one record per output
+    file, named by the file's path in urlsafe base64): its rule, its outputs, `start` (when
+    Snakemake marked the outputs incomplete, just before running the job) and `end` (the last
+    output's modification time)."""
+    root = work / ".snakemake" / "metadata"
+    by_job: dict[object, dict] = {}
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(root).parts
+        output = base64.urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
+        record = json.loads(path.read_text())
+        job = by_job.setdefault(
+            record["job_hash"],
+            {"rule": record["rule"], "outputs": [], "start": math.inf, "end": -math.inf},
+        )
+        job["outputs"].append(output)
+        job["start"] = min(job["start"], record["starttime"])
+        job["end"] = max(job["end"], record["endtime"])
+    return sorted(by_job.values(), key=lambda j: j["start"])
+
+
+def reaction_latency(jobs: list[dict]) -> list[float]:
+    """For each job that started after some job had ended: the time from the latest end before
+    its start to its start. Snakemake schedules when a job ends, so this is its latency from
+    a core coming free (or a job's inputs becoming ready) to the next job running on it."""
+    ends = sorted(j["end"] for j in jobs)
+    out = []
+    for job in jobs:
+        i = bisect.bisect_right(ends, job["start"])
+        if i:
+            out.append(job["start"] - ends[i - 1])
+    return out
+
+
+def run_snakemake(work: Path, cores: int, src: Path) -> dict:
+    """The whole study, as `make study` runs it but on `cores` cores: wall time, CPU time and
+    peak RSS of Snakemake and everything it started (os.wait4), and the CPU time other
+    processes of the machine took meanwhile."""
+    command = [
+        str(SNAKEMAKE),
+        "--cores",
+        str(cores),
+        "--workflow-profile",
+        "workflow/profiles/default",
+    ]
+    env = dict(os.environ, PYTHONPATH=str(src), MPLBACKEND="Agg")
+    with open(work / "snakemake.log", "w") as log:
+        machine = machine_cpu_s()
+        began = time.time()
+        clock = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - clock
+        machine = machine_cpu_s() - machine
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        tail = (work / "snakemake.log").read_text()[-4000:]
+        raise SystemExit(f"snakemake failed ({rc}):\n{tail}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return {
+        "command": " ".join(["cd <work> &&", f"PYTHONPATH={src}", *command]),
+        "began": began,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "others_cpu_s": machine - cpu,
+        "peak_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def run_engine(work: Path, out: Path, workers: int, src: Path) -> dict:
+    """The engine baseline: the same fit tasks in `workers` processes of our own (no
+    Snakemake), each single-threaded; CPU seconds summed over them."""
+    args = [str(work / "config.yaml"), str(work / "workflow/schemas/config.schema.yaml"), str(out)]
+    env = dict(os.environ, PYTHONPATH=str(src))
+    machine, ours = machine_cpu_s(), children_cpu_s()
+    clock = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENGINE, *args, str(w), str(workers)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    reports = []
+    for proc in procs:
+        stdout, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"engine worker failed ({proc.returncode})")
+        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    wall = time.perf_counter() - clock
+    ours = children_cpu_s() - ours
+    return {
+        "workers": workers,
+        "wall_s": wall,
+        "others_cpu_s": machine_cpu_s() - machine - ours,
+        "rows": sum(r["rows"] for r in reports),
+        "cpu_s": sum(r["cpu_s"] for r in reports),
+    }
+
+
+def same_fits(a: Path, b: Path, files: list[str]) -> bool:
+    """Whether every fits file under `a` holds the fits of its namesake under `b`."""
+    import pandas as pd
+
+    columns = list(SAME_FIT_COLUMNS)
+    for name in files:
+        left = pd.read_parquet(a / name, columns=columns)
+        right = pd.read_parquet(b / name, columns=columns)
+        if not left.equals(right):
+            return False
+    return True
+
+
+def bench_e2e(tmp: Path, replicates: int, chunk_size: int, cores: int, workers: int) -> dict:
+    """(c): the study through Snakemake, then the same fits in-process; see the module doc."""
+    import emsim
+    from emsim.study.config import load_study
+    from emsim.study.jobs import fit_provenance
+    from emsim.warmup import compiled_entry_points, load_engine
+
+    # Both sides import this emsim and load its engine from the same numba cache: compile it
+    # now, if needed, so that neither side's clock counts compiling.
+    src = Path(emsim.__file__).resolve().parents[1]
+    load_engine()
+    compiled = [d.__name__ for d in compiled_entry_points()]
+    config = e2e_config(replicates, chunk_size)
+    work = tmp / "e2e"
+    work.mkdir(parents=True)
+    shutil.copy2(ROOT / "Snakefile", work / "Snakefile")
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    study = load_study(
+        yaml.safe_load((work / "config.yaml").read_text()),
+        work / "workflow/schemas/config.schema.yaml",
+    )
+    fits_rel = [os.path.relpath(f, "results/fits") for f in study.outputs("fits")]
+    fits_files = {str(Path(f)) for f in study.outputs("fits")}
+    design = {
+        "cells": len(study.cells),
+        "n": sorted({c.n for c in study.cells}),
+        "replicates": study.replicates,
+        "fits_per_replicate": study.fits_per_replicate,
+        "models": config["models"],
+        "methods": config["methods"],
+        "starts": study.start_names,
+        "stopping": config["em"]["stopping"],
+        "chunk_size": study.chunk_size,
+        "fit_jobs": len(study.cells) * study.n_chunks,
+        "fits": len(study.cells) * study.replicates * study.fits_per_replicate,
+    }
+    print(
+        f"e2e design: {design['cells']} cells (n = 100; |mu2 - mu1| in "
+        f"{[m[1] for m in E2E_MU]}, sigma 1, pi in {list(E2E_PI)}) x {design['replicates']} "
+        f"replicates x {design['fits_per_replicate']} fit rows ({len(config['models'])} models "
+        f"x {len(config['methods'])} methods x {len(study.start_names)} starts x "
+        f"{len(config['em']['stopping'])} stopping rules {config['em']['stopping']}, which "
+        f"share one path of iterates) = {design['fits']:,} fit rows in {design['fit_jobs']} fit "
+        f"jobs of chunk_size {design['chunk_size']}; {cores} cores",
+        flush=True,
+    )
+
+    # 1. The pipeline: `snakemake` (target all: fits, summary, figures, report, manifest).
+    run = run_snakemake(work, cores, src)
+    results = work / "results"
+    prov = fit_provenance(sorted(results / "fits" / f for f in fits_rel))
+    rows = prov["total_fits"]
+    jobs = snakemake_jobs(work)
+    fit_jobs = [j for j in jobs if fits_files & set(j["outputs"])]
+    other_jobs = [j for j in jobs if not fits_files & set(j["outputs"])]
+    began, wall = run["began"], run["wall_s"]
+    core_s = cores * wall
+    fit_end = max(j["end"] for j in fit_jobs)
+    fit_job_s = sum(j["end"] - j["start"] for j in fit_jobs)
+    other_job_s = sum(j["end"] - j["start"] for j in other_jobs)
+    latency = reaction_latency(jobs)
+    startup = min(j["start"] for j in jobs) - began
+    split = {
+        "EM (em_cpu_s)": prov["em_cpu_time_s"],
+        "fit jobs, rest of job_elapsed_s": prov["fit_job_time_s"] - prov["em_cpu_time_s"],
+        "fit jobs, outside job_elapsed_s": fit_job_s - prov["fit_job_time_s"],
+        "other jobs": other_job_s,
+        "start-up (x cores)": cores * startup,
+    }
+    split["no job running on a core"] = core_s - sum(split.values())
+    by_rule: dict[str, list[float]] = {}
+    for j in other_jobs:
+        by_rule.setdefault(j["rule"], []).append(j["end"] - j["start"])
+
+    # 2. The engine on the same fits, in-process.
+    engine = run_engine(work, tmp / "engine", workers, src)
+    base = fit_provenance(sorted(tmp / "engine" / "fits" / f for f in fits_rel))
+    identical = same_fits(results / "fits", tmp / "engine" / "fits", fits_rel)
+    assert base["total_fits"] == engine["rows"] == rows, (base["total_fits"], engine, rows)
+
+    fit_phase_s = fit_end - began
+    others = run["others_cpu_s"]
+    # Fits per core-second (or per CPU-second), each with what it divides by.
+    rates = {
+        "e2e": (rows / core_s, "cores x wall of the whole run (the issue's measure)"),
+        "e2e, others' CPU taken off": (
+            rows / (core_s - others),
+            f"cores x wall less the {others:.0f} CPU-s other processes took meanwhile",
+        ),
+        "fit phase": (
+            rows / (cores * fit_phase_s),
+            "cores x wall from the command's start to the last fit job's end",
+        ),
+        "pipeline CPU": (rows / run["cpu_s"], "CPU-s of Snakemake and all it started"),
+        "in-process fit_chunk": (
+            rows / engine["cpu_s"],
+            "CPU-s of the fit jobs' code in a loop (simulate, fit, write Parquet)",
+        ),
+        "EM inside the pipeline": (
+            rows / prov["em_cpu_time_s"],
+            "the pipeline's fit jobs' em_cpu_s (fit_batch calls only)",
+        ),
+        "engine": (
+            rows / base["em_cpu_time_s"],
+            f"em_cpu_s of the in-process loop ({workers} single-threaded process(es))",
+        ),
+    }
+    engine_rate = rates["engine"][0]
+    return {
+        "design": design,
+        "config": config,
+        "cores": cores,
+        "command": run["command"],
+        "compiled_before_timing": compiled,
+        "same_fits": identical,
+        "fits": rows,
+        "jobs": len(jobs),
+        "fit_jobs": len(fit_jobs),
+        "wall_s": wall,
+        "fit_phase_wall_s": fit_phase_s,
+        "pipeline_cpu_s": run["cpu_s"],
+        "others_cpu_s": others,
+        "peak_mb": run["peak_mb"],
+        "fits_per_core_s": {k: v for k, (v, _) in rates.items()},
+        "share_of_engine": {k: v / engine_rate for k, (v, _) in rates.items()},
+        "rate_meaning": {k: m for k, (_, m) in rates.items()},
+        "engine": {**engine, "em_cpu_s": base["em_cpu_time_s"], "job_s": base["fit_job_time_s"]},
+        "core_seconds": split,
+        "startup_s": startup,
+        "after_last_job_s": began + wall - max(j["end"] for j in jobs),
+        "other_jobs_s": {rule: sum(t) for rule, t in sorted(by_rule.items())},
+        "overhead_per_job_s": (core_s - prov["fit_job_time_s"] - other_job_s) / len(jobs),
+        "latency_per_job_s": {
+            "mean": statistics.fmean(latency),
+            "median": statistics.median(latency),
+            "max": max(latency),
+            "jobs": len(latency),
+        },
+        "outside_job_elapsed_per_fit_job_s": (fit_job_s - prov["fit_job_time_s"]) / len(fit_jobs),
+        "fit_job_mean_s": fit_job_s / len(fit_jobs),
+    }
+
+
+def print_e2e(r: dict) -> None:
+    d = r["design"]
+    lat = r["latency_per_job_s"]
+    core_s = r["cores"] * r["wall_s"]
+    print(
+        f"  {r['fits']:,} fit rows (the same as in-process: {r['same_fits']}), {r['jobs']} jobs "
+        f"({r['fit_jobs']} fit jobs of {d['chunk_size']} replicates); wall {r['wall_s']:.1f} s "
+        f"on {r['cores']} cores ({r['fit_phase_wall_s']:.1f} s to the last fit); Snakemake used "
+        f"{r['pipeline_cpu_s']:.0f} CPU-s, other processes {r['others_cpu_s']:.0f} "
+        f"({r['others_cpu_s'] / core_s:.0%} of cores x wall); peak RSS {r['peak_mb']:.0f} MB"
+    )
+    width = max(map(len, r["fits_per_core_s"]))
+    print(f"  {'fits per core-second':<{width}}  {'rate':>7}  {'/engine':>7}  divided by")
+    for name, rate in r["fits_per_core_s"].items():
+        share = r["share_of_engine"][name]
+        print(f"  {name:<{width}}  {rate:7,.0f}  {share:7.1%}  {r['rate_meaning'][name]}")
+    print(
+        f"  overhead per job: {r['overhead_per_job_s']:.3f} s all in ((cores x wall - fit jobs' "
+        f"job_elapsed_s - other jobs) / jobs); Snakemake's latency from a job's end to the next "
+        f"start {lat['mean'] * 1000:.0f} ms (median {lat['median'] * 1000:.0f}, max "
+        f"{lat['max'] * 1000:.0f}); a fit job outside its own clock (run wrapper, Parquet "
+        f"writing) {r['outside_job_elapsed_per_fit_job_s'] * 1000:.0f} ms of "
+        f"{r['fit_job_mean_s']:.2f} s; start-up {r['startup_s']:.1f} s"
+    )
+    print(f"  cores x wall = {core_s:.0f} core-s:")
+    for name, value in r["core_seconds"].items():
+        print(f"    {name:<34} {value:8.1f}  {value / core_s:6.1%}")
+    others = ", ".join(f"{k} {v:.1f} s" for k, v in r["other_jobs_s"].items())
+    print(f"  other jobs (wall): {others}")
+    print(f"  command: {r['command']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["dag", "summarise"])
+    parser.add_argument(
+        "--only",
+        choices=["dag", "summarise", "e2e"],
+        help="one part; without it dag and summarise (e2e runs only when named)",
+    )
     parser.add_argument("--cells", type=int, default=1000, help="DAG: cells (a cube)")
     parser.add_argument("--chunks", type=int, default=10, help="DAG: chunks per cell")
     parser.add_argument("--rows", type=int, default=1_000_000, help="summarise: fit rows")
@@ -248,15 +679,28 @@ def main(argv: list[str] | None = None) -> int:
         help="summarise: cell counts of the layouts to measure",
     )
     parser.add_argument("--chunk-size", type=int, default=100, help="summarise: replicates/file")
+    parser.add_argument("--replicates", type=int, default=1200, help="e2e: replicates per cell")
+    parser.add_argument("--e2e-chunk-size", type=int, default=300, help="e2e: replicates/job")
+    parser.add_argument("--cores", type=int, default=2, help="e2e: snakemake --cores")
+    parser.add_argument(
+        "--engine-workers",
+        type=int,
+        help="e2e: in-process baseline processes, each single-threaded (default: --cores)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=JSON_OUT, help=f"the numbers (default {JSON_OUT})"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="emsim-scale-"))
     ok = True
+    numbers: dict[str, object] = {}
     try:
         if args.only in (None, "summarise"):
             for cells in args.summary_cells:
                 r = bench_summarise(tmp, args.rows, cells, args.chunk_size)
+                numbers.setdefault("summarise", []).append(_public(r))  # type: ignore[union-attr]
                 within = r["peak_mb"] <= MEMORY_LIMIT_MB
                 ok &= within
                 print(
@@ -269,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.only in (None, "dag"):
             r = bench_dag(tmp, args.cells, args.chunks)
+            numbers["dag"] = _public(r)
             within = r["wall_s"] <= DAG_LIMIT_S
             ok &= within
             print(
@@ -277,12 +722,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"({'within' if within else 'OVER'} {DAG_LIMIT_S:.0f} s), peak RSS "
                 f"{r['peak_mb']:.0f} MB, nothing written under results/: {r['nothing_written']}"
             )
+        if args.only == "e2e":
+            workers = args.engine_workers or args.cores
+            r = bench_e2e(tmp, args.replicates, args.e2e_chunk_size, args.cores, workers)
+            numbers["e2e"] = r
+            ok &= r["same_fits"]
+            print_e2e(r)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        print(f"wrote {args.json}")
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
+
+
+def _public(result: dict) -> dict:
+    """A result without the command's output, for the JSON."""
+    return {k: v for k, v in result.items() if k != "out"}
 
 
 if __name__ == "__main__":
