@@ -336,7 +336,8 @@ def _plan(workdir: Path, override_file: Path, override: dict) -> tuple[list[str]
 def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # complete, manifest included
-    downstream = ["all", "figures", "manifest", "report", "summary"]
+    # Each of the 2 cells is summarised by a job of its own, then gathered.
+    downstream = ["all", "cell_summary", "cell_summary", "figures", "manifest", "report", "summary"]
     every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
     jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
     assert jobs == sorted(downstream + every_fit), jobs

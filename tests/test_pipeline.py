@@ -293,7 +293,8 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
         _, plans[name] = snakemake(tiny_study, "-n", "--configfile", str(tmp_path / name))
         return sorted(jobs_of(plans[name]))
 
-    aggregate = ["all", "figures", "report", "summary"]
+    # Each of the 2 cells is summarised by a job of its own, then gathered (design section 10).
+    aggregate = sorted(["all", "figures", "report", "summary", "cell_summary", "cell_summary"])
     assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
     assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report"]
     assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate

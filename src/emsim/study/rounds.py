@@ -56,14 +56,14 @@ class ReplicatePlan:
         """More than one round: which rounds run is decided by the precision targets."""
         return self.rounds > 1
 
-    def _block(self, round_: int) -> range:
+    def _round_block(self, round_: int) -> range:
         if round_ == 0:
             return range(0, self.minimum)
         start = self.minimum + (round_ - 1) * self.step
         return range(start, min(start + self.step, self.maximum))
 
     def _chunks_in(self, round_: int) -> int:
-        return -(-len(self._block(round_)) // self.chunk_size)
+        return -(-len(self._round_block(round_)) // self.chunk_size)
 
     def _first_chunk(self, round_: int) -> int:
         if round_ == 0:
@@ -86,7 +86,7 @@ class ReplicatePlan:
         else:
             per_round = -(-self.step // self.chunk_size)
             round_, index = 1 + (k - first) // per_round, (k - first) % per_round
-        block = self._block(round_)
+        block = self._round_block(round_)
         start = block.start + index * self.chunk_size
         return range(start, min(start + self.chunk_size, block.stop))
 
@@ -100,11 +100,11 @@ class ReplicatePlan:
         return range(0, self.round_chunks(round_).stop)
 
     def replicates_through(self, round_: int | str) -> int:
-        return self._block(self._check_round(round_)).stop
+        return self._round_block(self._check_round(round_)).stop
 
     def largest_chunk(self) -> int:
         # Round 1 is the longest after round 0 (every later one is as long or cut at `max`).
-        blocks = [len(self._block(k)) for k in range(min(self.rounds, 2))]
+        blocks = [len(self._round_block(k)) for k in range(min(self.rounds, 2))]
         return min(self.chunk_size, max(blocks))
 
     def _check_round(self, round_: int | str) -> int:
