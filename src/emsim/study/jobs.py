@@ -454,7 +454,7 @@ def run_cell_summary(
         write_parquet_atomic(assessment, output.precision, meta, precision.ASSESSMENT_SCHEMA)
         state = precision.replicates_row(cell, replicates, round_ + 1, stop, assessment)
         write_parquet_atomic(state, output.replicates, meta, precision.REPLICATES_SCHEMA)
-        missed = assessment.loc[~assessment["met"].astype(bool)] if len(assessment) else []
+        missed = assessment.loc[~assessment["met"].astype(bool)]
         logger.info(
             "cell %s round %d: %d replicates, %d of %d targets met -> %s (%.1f s)%s",
             wildcards.cell,
@@ -467,7 +467,7 @@ def run_cell_summary(
             "".join(
                 f"; {r.measure} {r.parameter}: {r.reached:.4g} > {r.target:.4g} "
                 f"({r.worst_model}/{r.worst_method}/{r.worst_stopping}/{r.worst_start})"
-                for r in (missed.itertuples() if len(missed) else [])
+                for r in missed.itertuples()
             ),
         )
 

@@ -5,7 +5,6 @@ the diagnostics of `emsim.study.stopping`, and writes the summary tables."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,7 +27,13 @@ from emsim.study.measures import (
     sort_rows,
 )
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
-from emsim.study.schema import CELL_PARTITION, ORACLE_STARTS, SUMMARY_TABLES, summary_path
+from emsim.study.schema import (
+    CELL_PARTITION,
+    HIVE_FILE,
+    ORACLE_STARTS,
+    SUMMARY_TABLES,
+    summary_path,
+)
 
 __all__ = [
     "CSV_TABLES",
@@ -121,10 +126,16 @@ def read_files(files: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
 
     Meant for small outputs such as the kept traces, not for the fits (see `summarise`).
     """
-    existing = [str(f) for f in files if Path(f).is_file()]
+    existing = [f for f in files if Path(f).is_file()]
     if not existing:
         return pd.DataFrame()
-    return read_fragments(list(pads.dataset(existing, format="parquet").get_fragments()))
+    return read_fragments(_file_fragments(existing))
+
+
+def _file_fragments(files: Iterable[str | os.PathLike[str]]) -> list[pads.Fragment]:
+    """The Parquet fragments of `files`, in their order."""
+    paths = [str(f) for f in files]
+    return list(pads.dataset(paths, format="parquet").get_fragments()) if paths else []
 
 
 # Fit columns that no measure reads (`best_start_gap` is recomputed by `add_best_start`).
@@ -144,19 +155,16 @@ def cell_table(fragments_or_files: Iterable[pads.Fragment | str | os.PathLike[st
     """One cell's fit rows (its chunk files, or their fragments) as one compact Arrow table: no
     Python strings and no columns that no measure reads. ``cell_id`` is taken from the files'
     hive folder when the rows lack it."""
-    fragments = [
-        item
-        if isinstance(item, pads.Fragment)
-        else next(iter(pads.dataset(str(item), format="parquet").get_fragments()))
-        for item in fragments_or_files
-    ]
+    items = list(fragments_or_files)
+    fragments = [i for i in items if isinstance(i, pads.Fragment)]
+    fragments += _file_fragments(i for i in items if not isinstance(i, pads.Fragment))
     tables = [fragment.to_table() for fragment in fragments]
     table = pa.concat_tables(tables, promote_options="permissive")
     del tables
     table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
     if "cell_id" not in table.column_names and fragments:
-        match = re.search(r"cell=([^/]+)/", str(fragments[0].path))
-        cell = match.group(1) if match else ""
+        match = HIVE_FILE.match("/".join(Path(fragments[0].path).parts[-2:]))
+        cell = match["cell"] if match else ""
         table = table.add_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
     return table
 
