@@ -9,9 +9,8 @@ library never rebuilds a file name.
 
 The aggregate steps read only the files the current design lists as their inputs: fit and
 traces files left behind by an earlier design (a removed grid value, a changed chunk size)
-stay on disk but are not read, and the log names what was ignored. The summary is shown a
-view of the fits dataset (a temporary folder of symbolic links in the same hive layout); the
-figures read the listed traces files directly.
+stay on disk but are not read, and the log names what was ignored. The summary reads the
+listed fits files and the figures the listed traces files, directly.
 
 Imports of the aggregate modules are deferred so that parsing the Snakefile does not pay for
 matplotlib and seaborn: it happens again in every job that runs as a process of its own (on a
@@ -26,10 +25,6 @@ import importlib.util
 import logging
 import multiprocessing
 import os
-import re
-import shutil
-import socket
-import tempfile
 import threading
 import time
 import traceback
@@ -55,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = [
     "FIGURE_NAMES",
     "caption_path",
-    "dataset_view",
     "figure_pool",
     "fit_provenance",
     "job_logging",
@@ -146,78 +140,6 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
                 logging.captureWarnings(False)
                 root.setLevel(_root_level)
         handler.close()
-
-
-TMP_FOLDER = ".emsim-tmp"
-
-
-def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_views(tmp_root: Path) -> list[Path]:
-    """Remove the views left in `tmp_root` by processes of this host that no longer run (a
-    Snakemake killed with SIGKILL cannot clean up); those of live processes are in use."""
-    prefix = f"view-{_host_tag()}-"
-    removed = []
-    for folder in tmp_root.glob(f"{prefix}*") if tmp_root.is_dir() else []:
-        pid = folder.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)  # links only: rmtree does not follow them
-            removed.append(folder)
-    return removed
-
-
-@contextlib.contextmanager
-def dataset_view(
-    files: Iterable[str | os.PathLike[str]], results: str | os.PathLike[str] | None = None
-) -> Iterator[Path]:
-    """A temporary folder holding exactly `files` (symbolic links) under their last two path
-    parts, i.e. the `cell=<id>/chunk=<k>.parquet` hive layout of the study's datasets.
-
-    With `results`, the folder lives in `results/.emsim-tmp/` (not the system's temp folder),
-    named after this host and process, and views left there by killed processes are removed
-    first: a study killed at any moment leaves no temporary folder behind for long.
-    """
-    if results is None:
-        with tempfile.TemporaryDirectory(prefix="emsim-view-") as tmp:
-            yield _link_view(Path(tmp), files)
-        return
-    tmp_root = Path(results) / TMP_FOLDER
-    sweep_stale_views(tmp_root)
-    for attempt in range(5):
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        try:
-            tmp = tempfile.mkdtemp(prefix=f"view-{_host_tag()}-{os.getpid()}-", dir=tmp_root)
-            break
-        except FileNotFoundError:  # another job's view just removed the empty tmp_root
-            if attempt == 4:
-                raise
-    try:
-        yield _link_view(Path(tmp), files)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp_root.rmdir()  # only when empty: other views may be in use
-
-
-def _link_view(root: Path, files: Iterable[str | os.PathLike[str]]) -> Path:
-    for f in files:
-        f = Path(f).resolve()
-        link = root / f.parent.name / f.name
-        link.parent.mkdir(exist_ok=True)
-        link.symlink_to(f)
-    return root
 
 
 PARQUET_MAGIC = b"PAR1"
