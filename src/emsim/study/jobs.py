@@ -2,15 +2,20 @@
 
 Each `run_*` function sends the job's logging, warnings and Python-level output to the rule's
 `log:` file (a `run:` block otherwise prints into Snakemake's own terminal output), then calls
-the module that does the work: `fitjob.fit_chunk`, `summary.summarise`, `figures.draw_one`,
-`report.write_report`. The rules name every file; these functions pass the rule's paths on
-(the summary tables as a `summary.SummaryFiles`, each figure as its named output), so the
-library never rebuilds a file name.
+the module that does the work: `fitjob.fit_chunk` (a chunk's fits), `summary.summarise_cell`
+and `precision.round_decision` (a cell's tables after a round and its next step),
+`rounds.write_gate` (the cells that go on), `summary.gather` (the study's tables),
+`figures.draw_one`, `report.write_report` and `manifest.build_manifest`. The rules name every
+file; these functions pass the rule's paths on (the summary tables as a `summary.SummaryFiles`,
+each figure as its named output), so the library never rebuilds a file name.
 
-The aggregate steps read only the files the current design lists as their inputs: fit and
-traces files left behind by an earlier design (a removed grid value, a changed chunk size)
-stay on disk but are not read, and the log names what was ignored. The summary reads the
-listed fits files and the figures the listed traces files, directly.
+The Snakefile also calls the helpers here for what runs before any job (`remove_damaged_results`,
+`warm_engine`), for the files a rule depends on (`module_path`) and for which files the rules of
+an adaptive study read once its gates exist (`cells_in_round`, `final_outputs`, ...).
+
+Every aggregate step reads exactly the files its rule lists as inputs: fit and traces files left
+behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but are not
+read, and the figures job's log names those it ignored.
 
 Imports of the aggregate modules are deferred so that parsing the Snakefile does not pay for
 matplotlib and seaborn: it happens again in every job that runs as a process of its own (on a
@@ -359,17 +364,8 @@ def run_cell_summary(
             table, level, oracle_starts=oracle_start_names(study.config)
         )
         targets = precision.Precision.from_config(study.config)
-        assessment = (
-            precision.assess(tables.performance, targets, replicates)
-            if targets is not None
-            else precision.ASSESSMENT_SCHEMA.empty_table().to_pandas()
-        )
-        stop = precision.decide(
-            assessment if targets is not None else None,
-            replicates,
-            study.plan.maximum,
-            study.adaptive,
-        )
+        decision = precision.round_decision(targets, tables.performance, replicates, study.plan)
+        assessment, stop = decision.assessment, decision.stop
         cell = study.cell(wildcards.cell).as_dict()
         meta = summary.summary_metadata(level, _study_metadata(study))
         summary.write_tables(tables, _summary_files(output), meta, csv=False)

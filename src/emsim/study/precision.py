@@ -23,6 +23,7 @@ import pandas as pd
 
 from emsim.models import MODELS
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
+from emsim.study.rounds import ReplicatePlan
 from emsim.study.schema import (
     ASSESSMENT_SCHEMA,
     BEST_START,
@@ -43,12 +44,14 @@ __all__ = [
     "STOP_MAX",
     "STOP_MET",
     "Precision",
+    "RoundDecision",
     "Target",
     "assess",
     "decide",
     "plan_from_metadata",
     "plan_metadata",
     "replicates_row",
+    "round_decision",
 ]
 
 # The config keys of the targets and the performance column each one bounds.
@@ -221,3 +224,28 @@ def decide(assessment: pd.DataFrame | None, replicates: int, maximum: int, adapt
     if assessment is not None and bool(assessment["met"].all()):
         return STOP_MET
     return STOP_MAX if replicates >= maximum else GO_ON
+
+
+@dataclass(frozen=True)
+class RoundDecision:
+    """A cell's next step after a round and the assessment it rests on."""
+
+    stop: str  # STOP_MET, STOP_MAX, STOP_FIXED or GO_ON
+    assessment: pd.DataFrame  # ASSESSMENT_COLUMNS: one row per target, none without targets
+
+
+def round_decision(
+    precision: Precision | None,
+    performance: pd.DataFrame,
+    replicates: int,
+    plan: ReplicatePlan,
+) -> RoundDecision:
+    """What a cell does after a round that brought it to `replicates` replicates: its
+    performance rows assessed against the targets (`assess`), and the step `decide` takes from
+    that under `plan`. Without targets the assessment has no rows and an adaptive cell runs on
+    to the plan's maximum."""
+    if precision is None:
+        assessment = ASSESSMENT_SCHEMA.empty_table().to_pandas()
+        return RoundDecision(decide(None, replicates, plan.maximum, plan.adaptive), assessment)
+    assessment = assess(performance, precision, replicates)
+    return RoundDecision(decide(assessment, replicates, plan.maximum, plan.adaptive), assessment)
