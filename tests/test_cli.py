@@ -315,30 +315,6 @@ def parquet(values: list) -> Writer:
     return lambda path: pd.DataFrame({"Y": values}).to_parquet(path)
 
 
-# (file name, how to write it (None: leave it missing), extra arguments, words the message names)
-BAD_FILES = [
-    pytest.param("nope.csv", None, [], ["nope.csv", "no such file"], id="missing-file"),
-    pytest.param("a.csv", text("x\n1\n2\n"), [], ["no column 'Y'", "x"], id="unknown-column"),
-    pytest.param(
-        "a.csv", text("Y\n1\n2\n"), ["--column", "Z"], ["no column 'Z'"], id="unknown-column-opt"
-    ),
-    pytest.param("a.csv", text("Y\n1\nabc\n3\n"), [], ["row 2", "'abc'"], id="non-numeric"),
-    pytest.param("a.csv", text("Y\n1\n2\nNaN\n"), [], ["row 3", "NaN"], id="nan"),
-    pytest.param("a.csv", text("x,Y\n1,1\n2,2\n3,\n"), [], ["row 3", "missing"], id="empty-field"),
-    pytest.param("a.csv", text("Y\n1\ninf\n3\n"), [], ["row 2", "infinite"], id="inf"),
-    pytest.param("a.csv", text("Y\n-inf\n1\n3\n"), [], ["row 1", "infinite"], id="minus-inf"),
-    pytest.param("a.csv", text("Y\n1\n1e999\n"), [], ["row 2", "infinite"], id="overflow"),
-    pytest.param("a.csv", text(""), [], ["empty"], id="empty-file"),
-    pytest.param("a.csv", text("Y\n"), [], ["0 value", "at least 2"], id="header-only"),
-    pytest.param("a.csv", text("Y\n1.5\n"), [], ["1 value", "at least 2"], id="one-point"),
-    pytest.param("a.csv", text("Y\n2\n2\n2\n"), [], ["constant"], id="constant"),
-    pytest.param("a.txt", text("Y\n1\n2\n"), [], ["unsupported format", "'.txt'"], id="txt"),
-    pytest.param("a", text("Y\n1\n2\n"), [], ["unsupported format", "(none)"], id="no-suffix"),
-    pytest.param("a.parquet", text("not parquet"), [], ["cannot read"], id="corrupt-parquet"),
-    pytest.param("a.parquet", parquet([1.0, np.nan, 2.0]), [], ["row 2"], id="parquet-nan"),
-    pytest.param("a.parquet", parquet(["1", "x"]), [], ["'x'"], id="parquet-text"),
-]
-
 BAD_FIT_ARGS = [
     pytest.param(["--start", "pi0.5"], ["--start", "name=value", "'pi0.5'"], id="start-no-eq"),
     pytest.param(
@@ -390,17 +366,6 @@ BAD_SIMULATE = [
     pytest.param([], "sim", ["unsupported format", "(none)"], id="no-suffix"),
     pytest.param([], "sub/sim.json", ["unsupported format"], id="suffix-json"),
 ]
-
-
-@pytest.mark.parametrize(("name", "write", "extra", "needles"), BAD_FILES)
-def test_fit_bad_file(capsys, tmp_path, name, write, extra, needles) -> None:
-    path = tmp_path / name
-    if write is not None:
-        write(path)
-    trace = tmp_path / "trace.csv"
-    code, out, err = run(capsys, "fit", path, "--trace", trace, *extra)
-    assert_one_line_error(code, out, err, *needles)
-    assert not trace.exists()
 
 
 @pytest.mark.parametrize(("extra", "needles"), BAD_FIT_ARGS)

@@ -2,8 +2,9 @@
 destroy or misread, with one line naming the problem, exit status 2 and nothing written.
 
 Each test here failed before the fix it covers: options ignored (--known, --start), output
-paths that destroy (the input, a symlink, a directory, a FIFO, a full disk), data read wrongly
-(ragged rows, booleans, dates, NUL bytes), huge --n, R seeds that wrap, a read-only install.
+paths that destroy (the input, a symlink, a directory, a FIFO, a full disk), huge --n, R seeds
+that wrap, a read-only install. Data read wrongly (ragged rows, booleans, dates, NUL bytes) is
+tested in tests/test_datafile.py.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from test_cli import assert_one_line_error, run
 
 import emsim
-from emsim import cli
+from emsim import cli, datafile
 from emsim.cli import MAX_SIMULATE_N, build_parser, main
 
 SIM = ["--n", "50", "--mu", "0,2", "--sigma", "1", "--pi", "0.5", "--seed", "7"]
@@ -231,133 +232,8 @@ def test_a_full_disk_leaves_nothing_behind(
 
 
 # --- 3. data read wrongly without a word ----------------------------------------------------
-
-
-def _write_text(content: str | bytes):
-    def write(path: Path) -> None:
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-
-    return write
-
-
-def _write_parquet(frame: pd.DataFrame):
-    return lambda path: frame.to_parquet(path)
-
-
-LONG = "x" * 100_000
-
-BAD_DATA = [
-    pytest.param("a.csv", _write_text("Y\n1\n2,3\n4\n5\n"), ["line 3", "2 field"], id="too-many"),
-    pytest.param(
-        "a.csv", _write_text("x,Y\n1,1\n2\n3,3\n4,5\n"), ["line 3", "1 field"], id="too-few"
-    ),
-    pytest.param(
-        "a.csv", _write_text("Y\n1,10\n2,20\n3,30\n"), ["line 2", "2 field"], id="all-extra"
-    ),
-    pytest.param("a.csv", _write_text("Y\ntrue\nfalse\ntrue\n"), ["'Y'", "boolean"], id="bool"),
-    pytest.param(
-        "a.parquet",
-        _write_parquet(pd.DataFrame({"Y": [True, False, True]})),
-        ["'Y'", "boolean"],
-        id="parquet-bool",
-    ),
-    pytest.param(
-        "a.parquet",
-        _write_parquet(pd.DataFrame({"Y": [True, None, False]}, dtype=object)),
-        ["'Y'", "row 1", "boolean"],
-        id="parquet-bool-null",
-    ),
-    pytest.param(
-        "a.parquet",
-        _write_parquet(pd.DataFrame({"Y": pd.date_range("2020-01-01", periods=4)})),
-        ["'Y'", "dates or times"],
-        id="parquet-datetime",
-    ),
-    pytest.param(
-        "a.parquet",
-        _write_parquet(pd.DataFrame({"Y": pd.to_timedelta([1, 2, 3], unit="s")})),
-        ["'Y'", "dates or times"],
-        id="parquet-timedelta",
-    ),
-    pytest.param(
-        "a.parquet",
-        _write_parquet(pd.DataFrame({"Y": ["1", "2", LONG]})),
-        ["'Y'", "row 3", "'xxxxx", "not a number"],
-        id="parquet-long-text",
-    ),
-    pytest.param(
-        "a.csv", _write_text(f"Y\n1\n2\n{LONG}\n"), ["'Y'", "row 3", "not a number"], id="long"
-    ),
-    pytest.param(
-        "a.csv", _write_text(f"{LONG}\n1\n2\n"), ["no column 'Y'", "choose one"], id="long-name"
-    ),
-    pytest.param("a.csv", _write_text("Y,Y\n1,5\n2,6\n3,7\n"), ["'Y'", "2 times"], id="dup-Y"),
-    pytest.param(
-        "a.csv",
-        _write_text("VALUE,Value\n1,5\n2,6\n3,7\n"),
-        ["no column 'value'", "'VALUE'", "'Value'"],
-        id="ambiguous-case",
-    ),
-    pytest.param("a.csv", _write_text(b"Y\n1\n\xff\xfe\n"), ["not UTF-8"], id="not-utf8"),
-    pytest.param("a.csv", _write_text(b"\0" * 5_000_000), ["NUL bytes"], id="nul-bytes"),
-    pytest.param(
-        "a.csv", _write_text(b"Y\n1\n2\n" + b"\0" * 5_000_000), ["NUL bytes"], id="nul-tail"
-    ),
-]
-
-
-@pytest.mark.parametrize(("name", "write", "needles"), BAD_DATA)
-def test_data_that_would_be_read_wrongly_is_refused(capsys, tmp_path, name, write, needles):
-    path = tmp_path / name
-    write(path)
-    extra = ["--column", "value"] if "no column 'value'" in needles else []
-    trace = tmp_path / "trace.csv"
-    began = time.perf_counter()
-    code, out, err = run(capsys, "fit", path, "--trace", trace, *extra)
-    assert_one_line_error(code, out, err, *needles)
-    assert len(err) < 200, f"{len(err)} characters: {err[:300]!r}"
-    assert time.perf_counter() - began < 10
-    assert not trace.exists()
-
-
-@pytest.mark.parametrize("kind", ["directory", "fifo"])
-def test_data_path_that_is_not_a_file_is_named_so(capsys, tmp_path, kind) -> None:
-    path = tmp_path / "data.csv"
-    if kind == "directory":
-        path.mkdir()
-    else:
-        os.mkfifo(path)  # reading it would wait for a writer forever
-    code, out, err = run(capsys, "fit", path)
-    assert_one_line_error(code, out, err, str(path), "directory" if kind == "directory" else "pipe")
-
-
-def test_blank_lines_are_skipped_as_pandas_skips_them(capsys, tmp_path, data_file) -> None:
-    y = pd.read_csv(data_file)["Y"].to_numpy()
-    spaced = tmp_path / "spaced.csv"
-    body = "\n".join(f"{v:.17g},{i}" for i, v in enumerate(y))
-    spaced.write_text(f"\n\nY,i\n   \n{body}\n\n")
-    code, out, err = run(capsys, "fit", spaced, "--json")
-    assert code == 0, err
-    code_y, out_y, _ = run(capsys, "fit", data_file, "--json")
-    assert code_y == 0
-    assert json.loads(out)["params"] == json.loads(out_y)["params"]
-
-
-def test_column_found_up_to_case(capsys, tmp_path, data_file) -> None:
-    lower = tmp_path / "lower.csv"
-    pd.read_csv(data_file).rename(columns={"Y": "y"}).to_csv(
-        lower, index=False, float_format="%.17g"
-    )
-    code, out, err = run(capsys, "fit", lower, "--json")
-    assert code == 0, err
-    code_y, out_y, _ = run(capsys, "fit", data_file, "--json")
-    assert code_y == 0
-    as_y = json.loads(out_y)
-    as_lower = json.loads(out)
-    assert as_lower["params"] == as_y["params"]
+# Tested with the data file reader, in tests/test_datafile.py (each bad file also through
+# `emsim fit`).
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -442,7 +318,7 @@ def test_memory_error_is_one_line(capsys, monkeypatch, tmp_path, data_file, wher
         monkeypatch.setattr(pd, "read_csv", exhausted)
         argv = ["fit", spaced]
     else:  # plain numbers: read without pandas
-        monkeypatch.setattr(cli, "_plain_numbers", exhausted)
+        monkeypatch.setattr(datafile, "plain_numbers", exhausted)
         argv = ["fit", data_file]
     code, out, err = run(capsys, *argv)
     assert_one_line_error(code, out, err, "out of memory")

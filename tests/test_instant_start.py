@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import emsim
-from emsim import cli, engine, warmup
+from emsim import engine, warmup
 
 SRC = Path(emsim.__file__).parent
 HEAVY = ("pandas", "matplotlib", "seaborn", "snakemake")
@@ -88,35 +88,6 @@ def test_lazy_names_of_the_package() -> None:
     assert callable(emsim.simulate) and emsim.simulate.__module__ == "emsim.simulate"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         emsim.nope  # noqa: B018
-
-
-@pytest.mark.parametrize(
-    "cells",
-    [
-        [f"{v:.17g}" for v in np.random.default_rng(3).normal(size=2000) * 1e3],
-        ["1", "-0", "007", "+4", "12345678901234567890123"],  # whole numbers: pandas reads ints
-        ["1.", ".5", "-0", "1E+05", "2.4703282292062328e-324", "-1.5e-7", "+.25"],
-        [f"{v:.25e}" for v in np.random.default_rng(4).uniform(-1, 1, size=500)],
-    ],
-)
-def test_csv_read_without_pandas_equals_pandas(tmp_path, cells) -> None:
-    path = tmp_path / "d.csv"
-    path.write_text("a,Y\n" + "".join(f"x,{c}\n" for c in cells))
-    ours = cli.read_data(path, "Y")
-    theirs = pd.read_csv(path)["Y"].to_numpy(dtype=np.float64)
-    assert ours.view(np.int64).tolist() == theirs.view(np.int64).tolist()  # bit for bit
-
-
-def test_csv_cells_that_are_not_plain_numbers_go_through_pandas(tmp_path) -> None:
-    scanned = {}
-    for name, cell in [("spaces", " 1.5"), ("na", "NA"), ("inf", "inf"), ("digits", "١٢")]:
-        path = tmp_path / f"{name}.csv"
-        path.write_text(f"Y\n1.0\n{cell}\n2.0\n")
-        scanned[name] = cli._scan_csv(path, "Y")
-        assert scanned[name][2] is None, name  # no cells kept: pandas reads the column
-    path = tmp_path / "plain.csv"
-    path.write_text("Y\n1.0\n2.5\n")
-    assert cli._scan_csv(path, "Y") == ("Y", 0, ["1.0", "2.5"])
 
 
 # --- compile at set-up, never at use -----------------------------------------------------------

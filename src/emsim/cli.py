@@ -1,15 +1,14 @@
 """Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim warmup`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
-fails is reported through its status, never as an error.
+fails is reported through its status, never as an error. Reading the data file of `emsim fit`
+is `emsim.datafile`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .bad_input import InputError, echo, one_line
+from .datafile import read_data
 from .models import (
     DEFAULT_STOPPING,
     METHODS,
@@ -34,42 +35,16 @@ from .simulate import simulate
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .api import FitResult
+
 EXIT_BAD_INPUT = 2
 # The most points `emsim simulate` draws: 10^8 doubles are 800 MB, and R's stream needs more.
 MAX_SIMULATE_N = 10**8
-# An echoed value (a cell, a column name, a library's message) is cut to this many characters,
-# so an error stays one short line whatever the input holds.
-ECHO_CHARS = 40
-# Bytes looked at for NUL bytes before a CSV file is parsed: binary data fails at once.
-SNIFF_BYTES = 1 << 16
-# A CSV cell read without pandas: a plain decimal number, ASCII digits only, no spaces. pandas
-# reads exactly these to the same double as float() (checked on 650,000 numbers of up to 25
-# digits, issue 10); any other cell (NA, inf, text, spaces, ...) sends the whole column through
-# pandas and its checks below.
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
-_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
-
-
-class InputError(Exception):
-    """Bad input from the user: reported as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise InputError(f"{self.prog}: {message}")
-
-
-def _cut(text: str, limit: int) -> str:
-    """`text` on one line (unprintable characters escaped), cut to `limit` characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: 4 * limit])
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(value: object, limit: int = ECHO_CHARS) -> str:
-    """repr(value) on one line, cut to `limit` characters."""
-    if isinstance(value, str) and len(value) > 4 * limit:
-        value = value[: 4 * limit]
-    return _cut(repr(value), limit)
 
 
 def _count(text: str) -> int:
@@ -83,7 +58,7 @@ def _count(text: str) -> int:
     except ValueError:
         number = float("nan")
     if not number.is_integer():
-        raise argparse.ArgumentTypeError(f"{_short(text)} is not a whole number")
+        raise argparse.ArgumentTypeError(f"{echo(text)} is not a whole number")
     return int(number)
 
 
@@ -111,195 +86,22 @@ def parse_assignments(text: str | None, what: str) -> dict[str, float]:
         name = name.strip()
         if not sep or not name:
             raise InputError(
-                f"{what}: expected name=value pairs like pi=0.5,mu1=0, got {_short(piece)}"
+                f"{what}: expected name=value pairs like pi=0.5,mu1=0, got {echo(piece)}"
             )
         if name not in (*PARAMS, "sigma"):
             raise InputError(
-                f"{what}: unknown parameter {_short(name)}; use {', '.join(PARAMS)} or sigma"
+                f"{what}: unknown parameter {echo(name)}; use {', '.join(PARAMS)} or sigma"
             )
         if name in values:
             raise InputError(f"{what}: {name} is given twice")
         try:
             number = float(value)
         except ValueError:
-            raise InputError(f"{what}: {name}={_short(value)} is not a number") from None
+            raise InputError(f"{what}: {name}={echo(value)} is not a number") from None
         if not np.isfinite(number):
             raise InputError(f"{what}: {name}={value} is not finite")
         values[name] = number
     return values
-
-
-def _scan_csv(path: Path, column: str) -> tuple[str, int, list[str] | None] | None:
-    """The name and position of `column` in a CSV file's header and, when every cell of it is
-    a plain number (_PLAIN_NUMBER), its cells, after checking what pandas would read silently
-    wrongly: binary data (NUL bytes), text that is not UTF-8, and rows with more or fewer
-    fields than the header (pandas would take an extra first field for an index, or fill
-    missing ones). None for a file with no lines."""
-    with path.open("rb") as raw:
-        head = raw.read(SNIFF_BYTES)
-    if b"\0" in head:
-        raise InputError(f"{path}: holds NUL bytes: binary data, not a CSV text file")
-    missing_column = None
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            # Blank lines (or only spaces) are skipped, as pandas skips them, the header's too.
-            rows = (row for row in reader if len(row) > 1 or (row and row[0].strip()))
-            header = next(rows, None)
-            if header is None:
-                return None
-            try:
-                position = _find_column(header, column, path)
-            except InputError as err:  # reported after the rows are checked, as before
-                missing_column, position = err, 0
-            # pandas names an empty header "Unnamed: k"; such a column goes through pandas.
-            cells: list[str] | None = [] if header[position] else None
-            plain = _PLAIN_NUMBER.fullmatch
-            for row in rows:
-                if len(row) != len(header):
-                    raise InputError(
-                        f"{path}: line {reader.line_num} has {len(row)} field(s) but the header "
-                        f"has {len(header)}"
-                    )
-                if cells is not None:
-                    if plain(row[position]):
-                        cells.append(row[position])
-                    else:
-                        cells = None
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({_cut(err.reason, 30)})") from None
-    except csv.Error as err:
-        raise InputError(f"{path}: line {reader.line_num}: {_cut(str(err), 60)}") from None
-    if missing_column is not None:
-        raise missing_column
-    return header[position], position, cells
-
-
-def _plain_numbers(cells: list[str]) -> np.ndarray:
-    """The cells _scan_csv kept, as pandas would read them: float() rounds each correctly, as
-    pandas does; a column of whole numbers pandas reads as integers, which have no -0."""
-    data = np.array([float(cell) for cell in cells], dtype=np.float64)
-    if all(_PLAIN_INTEGER.fullmatch(cell) for cell in cells):
-        data += 0.0  # -0.0 + 0.0 is +0.0
-    return data
-
-
-def _find_column(names: list, column: str, path: Path) -> int:
-    """Position of `column` among `names`; else of the one name equal to it up to case."""
-    exact = [i for i, name in enumerate(names) if str(name) == column]
-    if len(exact) > 1:
-        raise InputError(
-            f"{path}: column {_short(column)} appears {len(exact)} times in the header; "
-            "rename the copies"
-        )
-    if exact:
-        return exact[0]
-    folded = [i for i, name in enumerate(names) if str(name).casefold() == column.casefold()]
-    if len(folded) == 1:
-        return folded[0]
-    if folded:
-        candidates = ", ".join(_short(str(names[i]), 20) for i in folded)
-        raise InputError(
-            f"{path}: no column {_short(column)}, and several differ from it only in case "
-            f"({_cut(candidates, 50)}); choose one with --column"
-        )
-    listed = ", ".join(map(str, names)) or "none"
-    raise InputError(
-        f"{path}: no column {_short(column)} (columns: {_cut(listed, 40)}); "
-        "choose one with --column"
-    )
-
-
-def _numeric_column(series: pd.Series, path: Path, where: str) -> np.ndarray:
-    """A column as float64; booleans, dates, times and text are refused, not turned into
-    numbers (pandas would make True 1.0 and a date its nanoseconds)."""
-    import pandas as pd
-
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        series = series.astype(object)
-        dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        raise InputError(f"{path}: {where} holds booleans (true/false), not numbers")
-    if (
-        pd.api.types.is_datetime64_any_dtype(dtype)
-        or pd.api.types.is_timedelta64_dtype(dtype)
-        or isinstance(dtype, pd.PeriodDtype)
-    ):
-        raise InputError(f"{path}: {where} holds dates or times ({dtype}), not numbers")
-    if pd.api.types.is_numeric_dtype(dtype):
-        values = pd.to_numeric(series)
-    else:
-        cells = series.to_numpy(dtype=object)
-        flags = np.fromiter(
-            (isinstance(v, (bool, np.bool_)) for v in cells), dtype=bool, count=cells.size
-        )
-        if flags.any():
-            raise InputError(
-                f"{path}: {where}, row {int(np.argmax(flags)) + 1}: {_short(cells[flags][0])} "
-                "is a boolean, not a number"
-            )
-        values = pd.to_numeric(series, errors="coerce")
-        text_rows = (values.isna() & series.notna()).to_numpy()
-        if text_rows.any():
-            row = int(np.argmax(text_rows))
-            raise InputError(
-                f"{path}: {where}, row {row + 1}: {_short(cells[row])} is not a number"
-            )
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def read_data(path: Path, column: str) -> np.ndarray:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
-        raise InputError(f"{path}: is {kind}; give a data file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"{path}: unsupported format {suffix or '(none)'!r}; use .csv or .parquet")
-    if suffix == ".csv":
-        scanned = _scan_csv(path, column)
-        if scanned is None:
-            raise InputError(f"{path}: file is empty")
-        name, position, cells = scanned
-        if cells is not None:  # the common case, without pandas (0.3-0.5 s to import)
-            return _checked(_plain_numbers(cells), path, f"column {_short(name)}")
-    import pandas as pd
-
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, usecols=[position], encoding="utf-8-sig")
-        else:
-            frame = pd.read_parquet(path)
-            position = _find_column(list(frame.columns), column, path)
-    except InputError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file is empty") from None
-    except MemoryError:
-        raise
-    except Exception as err:  # pandas and pyarrow raise many types for unreadable files
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise InputError(f"{path}: cannot read as {suffix[1:]}: {_cut(first, 60)}") from None
-    series = frame.iloc[:, 0 if suffix == ".csv" else position]
-    name = str(frame.columns[0 if suffix == ".csv" else position])
-    where = f"column {_short(name)}"
-    return _checked(_numeric_column(series, path, where), path, where)
-
-
-def _checked(data: np.ndarray, path: Path, where: str) -> np.ndarray:
-    """`data` if it can be fitted: finite, at least 2 points, not all one value."""
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise InputError(
-            f"{path}: {where}, row {int(np.argmax(bad)) + 1}: missing, NaN or infinite value"
-        )
-    if data.size < 2:
-        raise InputError(f"{path}: {where} has {data.size} value(s); a fit needs at least 2")
-    if data.min() == data.max():
-        raise InputError(f"{path}: {where} is constant ({data[0]:g}); a mixture cannot be fitted")
-    return data
 
 
 def _output(path: str, option: str, suffixes: tuple[str, ...], inputs: tuple = ()) -> Path:
@@ -469,36 +271,42 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise InputError(str(err)) from None
     elapsed = time.perf_counter() - began
     if trace_path is not None:
-        trace = result.trace
-        if trace_path.suffix.lower() == ".parquet":
-            _write(
-                trace_path,
-                lambda tmp: trace.to_parquet(tmp, index=False),
-                "--trace",
-                (args.file,),
-            )
-        else:
-            _write(
-                trace_path,
-                lambda tmp: trace.to_csv(tmp, index=False, float_format="%.17g"),
-                "--trace",
-                (args.file,),
-            )
+        _write_trace(trace_path, result.trace, args.file)
     if args.json:
-        payload = {
-            "status": result.status,
-            "stopping": result.stopping,
-            "iterations": result.iterations,
-            "loglik": _json_number(result.loglik),
-            "params": {k: _json_number(v) for k, v in result.params.items()},
-            "se": {k: _json_number(v) for k, v in result.se.items()},
-            "distance_to_limit": _json_number(result.distance_to_limit),
-            "loglik_gap_to_limit": _json_number(result.loglik_gap_to_limit),
-            "polish_evals": result.polish_evals,
-            "elapsed_s": elapsed,
-        }
-        print(json.dumps(payload, allow_nan=False))
-        return 0
+        print(json.dumps(_fit_payload(result, elapsed), allow_nan=False))
+    else:
+        _print_fit(result, elapsed, known)
+    return 0
+
+
+def _write_trace(path: Path, trace: pd.DataFrame, data_file: str) -> None:
+    def write(tmp: Path) -> None:
+        if path.suffix.lower() == ".parquet":
+            trace.to_parquet(tmp, index=False)
+        else:
+            trace.to_csv(tmp, index=False, float_format="%.17g")
+
+    _write(path, write, "--trace", (data_file,))
+
+
+def _fit_payload(result: FitResult, elapsed: float) -> dict:
+    """`emsim fit --json`'s object."""
+    return {
+        "status": result.status,
+        "stopping": result.stopping,
+        "iterations": result.iterations,
+        "loglik": _json_number(result.loglik),
+        "params": {k: _json_number(v) for k, v in result.params.items()},
+        "se": {k: _json_number(v) for k, v in result.se.items()},
+        "distance_to_limit": _json_number(result.distance_to_limit),
+        "loglik_gap_to_limit": _json_number(result.loglik_gap_to_limit),
+        "polish_evals": result.polish_evals,
+        "elapsed_s": elapsed,
+    }
+
+
+def _print_fit(result: FitResult, elapsed: float, known: dict[str, float]) -> None:
+    """`emsim fit`'s text output."""
     print(
         f"model {result.model}, method {result.method}: {result.status} after "
         f"{result.iterations} iterations ({elapsed * 1e3:.1f} ms)"
@@ -513,7 +321,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         se = result.se[name]
         note = f"  (se {se:.4g})" if np.isfinite(se) else "  (held known)" if name in known else ""
         print(f"  {name:<7}{result.params[name]:>14.6g}{note}")
-    return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -581,8 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="emsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action=_Version, help="print emsim's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_demo(commands.add_parser("demo", help="reproduce the seed document's fit and table"))
+    _add_simulate(commands.add_parser("simulate", help="draw data from a two-component mixture"))
+    _add_fit(commands.add_parser("fit", help="fit a mixture to a column of a CSV or Parquet file"))
+    _add_verify(
+        commands.add_parser(
+            "verify", help="check a study's results against its manifest, or against another study"
+        )
+    )
+    warm_cmd = commands.add_parser(
+        "warmup",
+        help="compile the engine for this CPU into numba's cache (make venv runs it), so that "
+        "no later command or job compiles",
+    )
+    warm_cmd.set_defaults(run=_cmd_warmup)
+    return parser
 
-    demo = commands.add_parser("demo", help="reproduce the seed document's fit and table")
+
+def _add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--format",
         choices=("table", "csv", "json"),
@@ -596,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_cmd_demo)
 
-    sim = commands.add_parser("simulate", help="draw data from a two-component mixture")
+
+def _add_simulate(sim: argparse.ArgumentParser) -> None:
     sim.add_argument(
         "--n",
         type=_count,
@@ -637,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(run=_cmd_simulate)
 
-    fit_cmd = commands.add_parser("fit", help="fit a mixture to a column of a CSV or Parquet file")
+
+def _add_fit(fit_cmd: argparse.ArgumentParser) -> None:
     fit_cmd.add_argument("file", help="the data, a .csv or .parquet file (required)")
     fit_cmd.add_argument(
         "--column",
@@ -697,9 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_argument("--json", action="store_true", help="print one JSON object; default: text")
     fit_cmd.set_defaults(run=_cmd_fit)
 
-    verify_cmd = commands.add_parser(
-        "verify", help="check a study's results against its manifest, or against another study"
-    )
+
+def _add_verify(verify_cmd: argparse.ArgumentParser) -> None:
     verify_cmd.add_argument(
         "--results",
         default="results",
@@ -715,14 +539,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd.set_defaults(run=_cmd_verify)
 
-    warm_cmd = commands.add_parser(
-        "warmup",
-        help="compile the engine for this CPU into numba's cache (make venv runs it), so that "
-        "no later command or job compiles",
-    )
-    warm_cmd.set_defaults(run=_cmd_warmup)
-    return parser
-
 
 def main(argv: list[str] | None = None) -> int:
     try:
@@ -733,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except OSError as err:  # an unwritable output path, a full disk, a file as a folder, ...
         where = f"{err.filename}: " if err.filename else ""
-        print(f"emsim: error: {where}{_cut(str(err.strerror or err), 80)}", file=sys.stderr)
+        print(f"emsim: error: {where}{one_line(str(err.strerror or err), 80)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:
         print(
