@@ -6,7 +6,10 @@ caption) and the provenance of the run. The file embeds its images (base64 PNG) 
 links to nothing, so it opens offline, can be mailed, and stays readable when results/ is moved.
 
 Numbers come from the summary tables (`emsim.study.measures`) and captions from
-`emsim.study.captions.CAPTIONS`; this module only formats them.
+`emsim.study.captions.CAPTIONS`; this module only formats them. The design comes from the loaded
+`Study`'s typed members, never from re-reading its config. It assembles the sections; the HTML
+helpers live in `report_html`, the cells in `report_cells`, sections 9 and 10 in
+`report_stopping` and `report_precision`.
 """
 
 from __future__ import annotations
