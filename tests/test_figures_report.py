@@ -22,6 +22,7 @@ import pytest
 
 from emsim.study import figures
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, caption_path
+from emsim.study.config import load_study
 from emsim.study.figures import draw_all, plot_seed_trace
 from emsim.study.measures import (
     CONVERGENCE_COLUMNS,
@@ -332,7 +333,7 @@ def test_report_is_self_contained_and_complete(study, tmp_path):
         SummaryFiles.in_folder(root / "summary"),
         {name: study[name] for name in FIGURE_NAMES},
         tmp_path / "report" / "index.html",
-        CONFIG,
+        load_study(CONFIG),
         {"wall_time_s": 12.5, "git_commit": "0123abcd", "snakemake_version": "9.0"},
     )
     assert out.exists()
@@ -373,7 +374,7 @@ def test_report_shows_the_figures_it_is_given_by_name(study, tmp_path):
     root = study["root"]
     extra = {"bias": study["bias"], "bias_of_mu1": study["rmse"]}
     out = write_report(
-        SummaryFiles.in_folder(root / "summary"), extra, tmp_path / "index.html", CONFIG, {}
+        SummaryFiles.in_folder(root / "summary"), extra, tmp_path / "index.html", load_study(CONFIG)
     )
     html = out.read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 2
@@ -384,7 +385,7 @@ def test_report_shows_the_figures_it_is_given_by_name(study, tmp_path):
 
 def test_report_without_results(tmp_path):
     summary = SummaryFiles.in_folder(tmp_path / "summary")
-    out = write_report(summary, figure_paths(tmp_path / "figures"), tmp_path / "index.html", {}, {})
+    out = write_report(summary, figure_paths(tmp_path / "figures"), tmp_path / "index.html", None)
     html = out.read_text(encoding="utf-8")
     assert "No performance results." in html
     assert "was not drawn" in html
@@ -462,8 +463,7 @@ def test_report_lists_replicates_targets_and_cells_stopped_at_max(study, tmp_pat
         files,
         {name: study[name] for name in FIGURE_NAMES},
         tmp_path / "index.html",
-        adaptive_config(target),
-        {},
+        load_study(adaptive_config(target)),
     ).read_text(encoding="utf-8")
     # Sections up to 9 keep their numbers (docs and config.yaml cite "report section 9").
     assert "9. Can the stopping rule be trusted?" in html
@@ -494,13 +494,83 @@ def test_report_lists_replicates_targets_and_cells_stopped_at_max(study, tmp_pat
 def test_report_replicates_of_a_fixed_study_and_missing_tables(study, tmp_path):
     summary = SummaryFiles.in_folder(study["root"] / "summary")
     assert not summary.replicates.exists()  # summarise does not write it: from convergence
-    html = write_report(summary, {}, tmp_path / "fixed.html", CONFIG, {}).read_text("utf-8")
+    html = write_report(summary, {}, tmp_path / "fixed.html", load_study(CONFIG)).read_text("utf-8")
     section = _section(html, "replicates")
     cells = pd.read_parquet(summary.convergence)["cell_id"].nunique()
     assert f"All {cells} cells ran <b>{CONFIG['replicates']}</b> replicates" in section
     assert "missed-targets" not in section
     # No tables at all: the section says so.
     empty = SummaryFiles.in_folder(tmp_path / "none")
-    html = write_report(empty, {}, tmp_path / "none.html", adaptive_config(0.01), {})
+    html = write_report(empty, {}, tmp_path / "none.html", load_study(adaptive_config(0.01)))
     section = _section(html.read_text("utf-8"), "replicates")
     assert "No replicates table." in section and "MCSE of the bias of pi" in section
+
+
+# --- the typed study and the convergence MCSEs (issue 20 items 1 and 8) --------------------
+
+
+def test_report_convergence_table_shows_each_cost_with_its_mcse(study, tmp_path):
+    summary = SummaryFiles.in_folder(study["root"] / "summary")
+    html = write_report(summary, {}, tmp_path / "index.html", load_study(CONFIG)).read_text("utf-8")
+    section = _section(html, "convergence")
+    conv = pd.read_parquet(summary.convergence)
+    columns = ("iterations_mean", "iterations_median", "loglik_evals_mean")
+    shown = 0
+    for _, row in conv.iterrows():
+        for column in columns:
+            text = format_estimate(row[column], row[f"{column}_mcse"], digits=3)
+            assert f"<td>{text}</td>" in section, (column, text)
+            shown += "(" in text
+        runtime = format_estimate(
+            1000 * row["runtime_mean_s"], 1000 * row["runtime_mean_s_mcse"], digits=3
+        )
+        assert f"<td>{runtime}</td>" in section
+    # Some entries carry an MCSE (8 replicates: the median's needs 6 converged fits).
+    assert shown > len(conv)
+    assert "90th percentile = (x_(k) - x_(j)) / (2 x 1.96)" in _section(html, "measures")
+
+
+def test_report_plan_with_min_equal_to_max_is_a_fixed_study(study, tmp_path):
+    """Issue 20: {min: 8, max: 8} runs one round; the report says so (it used to call it
+    adaptive because `replicates` was a mapping)."""
+    files, target = adaptive_summary(study, tmp_path / "summary")
+    config = {**CONFIG, "replicates": {"min": 8, "max": 8}, "precision": {"bias_mcse": target}}
+    html = write_report(files, {}, tmp_path / "index.html", load_study(config)).read_text("utf-8")
+    assert "Replicates per cell: <b>8</b>." in _section(html, "data")
+    section = _section(html, "replicates")
+    assert "The number of replicates was fixed" in section
+    assert "Targets missed (a fixed study" in section and "Each cell ran" not in section
+
+
+def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
+    files, _ = adaptive_summary(study, tmp_path / "summary")
+    config = {
+        **adaptive_config(0.01),
+        "starts": [
+            {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+            {"name": "quantile", "strategy": "quantile"},
+            {"name": "draw", "strategy": "random", "k": 2},
+            {"name": "truth", "strategy": "truth"},
+        ],
+        "em": {"stopping": ["abs", "aitken"], "tolerance": {"abs": 1e-5, "aitken": 1e-7}},
+        "precision": {"coverage_mcse": {"pi": 0.02}, "starts": ["draw"], "methods": ["em"]},
+    }
+    loaded = load_study(config)
+    html = write_report(files, {}, tmp_path / "index.html", loaded).read_text("utf-8")
+    methods = _section(html, "methods")
+    # One row per configured start: the random draws grouped under their config name, each
+    # strategy with the settings the fits used (the quantile split's default pi0 included).
+    assert "<td>draw</td><td>random</td><td>{&quot;k&quot;: 2}</td>" in methods
+    assert "<td>quantile</td><td>quantile</td><td>{&quot;pi0&quot;: 0.5}</td>" in methods
+    assert "below <b>abs 1e-05, aitken 1e-07</b>" in methods
+    assert "Rules compared: abs, aitken; tolerance abs 1e-05, aitken 1e-07" in html
+    section = _section(html, "replicates")
+    # The scope as the config gave it: draw1, draw2 -> draw.
+    assert "Applies to models: all; methods: em; stopping: all; starts: draw." in section
+    # The study's one target (the precision table on disk holds other ones).
+    targets = section.split("Applies to", 1)[1].split("</table>", 1)[0]
+    assert "<td>MCSE of the coverage of pi</td><td>0.02</td>" in targets
+    assert "MCSE of the bias" not in targets
+    assert "<th>MCSE of the coverage of pi (≤ 0.02)</th>" in section
+    plan = loaded.plan
+    assert f"Each cell ran <b>{plan.minimum}</b> replicates, then <b>{plan.step}</b>" in section

@@ -22,6 +22,8 @@ from emsim.study.measures import (
     convergence,
     failure_table,
     performance,
+    quantile_mcse,
+    quantile_ranks,
 )
 from emsim.study.summary import summarise
 
@@ -46,6 +48,10 @@ CONVERGENCE_COLUMNS = [
         "rate_empirical_mean, rate_theory_mean, polish_evals_mean"
     ).split(", "),
     *(f"rate_{s}_mcse" for s in STATUSES),
+    *(
+        "iterations_mean_mcse, iterations_median_mcse, iterations_p90_mcse, "
+        "loglik_evals_mean_mcse, runtime_mean_s_mcse"
+    ).split(", "),
 ]
 FIT_COLUMNS = (
     "cell_id, n, mu1, mu2, sigma1, sigma2, pi, replicate, model, method, stopping, start, status, "
@@ -323,6 +329,98 @@ def test_convergence_matches_formulas():
     assert row["runtime_mean_s"] == pytest.approx(0.001 * statistics.fmean(iterations))
     assert row["rate_empirical_mean"] == pytest.approx(statistics.fmean(rates[:5]))
     assert row["rate_theory_mean"] == pytest.approx(0.45)
+    # MCSEs: a mean's sd / sqrt(n) over the values it averages; the median's from the
+    # order-statistic interval (6 converged fits: ranks 1 and 6); p90 needs 36 values.
+    n_all = len(iterations)
+    assert row["iterations_mean_mcse"] == pytest.approx(statistics.stdev(ok_iters) / math.sqrt(6))
+    evals_sd = statistics.stdev(i + 1 for i in iterations)
+    assert row["loglik_evals_mean_mcse"] == pytest.approx(evals_sd / math.sqrt(n_all))
+    runtime_sd = statistics.stdev(0.001 * i for i in iterations)
+    assert row["runtime_mean_s_mcse"] == pytest.approx(runtime_sd / math.sqrt(n_all))
+    assert binomial_ranks(6, 0.5) == (1, 6)
+    z = statistics.NormalDist().inv_cdf(0.975)
+    assert row["iterations_median_mcse"] == pytest.approx((40 - 5) / (2 * z))
+    assert math.isnan(row["iterations_p90_mcse"])
+
+
+def binomial_ranks(n: int, p: float, level: float = 0.95) -> tuple[int, int] | None:
+    """The ranks of the order-statistic interval by their definition (docs/design.md section 6),
+    with the binomial probabilities summed term by term in exact rational arithmetic."""
+    from fractions import Fraction
+
+    q = Fraction(p).limit_denominator(1000)
+    tail = Fraction(1 - level).limit_denominator(1000) / 2
+
+    def below(r: int) -> Fraction:  # P(B < r)
+        return sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(r))
+
+    lows = [j for j in range(1, n + 1) if below(j) <= tail]
+    highs = [k for k in range(1, n + 1) if 1 - below(k) <= tail]
+    if not lows or not highs:
+        return None
+    return max(lows), min(highs)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9])
+def test_quantile_ranks_match_the_binomial_definition(p):
+    for n in (*range(1, 45), 60, 101, 250):
+        assert quantile_ranks(n, p) == binomial_ranks(n, p), n
+    # Where the ranks first exist: P(B = 0) and P(B = n) must be at most 2.5%.
+    first = next(n for n in range(1, 100) if quantile_ranks(n, p) is not None)
+    assert first == {0.5: 6, 0.9: 36}[p]
+
+
+@pytest.mark.parametrize(("n", "p"), [(40, 0.5), (60, 0.9), (300, 0.9)])
+def test_quantile_interval_covers_the_quantile_at_its_level(n, p):
+    """Simulated with a fixed seed: [x_(j), x_(k)] holds the true p-quantile of an exponential
+    as often as the binomial sum says, and that is at least 95%."""
+    j, k = quantile_ranks(n, p)
+    from fractions import Fraction
+
+    q = Fraction(p).limit_denominator(1000)
+    exact = float(sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(j, k)))
+    assert exact >= 0.95
+    rng = np.random.default_rng(20240521)
+    sims = 4000
+    draws = np.sort(rng.exponential(size=(sims, n)), axis=1)
+    truth = -math.log(1 - p)
+    covered = (draws[:, j - 1] <= truth) & (truth <= draws[:, k - 1])
+    se = math.sqrt(exact * (1 - exact) / sims)
+    assert abs(covered.mean() - exact) < 4 * se
+
+
+def test_quantile_mcse_estimates_the_quantiles_standard_error():
+    """Over normal samples of 2000, the MCSE of the median and of p90 averages to the
+    asymptotic SE sqrt(p (1 - p) / n) / f(q_p) within 5%; too few values give NaN."""
+    rng = np.random.default_rng(7)
+    n, normal = 2000, statistics.NormalDist()
+    samples = rng.normal(size=(200, n))
+    for p in (0.5, 0.9):
+        asymptotic = math.sqrt(p * (1 - p) / n) / normal.pdf(normal.inv_cdf(p))
+        mean_mcse = statistics.fmean(quantile_mcse(x, p) for x in samples)
+        assert mean_mcse == pytest.approx(asymptotic, rel=0.05)
+    values = np.array([3.0, 1.0, np.nan, 2.0, 5.0, 4.0, 6.0])
+    z = normal.inv_cdf(0.975)
+    # NaN is dropped: 6 values, ranks 1 and 6 of the sorted 1 .. 6.
+    assert quantile_mcse(values, 0.5) == pytest.approx((6.0 - 1.0) / (2 * z))
+    assert math.isnan(quantile_mcse(values[:5], 0.5))
+    assert math.isnan(quantile_mcse(np.arange(35.0), 0.9))
+
+
+def test_convergence_quantile_mcses_use_the_converged_fits():
+    """A group of 60 fits, 50 converged: the p90's MCSE comes from the ranks of 50 values."""
+    iterations = [int(i) for i in np.random.default_rng(3).integers(5, 200, size=60)]
+    rows = [
+        fit_row(replicate=r, iterations=i, status="converged" if r < 50 else "max_iterations")
+        for r, i in enumerate(iterations)
+    ]
+    row = one(convergence(frame(rows)), start="fixed")
+    ok = sorted(iterations[:50])
+    z = statistics.NormalDist().inv_cdf(0.975)
+    for column, p in (("iterations_median", 0.5), ("iterations_p90", 0.9)):
+        j, k = binomial_ranks(50, p)
+        assert row[f"{column}_mcse"] == pytest.approx((ok[k - 1] - ok[j - 1]) / (2 * z))
+    assert row["iterations_mean_mcse"] == pytest.approx(statistics.stdev(ok) / math.sqrt(50))
 
 
 def best_fixture() -> pd.DataFrame:

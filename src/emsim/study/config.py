@@ -813,6 +813,39 @@ class Study:
             f"{cells * self.n_chunks} jobs (config {self.config_hash[:12]})"
         )
 
+    # TEMP(i20-report): replaced by the typed members of issue 20 item 1
+    @property
+    def precision(self):  # -> precision.Precision | None
+        from emsim.study.precision import Precision
+
+        return Precision.from_config(self.config)
+
+    @property
+    def starts(self):  # -> tuple[starts.StartSpec, ...]
+        from emsim.study.starts import expand_starts
+
+        return tuple(expand_starts(self.config["starts"]))
+
+    @property
+    def oracle_starts(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.starts if spec.strategy == "truth")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.config["models"])
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.config["methods"])
+
+    @property
+    def stopping(self) -> tuple[str, ...]:
+        return tuple(self.config["em"]["stopping"])
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        return stopping_tolerances(self.config)
+
 
 def fit_relevant(cfg: Mapping[str, Any]) -> dict[str, Any]:
     from emsim.study.parquet_io import emsim_version

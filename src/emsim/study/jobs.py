@@ -573,7 +573,7 @@ def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
             _summary_files(input),
             figures,
             output.html,
-            config=study.config,
+            study=study,
             provenance=provenance,
         )
         logger.info("report: %s (%s)", output.html, provenance)

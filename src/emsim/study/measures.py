@@ -18,10 +18,13 @@ empirical and model SEs are still reported.
 
 from __future__ import annotations
 
+import functools
+import math
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+from pandas.core.groupby import DataFrameGroupBy
 
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.study.schema import (
@@ -74,6 +77,15 @@ PERFORMANCE_COLUMNS: tuple[str, ...] = (
     "relerr_modse",
     "relerr_modse_mcse",
 )
+# The convergence table's summaries of iterations and cost; each has an MCSE column
+# "<column>_mcse" (section 6).
+COST_COLUMNS: tuple[str, ...] = (
+    "iterations_mean",
+    "iterations_median",
+    "iterations_p90",
+    "loglik_evals_mean",
+    "runtime_mean_s",
+)
 CONVERGENCE_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
     "n_rep",
@@ -89,7 +101,10 @@ CONVERGENCE_COLUMNS: tuple[str, ...] = (
     "rate_theory_mean",
     "polish_evals_mean",
     *(f"rate_{status}_mcse" for status in STATUSES),
+    *(f"{column}_mcse" for column in COST_COLUMNS),
 )
+# Two-sided level of the order-statistic interval behind a quantile's MCSE (section 6).
+QUANTILE_INTERVAL_LEVEL = 0.95
 
 # Reporting order of parameters (equal_var's common `sigma` sits between mu2 and sigma1).
 PARAMETER_ORDER: tuple[str, ...] = ("pi", "mu1", "mu2", "sigma", "sigma1", "sigma2")
@@ -128,6 +143,66 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 
 def _sqrt(x: pd.Series) -> pd.Series:
     return np.sqrt(x.where(x >= 0))
+
+
+@functools.cache
+def quantile_ranks(
+    n: int, p: float, level: float = QUANTILE_INTERVAL_LEVEL
+) -> tuple[int, int] | None:
+    """1-based ranks (j, k) of the distribution-free interval [x_(j), x_(k)] for the p-quantile
+    of n values (docs/design.md section 6): with B ~ Binomial(n, p), j is the largest rank with
+    P(B < j) <= (1 - level) / 2 and k the smallest with P(B >= k) <= (1 - level) / 2, so the
+    interval covers the quantile with probability P(j <= B < k) >= `level` for any continuous
+    distribution. None when n is too small for such ranks to exist (e.g. n < 6 for the median
+    and n < 36 for the 90th percentile at level 0.95)."""
+    if n < 1 or not 0.0 < p < 1.0:
+        return None
+    # The binomial probabilities in log space: (1 - p)^n underflows for a few hundred values.
+    log_pmf = [
+        math.lgamma(n + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(n - i + 1)
+        + i * math.log(p)
+        + (n - i) * math.log1p(-p)
+        for i in range(n + 1)
+    ]
+    cdf = np.cumsum(np.exp(log_pmf))[:n]  # P(B <= i), i = 0 .. n - 1
+    tail = (1.0 - level) / 2.0
+    below = np.flatnonzero(cdf <= tail)  # i = j - 1
+    above = np.flatnonzero(cdf >= 1.0 - tail)  # i = k - 1
+    if not below.size or not above.size:
+        return None
+    return int(below[-1]) + 1, int(above[0]) + 1
+
+
+def quantile_mcse(values: np.ndarray, p: float) -> float:
+    """MCSE of the p-quantile of the finite `values`: the width of their order-statistic
+    interval (`quantile_ranks`) over 2 z, z the normal quantile of its level, as a normal
+    interval +- z SE would have it. Deterministic (no resampling); NaN when there are too few
+    values for the interval."""
+    finite = np.sort(values[np.isfinite(values)])
+    ranks = quantile_ranks(len(finite), p)
+    if ranks is None:
+        return math.nan
+    j, k = ranks
+    return float(finite[k - 1] - finite[j - 1]) / (2.0 * coverage_z(QUANTILE_INTERVAL_LEVEL))
+
+
+def _cost_mcses(grouped: DataFrameGroupBy, out: pd.DataFrame) -> None:
+    """The MCSEs of the convergence table's iteration and cost summaries, into `out` (indexed
+    by group): sd / sqrt(n) for a mean (n >= 2 values), `quantile_mcse` for a quantile."""
+    for column, source in (
+        ("iterations_mean", "_iterations"),
+        ("loglik_evals_mean", "_evals"),
+        ("runtime_mean_s", "_runtime"),
+    ):
+        stats = grouped[source].agg(["std", "count"])
+        sd = stats["std"].where(stats["count"] >= 2)
+        out[f"{column}_mcse"] = _ratio(sd, _sqrt(stats["count"].astype(float)))
+    for column, p in (("iterations_median", 0.5), ("iterations_p90", 0.9)):
+        out[f"{column}_mcse"] = grouped["_iterations"].agg(
+            lambda values, p=p: quantile_mcse(values.to_numpy(dtype=float), p)
+        )
 
 
 def sort_rows(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
@@ -349,7 +424,9 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     over converged fits only: a capped or collapsed run has no "iterations to convergence" and no
     rate at an estimate. Log-likelihood evaluations and runtime are over all fits, since failed
     fits cost time too. ``best`` rows are copies of the chosen start's fit, so their cost is that
-    one fit's, not the sum over the starts tried.
+    one fit's, not the sum over the starts tried. Each of these summaries (`COST_COLUMNS`) has
+    an MCSE ``<column>_mcse``: sd / sqrt(n) for the means, `quantile_mcse` for the median and
+    the 90th percentile.
     """
     if fits.empty:
         return _empty(CONVERGENCE_COLUMNS)
@@ -383,6 +460,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
         rate_theory_mean=("_rate_theory", "mean"),
     )
     out["iterations_p90"] = grouped["_iterations"].quantile(0.9)
+    _cost_mcses(grouped, out)
     out = out.reset_index()
     f = out["failure_rate"]
     n_rep = out["n_rep"].astype(float)
