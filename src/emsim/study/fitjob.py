@@ -38,7 +38,7 @@ import pandas as pd
 import emsim
 from emsim.api import fit_batch_by_rule
 from emsim.models import PARAMS, estimated_params, known_params
-from emsim.study.config import FitTask, canonical_json
+from emsim.study.config import canonical_json
 from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
@@ -56,7 +56,8 @@ from emsim.study.schema import (
     TRACES_SCHEMA,
 )
 from emsim.study.seeding import simulate_replicates
-from emsim.study.starts import expand_starts, start_values
+from emsim.study.starts import start_values
+from emsim.study.study import FitTask
 from emsim.warmup import load_engine
 
 __all__ = ["align_to_truth", "fit_chunk"]
@@ -145,7 +146,7 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
     )
 
     Y = simulate_replicates(seed, cell, replicates)
-    specs = expand_starts(config["starts"])
+    specs = task.starts
     starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in specs}
     keep_trace = np.asarray(replicates) < int(config["traces"])
     em = config["em"]
@@ -156,9 +157,9 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
     # CPU time of this thread: jobs may share a process (threads), where wall time inside a
     # call would also count time spent waiting for the other job's Python code.
     em_cpu_seconds = 0.0
-    for model in config["models"]:
+    for model in task.models:
         known = {p: truth[p] for p in known_params(model)} or None
-        for method in config["methods"]:
+        for method in task.methods:
             for spec in specs:
                 t0 = time.perf_counter()
                 cpu0 = time.thread_time()

@@ -31,7 +31,7 @@ from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, add_design_factors, cell_label
 from emsim.study.measures import BEST, COMMON_SET, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
-from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET, Precision
+from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET
 from emsim.study.schema import CELL_KEYS, FIT_ID, PROCEDURE
 from emsim.study.summary import SummaryFiles
 
@@ -564,8 +564,10 @@ STOP_NAMES = {
 def _targets(config: Mapping, prec: pd.DataFrame) -> list[tuple[str, str, float]]:
     """(measure, parameter, target) of each precision target: from the config's `precision`
     block, else from the precision table."""
+    from emsim.study.config import load_study  # TEMP(i20-config): the report takes a Study
+
     try:
-        precision = Precision.from_config(config)
+        precision = load_study(config).precision
     except (KeyError, TypeError, ValueError):
         precision = None
     if precision is not None:
