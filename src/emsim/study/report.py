@@ -564,10 +564,12 @@ STOP_NAMES = {
 def _targets(config: Mapping, prec: pd.DataFrame) -> list[tuple[str, str, float]]:
     """(measure, parameter, target) of each precision target: from the config's `precision`
     block, else from the precision table."""
-    from emsim.study.config import load_study  # TEMP(i20-config): the report takes a Study
+    # TEMP(i20-config): until the report takes a Study (study.precision).
+    from emsim.study.config import _parse_precision
+    from emsim.study.starts import expand_starts
 
     try:
-        precision = load_study(config).precision
+        precision = _parse_precision(config, expand_starts(config["starts"]))
     except (KeyError, TypeError, ValueError):
         precision = None
     if precision is not None:
