@@ -6,7 +6,8 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from emsim.study import jobs
-from emsim.study.config import ConfigError, load_study
+from emsim.study.config import load_study
+from emsim.study.config_checks import ConfigError
 
 min_version("9.0")
 

@@ -33,8 +33,7 @@ import yaml
 from emsim.study.config import load_study
 from emsim.study.jobs import fit_provenance
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
-from emsim.study.precision import STOP_MET, Precision, assess, decide
-from emsim.study.starts import oracle_start_names
+from emsim.study.precision import STOP_MET, assess, decide
 from emsim.study.summary import cell_table, summarise_cell
 
 MEASURES = ("bias_mcse", "coverage_mcse")
@@ -58,10 +57,10 @@ def _round_up(x: float, digits: int = 4) -> float:
 
 def replay(fixed: Path, study) -> pd.DataFrame:
     """Each cell's replicates under the study's plan and targets, from the fixed study's fits."""
-    targets = Precision.from_config(study.config)
+    targets = study.precision
     plan = study.plan
     level = float(study.config["coverage"]["level"])
-    oracles = oracle_start_names(study.config)
+    oracles = study.oracle_starts
     rows = []
     for cell in study.cells:
         files = sorted(glob.glob(str(fixed / "fits" / f"cell={cell.cell_id}" / "*.parquet")))

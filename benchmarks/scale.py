@@ -79,8 +79,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from emsim.models import MODELS, PARAMS, STATUSES
-from emsim.study.config import Cell
 from emsim.study.schema import FITS_SCHEMA
+from emsim.study.study import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -113,7 +113,7 @@ with open(sys.argv[1], "w") as f:
 _SUMMARISE = """
 import sys
 from emsim.study.summary import summarise
-summarise(sys.argv[1], sys.argv[2], 0.95)
+summarise(sys.argv[1], sys.argv[2], 0.95, oracle_starts=("truth",))
 """
 
 

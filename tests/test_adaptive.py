@@ -22,10 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from studyrun import ADAPTIVE, make_workdir, read_fits, snakemake
 
-from emsim.study.config import ConfigError, load_study
+from emsim.study.config import load_study
+from emsim.study.config_checks import ConfigError
 from emsim.study.precision import GO_ON, STOP_FIXED, STOP_MAX, STOP_MET, Precision, assess, decide
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.summary import summarise
+
+# A valid config of one cell: the schema's defaults fill the rest.
+ONE_CELL = {"scenarios": [{"n": 100, "mu": [0, 2], "sigma": 1, "pi": 0.8}]}
 
 # --- the plan ---------------------------------------------------------------------------------
 
@@ -78,7 +82,8 @@ def test_chunk_of_a_replicate_does_not_depend_on_max():
 
 
 def test_fixed_plan_is_one_round_of_the_old_chunks():
-    plan = ReplicatePlan.from_config(10, chunk_size=4)
+    plan = load_study({**ONE_CELL, "replicates": 10, "chunk_size": 4}).plan
+    assert plan == ReplicatePlan(10, 10, 10, 4)
     assert plan.rounds == 1 and not plan.adaptive
     assert [plan.chunk_replicates(k) for k in range(plan.n_chunks)] == [
         range(0, 4),
@@ -121,12 +126,16 @@ def perf_rows(**mcse_by_group) -> pd.DataFrame:
 
 
 def precision_of(block: dict, models=("pi", "full")) -> Precision:
-    cfg = {
+    config = {
+        **ONE_CELL,
         "models": list(models),
-        "starts": [{"name": "fixed", "strategy": "fixed"}, {"name": "truth", "strategy": "truth"}],
+        "starts": [
+            {"name": "fixed", "strategy": "fixed", "values": {"pi": 0.5}},
+            {"name": "truth", "strategy": "truth"},
+        ],
         "precision": block,
     }
-    return Precision.from_config(cfg)
+    return load_study(config).precision
 
 
 def test_target_is_met_only_when_every_row_in_scope_meets_it():

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from emsim.study import jobs
-from emsim.study.config import Cell, ConfigError, expand_cells, load_study, stopping_tolerances
+from emsim.study.config import expand_cells, load_study
+from emsim.study.config_checks import ConfigError
 from emsim.study.fitjob import align_to_truth, fit_chunk
 from emsim.study.parquet_io import read_metadata, write_parquet_atomic
 from emsim.study.schema import FITS_SCHEMA
@@ -26,6 +27,7 @@ from emsim.study.seeding import (
     simulate_replicates,
 )
 from emsim.study.starts import expand_starts, start_values
+from emsim.study.study import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -60,17 +62,19 @@ def test_default_config_is_valid_and_covers_the_design_ranges():
     assert set(s.config["models"]) == {"pi", "equal_var", "full"}
     names = s.start_names
     assert {"fixed", "quantile", "truth", "random1", "random2", "random3"} <= set(names)
-    fixed = next(st for st in s.config["starts"] if st["name"] == "fixed")
-    assert fixed["values"] == {"pi": 0.5}  # the seed's start
+    fixed = next(spec for spec in s.starts if spec.name == "fixed")
+    assert fixed.values == {"pi": 0.5}  # the seed's start
 
 
 def test_stopping_rules_multiply_the_fit_rows_and_take_their_tolerances():
     s = study(with_(MINIMAL, em={"stopping": ["abs", "aitken", "rel"], "tolerance": 1e-6}))
     assert s.fits_per_replicate == 3 * study(MINIMAL).fits_per_replicate
-    assert stopping_tolerances(s.config) == {"abs": 1e-6, "aitken": 1e-6, "rel": 1e-6}
+    assert s.tolerances == {"abs": 1e-6, "aitken": 1e-6, "rel": 1e-6}
+    assert s.stopping == ("abs", "aitken", "rel")
     per_rule = {"abs": 1e-5, "rel": 1e-9}
     s = study(with_(MINIMAL, em={"stopping": ["rel", "abs"], "tolerance": per_rule}))
-    assert stopping_tolerances(s.config) == {"rel": 1e-9, "abs": 1e-5}
+    assert s.tolerances == {"rel": 1e-9, "abs": 1e-5}
+    assert s.stopping == ("rel", "abs")
 
 
 def test_defaults_are_filled():

@@ -25,7 +25,8 @@ import pytest
 import yaml
 from studyrun import make_workdir
 
-from emsim.study.config import ConfigError, load_study
+from emsim.study.config import load_study
+from emsim.study.config_checks import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

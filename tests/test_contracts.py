@@ -3,6 +3,7 @@ other module of the study library spells them, and what uses them agrees with th
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -22,9 +23,12 @@ RESPELLED = {
     "fit id": re.compile(r'"model",\s*"method",\s*"stopping"'),
     # As a key (a tuple or list); a set of columns a plot reads is not one.
     "row key": re.compile(r'[(\[]"cell_id",\s*"replicate",\s*"model"'),
-    "file layout": re.compile(r"cell=\{|chunk=\{"),
+    # As a pattern to format, or to glob the files with.
+    "file layout": re.compile(r"cell=[{*]|chunk=[{*]"),
     "footer keys": re.compile(r'"(job_started|job_elapsed_s|em_elapsed_s|em_cpu_s)"'),
     "arrow schema": re.compile(r"pa\.schema\("),
+    # The derived start's name (matplotlib's legend location "best" is another word).
+    "best start": re.compile(r"""(?<!loc=)["']best["']"""),
 }
 
 
@@ -42,7 +46,7 @@ def test_no_module_but_schema_spells_a_contract():
 def test_contract_spellings_are_found_in_schema():
     """The patterns above do match the contract as schema.py writes it (they can fail)."""
     text = (STUDY_SRC / "schema.py").read_text()
-    for what in ("design columns", "file layout", "footer keys", "arrow schema"):
+    for what in ("design columns", "file layout", "footer keys", "arrow schema", "best start"):
         assert RESPELLED[what].search(text), what
 
 
@@ -98,3 +102,46 @@ def test_oracle_starts_are_found_by_strategy_not_name():
     ]
     study = load_study(config)
     assert study.fit_task(study.cells[0].cell_id, 0).oracle_starts == ("oracle",)
+
+
+def test_respelled_patterns_catch_a_glob_of_the_layout_and_the_best_start():
+    assert RESPELLED["file layout"].search('folder.glob("cell=*/chunk=*.parquet")')
+    assert RESPELLED["file layout"].search("folder.glob('cell=*/*.parquet')")
+    assert RESPELLED["best start"].search('RESERVED = frozenset({"best"})')
+    assert not RESPELLED["best start"].search('ax.legend(loc="best")')
+
+
+def test_hive_files_lists_and_parses_exactly_the_layout(tmp_path):
+    folder = tmp_path / schema.kind_folder("fits")
+    written = [("c1", 0), ("c1", 12), ("007", 3)]
+    for cell, chunk in written:
+        path = Path(tmp_path / schema.result_path("fits", cell, chunk, root="results"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    # Not results: a file of another name in a cell folder, a file beside the cell folders.
+    (folder / "cell=c1" / "notes.parquet").write_bytes(b"")
+    (folder / "chunk=1.parquet").write_bytes(b"")
+    found = schema.hive_files(folder)
+    assert sorted((cell, chunk) for _, cell, chunk in found) == sorted(written)
+    for path, cell, chunk in found:
+        assert path == tmp_path / schema.result_path("fits", cell, chunk)
+    assert schema.hive_files(tmp_path / "missing") == []
+
+
+def test_no_function_defaults_the_oracle_starts():
+    """Which starts are oracles is the study's to say (by strategy): every function taking
+    `oracle_starts` requires it, and schema names no default set."""
+    assert not hasattr(schema, "ORACLE_STARTS")
+    defaulted = []
+    for path in sorted(STUDY_SRC.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            args = node.args
+            positional = [*args.posonlyargs, *args.args]
+            with_default = positional[len(positional) - len(args.defaults) :]
+            pairs = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+            with_default += [a for a, default in pairs if default is not None]
+            if any(a.arg == "oracle_starts" for a in with_default):
+                defaulted.append(f"{path.name}:{node.name}")
+    assert not defaulted, defaulted

@@ -47,6 +47,8 @@ from emsim.study.report import format_estimate, write_report
 from emsim.study.summary import MEASURE_TABLES, SUMMARY_TABLES, SummaryFiles, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
+# The oracle starts of the synthetic fits (a study finds its own by strategy).
+ORACLES = ("truth",)
 PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")
 
 
@@ -161,7 +163,12 @@ def study(tmp_path_factory) -> dict[str, Path]:
         trace_dir = root / "traces" / f"cell={cell_id}"
         trace_dir.mkdir(parents=True)
         synthetic_traces(rows).to_parquet(trace_dir / "chunk=0.parquet", index=False)
-    summarise(root / "fits", root / "summary", metadata={"config_hash": "cafe", "seed": "11"})
+    summarise(
+        root / "fits",
+        root / "summary",
+        metadata={"config_hash": "cafe", "seed": "11"},
+        oracle_starts=ORACLES,
+    )
     traces = sorted((root / "traces").glob("cell=*/*.parquet"))
     paths = draw_all(
         SummaryFiles.in_folder(root / "summary"), traces, figure_paths(root / "figures")
@@ -207,7 +214,7 @@ EMPTY_CONV = pd.DataFrame(columns=list(CONVERGENCE_COLUMNS))
 @functools.cache
 def degenerate_inputs() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """(perf, conv) pairs that a failed or tiny study produces."""
-    fits = add_best_start(synthetic_fits(reps=3))
+    fits = add_best_start(synthetic_fits(reps=3), oracle_starts=ORACLES)
     one_cell = fits[fits["cell_id"] == fits["cell_id"].iloc[0]]
     all_failed = fits.assign(status="nonfinite", loglik=np.nan)
     one_rep = fits[fits["replicate"] == 0]
@@ -271,7 +278,7 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     root = study["root"]
     files = SummaryFiles.in_folder(root / "summary")
     assert tuple(f.name for f in dataclasses.fields(files)) == SUMMARY_TABLES
-    written = summarise(root / "fits", tmp_path / "summary")
+    written = summarise(root / "fits", tmp_path / "summary", oracle_starts=ORACLES)
     # `summarise` writes the measure tables; the replicates and precision tables are the
     # workflow's (its summary step), so a library summary has none.
     assert written == {

@@ -61,6 +61,8 @@ FIT_COLUMNS = (
     "polish_evals"
 ).split(", ")
 
+# The oracle starts of these tests' fits (a study finds its own by strategy).
+ORACLES = ("truth",)
 CELL = {"cell_id": "c1", "n": 100, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.8}
 
 
@@ -167,8 +169,8 @@ def expected_measures(est: list[float], se: list[float], theta: float, z: float)
 
 
 def test_performance_columns_are_the_contract():
-    perf = performance(add_best_start(pi_model_fits()))
-    conv = convergence(add_best_start(pi_model_fits()))
+    perf = performance(add_best_start(pi_model_fits(), oracle_starts=ORACLES))
+    conv = convergence(add_best_start(pi_model_fits(), oracle_starts=ORACLES))
     assert list(perf.columns) == PERFORMANCE_COLUMNS
     assert list(conv.columns) == CONVERGENCE_COLUMNS
 
@@ -274,7 +276,7 @@ def test_sparse_groups_give_nan_without_warnings():
         warnings.simplefilter("error")
         perf = performance(frame(rows))
         conv = convergence(frame(rows))
-        best = add_best_start(frame(rows))
+        best = add_best_start(frame(rows), oracle_starts=ORACLES)
     single = one(perf, start="one")
     assert (single["n_rep"], single["n_ok"]) == (2, 1)
     assert single["bias"] == pytest.approx(-0.05)
@@ -472,7 +474,7 @@ def best_fixture() -> pd.DataFrame:
 
 def test_add_best_start():
     fits = best_fixture()
-    out = add_best_start(fits)
+    out = add_best_start(fits, oracle_starts=ORACLES)
     assert len(out) == len(fits) + 6
     assert list(out.columns) == FIT_COLUMNS
     best = out[out["start"] == "best"]
@@ -494,7 +496,7 @@ def test_add_best_start():
         assert one(gaps, replicate=1, start="quantile")["best_start_gap"] == 0.0
         assert one(gaps, replicate=1, start="truth")["best_start_gap"] == pytest.approx(1.5)
     # idempotent: existing best rows are replaced, not duplicated
-    again = add_best_start(out)
+    again = add_best_start(out, oracle_starts=ORACLES)
     pd.testing.assert_frame_equal(again, out)
     # best counts every replicate, so its failures show up in the convergence table
     conv = convergence(out)
@@ -577,7 +579,11 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
     write_hive(fits, tmp_path / "fits")
     out = tmp_path / "summary"
     paths = summarise(
-        tmp_path / "fits", out, coverage_level=0.9, metadata={"config_hash": "abc123", "seed": "7"}
+        tmp_path / "fits",
+        out,
+        coverage_level=0.9,
+        metadata={"config_hash": "abc123", "seed": "7"},
+        oracle_starts=ORACLES,
     )
     assert set(paths) == {"performance", "convergence", "stopping_distance", "zip_pi"}
     for name in ("performance", "convergence"):
@@ -591,7 +597,7 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         "zip_pi.parquet",
     ]  # no temp files left behind
 
-    whole = add_best_start(fits)
+    whole = add_best_start(fits, oracle_starts=ORACLES)
     keys = ["cell_id", "model", "method", "stopping", "start"]
     expected_perf = _sort(performance(whole, coverage_level=0.9), [*keys, "parameter", "set"])
     expected_conv = _sort(convergence(whole), keys)
@@ -616,7 +622,7 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
 
 def test_summarise_without_fits_writes_empty_tables(tmp_path):
     (tmp_path / "fits").mkdir()
-    summarise(tmp_path / "fits", tmp_path / "summary")
+    summarise(tmp_path / "fits", tmp_path / "summary", oracle_starts=ORACLES)
     perf = pq.read_table(tmp_path / "summary" / "performance.parquet").to_pandas()
     assert perf.empty and list(perf.columns) == PERFORMANCE_COLUMNS
 

@@ -32,7 +32,7 @@ from studyrun import (
 )
 
 import emsim
-from emsim.study.config import Cell
+from emsim.study.study import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emsim.study.config import replicate_plan
 from emsim.study.precision import (
     ASSESSMENT_COLUMNS,
     GO_ON,
@@ -122,7 +123,7 @@ def test_a_met_target_at_the_maximum_is_met_not_max():
 def test_a_first_round_that_covers_the_whole_plan_is_a_fixed_study(replicates):
     """`{min: 100, max: 100}` is one round of 100, as `replicates: 100` is: the cell stops as a
     fixed study whatever its targets say, and its assessment still reports them."""
-    plan = ReplicatePlan.from_config(replicates, chunk_size=30)
+    plan = replicate_plan({"replicates": replicates, "chunk_size": 30})
     assert not plan.adaptive and plan.replicates_through(0) == 100
     perf = perf_rows(GROUPS, 100)
     reached, _, _ = worst_own_mcse(perf)

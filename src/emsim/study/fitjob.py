@@ -38,7 +38,7 @@ import pandas as pd
 import emsim
 from emsim.api import fit_batch_by_rule
 from emsim.models import PARAMS, estimated_params, known_params
-from emsim.study.config import FitTask, canonical_json
+from emsim.study.config import canonical_json
 from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
@@ -56,7 +56,8 @@ from emsim.study.schema import (
     TRACES_SCHEMA,
 )
 from emsim.study.seeding import simulate_replicates
-from emsim.study.starts import expand_starts, start_values
+from emsim.study.starts import start_values
+from emsim.study.study import FitTask
 from emsim.warmup import load_engine
 
 __all__ = ["align_to_truth", "fit_chunk"]
@@ -130,10 +131,7 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
     load_engine()
     started_at = _dt.datetime.now(_dt.UTC)
     began = time.perf_counter()
-    config = task.fit_config
     cell = task.cell.as_dict()
-    truth = {p: float(cell[p]) for p in PARAMS}
-    seed = task.seed
     replicates = list(task.replicates)
     log.info(
         "cell %s chunk %s: replicates %d-%d, n=%d",
@@ -144,42 +142,7 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
         task.cell.n,
     )
 
-    Y = simulate_replicates(seed, cell, replicates)
-    specs = expand_starts(config["starts"])
-    starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in specs}
-    keep_trace = np.asarray(replicates) < int(config["traces"])
-    em = config["em"]
-
-    blocks: list[dict[str, np.ndarray]] = []
-    trace_blocks: list[dict[str, np.ndarray]] = []
-    em_seconds = 0.0
-    # CPU time of this thread: jobs may share a process (threads), where wall time inside a
-    # call would also count time spent waiting for the other job's Python code.
-    em_cpu_seconds = 0.0
-    for model in config["models"]:
-        known = {p: truth[p] for p in known_params(model)} or None
-        for method in config["methods"]:
-            for spec in specs:
-                t0 = time.perf_counter()
-                cpu0 = time.thread_time()
-                results = fit_batch_by_rule(
-                    Y,
-                    model=model,
-                    method=method,
-                    start=starts[spec.name],
-                    known=known,
-                    tolerances=task.tolerances,
-                    max_iterations=int(em["max_iterations"]),
-                    trace=keep_trace,
-                    premature_threshold=float(em["premature_threshold"]),
-                )
-                em_seconds += time.perf_counter() - t0
-                em_cpu_seconds += time.thread_time() - cpu0
-                for res in results.values():
-                    block, traced = _rows(res, replicates, spec.name, truth, keep_trace)
-                    blocks.append(block)
-                    trace_blocks += traced
-
+    blocks, trace_blocks, em_seconds, em_cpu_seconds = _fit_all(task, cell, replicates)
     fits = _stacked(blocks)
     # Rows in reading order: replicate, then model, method, start and stopping rule in config
     # order.
@@ -195,12 +158,12 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
     elapsed = time.perf_counter() - began
     meta = provenance_metadata(
         config_hash=task.fit_hash,
-        seed=seed,
+        seed=task.seed,
         extra={
             # The hash covers only what changes a fit (config.FIT_KEYS): editing figure options
             # must not make these files look stale.
             FOOTER_CONFIG_HASH_SCOPE: "fit",
-            FOOTER_FIT_CONFIG: canonical_json(config),
+            FOOTER_FIT_CONFIG: canonical_json(task.fit_config),
             FOOTER_CELL_ID: cell["cell_id"],
             FOOTER_CHUNK: task.chunk,
             FOOTER_REPLICATES: f"{replicates[0]}-{replicates[-1]}",
@@ -222,6 +185,50 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
         len(traces),
     )
     return {"rows": len(fits), "elapsed_s": elapsed, "em_s": em_seconds, "statuses": statuses}
+
+
+def _fit_all(
+    task: FitTask, cell: Mapping[str, Any], replicates: list[int]
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], float, float]:
+    """Every model x method x start of the task on the chunk's data: the fit-row blocks, the
+    kept trace blocks, and the wall and CPU seconds spent in EM."""
+    truth = {p: float(cell[p]) for p in PARAMS}
+    seed = task.seed
+    em = task.fit_config["em"]
+    Y = simulate_replicates(seed, cell, replicates)
+    starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in task.starts}
+    keep_trace = np.asarray(replicates) < int(task.fit_config["traces"])
+
+    blocks: list[dict[str, np.ndarray]] = []
+    trace_blocks: list[dict[str, np.ndarray]] = []
+    em_seconds = 0.0
+    # CPU time of this thread: jobs may share a process (threads), where wall time inside a
+    # call would also count time spent waiting for the other job's Python code.
+    em_cpu_seconds = 0.0
+    for model in task.models:
+        known = {p: truth[p] for p in known_params(model)} or None
+        for method in task.methods:
+            for spec in task.starts:
+                t0 = time.perf_counter()
+                cpu0 = time.thread_time()
+                results = fit_batch_by_rule(
+                    Y,
+                    model=model,
+                    method=method,
+                    start=starts[spec.name],
+                    known=known,
+                    tolerances=task.tolerances,
+                    max_iterations=int(em["max_iterations"]),
+                    trace=keep_trace,
+                    premature_threshold=float(em["premature_threshold"]),
+                )
+                em_seconds += time.perf_counter() - t0
+                em_cpu_seconds += time.thread_time() - cpu0
+                for res in results.values():
+                    block, traced = _rows(res, replicates, spec.name, truth, keep_trace)
+                    blocks.append(block)
+                    trace_blocks += traced
+    return blocks, trace_blocks, em_seconds, em_cpu_seconds
 
 
 def _rows(

@@ -40,14 +40,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, caption_path
-from emsim.study.config import Study
 from emsim.study.schema import (
     FOOTER_EM_CPU_S,
     FOOTER_EM_ELAPSED_S,
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
     SUMMARY_TABLES,
+    hive_files,
 )
+from emsim.study.study import Study
 
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
@@ -217,9 +218,7 @@ def warm_engine(say: Any = None) -> float:
 
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
     keep = {Path(f).resolve() for f in wanted}
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.glob("cell=*/*.parquet") if p.resolve() not in keep)
+    return [path for path, _, _ in hive_files(folder) if path.resolve() not in keep]
 
 
 def _warn_stale(logger: logging.Logger, folder: Path, wanted: list[str]) -> None:
@@ -300,7 +299,6 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
     fits depend on (the fit config hash, as in their metadata), so that editing, e.g., figure
     options leaves the manifest current; a file written for another fit config is refused."""
     from emsim.study import manifest
-    from emsim.study.config import fit_relevant
     from emsim.study.parquet_io import emsim_version, git_commit
 
     files = [*input.fits, *input.traces]
@@ -311,10 +309,10 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "git_commit": git_commit(),
             "config_hash": study.fit_hash,
             "config_hash_scope": "fit",
-            "fit_config": fit_relevant(study.config),
+            "fit_config": study.fit_config,
             "seed": int(study.config["seed"]),
             "n_cells": len(study.cells),
-            "replicates": study.config["replicates"],
+            "replicates": study.replicates_given,
             "chunk_size": study.chunk_size,
         }
         try:
@@ -346,7 +344,6 @@ def run_cell_summary(
     targets and what it does next (docs/design.md section 10)."""
     from emsim.study import precision, summary
     from emsim.study.parquet_io import write_parquet_atomic
-    from emsim.study.starts import oracle_start_names
 
     round_ = int(wildcards.round)
     with job_logging(log[0]) as logger:
@@ -360,11 +357,10 @@ def run_cell_summary(
                 f"not the {replicates} of rounds 0..{round_}"
             )
         level = float(params.coverage_level)
-        tables = summary.summarise_cell(
-            table, level, oracle_starts=oracle_start_names(study.config)
+        tables = summary.summarise_cell(table, level, oracle_starts=study.oracle_starts)
+        decision = precision.round_decision(
+            study.precision, tables.performance, replicates, study.plan
         )
-        targets = precision.Precision.from_config(study.config)
-        decision = precision.round_decision(targets, tables.performance, replicates, study.plan)
         assessment, stop = decision.assessment, decision.stop
         cell = study.cell(wildcards.cell).as_dict()
         meta = summary.summary_metadata(level, _study_metadata(study))

@@ -31,7 +31,6 @@ from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
     FIT_ID,
-    ORACLE_STARTS,
     PROCEDURE,
     ROW_KEY,
 )
@@ -242,7 +241,8 @@ def _best_loglik(
 def best_start_gap(
     fits: pd.DataFrame,
     exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
-    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+    *,
+    oracle_starts: tuple[str, ...],
 ) -> pd.Series:
     """The best start's log-likelihood minus each row's own (docs/design.md section 5): > 0 flags a
     local maximum; < 0 on an oracle start shows that `best` missed a higher maximum. NaN where
@@ -255,7 +255,8 @@ def best_start_gap(
 def add_best_start(
     fits: pd.DataFrame,
     exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
-    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+    *,
+    oracle_starts: tuple[str, ...],
 ) -> pd.DataFrame:
     """Append the derived start ``best`` and fill ``best_start_gap`` for every row.
 
@@ -277,7 +278,7 @@ def add_best_start(
     ).sort_values(["_score", "_pos"], ascending=[False, True], kind="stable")
     first = base.loc[ranked.index, keys].drop_duplicates(keep="first").index
     best = base.loc[first].copy()
-    base["best_start_gap"] = best_start_gap(base, exclude, oracle_starts)
+    base["best_start_gap"] = best_start_gap(base, exclude, oracle_starts=oracle_starts)
     best["start"] = BEST
     best["best_start_gap"] = np.where(eligible.loc[first], 0.0, np.nan)
     return pd.concat([base, best], ignore_index=True)

@@ -15,18 +15,16 @@ row that has it; `decide` turns that into the cell's next step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from emsim.models import MODELS
-from emsim.study.measures import OWN_SET, PARAMETER_ORDER
+from emsim.study.measures import OWN_SET
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.schema import (
     ASSESSMENT_SCHEMA,
-    BEST_START,
     CELL_KEYS,
     FIT_ID,
     PLAN_METADATA,
@@ -103,43 +101,14 @@ class Target:
 
 @dataclass(frozen=True)
 class Precision:
-    """The validated ``precision`` block: its targets and the rows they apply to (None = all)."""
+    """The validated ``precision`` block: its targets and the rows they apply to (None = all).
+    Parsed once, with the rest of the config, by `config.load_study` (``study.precision``)."""
 
     targets: tuple[Target, ...]
     models: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     stopping: tuple[str, ...] | None = None
     starts: tuple[str, ...] | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> Precision | None:
-        """From a validated config (None without a ``precision`` block). `cfg["models"]` gives
-        the parameters a one-number target applies to; a random start's config name stands for
-        all of its draws (``random`` -> random1 .. randomk)."""
-        block = cfg.get("precision")
-        if not block:
-            return None
-        models = tuple(block.get("models") or cfg["models"])
-        estimated = [p for p in PARAMETER_ORDER if any(p in MODELS[m] for m in models)]
-        targets = []
-        for measure in MEASURES:
-            spec = block.get(measure)
-            if spec is None:
-                continue
-            values = spec if isinstance(spec, Mapping) else dict.fromkeys(estimated, spec)
-            targets += [
-                Target(measure, p, float(values[p])) for p in PARAMETER_ORDER if p in values
-            ]
-        starts = block.get("starts")
-        if starts is not None:
-            starts = tuple(_expand_starts(starts, cfg["starts"]))
-        return cls(
-            targets=tuple(targets),
-            models=tuple(block["models"]) if "models" in block else None,
-            methods=tuple(block["methods"]) if "methods" in block else None,
-            stopping=tuple(block["stopping"]) if "stopping" in block else None,
-            starts=starts,
-        )
 
     def scope(self, perf: pd.DataFrame) -> pd.Series:
         """Which performance rows the targets apply to (before the parameter and truth)."""
@@ -153,23 +122,6 @@ class Precision:
             if allowed is not None:
                 keep &= perf[column].isin(allowed)
         return keep
-
-
-def _expand_starts(names: Sequence[str], starts_config: Sequence[Mapping]) -> list[str]:
-    from emsim.study.config import start_names
-
-    out: list[str] = []
-    for name in names:
-        if name == BEST_START:
-            out.append(name)
-            continue
-        for st in starts_config:
-            if st["name"] == name:
-                out += start_names([st])
-                break
-        else:
-            out.append(name)  # a single draw named directly (random2)
-    return out
 
 
 def assess(perf: pd.DataFrame, precision: Precision, replicates: int) -> pd.DataFrame:

@@ -52,7 +52,7 @@ from emsim.study.schema import FIT_ID
 from emsim.study.summary import SummaryFiles
 
 if TYPE_CHECKING:
-    from emsim.study.config import Study
+    from emsim.study.study import Study
 
 __all__ = ["collect_provenance", "format_estimate", "format_number", "html_table", "write_report"]
 

@@ -17,9 +17,9 @@ from emsim.study.report_html import MISSING, esc, finite, format_number, html_ta
 from emsim.study.schema import CELL_KEYS, FIT_ID
 
 if TYPE_CHECKING:
-    from emsim.study.config import Study
     from emsim.study.rounds import ReplicatePlan
     from emsim.study.starts import StartSpec
+    from emsim.study.study import Study
 
 MEASURE_NAMES = {"bias_mcse": "MCSE of the bias", "coverage_mcse": "MCSE of the coverage"}
 STOP_NAMES = {

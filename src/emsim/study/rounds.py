@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,13 @@ __all__ = ["ReplicatePlan", "active_cells", "final_rounds", "read_gate", "write_
 
 @dataclass(frozen=True)
 class ReplicatePlan:
-    """Rounds and chunks of replicates, the same for every cell of a study."""
+    """Rounds and chunks of replicates, the same for every cell of a study (parsed from the
+    config's `replicates` and `chunk_size` by `config.load_study`: ``study.plan``)."""
 
     minimum: int
     maximum: int
     step: int
     chunk_size: int
-
-    @classmethod
-    def from_config(cls, replicates: int | Mapping[str, int], chunk_size: int) -> ReplicatePlan:
-        """From the validated config's `replicates` (an integer or {min, max, step})."""
-        if isinstance(replicates, Mapping):
-            low, high = int(replicates["min"]), int(replicates["max"])
-            return cls(low, high, int(replicates.get("step", low)), int(chunk_size))
-        return cls(int(replicates), int(replicates), int(replicates), int(chunk_size))
 
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum or self.step < 1 or self.chunk_size < 1:

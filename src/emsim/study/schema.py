@@ -10,6 +10,7 @@ docs/design.md), never of the modules that use it.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -34,7 +35,6 @@ __all__ = [
     "FOOTER_JOB_STARTED",
     "FOOTER_REPLICATES",
     "HIVE_FILE",
-    "ORACLE_STARTS",
     "PLAN_METADATA",
     "PROCEDURE",
     "REPLICATES_SCHEMA",
@@ -45,6 +45,7 @@ __all__ = [
     "TRACE_KEY",
     "cell_summary_path",
     "gate_path",
+    "hive_files",
     "kind_folder",
     "result_path",
     "summary_path",
@@ -124,6 +125,19 @@ def kind_folder(kind: str, root: str = "results") -> str:
 def result_path(kind: str, cell: str = "{cell}", chunk: object = "{chunk}", root="results") -> str:
     """The path of one cell's chunk of `kind`; left as a Snakemake pattern by default."""
     return f"{kind_folder(kind, root)}/{_RESULT_FILE.format(cell=cell, chunk=chunk)}"
+
+
+def hive_files(folder: str | Path) -> list[tuple[Path, str, int]]:
+    """(path, cell id, chunk) of every file under a kind's `folder` laid out as `result_path`
+    lays it out, in path order; files that do not follow the layout are no results and are
+    left out. Empty when the folder does not exist."""
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.glob(_RESULT_FILE.format(cell="*", chunk="*"))):
+        match = HIVE_FILE.match(path.relative_to(folder).as_posix())
+        if match:
+            found.append((path, match["cell"], int(match["chunk"])))
+    return found
 
 
 # The summary step's tables (results/summary/<table>.parquet; `summary.SummaryFiles` has one
@@ -213,7 +227,7 @@ FOOTER_EM_CPU_S = "em_cpu_s"
 # --- start names the measures treat apart (section 6) ---------------------------------------
 
 # The derived start: per replicate, the fit of highest log-likelihood among the real starts.
+# Which starts are oracles (they know the data-generating values, so are never candidates for
+# `best`) is no name: the study decides it by strategy (`Study.oracle_starts`), and every
+# function that derives `best` takes them as a required argument.
 BEST_START = "best"
-# Starts that know the data-generating values (strategy `truth`): references, never candidates
-# for `best`. Used when no config says which starts are oracles (`starts.oracle_start_names`).
-ORACLE_STARTS: tuple[str, ...] = ("truth",)

@@ -16,11 +16,15 @@ the pi start matters, and for `equal_var` emsim pools the two sigmas of the star
   replacement, sigma1 and sigma2 each sd(data) x U(0.5, 1.5) (sd with ddof 0). Staying away from
   pi's boundary and from tiny sigmas keeps the draws plausible, so that what a random start shows
   is the likelihood's multimodality rather than a start in an absurd corner.
+
+This module also owns the start names (a random strategy `r` of k draws names its fits r1 .. rk),
+their defaults and their checks; `config` hands it the config's `starts` list and keeps the
+expanded `StartSpec`s in the `Study`, so nothing else reads that list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +32,32 @@ import numpy as np
 
 import emsim
 from emsim.models import PARAMS
-from emsim.study.config import DEFAULT_QUANTILE_PI0, DEFAULT_RANDOM_K
+from emsim.study.config_checks import ConfigError, check_pi, check_positive, finite
+from emsim.study.schema import BEST_START
 from emsim.study.seeding import random_start_rng
 
-__all__ = ["StartSpec", "expand_starts", "start_values"]
+__all__ = [
+    "DEFAULT_QUANTILE_PI0",
+    "DEFAULT_RANDOM_K",
+    "RESERVED_START_NAMES",
+    "StartSpec",
+    "check_starts",
+    "count_starts",
+    "expand_starts",
+    "oracle_start_names",
+    "select_starts",
+    "start_names",
+    "start_values",
+]
 
+DEFAULT_RANDOM_K = 3
+DEFAULT_QUANTILE_PI0 = 0.5
+# The summary's derived estimator (the start with the highest log-likelihood) has its own name.
+RESERVED_START_NAMES = frozenset({BEST_START})
 RANDOM_PI_RANGE = (0.05, 0.95)
 RANDOM_SIGMA_FACTOR = (0.5, 1.5)
+# The settings a strategy takes, and the strategy that owns each one.
+_SETTING_OWNER = (("values", "fixed"), ("k", "random"), ("pi0", "quantile"))
 
 
 @dataclass(frozen=True)
@@ -70,9 +93,79 @@ def expand_starts(starts: Sequence[Mapping[str, Any]]) -> list[StartSpec]:
     return out
 
 
-def oracle_start_names(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Names of the starts that use the data-generating values (strategy `truth`)."""
-    return tuple(spec.name for spec in expand_starts(config["starts"]) if spec.strategy == "truth")
+def start_names(starts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of the fits' starts in config order: a random strategy `r` with k draws gives
+    r1 .. rk, every other strategy its own name."""
+    names: list[str] = []
+    for st in starts:
+        if st["strategy"] == "random":
+            names += [f"{st['name']}{j + 1}" for j in range(st.get("k", DEFAULT_RANDOM_K))]
+        else:
+            names.append(st["name"])
+    return names
+
+
+def count_starts(starts: Iterable[Mapping[str, Any]]) -> int:
+    """How many starts `start_names` gives, without listing them (a k of 10^9 costs nothing)."""
+    return sum(
+        int(st.get("k", DEFAULT_RANDOM_K)) if st["strategy"] == "random" else 1 for st in starts
+    )
+
+
+def check_starts(starts: Sequence[Mapping[str, Any]]) -> None:
+    """What the schema cannot say of the config's `starts` (ConfigError naming the key): each
+    setting belongs to its strategy, a fixed start's values are valid parameter values, and the
+    names of the fits (random draws included) are unique and not reserved."""
+    seen: dict[str, str] = {}
+    for j, st in enumerate(starts):
+        where = f"starts[{j}]"
+        strategy = st["strategy"]
+        for key, owner in _SETTING_OWNER:
+            if key in st and strategy != owner:
+                raise ConfigError(f"{where}.{key}", f"only for strategy {owner}, not {strategy}")
+        if strategy == "fixed":
+            _check_fixed_values(st, where)
+        if strategy == "quantile" and "pi0" in st:
+            check_pi(st["pi0"], f"{where}.pi0")
+        for name in start_names([st]):
+            if name in RESERVED_START_NAMES:
+                raise ConfigError(
+                    f"{where}.name", f"{name!r} is reserved for the derived estimator"
+                )
+            if name in seen:
+                raise ConfigError(
+                    f"{where}.name", f"start name {name!r} is already used by {seen[name]}"
+                )
+            seen[name] = where
+
+
+def _check_fixed_values(st: Mapping[str, Any], where: str) -> None:
+    if "values" not in st:
+        raise ConfigError(f"{where}.values", "missing (required for strategy fixed)")
+    for name, value in st["values"].items():
+        if name == "pi":
+            check_pi(value, f"{where}.values.pi")
+        elif name.startswith("sigma"):
+            check_positive(value, f"{where}.values.{name}")
+        else:
+            finite(value, f"{where}.values.{name}")
+
+
+def oracle_start_names(specs: Iterable[StartSpec]) -> tuple[str, ...]:
+    """Names of the starts that use the data-generating values (strategy `truth`): references,
+    never candidates for the derived start `best`, whatever their names."""
+    return tuple(spec.name for spec in specs if spec.strategy == "truth")
+
+
+def select_starts(names: Iterable[str], specs: Sequence[StartSpec]) -> tuple[str, ...]:
+    """The fitted starts that `names` (e.g. a precision block's `starts`) stand for: a random
+    strategy's config name stands for all of its draws (``random`` -> random1 .. randomk); any
+    other name (a single draw such as random2, `best`) for itself."""
+    out: list[str] = []
+    for name in names:
+        group = [spec.name for spec in specs if spec.group == name]
+        out += group if group and name not in RESERVED_START_NAMES else [name]
+    return tuple(out)
 
 
 def _random(

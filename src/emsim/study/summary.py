@@ -30,7 +30,6 @@ from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parq
 from emsim.study.schema import (
     CELL_PARTITION,
     HIVE_FILE,
-    ORACLE_STARTS,
     SUMMARY_TABLES,
     summary_path,
 )
@@ -207,13 +206,14 @@ def summarise_cell(
     table: pa.Table,
     coverage_level: float = 0.95,
     best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
-    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+    *,
+    oracle_starts: tuple[str, ...],
 ) -> SummaryTables:
     """The measures of one cell's fit rows (`cell_table`): adds the derived start ``best``
     (`add_best_start`), then performance, convergence and the stopping-rule diagnostics."""
     perf, conv, distance, zips = [], [], [], []
     for rows in _model_slices(table):
-        rows = add_best_start(rows, best_exclude, oracle_starts)
+        rows = add_best_start(rows, best_exclude, oracle_starts=oracle_starts)
         perf.append(performance(rows, coverage_level))
         conv.append(convergence(rows))
         distance.append(stopping.distance_counts(rows))
@@ -279,7 +279,8 @@ def summarise(
     coverage_level: float = 0.95,
     metadata: Mapping[str, str] | None = None,
     best_exclude: tuple[str, ...] = BEST_EXCLUDED_STATUSES,
-    oracle_starts: tuple[str, ...] = ORACLE_STARTS,
+    *,
+    oracle_starts: tuple[str, ...],
 ) -> dict[str, Path]:
     """Summarise the fits dataset into performance and convergence tables, one cell at a time.
 
@@ -296,7 +297,7 @@ def summarise(
     """
     coverage_z(coverage_level)  # fail before reading anything if the level is invalid
     tables = gather(
-        summarise_cell(table, coverage_level, best_exclude, oracle_starts)
+        summarise_cell(table, coverage_level, best_exclude, oracle_starts=oracle_starts)
         for table in _cell_tables(fits_dir)
     )
     files = SummaryFiles.in_folder(out_dir)
