@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emsim.study import figures
+from emsim.study import figures, jobs, schema
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES, caption_path
 from emsim.study.figures import draw_all, plot_seed_trace
 from emsim.study.measures import (
@@ -43,7 +43,14 @@ from emsim.study.precision import (
     replicates_row,
 )
 from emsim.study.report import format_estimate, write_report
-from emsim.study.summary import MEASURE_TABLES, SUMMARY_TABLES, SummaryFiles, summarise
+from emsim.study.summary import (
+    CSV_TABLES,
+    MEASURE_TABLES,
+    SUMMARY_TABLES,
+    SummaryFiles,
+    SummaryTables,
+    summarise,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("pi", "mu1", "mu2", "sigma1", "sigma2")
@@ -278,10 +285,33 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     }
     assert all(getattr(files, name).is_file() for name in MEASURE_TABLES)
     assert not any(getattr(files, name).exists() for name in ("replicates", "precision"))
+    # The CSV copies are those the registry asks for, of the tables `summarise` writes.
+    csvs = sorted(p.stem for p in (tmp_path / "summary").glob("*.csv"))
+    assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES)) == ["convergence", "performance"]
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
     )
+
+
+def test_summary_tables_follow_from_one_registry():
+    """Issue 20: SummaryFiles' fields, the measure and CSV tables and the summary rule's outputs
+    all come from `schema.SUMMARY_TABLE_SPECS`."""
+    specs = schema.SUMMARY_TABLE_SPECS
+    fields = dataclasses.fields(SummaryFiles)
+    assert tuple(f.name for f in fields) == SUMMARY_TABLES == tuple(s.name for s in specs)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    assert required == [s.name for s in specs if s.required] == ["performance", "convergence"]
+    measures = [s.name for s in specs if s.written_by == schema.BY_MEASURES]
+    assert tuple(f.name for f in dataclasses.fields(SummaryTables)) == MEASURE_TABLES
+    assert list(MEASURE_TABLES) == measures
+    assert list(CSV_TABLES) == [s.name for s in specs if s.csv]
+    outputs = jobs.summary_outputs(lambda path: f"report:{path}", folder="out")
+    expected = {s.name: f"out/{s.name}.parquet" for s in specs}
+    expected |= {f"{s.name}_csv": f"report:out/{s.name}.csv" for s in specs if s.csv}
+    assert outputs == expected
+    rule = (ROOT / "workflow" / "rules" / "summary.smk").read_text()
+    assert "jobs.summary_outputs(" in rule and ".csv" not in rule
 
 
 def test_captions_are_written_once_and_shown_by_both_reports():
