@@ -39,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emsim.study.captions import FIGURE_NAMES, caption_path
+from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
 from emsim.study.config import Study
 from emsim.study.schema import (
     BY_PRECISION,
@@ -59,7 +59,9 @@ if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
 
 __all__ = [
+    "FIGURE_MODULES",
     "FIGURE_NAMES",
+    "FIGURE_TABLES",
     "caption_path",
     "dataset_view",
     "figure_pool",
@@ -556,6 +558,17 @@ def _summary_files(input: Any) -> SummaryFiles:
     from emsim.study.summary import SummaryFiles
 
     return SummaryFiles(**{name: input[name] for name in SUMMARY_TABLES if name in input.keys()})
+
+
+# The figures rule's code inputs (emsim.study.<name>): editing any of them redraws the figures.
+FIGURE_MODULES: tuple[str, ...] = (
+    "figures",
+    "figure_data",
+    "figure_style",
+    "figure_traces",
+    "figure_stopping",
+    "captions",
+)
 
 
 def run_figures(
