@@ -1,8 +1,9 @@
 """Figures and the HTML report, drawn from a small synthetic study.
 
 The figures are checked as images (they open, have a sensible size and are not blank), including
-on empty and degenerate inputs, and the report as a document: self-contained (every figure
-embedded, nothing fetched from the network), with the ADEMP sections and the tables.
+on empty and degenerate inputs (which rows and values they show is tested in
+tests/test_figure_data.py), and the report as a document: self-contained (every figure embedded,
+nothing fetched from the network), with the ADEMP sections and the tables.
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emsim.study import figures
-from emsim.study.captions import CAPTIONS, FIGURE_NAMES, caption_path
+from emsim.study import figure_data, figures, jobs, schema, stopping
+from emsim.study.captions import (
+    CAPTIONS,
+    FIGURE_NAMES,
+    FIGURE_TABLES,
+    FIGURES,
+    add_design_factors,
+    caption_path,
+    cell_label,
+    figure_spec,
+)
 from emsim.study.config import load_study
 from emsim.study.figures import draw_all, plot_seed_trace
 from emsim.study.measures import (
@@ -44,7 +54,14 @@ from emsim.study.precision import (
     replicates_row,
 )
 from emsim.study.report import format_estimate, write_report
-from emsim.study.summary import MEASURE_TABLES, SUMMARY_TABLES, SummaryFiles, summarise
+from emsim.study.summary import (
+    CSV_TABLES,
+    MEASURE_TABLES,
+    SUMMARY_TABLES,
+    SummaryFiles,
+    SummaryTables,
+    summarise,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The oracle starts of the synthetic fits (a study finds its own by strategy).
@@ -212,36 +229,83 @@ EMPTY_CONV = pd.DataFrame(columns=list(CONVERGENCE_COLUMNS))
 
 
 @functools.cache
-def degenerate_inputs() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """(perf, conv) pairs that a failed or tiny study produces."""
+def degenerate_inputs() -> dict[str, dict[str, pd.DataFrame]]:
+    """The inputs of every figure (summary tables and traces) that a failed or tiny study
+    produces."""
     fits = add_best_start(synthetic_fits(reps=3), oracle_starts=ORACLES)
+    fits["distance_to_limit"] = np.where(fits["replicate"] == 0, np.nan, 0.05)
     one_cell = fits[fits["cell_id"] == fits["cell_id"].iloc[0]]
-    all_failed = fits.assign(status="nonfinite", loglik=np.nan)
+    all_failed = fits.assign(status="nonfinite", loglik=np.nan, est_pi=np.nan)
     one_rep = fits[fits["replicate"] == 0]
-    return {
-        "empty": (EMPTY_PERF, EMPTY_CONV),
-        "one_cell": (performance(one_cell), convergence(one_cell)),
-        "all_failed": (performance(all_failed), convergence(all_failed)),
-        "one_replicate": (performance(one_rep), convergence(one_rep)),
+    cases = {"one_cell": one_cell, "all_failed": all_failed, "one_replicate": one_rep}
+    inputs = {
+        "empty": {
+            "performance": EMPTY_PERF,
+            "convergence": EMPTY_CONV,
+            "stopping_distance": stopping.distance_counts(fits.iloc[:0]),
+            "zip_pi": stopping.zip_rows(fits.iloc[:0]),
+            "traces": pd.DataFrame(),
+        }
     }
+    for case, rows in cases.items():
+        kept = rows[(rows["start"] != "best") & (rows["replicate"] == rows["replicate"].min())]
+        inputs[case] = {
+            "performance": performance(rows),
+            "convergence": convergence(rows),
+            "stopping_distance": stopping.distance_counts(rows),
+            "zip_pi": stopping.zip_rows(rows),
+            "traces": synthetic_traces(kept).assign(est_pi=np.nan if case == "all_failed" else 0.5),
+        }
+    return inputs
+
+
+# Each figure drawn from the degenerate inputs by its plotting function.
+DEGENERATE_DRAWERS = {
+    "traces": lambda d, path: figures.plot_traces(d["traces"], path),
+    "bias": lambda d, path: figures.plot_bias(d["performance"], path),
+    "rmse": lambda d, path: figures.plot_rmse(d["performance"], path),
+    "coverage": lambda d, path: figures.plot_coverage(d["performance"], path),
+    "iterations": lambda d, path: figures.plot_iterations(d["convergence"], path),
+    "rate": lambda d, path: figures.plot_rate(d["convergence"], path),
+    "failures": lambda d, path: figures.plot_failures(d["convergence"], path),
+    "nested_loop": lambda d, path: figures.plot_nested_loop(d["performance"], path),
+    "stopping": lambda d, path: figures.plot_stopping(d["convergence"], path),
+    "distance": lambda d, path: figures.plot_distance(d["stopping_distance"], path),
+    "zip": lambda d, path: figures.plot_zip(d["zip_pi"], d["convergence"], d["performance"], path),
+    "replicates": lambda d, path: figures.plot_replicates(
+        figure_data.replicates_from_convergence(d["convergence"]), path
+    ),
+}
 
 
 @pytest.mark.parametrize("case", ["empty", "one_cell", "all_failed", "one_replicate"])
 def test_figures_survive_degenerate_input(tmp_path, case):
-    perf, conv = degenerate_inputs()[case]
-    drawn = [
-        figures.plot_bias(perf, tmp_path / "bias.png"),
-        figures.plot_rmse(perf, tmp_path / "rmse.png"),
-        figures.plot_coverage(perf, tmp_path / "coverage.png"),
-        figures.plot_nested_loop(perf, tmp_path / "nested_loop.png"),
-        figures.plot_iterations(conv, tmp_path / "iterations.png"),
-        figures.plot_rate(conv, tmp_path / "rate.png"),
-        figures.plot_failures(conv, tmp_path / "failures.png"),
-        figures.plot_traces(pd.DataFrame(), tmp_path / "traces.png"),
-        figures.plot_seed_trace(pd.DataFrame(), tmp_path / "seed.png"),
-    ]
-    for path in drawn:
+    assert set(DEGENERATE_DRAWERS) == set(FIGURE_NAMES)
+    inputs = degenerate_inputs()[case]
+    for name in FIGURE_NAMES:
+        path = DEGENERATE_DRAWERS[name](inputs, tmp_path / f"{name}.png")
         assert_readable_png(path, min_side=150)
+    assert_readable_png(figures.plot_seed_trace(pd.DataFrame(), tmp_path / "seed.png"), 150)
+
+
+def test_every_figure_has_a_drawer_that_reads_only_its_listed_tables(study, tmp_path):
+    """Issue 20: one registry of figures (`captions.FIGURES`, each with the tables it reads);
+    `figures.DRAWERS` draws exactly those figures, and a drawer asking for a table its entry
+    does not list is refused, so the list the figures rule takes its inputs from is true."""
+    assert tuple(figures.DRAWERS) == FIGURE_NAMES == tuple(f.name for f in FIGURES)
+    assert set(FIGURE_TABLES) <= set(SUMMARY_TABLES)
+    assert set(FIGURE_TABLES) == {t for f in FIGURES for t in f.tables}
+    summary = SummaryFiles.in_folder(study["root"] / "summary")
+    inputs = figures.FigureInputs(figure_spec("zip"), summary, [])
+    assert inputs.table("zip_pi").equals(pd.read_parquet(summary.zip_pi)) and len(
+        inputs.table("zip_pi")
+    )
+    with pytest.raises(ValueError, match="'zip' reads table 'stopping_distance'"):
+        inputs.table("stopping_distance")
+    with pytest.raises(ValueError, match="does not list the traces"):
+        inputs.traces()
+    rule = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
+    assert "jobs.FIGURE_TABLES" in rule and "jobs.FIGURE_NAMES" in rule
 
 
 def test_draw_all_on_missing_inputs(tmp_path):
@@ -286,10 +350,33 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     }
     assert all(getattr(files, name).is_file() for name in MEASURE_TABLES)
     assert not any(getattr(files, name).exists() for name in ("replicates", "precision"))
+    # The CSV copies are those the registry asks for, of the tables `summarise` writes.
+    csvs = sorted(p.stem for p in (tmp_path / "summary").glob("*.csv"))
+    assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES)) == ["convergence", "performance"]
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
     )
+
+
+def test_summary_tables_follow_from_one_registry():
+    """Issue 20: SummaryFiles' fields, the measure and CSV tables and the summary rule's outputs
+    all come from `schema.SUMMARY_TABLE_SPECS`."""
+    specs = schema.SUMMARY_TABLE_SPECS
+    fields = dataclasses.fields(SummaryFiles)
+    assert tuple(f.name for f in fields) == SUMMARY_TABLES == tuple(s.name for s in specs)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    assert required == [s.name for s in specs if s.required] == ["performance", "convergence"]
+    measures = [s.name for s in specs if s.written_by == schema.BY_MEASURES]
+    assert tuple(f.name for f in dataclasses.fields(SummaryTables)) == MEASURE_TABLES
+    assert list(MEASURE_TABLES) == measures
+    assert list(CSV_TABLES) == [s.name for s in specs if s.csv]
+    outputs = jobs.summary_outputs(lambda path: f"report:{path}", folder="out")
+    expected = {s.name: f"out/{s.name}.parquet" for s in specs}
+    expected |= {f"{s.name}_csv": f"report:out/{s.name}.csv" for s in specs if s.csv}
+    assert outputs == expected
+    rule = (ROOT / "workflow" / "rules" / "summary.smk").read_text()
+    assert "jobs.summary_outputs(" in rule and ".csv" not in rule
 
 
 def test_captions_are_written_once_and_shown_by_both_reports():
@@ -485,8 +572,8 @@ def test_report_lists_replicates_targets_and_cells_stopped_at_max(study, tmp_pat
     # Every cell in the table with its replicates; the missed list names exactly the cells
     # that stopped at max, each with the MCSE it reached and its worst row.
     labels = {}
-    for _, row in figures.add_design_factors(reps).iterrows():
-        labels[row["cell_id"]] = figures.cell_label(row)
+    for _, row in add_design_factors(reps).iterrows():
+        labels[row["cell_id"]] = cell_label(row)
         assert f"<td>{labels[row['cell_id']]}</td><td>{ADAPTIVE['max']}</td>" in table
     for _, row in prec.iterrows():
         shown = f"<td>{labels[row['cell_id']]}</td>"

@@ -3,14 +3,10 @@
 # and the report.
 rule figures:
     input:
-        performance=rules.summary.output.performance,
-        convergence=rules.summary.output.convergence,
-        stopping_distance=rules.summary.output.stopping_distance,
-        zip_pi=rules.summary.output.zip_pi,
-        replicates=rules.summary.output.replicates,
-        precision=rules.summary.output.precision,
+        # The summary tables some figure reads (captions.FIGURES), under their names.
+        **{table: getattr(rules.summary.output, table) for table in jobs.FIGURE_TABLES},
         traces=final_outputs("traces"),
-        code=jobs.module_path("figures"),
+        code=[jobs.module_path(name) for name in jobs.FIGURE_MODULES],
     output:
         **{
             name: report(

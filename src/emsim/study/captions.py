@@ -1,13 +1,17 @@
-"""The study's figures by name: their captions and the labels of design cells, shared by the
-figures (`figures`) and the report (`report`) without importing matplotlib or seaborn, so that
-the report and the workflow's parsing stay light."""
+"""The study's figures by name (`FIGURES`: each with the tables it reads), their captions and
+the labels of design cells, shared by the figures (`figures`), the workflow and the report
+(`report`) without importing matplotlib or seaborn, so that the report and the workflow's
+parsing stay light."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from emsim.study.schema import SUMMARY_TABLES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,30 +28,57 @@ DESIGN_FACTORS: tuple[tuple[str, str], ...] = (
 )
 FACTOR_LABELS = dict(DESIGN_FACTORS)
 
-# The study's figures, in the order of the report. Each caption is written once, in
-# figure_captions/<name>.rst (package data): Snakemake's report shows that file (the figures
-# rule names it through `caption_path`) and the HTML report shows the same text (`CAPTIONS`).
-FIGURE_NAMES: tuple[str, ...] = (
-    "traces",
-    "bias",
-    "rmse",
-    "coverage",
-    "iterations",
-    "rate",
-    "failures",
-    "nested_loop",
-    "stopping",
-    "distance",
-    "zip",
-    "replicates",
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the study: its name (``results/figures/<name>.png``, the caption file
+    ``figure_captions/<name>.rst``) and the inputs it is drawn from alone."""
+
+    name: str
+    # The summary tables it reads (of `schema.SUMMARY_TABLES`); `figures.draw_one` reads
+    # those and no other, and the figures rule takes their union as inputs.
+    tables: tuple[str, ...]
+    # Whether it reads the kept traces.
+    traces: bool = False
+
+
+# The study's figures, in the order of the report: the one list of them. Each caption is written
+# once, in figure_captions/<name>.rst (package data): Snakemake's report shows that file (the
+# figures rule names it through `caption_path`) and the HTML report shows the same text
+# (`CAPTIONS`). Each is drawn by `figures.DRAWERS[name]`.
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("traces", (), traces=True),
+    FigureSpec("bias", ("performance",)),
+    FigureSpec("rmse", ("performance",)),
+    FigureSpec("coverage", ("performance",)),
+    FigureSpec("iterations", ("convergence",)),
+    FigureSpec("rate", ("convergence",)),
+    FigureSpec("failures", ("convergence",)),
+    FigureSpec("nested_loop", ("performance",)),
+    FigureSpec("stopping", ("convergence",)),
+    FigureSpec("distance", ("stopping_distance",)),
+    FigureSpec("zip", ("zip_pi", "convergence", "performance")),
+    FigureSpec("replicates", ("replicates", "convergence")),
+)
+FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in FIGURES)
+# The summary tables some figure reads, in the order of `schema.SUMMARY_TABLES`.
+FIGURE_TABLES: tuple[str, ...] = tuple(
+    table for table in SUMMARY_TABLES if any(table in figure.tables for figure in FIGURES)
 )
 _CAPTION_FILES = resources.files("emsim.study") / "figure_captions"
 
 
+def figure_spec(name: str) -> FigureSpec:
+    """The figure called `name`; one clear line if there is none."""
+    for figure in FIGURES:
+        if figure.name == name:
+            return figure
+    raise ValueError(f"unknown figure {name!r}; figures are {', '.join(FIGURE_NAMES)}")
+
+
 def caption_path(name: str) -> str:
     """The caption file of figure `name` (an absolute path, for Snakemake's report)."""
-    if name not in FIGURE_NAMES:
-        raise ValueError(f"unknown figure {name!r}; figures are {', '.join(FIGURE_NAMES)}")
+    figure_spec(name)
     return str(_CAPTION_FILES / f"{name}.rst")
 
 

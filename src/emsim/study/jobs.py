@@ -34,19 +34,25 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emsim.study.captions import FIGURE_NAMES, caption_path
+from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
 from emsim.study.schema import (
+    BY_PRECISION,
+    CSV_TABLES,
     FOOTER_EM_CPU_S,
     FOOTER_EM_ELAPSED_S,
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
+    MEASURE_TABLES,
+    SUMMARY_TABLE_SPECS,
     SUMMARY_TABLES,
     hive_files,
+    summary_csv_path,
+    summary_path,
 )
 from emsim.study.study import Study
 
@@ -54,7 +60,9 @@ if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
 
 __all__ = [
+    "FIGURE_MODULES",
     "FIGURE_NAMES",
+    "FIGURE_TABLES",
     "caption_path",
     "figure_pool",
     "fit_provenance",
@@ -67,6 +75,7 @@ __all__ = [
     "run_manifest",
     "run_report",
     "run_summary",
+    "summary_outputs",
 ]
 
 
@@ -406,18 +415,32 @@ def run_round_gate(study: Study, wildcards: Any, input: Any, output: Any, log: A
         )
 
 
+def summary_outputs(
+    csv_output: Callable[[str], Any] = str, folder: str = "results/summary"
+) -> dict[str, Any]:
+    """The summary rule's named outputs, from `schema.SUMMARY_TABLE_SPECS`: each table's
+    Parquet file under the table's name, then the CSV copy of each table of `CSV_TABLES` under
+    ``<table>_csv``, passed through `csv_output` (the rule gives Snakemake's `report`, so that
+    the CSVs are listed in its report)."""
+    outputs: dict[str, Any] = {name: summary_path(name, folder) for name in SUMMARY_TABLES}
+    for name in CSV_TABLES:
+        outputs[f"{name}_csv"] = csv_output(summary_csv_path(name, folder))
+    return outputs
+
+
 def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) -> None:
     """The study's tables from its cells' summaries after their last rounds, in cell order."""
     import pandas as pd
 
     from emsim.study import precision, summary
+    from emsim.study.parquet_io import write_parquet_atomic
 
     with job_logging(log[0]) as logger:
         t0 = time.perf_counter()
         n_cells = len(input.performance)
         per_cell = (
             summary.read_tables(
-                summary.SummaryFiles(**{name: input[name][i] for name in summary.MEASURE_TABLES})
+                summary.SummaryFiles(**{name: input[name][i] for name in MEASURE_TABLES})
             )
             for i in range(n_cells)
         )
@@ -427,23 +450,39 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
         # The replicates table records the plan it ran under (the replicates figure draws it).
         plan = study.plan
         plan_meta = precision.plan_metadata(plan.minimum, plan.maximum, plan.step)
-        for name, schema, table_meta in (
-            ("replicates", precision.REPLICATES_SCHEMA, {**meta, **plan_meta}),
-            ("precision", precision.ASSESSMENT_SCHEMA, meta),
-        ):
-            parts = [pd.read_parquet(f) for f in input[name]]
+        gathered = {
+            "replicates": (precision.REPLICATES_SCHEMA, {**meta, **plan_meta}),
+            "precision": (precision.ASSESSMENT_SCHEMA, meta),
+        }
+        for spec in SUMMARY_TABLE_SPECS:
+            if spec.written_by != BY_PRECISION:
+                continue
+            schema, table_meta = gathered[spec.name]
+            parts = [pd.read_parquet(f) for f in input[spec.name]]
             frame = pd.concat(parts, ignore_index=True) if parts else schema.empty_table()
-            summary.write_table(frame, Path(output[name]), table_meta, schema)
+            write = summary.write_table if spec.csv else write_parquet_atomic
+            write(frame, Path(output[spec.name]), table_meta, schema)
         logger.info(
             "gathered the summaries of %d cells in %.1f s", n_cells, time.perf_counter() - t0
         )
 
 
 def _summary_files(input: Any) -> SummaryFiles:
-    """The summary tables among the rule's named inputs or outputs (`summary.SUMMARY_TABLES`)."""
+    """The summary tables among the rule's named inputs or outputs (`schema.SUMMARY_TABLES`)."""
     from emsim.study.summary import SummaryFiles
 
     return SummaryFiles(**{name: input[name] for name in SUMMARY_TABLES if name in input.keys()})
+
+
+# The figures rule's code inputs (emsim.study.<name>): editing any of them redraws the figures.
+FIGURE_MODULES: tuple[str, ...] = (
+    "figures",
+    "figure_data",
+    "figure_style",
+    "figure_traces",
+    "figure_stopping",
+    "captions",
+)
 
 
 def run_figures(

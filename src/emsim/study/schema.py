@@ -10,6 +10,7 @@ docs/design.md), never of the modules that use it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,9 +20,12 @@ from emsim.models import PARAMS
 __all__ = [
     "ASSESSMENT_SCHEMA",
     "BEST_START",
+    "BY_MEASURES",
+    "BY_PRECISION",
     "CELL_KEYS",
     "CELL_PARAMS",
     "CELL_PARTITION",
+    "CSV_TABLES",
     "DESIGN_FIELDS",
     "FITS_SCHEMA",
     "FIT_ID",
@@ -35,19 +39,23 @@ __all__ = [
     "FOOTER_JOB_STARTED",
     "FOOTER_REPLICATES",
     "HIVE_FILE",
+    "MEASURE_TABLES",
     "PLAN_METADATA",
     "PROCEDURE",
     "REPLICATES_SCHEMA",
     "RESULT_KINDS",
     "ROW_KEY",
     "SUMMARY_TABLES",
+    "SUMMARY_TABLE_SPECS",
     "TRACES_SCHEMA",
     "TRACE_KEY",
+    "SummaryTable",
     "cell_summary_path",
     "gate_path",
     "hive_files",
     "kind_folder",
     "result_path",
+    "summary_csv_path",
     "summary_path",
 ]
 
@@ -140,22 +148,52 @@ def hive_files(folder: str | Path) -> list[tuple[Path, str, int]]:
     return found
 
 
-# The summary step's tables (results/summary/<table>.parquet; `summary.SummaryFiles` has one
-# field per table): the four measure tables of section 6, then the replicates each cell ran and
-# its precision targets (section 10).
-SUMMARY_TABLES: tuple[str, ...] = (
-    "performance",
-    "convergence",
-    "stopping_distance",
-    "zip_pi",
-    "replicates",
-    "precision",
+# --- the summary tables (sections 6 and 10) ---------------------------------------------------
+
+# Who writes a summary table: `summary.summarise` computes the measure tables (section 6) from
+# the fits; the workflow's summary step gathers the replicates each cell ran and its precision
+# targets from the cells' summaries (section 10).
+BY_MEASURES = "measures"
+BY_PRECISION = "precision"
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """One table of the summary step, ``results/summary/<name>.parquet``."""
+
+    name: str
+    written_by: str  # BY_MEASURES or BY_PRECISION
+    # Also written as ``<name>.csv`` beside the Parquet file (a table for people to open).
+    csv: bool
+    # Every `summary.SummaryFiles` must name it; the others may be left out (None).
+    required: bool = False
+
+
+# The one list of the summary tables, in the order of `summary.SummaryFiles`' fields (required
+# first): the fields, the summary rules' outputs and the CSV copies all follow from it.
+SUMMARY_TABLE_SPECS: tuple[SummaryTable, ...] = (
+    SummaryTable("performance", BY_MEASURES, csv=True, required=True),
+    SummaryTable("convergence", BY_MEASURES, csv=True, required=True),
+    SummaryTable("stopping_distance", BY_MEASURES, csv=False),
+    SummaryTable("zip_pi", BY_MEASURES, csv=False),
+    SummaryTable("replicates", BY_PRECISION, csv=True),
+    SummaryTable("precision", BY_PRECISION, csv=True),
 )
+SUMMARY_TABLES: tuple[str, ...] = tuple(t.name for t in SUMMARY_TABLE_SPECS)
+MEASURE_TABLES: tuple[str, ...] = tuple(
+    t.name for t in SUMMARY_TABLE_SPECS if t.written_by == BY_MEASURES
+)
+CSV_TABLES: tuple[str, ...] = tuple(t.name for t in SUMMARY_TABLE_SPECS if t.csv)
 
 
 def summary_path(table: str, folder: str = "results/summary") -> str:
-    """Where the summary step writes `table` (the CSV copies beside it, `.csv`)."""
+    """Where the summary step writes `table`."""
     return f"{folder}/{table}.parquet"
+
+
+def summary_csv_path(table: str, folder: str = "results/summary") -> str:
+    """The CSV copy of `table` beside its Parquet file (the tables of `CSV_TABLES`)."""
+    return f"{folder}/{table}.csv"
 
 
 # --- the replicates and precision tables (section 10) ---------------------------------------

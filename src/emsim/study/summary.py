@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +30,10 @@ from emsim.study.measures import (
 from emsim.study.parquet_io import atomic_write, provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
     CELL_PARTITION,
+    CSV_TABLES,
     HIVE_FILE,
+    MEASURE_TABLES,
+    SUMMARY_TABLE_SPECS,
     SUMMARY_TABLES,
     summary_path,
 )
@@ -55,40 +59,43 @@ __all__ = [
 # --- the summary tables -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SummaryFiles:
-    """The Parquet files of the summary tables, one field per table (`SUMMARY_TABLES`).
-
-    The figures and report steps take the files their rules name (``input.performance``, ...);
-    a library user gets those `summarise` writes into a folder with `in_folder`. A table
-    whose field is None or whose file does not exist reads as empty. A new table is a new
-    optional field (default None) here, written by `summarise`.
-    """
-
-    performance: Path
-    convergence: Path
-    stopping_distance: Path | None = None
-    zip_pi: Path | None = None
-    # The replicates each cell ran and why it stopped, and its precision targets (section 10):
-    # written by the workflow's summary step, not by `summarise`.
-    replicates: Path | None = None
-    precision: Path | None = None
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if value is not None:
-                object.__setattr__(self, field.name, Path(value))
-
-    @classmethod
-    def in_folder(cls, folder: str | os.PathLike[str]) -> SummaryFiles:
-        """The tables as `summarise` writes them into `folder`: ``<folder>/<table>.parquet``."""
-        return cls(**{name: summary_path(name, str(folder)) for name in SUMMARY_TABLES})
+def _paths_as_paths(self) -> None:
+    for field in fields(self):
+        value = getattr(self, field.name)
+        if value is not None:
+            object.__setattr__(self, field.name, Path(value))
 
 
-# The summary step's tables (schema.SUMMARY_TABLES, one field of SummaryFiles each), and those
-# also written as CSV.
-CSV_TABLES: tuple[str, ...] = ("performance", "convergence", "replicates", "precision")
+def _in_folder(cls, folder: str | os.PathLike[str]):
+    """The tables as `summarise` writes them into `folder`: ``<folder>/<table>.parquet``."""
+    return cls(**{name: summary_path(name, str(folder)) for name in SUMMARY_TABLES})
+
+
+# One field per table of `schema.SUMMARY_TABLE_SPECS`, in its order: a required table's field
+# has no default, the others default to None. Built from the registry so that a new table is a
+# new line there, not here.
+SummaryFiles = make_dataclass(
+    "SummaryFiles",
+    [
+        (t.name, Path) if t.required else (t.name, Path | None, dataclass_field(default=None))
+        for t in SUMMARY_TABLE_SPECS
+    ],
+    frozen=True,
+    namespace={
+        "__module__": __name__,  # so that the spawned figure workers can unpickle it
+        "__post_init__": _paths_as_paths,
+        "in_folder": classmethod(_in_folder),
+    },
+)
+SummaryFiles.__doc__ = """The Parquet files of the summary tables, one field per table
+(`schema.SUMMARY_TABLE_SPECS`: performance, convergence, stopping_distance, zip_pi, replicates,
+precision; strings become paths).
+
+The figures and report steps take the files their rules name (``input.performance``, ...);
+a library user gets those `summarise` writes into a folder with `in_folder`. A table whose
+field is None or whose file does not exist reads as empty. The replicates and precision tables
+are written by the workflow's summary step, not by `summarise`.
+"""
 
 
 # --- streaming over the study's fits --------------------------------------------------------
@@ -190,16 +197,13 @@ def _model_slices(table: pa.Table) -> Iterator[pd.DataFrame]:
 
 @dataclass
 class SummaryTables:
-    """The four measure tables in memory: of one cell (`summarise_cell`) or of a study
-    (`gather`)."""
+    """The measure tables in memory (`schema.MEASURE_TABLES`, one field each): of one cell
+    (`summarise_cell`) or of a study (`gather`)."""
 
     performance: pd.DataFrame
     convergence: pd.DataFrame
     stopping_distance: pd.DataFrame
     zip_pi: pd.DataFrame
-
-
-MEASURE_TABLES: tuple[str, ...] = tuple(field.name for field in fields(SummaryTables))
 
 
 def summarise_cell(
@@ -309,7 +313,7 @@ def write_tables(
     tables: SummaryTables, files: SummaryFiles, meta: Mapping[str, str], csv: bool
 ) -> None:
     """Atomically write the measure tables to `files` (Parquet with `meta` as key-value
-    metadata); with `csv`, performance and convergence also as CSV beside them."""
+    metadata); with `csv`, those of `CSV_TABLES` also as CSV beside them."""
     for name in MEASURE_TABLES:
         frame, path = getattr(tables, name), getattr(files, name)
         if csv and name in CSV_TABLES:

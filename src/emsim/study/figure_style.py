@@ -1,0 +1,148 @@
+"""Shared drawing helpers of the study's figures: seaborn's style without global state, the
+"no data" panel, atomic PNG writes, colours and markers of models and methods, facets and
+legends."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from emsim.study.captions import FACTOR_LABELS, design_value_label
+from emsim.study.figure_data import MODEL_ORDER
+from emsim.study.parquet_io import atomic_write
+
+DPI = 120
+NO_DATA = "no data"
+METHOD_MARKERS = {"em": "o", "squarem": "s"}
+METHOD_LINESTYLES = {"em": "-", "squarem": "--"}
+MODEL_LINESTYLES = {"pi": "-", "equal_var": "--", "full": ":"}
+MODEL_MARKERS = {"pi": "o", "equal_var": "s", "full": "^"}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def styled(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw inside seaborn's style and context without touching global rcParams."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return path
+
+
+def no_data_panel(ax: Axes, message: str = NO_DATA) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        fontsize=12,
+        color="0.35",
+    )
+
+
+def empty_figure(
+    path: str | os.PathLike[str], title: str, message: str = NO_DATA, dpi: int = DPI
+) -> Path:
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    no_data_panel(ax, message)
+    ax.set_title(title)
+    return save_png(fig, path, dpi)
+
+
+def model_colors(models: list[str]) -> dict[str, tuple]:
+    palette = sns.color_palette("colorblind", max(len(MODEL_ORDER), len(models)))
+    colors = {m: palette[i] for i, m in enumerate(MODEL_ORDER)}
+    extra = [m for m in models if m not in colors]
+    for i, m in enumerate(extra, start=len(MODEL_ORDER)):
+        colors[m] = palette[i % len(palette)]
+    return colors
+
+
+def facets(
+    fig: Figure, data: pd.DataFrame, row: str | None, col: str | None, *, sharey: bool = False
+) -> Iterator[tuple[Axes, str, pd.DataFrame]]:
+    """Lay out a row x col grid of axes and yield (ax, facet title, rows of that facet)."""
+    rows = sorted(data[row].dropna().unique()) if row else [None]
+    cols = sorted(data[col].dropna().unique()) if col else [None]
+    rows, cols = rows or [None], cols or [None]
+    axes = fig.subplots(len(rows), len(cols), squeeze=False, sharex=True, sharey=sharey)
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            subset = data
+            title = []
+            if cv is not None:
+                subset = subset[subset[col] == cv]
+                title.append(f"{FACTOR_LABELS.get(col, col)} = {design_value_label(cv)}")
+            if rv is not None:
+                subset = subset[subset[row] == rv]
+                title.append(f"{FACTOR_LABELS.get(row, row)} = {design_value_label(rv)}")
+            yield axes[i, j], ", ".join(title), subset
+
+
+def bottom_legend(fig: Figure, handles: list, labels: list[str]) -> None:
+    if handles:
+        # As many entries per row as fit the figure's width (about 1.9 inches an entry).
+        ncol = max(1, min(len(handles), int(fig.get_figwidth() // 1.9)))
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def plain_log_ticks(ax: Axes) -> None:
+    """Label a log y axis 2, 5, 10, 20 instead of 2x10^0 ...: iteration counts read easier."""
+    ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+
+    def minor(v: float, _pos: int) -> str:
+        # Only 2x and 5x per decade: labelling every minor tick crowds the axis.
+        if v <= 0:
+            return ""
+        lead = round(v / 10 ** np.floor(np.log10(v)))
+        return f"{v:g}" if lead in (2, 5) else ""
+
+    ax.yaxis.set_minor_formatter(mpl.ticker.FuncFormatter(minor))
+
+
+def series_legend(models: list[str], methods: list[str], colors: dict) -> tuple[list, list]:
+    handles = [Line2D([], [], color=colors[m], marker="o", linestyle="-") for m in models]
+    labels = [f"model {m}" for m in models]
+    if len(methods) > 1:
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker=METHOD_MARKERS.get(m, "D"),
+                linestyle=METHOD_LINESTYLES.get(m, ":"),
+            )
+            for m in methods
+        ]
+        labels += [f"method {m}" for m in methods]
+    return handles, labels
+
+
+def figure_size(n_rows: int, n_cols: int, w: float = 3.3, h: float = 2.6) -> tuple[float, float]:
+    return (max(5.5, w * n_cols), max(3.2, h * n_rows + 1.2))
