@@ -22,9 +22,10 @@ STATUSES: tuple[str, ...] = (
     "nonfinite",
     "decreased",
     # Decided beside the engine (api.fit_batch), for fits the stopping rule ended:
-    # the observed information there is not positive definite (a saddle point or a flat ridge),
+    # the iteration is stationary where the observed information is not positive definite,
     "saddle",
-    # or the limit of the same iteration lies more than `premature_threshold` SEs away.
+    # or it moves on: its limit lies more than `premature_threshold` SEs away, or is no
+    # certified maximum, or the information at the stop is not positive definite.
     "premature",
 )
 # Only these fits are estimates; every other status is a failure (docs/design.md section 2).
