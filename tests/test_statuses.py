@@ -102,8 +102,9 @@ def check_consistent(result: emsim.FitResult, method: str, max_iterations: int =
         assert all(np.isfinite(v) for v in result.params.values()), result.params
         assert np.isfinite(result.loglik)
         assert result.loglik >= result.loglik_start
-    if result.status in STOPPED_BY_RULE:
-        # The polish went on from the stop: the limit is never below it.
+    if result.status in ENDED_CLEANLY:
+        # The polish went on from the stop a rule or the cap made (issue 18: every such fit
+        # gets its distance): the limit is never below it.
         assert result.polish_evals > 0
         assert result.loglik_gap_to_limit >= -1e-9 * abs(result.loglik)
     else:

@@ -14,11 +14,10 @@ import numpy as np
 
 from . import engine
 from .information import information, pi_information
-from .limit import loglik as newton_loglik
-from .limit import newton_limit, standard_errors
+from .limit import find_limits
 from .models import (
+    DEFAULT_SCORE_TOLERANCE,
     DEFAULT_STOPPING,
-    MODELS,
     PARAMS,
     PREMATURE_THRESHOLD_SE,
     USABLE_STATUS,
@@ -55,9 +54,12 @@ class FitResult:
     status : str
         How the fit ended, exactly one of `emsim.STATUSES`: ``"converged"`` (the stopping rule
         was met at a maximum: the only usable status), ``"saddle"`` (the rule was met where the
-        observed information is not positive definite: a saddle point or a flat ridge),
+        iteration is stationary and the observed information is not positive definite, such
+        as equal components),
         ``"premature"`` (the rule was met, but the limit of the same iteration lies more than
-        `premature_threshold` standard errors away, or could not be found), ``"max_iterations"``
+        `premature_threshold` standard errors away, or is no certified maximum, or the
+        observed information at the stop is not positive definite while the iteration moves
+        on), ``"max_iterations"``
         (stopped by the cap), ``"degenerate"`` (a sigma fell
         below 1e-6 times the data's standard deviation: a component collapsed onto a point; also
         any model but ``"pi"`` on data that are all one value), ``"boundary"`` (pi left
@@ -105,15 +107,20 @@ class FitResult:
     stopping : str
         The stopping rule (``"abs"``, ``"rel"`` or ``"aitken"``; see `fit`).
     distance_to_limit : float
-        For a fit the stopping rule ended: how far `params` lie from the limit of the same
+        For a fit a stopping rule or the cap ended (``"converged"``, ``"premature"``,
+        ``"saddle"``, ``"max_iterations"``): how far `params` lie from the limit of the same
         iteration, max over the estimated parameters of abs(theta_stop - theta_limit) /
-        SE(theta_limit). The limit is where SQUAREM, continued from `params`, stops gaining
-        (and Newton's method where SQUAREM crawls). NaN for other statuses and where no SE
-        exists.
+        SE(theta_limit). The limit is where the iteration, continued from the path's furthest
+        such stop (by SQUAREM, with Newton's method only as a certified finish), reaches a
+        point of positive definite information whose Newton decrement and EM step are below
+        1e-4 SE (docs/design.md section 2). NaN for other statuses, where the iteration
+        leaves the parameter space (no limit), and where no SE exists (a saddle).
     loglik_gap_to_limit : float
-        The log-likelihood still to gain: loglik at the limit minus `loglik` (NaN as above).
+        The log-likelihood still to gain: loglik at the limit (or where the iteration stalled,
+        or the budget ran out) minus `loglik`; NaN where no limit exists.
     polish_evals : int
-        E-steps the polish (continuing to the limit) spent; not counted in `loglik_evals`.
+        E-steps the engine's polish spent; not counted in `loglik_evals` (nor are the
+        continuation rounds of emsim.limit).
     trace : pandas.DataFrame or None
         Every iterate when asked for (``trace=True``), else None. One row per accepted
         iteration, row 0 being the start; columns ``iteration``, the model's estimated
@@ -464,6 +471,7 @@ def fit_batch(
     trace: bool | np.ndarray = False,
     stopping: str = DEFAULT_STOPPING,
     premature_threshold: float = PREMATURE_THRESHOLD_SE,
+    score_tolerance: float = DEFAULT_SCORE_TOLERANCE,
 ) -> BatchFitResult:
     """Fit a two-component Gaussian mixture to every row of `Y`.
 
@@ -491,10 +499,12 @@ def fit_batch(
     trace : bool or array_like of bool, default False
         Keep the iterates of every row (True), of none (False), or of the rows marked in an
         array of `replicates` booleans.
-    stopping : {"abs", "rel", "aitken"}, default "abs"
+    stopping : {"abs", "rel", "aitken", "score", "param"}, default "abs"
         The stopping rule; see `fit`. `fit_batch_by_rule` fits under several at once.
     premature_threshold : float, default 0.1
         See `fit`.
+    score_tolerance : float, default 0.01
+        The ``"score"`` rule's threshold in standard errors; see `fit`.
 
     Returns
     -------
@@ -542,7 +552,7 @@ def fit_batch(
         method,
         start,
         known,
-        {stopping: tolerance},
+        {stopping: score_tolerance if stopping == "score" else tolerance},
         max_iterations,
         trace,
         premature_threshold,
@@ -627,11 +637,7 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
-    # A limit is wanted where a rule's stop could be usable: at a maximum by its information.
-    wanted = np.zeros(n_rows, dtype=bool)
-    for k, (_, _, positive) in enumerate(at_stop):
-        wanted |= (status[:, k] == USABLE_STATUS) & positive
-    limit = _path_limit(y, out, model, wanted)
+    limit = _path_limit(y, out, model, sigma_floor)
     return {
         rule: _rule_result(
             y,
@@ -709,48 +715,41 @@ def _information(y, params, stats, model):
 
 @dataclass(frozen=True)
 class _PathLimit:
-    """The limit of each row's path, shared by all its converged rules: NaN (and not found)
-    where no rule converged."""
+    """The limit of each row's path, shared by all the rules it stopped (and the cap): NaN
+    where no fit on the path was stopped by a rule or the cap (emsim.limit.Limits)."""
 
     params: np.ndarray  # rows x 5
     loglik: np.ndarray
     se: dict[str, np.ndarray]
-    found: np.ndarray
+    found: np.ndarray  # a maximum, certified
+    stationary: np.ndarray  # stalled where the information is not positive definite
+    failed: np.ndarray  # the iteration left the parameter space: no limit
+    evals: np.ndarray  # E-steps of the continuation beyond the engine's polish
 
 
-def _path_limit(y, out, model, wanted) -> _PathLimit:
-    """Where the path's polish ended (the engine finds it once per row, docs/design.md 2) or,
-    where SQUAREM's bounded polish crawled and a usable fit is `wanted`, where Newton's method
-    ends (emsim.limit); with its log-likelihood and SEs."""
+def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
+    """From where the engine's polish ended (it polishes the path once, from its furthest stop
+    made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit)."""
     n_rows = y.shape[0]
     polished = out.polish_evals > 0
     has_limit = polished.any(axis=1)
     rows = np.arange(n_rows)
-    # Any converged rule's copy will do: the engine gives them all the same limit.
+    # Any polished rule's copy will do: the engine gives them all the same limit.
     k = polished.argmax(axis=1)
-    params = np.ascontiguousarray(out.limit[rows, k])
-    loglik = out.limit_loglik[rows, k].copy()
-    found = out.polish_done[rows, k] & has_limit
-    params[~has_limit] = np.nan
-    loglik[~has_limit] = np.nan
-    crawled_mask = has_limit & ~found & wanted
-    crawled = np.flatnonzero(crawled_mask)
-    se = np.full((n_rows, len(MODELS[model])), np.nan)  # equal_var: one sigma
-    at_squarem_limit = np.flatnonzero(has_limit & ~crawled_mask)
-    if at_squarem_limit.size:
-        se[at_squarem_limit] = _information(
-            y[at_squarem_limit],
-            params[at_squarem_limit],
-            np.ascontiguousarray(out.limit_stats[at_squarem_limit, k[at_squarem_limit]]),
-            model,
-        )[0]
-    if crawled.size:
-        newton, newton_found = newton_limit(y[crawled], params[crawled], model)
-        params[crawled] = newton
-        se[crawled] = standard_errors(y[crawled], newton, model)
-        loglik[crawled] = newton_loglik(y[crawled], newton)
-        found[crawled] = newton_found
-    return _PathLimit(params, loglik, _se_by_name(se, model, n_rows), found)
+    start = np.ascontiguousarray(out.limit[rows, k])
+    start[~has_limit] = np.nan
+    stop_loglik = np.where(polished, out.loglik, np.inf).min(axis=1)
+    found = find_limits(y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor)
+    loglik = np.where(has_limit & ~found.failed, found.loglik, np.nan)
+    return _PathLimit(
+        found.params,
+        loglik,
+        _se_by_name(found.se, model, n_rows),
+        found.certified,
+        found.stationary,
+        found.failed,
+        found.evals,
+    )
 
 
 def _rule_result(
@@ -767,10 +766,11 @@ def _rule_result(
     seconds_per_eval,
     threshold,
 ):
-    """One stopping rule's BatchFitResult, with the statuses decided beside the engine: a fit
-    the rule ended is `saddle` where the observed information (`at_stop`) is not positive
-    definite, else `premature` where the path's `limit` is more than `threshold` SEs away
-    (docs/design.md 2)."""
+    """One stopping rule's BatchFitResult, with the statuses decided beside the engine
+    (docs/design.md 2). A fit the rule ended stays `converged` only where its observed
+    information (`at_stop`) is positive definite and the path's certified `limit` (a maximum)
+    is within `threshold` SEs; it is `saddle` where the iteration stalls at a point whose
+    information is not positive definite, and `premature` otherwise (it moves on)."""
     n_rows = y.shape[0]
     names = estimated_params(model)
     params = np.ascontiguousarray(out.params[:, k])
@@ -788,12 +788,16 @@ def _rule_result(
             axis=1,
         )
         distance = np.where(np.isfinite(gaps).all(axis=1), gaps.max(axis=1), np.nan)
-    distance = np.where(polished, distance, np.nan)
-    loglik_gap = np.where(polished, limit.loglik - out.loglik[:, k], np.nan)
-    status[(status == USABLE_STATUS) & ~positive] = "saddle"
-    # A fit whose limit was not found cannot be shown to be at a maximum: not usable either.
-    far = (distance > threshold) | ~limit.found
-    status[(status == USABLE_STATUS) & far] = "premature"
+    # No limit exists where the iteration leaves the parameter space.
+    measured = polished & ~limit.failed
+    distance = np.where(measured, distance, np.nan)
+    loglik_gap = np.where(measured, limit.loglik - out.loglik[:, k], np.nan)
+    stopped = status == USABLE_STATUS
+    status[stopped & limit.stationary] = "saddle"
+    # A fit whose limit is no certified maximum, or one it is far from, is not usable; nor is
+    # one whose SEs do not exist, though its iteration moves on to a maximum nearby.
+    far = (distance > threshold) | ~limit.found | ~positive
+    status[stopped & ~limit.stationary & far] = "premature"
 
     evals = out.loglik_evals[:, k]
     return BatchFitResult(
@@ -851,6 +855,7 @@ def fit(
     trace: bool = False,
     stopping: str = DEFAULT_STOPPING,
     premature_threshold: float = PREMATURE_THRESHOLD_SE,
+    score_tolerance: float = DEFAULT_SCORE_TOLERANCE,
 ) -> FitResult:
     """Fit a two-component Gaussian mixture to one data set by EM or SQUAREM.
 
@@ -897,15 +902,19 @@ def fit(
         that reaches it without converging ends as ``"max_iterations"``. A positive integer.
     trace : bool, default False
         Keep every iterate in `FitResult.trace`.
-    stopping : {"abs", "rel", "aitken"}, default "abs"
+    stopping : {"abs", "rel", "aitken", "score", "param"}, default "abs"
         The stopping rule, with l_k the log-likelihood after iteration k and d_k = l_k -
         l_(k-1): ``"abs"`` (the seed's) stops when d_k < `tolerance`; ``"rel"`` when
         d_k < `tolerance` * abs(l_k); ``"aitken"`` when Aitken's estimate of the gain still to
         come, d_k / (1 - d_k / d_(k-1)), is below `tolerance` (Boehning et al. 1994; McNicholas
-        et al. 2010).
+        et al. 2010); ``"score"`` when the Newton decrement sqrt(g' I^-1 g) (g the score, I
+        the observed information, positive definite) is below `score_tolerance` standard
+        errors; ``"param"`` when no parameter changed by `tolerance` or more in the iteration.
     premature_threshold : float, default 0.1
         A fit the rule ended is ``"premature"`` when `distance_to_limit` exceeds this many
         standard errors.
+    score_tolerance : float, default 0.01
+        The ``"score"`` rule's threshold, in standard errors (`tolerance` is not used by it).
 
     Returns
     -------
@@ -995,5 +1004,6 @@ def fit(
         bool(trace),
         stopping,
         premature_threshold,
+        score_tolerance,
     )
     return result.row(0)

@@ -19,6 +19,7 @@ import numpy as np
 from .bad_input import InputError, echo, one_line
 from .datafile import read_data
 from .models import (
+    DEFAULT_SCORE_TOLERANCE,
     DEFAULT_STOPPING,
     METHODS,
     MODELS,
@@ -266,6 +267,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             trace=bool(args.trace),
             stopping=args.stopping,
             premature_threshold=args.premature_threshold,
+            score_tolerance=args.score_tolerance,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -505,7 +507,14 @@ def _add_fit(fit_cmd: argparse.ArgumentParser) -> None:
         default=DEFAULT_STOPPING,
         help="abs: the rise of the log-likelihood is below --tolerance (the seed's rule); rel: "
         "below tolerance x |log-likelihood|; aitken: Aitken's estimate of the gain still to "
-        "come is below it; default: abs",
+        "come is below it; score: the Newton decrement is below --score-tolerance SEs; param: "
+        "no parameter changed by --tolerance; default: abs",
+    )
+    fit_cmd.add_argument(
+        "--score-tolerance",
+        type=float,
+        default=DEFAULT_SCORE_TOLERANCE,
+        help="the score rule's threshold in standard errors; default: 0.01",
     )
     fit_cmd.add_argument(
         "--premature-threshold",

@@ -459,8 +459,17 @@ METHOD_CODES = {"em": 0, "squarem": 1}
 #           still to come, l_inf - l_(k-1) (Boehning et al. 1994; McNicholas et al. 2010);
 #           it does not stop while a_k is outside [0, 1) (no linear regime yet), and stops at
 #           once when d_k <= 0 (nothing left to gain at this precision).
-STOPPING_CODES = {"abs": 0, "rel": 1, "aitken": 2}
-STOP_ABS, STOP_REL, STOP_AITKEN = range(3)
+#   score:  sqrt(g' I^-1 g) < tol at the iterate, with g the score and I the observed information
+#           positive definite: the Newton decrement, the distance to the maximum of the local
+#           quadratic model in its own standard errors (issue 18). I costs about five E-steps,
+#           so it is computed only where the rule could stop: once d_k < tol^2 (the gain still
+#           to come is sqrt(g' I^-1 g)^2 / 2 and at least d_(k+1), so no earlier iterate can
+#           pass), and for plain EM, after a failed check, not before the iterate that EM's
+#           observed rate predicts halfway to tol (`_next_score_check`).
+#   param:  max_j |p_k,j - p_(k-1),j| < tol, the largest parameter change (SQUAREM's R
+#           package and turboEM stop on such raw-unit residuals).
+STOPPING_CODES = {"abs": 0, "rel": 1, "aitken": 2, "score": 3, "param": 4}
+STOP_ABS, STOP_REL, STOP_AITKEN, STOP_SCORE, STOP_PARAM = range(5)
 
 # The polish (docs/design.md section 2): after the stopping rules end a fit, SQUAREM continues
 # the same iteration from the last converged stop until a step gains less than POLISH_TOL_REL
@@ -486,7 +495,8 @@ OUT_LIMIT_LOGLIK = OUT_LIMIT + 5
 OUT_LIMIT_STATS = OUT_LIMIT_LOGLIK + 1  # N_STATS values at the limit
 OUT_POLISH_EVALS = OUT_LIMIT_STATS + N_STATS
 OUT_POLISH_DONE = OUT_POLISH_EVALS + 1  # 1 when the polish met its tolerance, else 0
-OUT_WIDTH = OUT_POLISH_DONE + 1
+OUT_SCORE_CHECKS = OUT_POLISH_DONE + 1  # observed-information passes of the score rule
+OUT_WIDTH = OUT_SCORE_CHECKS + 1
 
 # Trace columns: iteration, pi, mu1, mu2, sigma1, sigma2, loglik, diff_loglik, loglik_evals.
 TRACE_WIDTH = 9
@@ -510,6 +520,7 @@ class EngineOutput:
     limit_stats: np.ndarray
     polish_evals: np.ndarray
     polish_done: np.ndarray
+    score_checks: np.ndarray  # rows x rules: information passes the score rule made
     path_evals: np.ndarray  # rows: E-steps of the shared path (the rule that stopped last)
     traces: list[np.ndarray | None]  # per row: the whole path's trace, or None
     # Wall time of the compiled call and of unpacking its output; never of loading the engine.
@@ -664,11 +675,15 @@ def _judge(model, n, new, new_loglik, loglik, floor):
 
 
 @njit(inline="always", **_JIT)
-def _stops(rule, tolerance, loglik, diff, last_diff):
+def _stops(rule, tolerance, loglik, diff, last_diff, change):
+    """Whether a cheap rule stops here (`change`: the largest parameter change of the step);
+    the score rule is decided by `_score_stops`."""
     if rule == STOP_ABS:
         return diff < tolerance
     if rule == STOP_REL:
         return diff < tolerance * abs(loglik)
+    if rule == STOP_PARAM:
+        return change < tolerance
     if diff <= 0.0:
         return True
     if not last_diff > 0.0:
@@ -689,6 +704,89 @@ def _snapshot(out, p, loglik, loglik_start, status, iteration, evals, rate, stat
     out[OUT_EVALS] = evals
     out[OUT_RATE] = rate
     out[OUT_STATS : OUT_STATS + N_STATS] = stats
+
+
+@njit(**_JIT)
+def newton_decrement(y, p, stats, model, complete, missing):
+    """sqrt(g' I^-1 g) at p (g the score, from the E-step's statistics at p; I the observed
+    information by Louis' identity), or -1 where I is not positive definite. I is scaled to
+    unit diagonal first (as information.py does) and factored by Cholesky; a pivot below
+    1e-10 counts as not positive definite."""
+    n = y.size
+    k = 1 if model == 0 else (4 if model == 1 else 5)
+    g = np.empty(5)
+    pi = p[0]
+    if model == 0:
+        g[0] = stats[0] / pi - (n - stats[0]) / (1.0 - pi)
+        complete[0, 0, 0] = stats[0] / (pi * pi) + (n - stats[0]) / ((1.0 - pi) * (1.0 - pi))
+        missing[0, 0, 0] = stats[1] / (pi * (1.0 - pi)) ** 2
+    else:
+        w1 = stats[0]
+        w2 = stats[3]
+        g[0] = w1 / pi - w2 / (1.0 - pi)
+        g[1] = w1 * stats[1] / p[3]
+        g[2] = w2 * stats[4] / p[4]
+        if model == 2:
+            g[3] = w1 * (stats[2] - 1.0) / p[3]
+            g[4] = w2 * (stats[5] - 1.0) / p[4]
+        else:
+            g[3] = (w1 * (stats[2] - 1.0) + w2 * (stats[5] - 1.0)) / p[3]
+        information_sums(y.reshape((1, n)), p.reshape((1, 5)), model, complete, missing)
+    a = np.empty((k, k))
+    scale = np.empty(k)
+    for i in range(k):
+        d = complete[0, i, i] - missing[0, i, i]
+        if not (d > 0.0 and math.isfinite(d)):
+            return -1.0
+        scale[i] = 1.0 / math.sqrt(d)
+    for i in range(k):
+        for j in range(k):
+            a[i, j] = (complete[0, i, j] - missing[0, i, j]) * scale[i] * scale[j]
+    # In place: a's lower triangle becomes the Cholesky factor L of the scaled information.
+    for j in range(k):
+        pivot = a[j, j]
+        for m in range(j):
+            pivot -= a[j, m] * a[j, m]
+        if not pivot > 1e-10:
+            return -1.0
+        a[j, j] = math.sqrt(pivot)
+        for i in range(j + 1, k):
+            v = a[i, j]
+            for m in range(j):
+                v -= a[i, m] * a[j, m]
+            a[i, j] = v / a[j, j]
+    # g' I^-1 g = |L^-1 D g|^2 with D the scaling.
+    total = 0.0
+    solved = np.empty(k)
+    for i in range(k):
+        v = g[i] * scale[i]
+        for m in range(i):
+            v -= a[i, m] * solved[m]
+        solved[i] = v / a[i, i]
+        total += solved[i] * solved[i]
+    return math.sqrt(total) if math.isfinite(total) else -1.0
+
+
+@njit(inline="always", **_JIT)
+def _next_score_check(method, iteration, decrement, tolerance, diff, last_diff):
+    """The first iteration at which the score rule looks again after a check that found
+    `decrement` >= tolerance. Plain EM's decrement shrinks by its rate rho = sqrt(d_k /
+    d_(k-1)) per iteration, so it cannot reach the tolerance in fewer than about
+    log(tol / decrement) / log(rho) iterations; the rule waits half of that (the rate still
+    drifts). SQUAREM follows no such rate: it looks at every iteration once gated. Where I
+    was not positive definite (a ridge EM may crawl along for thousands of iterations) plain
+    EM looks again after a tenth of its iterations so far."""
+    if method != 0:
+        return iteration + 1
+    if decrement < 0.0:
+        return iteration + 1 + iteration // 10
+    if not (diff > 0.0 and last_diff > diff) or decrement == 0.0:
+        return iteration + 1
+    rho = math.sqrt(diff / last_diff)
+    wait = 0.5 * math.log(tolerance / decrement) / math.log(rho)
+    if not math.isfinite(wait) or wait < 1.0:
+        return iteration + 1
+    return iteration + int(min(wait, 1e9))
 
 
 @njit(**_JIT)
@@ -738,6 +836,10 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
     polish_evals = 0
     polish_tolerance = 0.0
     step_method = method
+    next_check = np.zeros(n_rules, np.int64)
+    checks = np.zeros(n_rules, np.int64)
+    complete = np.empty((1, 5, 5))
+    missing = np.empty((1, 5, 5))
 
     while True:
         if polishing < 0 and (status != _RUNNING or iteration >= max_iterations or left == 0):
@@ -803,13 +905,29 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
             # The rejected step is not kept: the fit reports its last valid iterate.
             iteration -= 1
             continue
+        change = 0.0
+        for j in range(5):
+            change = max(change, abs(new[j] - p[j]))
         p[:] = new
         stats[:] = new_stats
         loglik = new_loglik
         if traced:
             trace = _record(trace, iteration, p, loglik, diff, evals)
         for r in range(n_rules):
-            if stopped[r] or not _stops(rules[r], tolerances[r], loglik, diff, last_diff):
+            if stopped[r]:
+                continue
+            if rules[r] == STOP_SCORE:
+                tol = tolerances[r]
+                if iteration < next_check[r] or not diff < tol * tol:
+                    continue
+                checks[r] += 1
+                decrement = newton_decrement(y, p, stats, model, complete, missing)
+                if not (decrement >= 0.0 and decrement < tol):
+                    next_check[r] = _next_score_check(
+                        method, iteration, decrement, tol, diff, last_diff
+                    )
+                    continue
+            elif not _stops(rules[r], tolerances[r], loglik, diff, last_diff, change):
                 continue
             # Parameter errors shrink by the rate per iteration, so log-likelihood increments
             # (quadratic in the error) shrink by its square. SQUAREM's follow no such rate.
@@ -820,16 +938,23 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
             stopped[r] = True
             left -= 1
         last_diff = diff
+    for r in range(n_rules):
+        out[r, OUT_SCORE_CHECKS] = checks[r]
     return trace[: iteration + 1] if traced else trace
 
 
 @njit(inline="always", **_JIT)
+def _stopped_by_rule_or_cap(status):
+    return status == CONVERGED or status == MAX_ITERATIONS
+
+
+@njit(inline="always", **_JIT)
 def _furthest_converged(out):
-    """The rule whose stop (a converged one: only those are polished) came last on the path,
-    the first such on ties; the number of rules when no rule converged."""
+    """The rule whose stop (one a rule or the cap made: only those are polished) came last on
+    the path, the first such on ties; the number of rules when there is none."""
     found = out.shape[0]
     for r in range(out.shape[0]):
-        if out[r, OUT_STATUS] == CONVERGED and (
+        if _stopped_by_rule_or_cap(out[r, OUT_STATUS]) and (
             found == out.shape[0] or out[r, OUT_ITERATIONS] > out[found, OUT_ITERATIONS]
         ):
             found = r
@@ -838,10 +963,11 @@ def _furthest_converged(out):
 
 @njit(inline="always", **_JIT)
 def _share_limit(out, polished):
-    """Give every converged rule the limit found from rule `polished`'s stop."""
+    """Give every rule the path's rule or cap stopped the limit found from rule `polished`'s
+    stop (the score-check count stays each rule's own)."""
     for r in range(out.shape[0]):
-        if r != polished and out[r, OUT_STATUS] == CONVERGED:
-            out[r, OUT_LIMIT:OUT_WIDTH] = out[polished, OUT_LIMIT:OUT_WIDTH]
+        if r != polished and _stopped_by_rule_or_cap(out[r, OUT_STATUS]):
+            out[r, OUT_LIMIT:OUT_SCORE_CHECKS] = out[polished, OUT_LIMIT:OUT_SCORE_CHECKS]
 
 
 @njit(inline="always", **_JIT)
@@ -979,6 +1105,7 @@ def run(
         limit_stats=out[:, :, OUT_LIMIT_STATS : OUT_LIMIT_STATS + N_STATS],
         polish_evals=out[:, :, OUT_POLISH_EVALS].astype(np.int64),
         polish_done=out[:, :, OUT_POLISH_DONE] > 0.5,
+        score_checks=out[:, :, OUT_SCORE_CHECKS].astype(np.int64),
         path_evals=evals.max(axis=1),
         traces=traces,
         seconds=time.perf_counter() - began,

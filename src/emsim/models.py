@@ -22,21 +22,24 @@ STATUSES: tuple[str, ...] = (
     "nonfinite",
     "decreased",
     # Decided beside the engine (api.fit_batch), for fits the stopping rule ended:
-    # the observed information there is not positive definite (a saddle point or a flat ridge),
+    # the iteration is stationary where the observed information is not positive definite,
     "saddle",
-    # or the limit of the same iteration lies more than `premature_threshold` SEs away.
+    # or it moves on: its limit lies more than `premature_threshold` SEs away, or is no
+    # certified maximum, or the information at the stop is not positive definite.
     "premature",
 )
 # Only these fits are estimates; every other status is a failure (docs/design.md section 2).
 USABLE_STATUS = "converged"
 
 # Stopping rules (docs/design.md section 1; engine.STOPPING_CODES defines them); `abs` is the
-# seed's: the total log-likelihood rose by less than the tolerance.
-STOPPING_RULES: tuple[str, ...] = ("abs", "rel", "aitken")
+# seed's: the total log-likelihood rose by less than the tolerance. `score` stops on the Newton
+# decrement in standard errors, with its own tolerance (issue 18).
+STOPPING_RULES: tuple[str, ...] = ("abs", "rel", "aitken", "score", "param")
 DEFAULT_STOPPING = "abs"
 # A fit the stopping rule ended is `premature` when the limit of its iteration lies more than
 # this many of the limit's standard errors away in some parameter (docs/design.md section 2).
 PREMATURE_THRESHOLD_SE = 0.1
+DEFAULT_SCORE_TOLERANCE = 0.01
 
 
 def estimated_params(model: str) -> tuple[str, ...]:

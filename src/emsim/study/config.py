@@ -392,14 +392,25 @@ def _parse_precision(cfg: Mapping[str, Any], starts: Sequence[StartSpec]) -> Pre
 
 
 def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
-    """{rule: tolerance} for every rule of em.stopping, in config order (a validated config)."""
+    """{rule: tolerance} for every rule of em.stopping, in config order (a validated config).
+    The score rule's tolerance is em.score_tolerance (standard errors, default 0.01), not
+    em.tolerance (log-likelihood or parameter units)."""
+    # Imported here so that this module's import block stays as it is (issue 18's edit is kept
+    # inside this function while config.py is being split).
+    from emsim.models import DEFAULT_SCORE_TOLERANCE
+
     em = cfg["em"]
     tolerance = em["tolerance"]
     out = {}
+    if isinstance(tolerance, Mapping) and "score" in tolerance:
+        raise ConfigError("em.tolerance.score", "the score rule's is em.score_tolerance")
     for rule in em.get("stopping", ["abs"]):
         where = "em.tolerance"
         value = tolerance
-        if isinstance(tolerance, Mapping):
+        if rule == "score":
+            where = "em.score_tolerance"
+            value = em.get("score_tolerance", DEFAULT_SCORE_TOLERANCE)
+        elif isinstance(tolerance, Mapping):
             where = f"em.tolerance.{rule}"
             if rule not in tolerance:
                 raise ConfigError(where, f"missing: em.stopping lists {rule!r}")

@@ -1,0 +1,197 @@
+"""The limit of a fit's own iteration, checked against independent long runs (issue 18;
+docs/design.md section 2).
+
+The reference limits come from iterations written here in numpy, sharing no code with the
+engine or emsim.limit: plain EM run for many iterations where it gets there, and SQUAREM
+(EM's map, extrapolated; it converges to the same fixed point of the EM map) where plain EM
+would need 10^5 iterations. Each reference is checked to be a fixed point of the EM map, and
+its standard errors come from a finite-difference Hessian of the log-likelihood.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+import emsim
+
+SLOW = {"n": 5000, "mu": (0.0, 1.0), "sigma": 1.0, "pi": 0.8}
+
+
+def loglik(theta: np.ndarray, y: np.ndarray) -> float:
+    pi, mu1, mu2, s1, s2 = theta
+    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
+    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
+    return float(logsumexp(np.stack([a, b]), axis=0).sum() - y.size * 0.5 * np.log(2 * np.pi))
+
+
+def em_map(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    pi, mu1, mu2, s1, s2 = theta
+    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
+    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
+    with np.errstate(over="ignore"):
+        tau = 1.0 / (1.0 + np.exp(b - a))
+    w1 = tau.sum()
+    w2 = y.size - w1
+    m1 = (tau * y).sum() / w1
+    m2 = ((1 - tau) * y).sum() / w2
+    v1 = (tau * (y - m1) ** 2).sum() / w1
+    v2 = ((1 - tau) * (y - m2) ** 2).sum() / w2
+    return np.array([w1 / y.size, m1, m2, np.sqrt(v1), np.sqrt(v2)])
+
+
+def plain_em(theta: np.ndarray, y: np.ndarray, iterations: int) -> np.ndarray:
+    for _ in range(iterations):
+        theta = em_map(theta, y)
+    return theta
+
+
+def squarem_long_run(theta: np.ndarray, y: np.ndarray, cycles: int = 40000) -> np.ndarray:
+    """SQUAREM (Varadhan & Roland 2008, S3) on EM's map, falling back to plain EM whenever the
+    extrapolation is invalid or lowers the log-likelihood; until a cycle gains nothing."""
+    value = loglik(theta, y)
+    for _ in range(cycles):
+        t1 = em_map(theta, y)
+        t2 = em_map(t1, y)
+        r, v = t1 - theta, t2 - 2 * t1 + theta
+        alpha = -np.sqrt((r @ r) / (v @ v)) if v @ v > 0 else -1.0
+        alpha = min(-1.0, alpha)
+        proposal = theta - 2 * alpha * r + alpha**2 * v
+        ok = 0 < proposal[0] < 1 and proposal[3] > 0 and proposal[4] > 0
+        new = em_map(proposal, y) if ok else t2
+        new_value = loglik(new, y) if ok else -np.inf
+        if not new_value >= value:
+            new, new_value = t2, loglik(t2, y)
+        if new_value - value <= 0.0:
+            return new
+        theta, value = new, new_value
+    return theta
+
+
+def hessian_se(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    h = 1e-4 * np.maximum(np.abs(theta), 0.1)
+    k = theta.size
+    hessian = np.empty((k, k))
+
+    def at(i, j, di, dj):
+        t = theta.copy()
+        t[i] += di * h[i]
+        t[j] += dj * h[j]
+        return loglik(t, y)
+
+    for i in range(k):
+        for j in range(k):
+            corners = at(i, j, 1, 1) - at(i, j, 1, -1) - at(i, j, -1, 1) + at(i, j, -1, -1)
+            hessian[i, j] = corners / (4 * h[i] * h[j])
+    assert np.linalg.eigvalsh(-hessian)[0] > 0, "the reference is no maximum"
+    return np.sqrt(np.diag(np.linalg.inv(-hessian)))
+
+
+def reference(theta: np.ndarray, y: np.ndarray, plain: int = 0):
+    """(limit, SEs at it): plain EM for `plain` iterations first, then SQUAREM to the end."""
+    limit = squarem_long_run(plain_em(theta, y, plain), y)
+    se = hessian_se(limit, y)
+    # A fixed point of the EM map, not merely a point where the run gave up.
+    assert np.max(np.abs(em_map(limit, y) - limit) / se) < 1e-5
+    return limit, se
+
+
+def stop_of(result) -> np.ndarray:
+    return np.array([result.params[p] for p in emsim.PARAMS])
+
+
+def within_factor(reported: float, expected: float) -> bool:
+    """The issue's accuracy: within a factor 1.5, or 0.02 SE, whichever is larger."""
+    return abs(reported - expected) <= max(0.5 * expected, 0.02)
+
+
+def issue_data_set() -> np.ndarray:
+    rng = np.random.default_rng(14)
+    z = rng.random(5000) > 0.8
+    return rng.normal(np.where(z, 1.0, 0.0), 1.0)
+
+
+@pytest.mark.parametrize("method", ["em", "squarem"])
+def test_the_issues_ridge_data_set_is_measured_to_the_iterations_own_limit(method):
+    y = issue_data_set()
+    result = emsim.fit(y, model="full", method=method)
+    stop = stop_of(result)
+    limit, se = reference(stop, y)
+    # The limit lies past the ridge, at a small component of about 3%.
+    assert min(limit[0], 1 - limit[0]) < 0.1
+    expected = np.max(np.abs(stop - limit) / se)
+    assert expected > 5
+    assert result.status == "premature"
+    assert within_factor(result.distance_to_limit, expected)
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=1e-3)
+    assert result.loglik_gap_to_limit > 1.0
+
+
+def slow_data(seed: int, n: int = SLOW["n"]) -> np.ndarray:
+    return emsim.simulate(n, SLOW["mu"], SLOW["sigma"], SLOW["pi"], np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", [33, 35, 37])
+def test_every_stopped_fit_reports_its_distance_to_the_long_runs_limit(seed):
+    y = slow_data(seed)
+    for method in ("em", "squarem"):
+        result = emsim.fit(y, model="full", method=method, max_iterations=300)
+        assert result.status in ("converged", "premature", "saddle", "max_iterations")
+        stop = stop_of(result)
+        limit, se = reference(stop, y)
+        expected = np.max(np.abs(stop - limit) / se)
+        assert within_factor(result.distance_to_limit, expected), (method, expected)
+        # `saddle` only at a stationary point, never where the iteration moves on to a maximum.
+        assert result.status != "saddle" or expected <= 0.1
+        assert (result.status == "premature") == (
+            result.status != "max_iterations" and expected > 0.1
+        ) or result.status in ("max_iterations", "converged")
+
+
+def test_plain_em_long_run_agrees_where_em_gets_there():
+    # A cell where plain EM reaches its limit in a few thousand iterations: the reference is
+    # EM itself, no extrapolation.
+    y = emsim.simulate(1000, (0.0, 2.0), 1.0, 0.7, np.random.default_rng(51))
+    result = emsim.fit(y, model="full", tolerance=1e-3)
+    stop = stop_of(result)
+    limit = plain_em(stop, y, 6000)
+    assert np.max(np.abs(em_map(limit, y) - limit)) < 1e-10
+    se = hessian_se(limit, y)
+    expected = np.max(np.abs(stop - limit) / se)
+    assert within_factor(result.distance_to_limit, expected)
+    assert (result.status == "premature") == (expected > 0.1)
+
+
+@pytest.mark.parametrize("method", ["em", "squarem"])
+def test_score_rule_converged_fits_are_within_a_tenth_of_an_se_of_the_limit(method):
+    seen = []
+    for seed in (41, 42, 43, 44):
+        y = slow_data(seed)
+        result = emsim.fit(y, model="full", method=method, stopping="score", max_iterations=20000)
+        seen.append(result.status)
+        assert result.stopping == "score"
+        if result.status != "converged":
+            continue
+        stop = stop_of(result)
+        limit, se = reference(stop, y)
+        assert np.max(np.abs(stop - limit) / se) <= 0.1
+    assert "converged" in seen, seen
+
+
+def test_param_rule_stops_at_the_first_small_parameter_change():
+    y = emsim.simulate(2000, (0.0, 2.0), 1.0, 0.7, np.random.default_rng(4))
+    result = emsim.fit(y, model="full", stopping="param", tolerance=1e-4, trace=True)
+    assert result.stopping == "param"
+    trace = result.trace[["pi", "mu1", "mu2", "sigma1", "sigma2"]].to_numpy()
+    change = np.concatenate([[np.inf], np.abs(np.diff(trace, axis=0)).max(axis=1)])
+    assert np.flatnonzero(change < 1e-4)[0] == result.iterations
+
+
+def test_score_tolerance_is_used_and_checked():
+    y = emsim.simulate(2000, (0.0, 2.5), 1.0, 0.7, np.random.default_rng(41))
+    loose = emsim.fit(y, model="full", stopping="score", score_tolerance=1.0)
+    strict = emsim.fit(y, model="full", stopping="score", score_tolerance=1e-3)
+    assert loose.iterations < strict.iterations
+    with pytest.raises(ValueError, match="tolerance"):
+        emsim.fit(y, stopping="score", score_tolerance=0.0)
