@@ -243,6 +243,7 @@ def degenerate_inputs() -> dict[str, dict[str, pd.DataFrame]]:
             "performance": EMPTY_PERF,
             "convergence": EMPTY_CONV,
             "stopping_distance": stopping.distance_counts(fits.iloc[:0]),
+            "stopping_rules": stopping.rule_summary(fits.iloc[:0]),
             "zip_pi": stopping.zip_rows(fits.iloc[:0]),
             "traces": pd.DataFrame(),
         }
@@ -253,6 +254,7 @@ def degenerate_inputs() -> dict[str, dict[str, pd.DataFrame]]:
             "performance": performance(rows),
             "convergence": convergence(rows),
             "stopping_distance": stopping.distance_counts(rows),
+            "stopping_rules": stopping.rule_summary(rows),
             "zip_pi": stopping.zip_rows(rows),
             "traces": synthetic_traces(kept).assign(est_pi=np.nan if case == "all_failed" else 0.5),
         }
@@ -269,7 +271,7 @@ DEGENERATE_DRAWERS = {
     "rate": lambda d, path: figures.plot_rate(d["convergence"], path),
     "failures": lambda d, path: figures.plot_failures(d["convergence"], path),
     "nested_loop": lambda d, path: figures.plot_nested_loop(d["performance"], path),
-    "stopping": lambda d, path: figures.plot_stopping(d["convergence"], path),
+    "stopping": lambda d, path: figures.plot_stopping(d["stopping_rules"], path),
     "distance": lambda d, path: figures.plot_distance(d["stopping_distance"], path),
     "zip": lambda d, path: figures.plot_zip(d["zip_pi"], d["convergence"], d["performance"], path),
     "replicates": lambda d, path: figures.plot_replicates(
