@@ -183,12 +183,64 @@ def test_failure_shares_are_percent_means_over_the_real_starts():
     assert fd.failure_shares(conv_rows().iloc[:0]) is None
 
 
-def test_stopping_rows_show_one_start_of_every_rule():
-    conv = pd.concat([conv_rows(), conv_rows().assign(stopping="rel")], ignore_index=True)
-    start, rows = fd.stopping_rows(conv)
-    assert start == "best" and set(rows["start"]) == {"best"}
-    assert set(rows["stopping"]) == {"abs", "rel"} and len(rows) == 8
-    assert fd.stopping_rows(conv.drop(columns="rate_saddle_mcse"))[1].empty
+def rule_rows() -> pd.DataFrame:
+    """`stopping_rules` rows: two cells x two rules, one model and method."""
+    rows = []
+    for k, (c, rule) in enumerate(
+        itertools.product([cell("b", 400, 2.0, 0.5), cell("a", 100, 1.0, 0.8)], ("abs", "score"))
+    ):
+        rows.append(
+            {
+                **c,
+                "model": "full",
+                "method": "squarem",
+                "stopping": rule,
+                "rate_converged": 0.5 + 0.1 * k,
+                "rate_converged_mcse": 0.02,
+                "rate_premature": 0.01 * k,
+                "rate_premature_mcse": 0.01,
+                "rate_saddle": 0.0,
+                "rate_saddle_mcse": 0.0,
+                "distance_median": [0.3, 1e-12, 0.004, np.nan][k],
+                "distance_median_mcse": [0.2, 1e-12, np.nan, np.nan][k],
+                "loglik_evals_mean": 100.0 * (k + 1),
+                "loglik_evals_mean_mcse": 5.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_stopping_rows_and_panels():
+    """Issue 18: the stopping figure's points per cell x rule, with 2 MCSE bars kept on the
+    axis: shares in percent from 0, log axes from LOG_FLOOR; cells labelled by design."""
+    rows = fd.stopping_rows(rule_rows())
+    assert len(rows) == 4 and {"separation", "sigma_ratio"} <= set(rows.columns)
+    order, labels = fd.cell_order(rows)
+    assert order == ["a", "b"] and labels["a"] == "n=100, Δ/σ=1, π=0.8"
+    assert fd.stopping_rows(rule_rows().drop(columns="distance_median_mcse")).empty
+    assert fd.stopping_rows(rule_rows().iloc[:0]).empty
+    shares = fd.stopping_panel(rows, "rate_premature", 100.0, log=False)
+    np.testing.assert_allclose(shares["x"], [0.0, 1.0, 2.0, 3.0])
+    # 2 MCSE = 2 points, cut at 0 below
+    np.testing.assert_allclose(shares["minus"], [0.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(shares["plus"], [2.0, 2.0, 2.0, 2.0])
+    usable = fd.stopping_panel(
+        rows.assign(rate_converged=[0.5, 0.99, 1.0, 0.2]), "rate_converged", 100.0, log=False
+    )
+    # 2 MCSE = 4 points, cut at 100 above
+    np.testing.assert_allclose(usable["plus"], [4.0, 1.0, 0.0, 4.0])
+    distance = fd.stopping_panel(rows, "distance_median", 1.0, log=True)
+    np.testing.assert_allclose(distance["x"], [0.3, fd.LOG_FLOOR, 0.004, np.nan])
+    # 0.3 - 0.4 would leave the log axis: the bar stops at the floor; no MCSE, no bar
+    np.testing.assert_allclose(distance["minus"], [0.3 - fd.LOG_FLOOR, 0.0, 0.0, np.nan])
+    np.testing.assert_allclose(distance["plus"], [0.4, 2e-12, 0.0, np.nan])
+    assert [c for c, *_ in fd.STOPPING_PANELS] == [
+        "rate_converged",
+        "rate_premature",
+        "rate_saddle",
+        "distance_median",
+        "loglik_evals_mean",
+    ]
 
 
 def test_distance_shares_are_percent_of_each_group_per_bin():

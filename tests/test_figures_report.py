@@ -243,6 +243,7 @@ def degenerate_inputs() -> dict[str, dict[str, pd.DataFrame]]:
             "performance": EMPTY_PERF,
             "convergence": EMPTY_CONV,
             "stopping_distance": stopping.distance_counts(fits.iloc[:0]),
+            "stopping_rules": stopping.rule_summary(fits.iloc[:0]),
             "zip_pi": stopping.zip_rows(fits.iloc[:0]),
             "traces": pd.DataFrame(),
         }
@@ -253,6 +254,7 @@ def degenerate_inputs() -> dict[str, dict[str, pd.DataFrame]]:
             "performance": performance(rows),
             "convergence": convergence(rows),
             "stopping_distance": stopping.distance_counts(rows),
+            "stopping_rules": stopping.rule_summary(rows),
             "zip_pi": stopping.zip_rows(rows),
             "traces": synthetic_traces(kept).assign(est_pi=np.nan if case == "all_failed" else 0.5),
         }
@@ -269,7 +271,7 @@ DEGENERATE_DRAWERS = {
     "rate": lambda d, path: figures.plot_rate(d["convergence"], path),
     "failures": lambda d, path: figures.plot_failures(d["convergence"], path),
     "nested_loop": lambda d, path: figures.plot_nested_loop(d["performance"], path),
-    "stopping": lambda d, path: figures.plot_stopping(d["convergence"], path),
+    "stopping": lambda d, path: figures.plot_stopping(d["stopping_rules"], path),
     "distance": lambda d, path: figures.plot_distance(d["stopping_distance"], path),
     "zip": lambda d, path: figures.plot_zip(d["zip_pi"], d["convergence"], d["performance"], path),
     "replicates": lambda d, path: figures.plot_replicates(
@@ -352,7 +354,8 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     assert not any(getattr(files, name).exists() for name in ("replicates", "precision"))
     # The CSV copies are those the registry asks for, of the tables `summarise` writes.
     csvs = sorted(p.stem for p in (tmp_path / "summary").glob("*.csv"))
-    assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES)) == ["convergence", "performance"]
+    assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES))
+    assert csvs == ["convergence", "performance", "stopping_rules"]
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
@@ -646,7 +649,11 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
             {"name": "draw", "strategy": "random", "k": 2},
             {"name": "truth", "strategy": "truth"},
         ],
-        "em": {"stopping": ["abs", "aitken"], "tolerance": {"abs": 1e-5, "aitken": 1e-7}},
+        "em": {
+            "stopping": ["abs", "aitken", "score"],
+            "tolerance": {"abs": 1e-5, "aitken": 1e-7},
+            "score_tolerance": 0.02,
+        },
         "precision": {"coverage_mcse": {"pi": 0.02}, "starts": ["draw"], "methods": ["em"]},
     }
     loaded = load_study(config)
@@ -656,8 +663,17 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
     # strategy with the settings the fits used (the quantile split's default pi0 included).
     assert "<td>draw</td><td>random</td><td>{&quot;k&quot;: 2}</td>" in methods
     assert "<td>quantile</td><td>quantile</td><td>{&quot;pi0&quot;: 0.5}</td>" in methods
-    assert "below <b>abs 1e-05, aitken 1e-07</b>" in methods
-    assert "Rules compared: abs, aitken; tolerance abs 1e-05, aitken 1e-07" in html
+    # Issue 18: every rule the study ran, with its own tolerance (score's is
+    # em.score_tolerance, in SEs) and what it means, in config order.
+    rules = methods.split("<h3>Stopping rules</h3>", 1)[1].split("</table>", 1)[0]
+    shown = [
+        (row.split("</td>")[0], row.split("<td>")[1].split("</td>")[0])
+        for row in rules.split("<tr><td>")[1:]
+    ]
+    assert shown == [("abs", "1e-05"), ("aitken", "1e-07"), ("score", "0.02")]
+    assert "<td>score</td><td>0.02</td><td>standard errors</td>" in rules
+    assert "Newton decrement" in rules and "the seed&#x27;s rule" in rules
+    assert "Rules compared: abs, aitken, score (section 4)" in html
     section = _section(html, "replicates")
     # The scope as the config gave it: draw1, draw2 -> draw.
     assert "Applies to models: all; methods: em; stopping: all; starts: draw." in section
@@ -668,3 +684,63 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
     assert "<th>MCSE of the coverage of pi (≤ 0.02)</th>" in section
     plan = loaded.plan
     assert f"Each cell ran <b>{plan.minimum}</b> replicates, then <b>{plan.step}</b>" in section
+
+
+def section9_rules() -> pd.DataFrame:
+    """`stopping_rules` rows: two cells x one procedure, hand-set shares and E-steps."""
+    design = {"mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0}
+    rows = []
+    for cell_id, n, pi, n_fits, shares, evals, evals_mcse, dist in (
+        ("slow", 5000, 0.8, 10, (0.5, 0.2, 0.1, 0.2), 100.0, 3.0, 0.05),
+        ("fast", 100, 0.5, 30, (0.9, 0.1, 0.0, 0.0), 40.0, 2.0, 0.002),
+    ):
+        row = {"cell_id": cell_id, "n": n, **design, "pi": pi}
+        row |= {"model": "full", "method": "squarem", "stopping": "score", "n_fits": n_fits}
+        for status, share in zip(stopping.RULE_STATUSES, shares, strict=True):
+            row[f"rate_{status}"] = share
+            row[f"rate_{status}_mcse"] = np.sqrt(share * (1 - share) / n_fits)
+        row |= {"n_distance": n_fits, "distance_median": dist, "distance_median_mcse": 0.001}
+        row |= {"loglik_evals_mean": evals, "loglik_evals_mean_mcse": evals_mcse}
+        row |= {"loglik_evals_median": evals, "loglik_evals_median_mcse": np.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)[list(stopping.RULE_COLUMNS)]
+
+
+def test_section9_pools_the_cells_and_shows_the_slowest():
+    """Issue 18: section 9's numbers per model x method x rule, pooled over cells by fits
+    (binomial MCSE of the pooled share; a stratified mean's MCSE for the E-steps), the median
+    distance as the histogram bin holding it, and the slowest cell's own row."""
+    from emsim.study.report_stopping import pooled_rules, slowest_cells, stopping_section
+
+    rules = section9_rules()
+    pooled = pooled_rules(rules).iloc[0]
+    assert pooled["n_fits"] == 40
+    assert pooled["rate_converged"] == pytest.approx((5 + 27) / 40)
+    assert pooled["rate_converged_mcse"] == pytest.approx(np.sqrt(0.8 * 0.2 / 40))
+    assert pooled["rate_premature"] == pytest.approx(5 / 40)
+    assert pooled["rate_saddle"] == pytest.approx(1 / 40)
+    assert pooled["loglik_evals_mean"] == pytest.approx((10 * 100 + 30 * 40) / 40)
+    assert pooled["loglik_evals_mean_mcse"] == pytest.approx(np.hypot(10 * 3, 30 * 2) / 40)
+    assert slowest_cells(rules, "score") == ["slow", "fast"]
+    # 40 fits' distances: 25 in [10^-2.75, 10^-2.5), 15 beyond: the median is in the first.
+    counts = pd.DataFrame(
+        {
+            "model": "full",
+            "method": "squarem",
+            "stopping": "score",
+            "status": ["converged", "premature"],
+            "log10_lo": [-2.75, -1.5],
+            "log10_hi": [-2.5, -1.25],
+            "count": [25, 15],
+        }
+    )
+    html = stopping_section(["score"], 0.1, pd.DataFrame(), rules, counts, {"slow": "n=5000"})
+    overall, slowest = html.split("<table")[1:3]
+    assert "<td>40</td><td>80.0 (6.3)</td><td>12.5 (5.2)</td><td>2.5 (2.5)</td>" in overall
+    assert "<td>0.0018 to 0.0032</td><td>55.0 (1.7)</td>" in overall
+    # The slowest cell first, with its own median distance and MCSE.
+    first = slowest.split("<tr><td>")[1]
+    assert first.startswith("n=5000</td><td>full</td><td>squarem</td><td>score</td><td>10</td>")
+    assert "<td>0.0500 (0.0010)</td><td>100.0 (3.0)</td>" in first
+    empty = stopping_section(["abs"], 0.1, pd.DataFrame(), rules.iloc[:0], counts, {})
+    assert "No stopping-rule results" in empty

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from emsim.study import summary
+from emsim.study import stopping, summary
 from emsim.study.measures import (
     add_best_start,
     convergence,
@@ -585,8 +585,14 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         metadata={"config_hash": "abc123", "seed": "7"},
         oracle_starts=ORACLES,
     )
-    assert set(paths) == {"performance", "convergence", "stopping_distance", "zip_pi"}
-    for name in ("performance", "convergence"):
+    assert set(paths) == {
+        "performance",
+        "convergence",
+        "stopping_distance",
+        "stopping_rules",
+        "zip_pi",
+    }
+    for name in ("performance", "convergence", "stopping_rules"):
         assert (out / f"{name}.parquet").exists() and (out / f"{name}.csv").exists()
     assert sorted(p.name for p in out.iterdir()) == [
         "convergence.csv",
@@ -594,6 +600,8 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         "performance.csv",
         "performance.parquet",
         "stopping_distance.parquet",
+        "stopping_rules.csv",
+        "stopping_rules.parquet",
         "zip_pi.parquet",
     ]  # no temp files left behind
 
@@ -605,6 +613,12 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         pq.read_table(out / "performance.parquet").to_pandas(), [*keys, "parameter", "set"]
     )
     got_conv = _sort(pq.read_table(out / "convergence.parquet").to_pandas(), keys)
+    got_rules = pq.read_table(out / "stopping_rules.parquet").to_pandas()
+    expected_rules = stopping.rule_summary(fits)
+    procedure = ["cell_id", "model", "method", "stopping"]
+    pd.testing.assert_frame_equal(
+        _sort(got_rules, procedure), _sort(expected_rules, procedure), check_dtype=False
+    )
     pd.testing.assert_frame_equal(got_perf, expected_perf, check_dtype=False)
     pd.testing.assert_frame_equal(got_conv, expected_conv, check_dtype=False)
     # the cell id "007" stays a string through the hive partitioning
@@ -636,3 +650,97 @@ def test_failure_table_weights_cells_by_replicates():
     assert row["n_fits"] == len(subset)
     assert row["failure_rate"] == pytest.approx((subset["status"] != "converged").mean())
     assert row["rate_nonfinite"] == pytest.approx((subset["status"] == "nonfinite").mean())
+
+
+def rule_fits() -> pd.DataFrame:
+    """One cell, one model and method, two rules x two real starts x 8 replicates plus a
+    `best` copy, with hand-set statuses, distances and E-steps."""
+    statuses = ["converged"] * 3 + ["premature", "saddle", "max_iterations", "nonfinite"] * 1
+    statuses.append("converged")
+    rows = []
+    for k, rule in enumerate(("abs", "score")):
+        for s, start in enumerate(("fixed", "quantile", "best")):
+            for r, status in enumerate(statuses):
+                rows.append(
+                    fit_row(
+                        replicate=r,
+                        model="full",
+                        stopping=rule,
+                        start=start,
+                        status=status,
+                        # nonfinite fits carry a distance the summary must not count
+                        distance_to_limit=0.001 * (1 + r + 10 * s + 100 * k),
+                        loglik_evals=20 + 3 * r + 7 * s + 50 * k,
+                    )
+                )
+    return frame(rows)
+
+
+def test_rule_summary_pools_the_real_starts_of_each_rule():
+    """Issue 18: per model x method x rule, the usable, premature, saddle and capped shares
+    (binomial MCSE), the median distance of the fits a rule or the cap ended and the E-steps
+    per fit, recomputed here from the fit rows."""
+    fits = rule_fits()
+    table = stopping.rule_summary(fits)
+    assert list(table.columns) == list(stopping.RULE_COLUMNS)
+    assert list(table["stopping"]) == ["abs", "score"]
+    for rule in ("abs", "score"):
+        row = one(table, stopping=rule)
+        rows = fits[(fits["stopping"] == rule) & (fits["start"] != "best")]
+        assert row["n_fits"] == len(rows) == 16
+        for status, count in (("converged", 8), ("premature", 2), ("saddle", 2)):
+            p = count / 16
+            assert row[f"rate_{status}"] == pytest.approx(p)
+            assert row[f"rate_{status}_mcse"] == pytest.approx(math.sqrt(p * (1 - p) / 16))
+        assert row["rate_max_iterations"] == pytest.approx(2 / 16)
+        counted = rows[rows["status"] != "nonfinite"]["distance_to_limit"]
+        assert row["n_distance"] == 14
+        assert row["distance_median"] == pytest.approx(statistics.median(counted))
+        ranks = quantile_ranks(14, 0.5)
+        ordered = sorted(counted)
+        expected = (ordered[ranks[1] - 1] - ordered[ranks[0] - 1]) / (2 * 1.959963984540054)
+        assert row["distance_median_mcse"] == pytest.approx(expected)
+        evals = rows["loglik_evals"].astype(float)
+        assert row["loglik_evals_mean"] == pytest.approx(statistics.fmean(evals))
+        assert row["loglik_evals_mean_mcse"] == pytest.approx(statistics.stdev(evals) / 4.0)
+        assert row["loglik_evals_median"] == pytest.approx(statistics.median(evals))
+    # The score rule's fits are the abs rule's plus 0.1 SE and 50 E-steps throughout.
+    abs_row, score_row = one(table, stopping="abs"), one(table, stopping="score")
+    assert score_row["distance_median"] == pytest.approx(abs_row["distance_median"] + 0.1)
+    assert score_row["loglik_evals_mean"] == pytest.approx(abs_row["loglik_evals_mean"] + 50)
+    empty = stopping.rule_summary(fits.iloc[:0])
+    assert empty.empty and list(empty.columns) == list(stopping.RULE_COLUMNS)
+
+
+def test_median_bins_hold_the_pooled_median():
+    """The study's median distance per rule from the pooled histogram: the bin whose running
+    count first reaches the lower median's rank, checked against the fits' own lower median."""
+    fits = rule_fits()
+    further = fits.assign(cell_id="c2", distance_to_limit=fits["distance_to_limit"] * 30)
+    fits = pd.concat([fits, further], ignore_index=True)
+    counts = stopping.merge_distance_counts(
+        [stopping.distance_counts(fits[fits["cell_id"] == c]) for c in ("c1", "c2")]
+    )
+    bins = stopping.median_bins(counts)
+    assert list(bins["stopping"]) == ["abs", "score"]
+    for rule in ("abs", "score"):
+        rows = fits[
+            (fits["stopping"] == rule)
+            & (fits["start"] != "best")
+            & fits["status"].isin(stopping.STOPPED_BY_RULE)
+        ]
+        values = np.sort(rows["distance_to_limit"].to_numpy())
+        lower_median = values[(len(values) + 1) // 2 - 1]
+        row = one(bins, stopping=rule)
+        assert row["n_distance"] == len(values) == 28
+        assert row["log10_lo"] <= np.log10(lower_median) < row["log10_hi"]
+        assert row["log10_hi"] - row["log10_lo"] == pytest.approx(0.25)
+    assert stopping.median_bins(counts.iloc[:0]).empty
+
+
+def test_capped_fits_are_in_the_distance_histogram():
+    """The fits the cap ended have a limit too (issue 18): the histogram counts them under
+    their status; fits that never reached a stop (nonfinite) are left out."""
+    counts = stopping.distance_counts(rule_fits())
+    per_status = counts.groupby("status")["count"].sum()
+    assert dict(per_status) == {"converged": 16, "max_iterations": 4, "premature": 4, "saddle": 4}

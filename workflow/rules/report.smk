@@ -7,6 +7,8 @@ rule report:
         convergence=rules.summary.output.convergence,
         replicates=rules.summary.output.replicates,
         precision=rules.summary.output.precision,
+        stopping_rules=rules.summary.output.stopping_rules,
+        stopping_distance=rules.summary.output.stopping_distance,
         figures=list(rules.figures.output),
         fits=final_outputs("fits"),
         code=jobs.module_path("report"),

@@ -55,7 +55,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("rate", ("convergence",)),
     FigureSpec("failures", ("convergence",)),
     FigureSpec("nested_loop", ("performance",)),
-    FigureSpec("stopping", ("convergence",)),
+    FigureSpec("stopping", ("stopping_rules",)),
     FigureSpec("distance", ("stopping_distance",)),
     FigureSpec("zip", ("zip_pi", "convergence", "performance")),
     FigureSpec("replicates", ("replicates", "convergence")),

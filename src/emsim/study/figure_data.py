@@ -24,8 +24,18 @@ from emsim.study.schema import CELL_KEYS, PROCEDURE
 MODEL_ORDER: tuple[str, ...] = tuple(MODELS)
 METHOD_ORDER: tuple[str, ...] = ("em", "squarem")
 STOPPING_ORDER: tuple[str, ...] = STOPPING_RULES
-# The statuses of fits that the stopping rule ended short of a maximum (the stopping figure).
-NOT_USABLE_STOPS: tuple[str, ...] = ("premature", "saddle")
+# The panels of the stopping figure, from the `stopping_rules` table: the column (its MCSE is
+# "<column>_mcse"), the axis label, the factor to the shown scale and whether the axis is log.
+STOPPING_PANELS: tuple[tuple[str, str, float, bool], ...] = (
+    ("rate_converged", "usable (% of fits)", 100.0, False),
+    ("rate_premature", "premature (% of fits)", 100.0, False),
+    ("rate_saddle", "saddle (% of fits)", 100.0, False),
+    ("distance_median", "median distance to the limit (SE)", 1.0, True),
+    ("loglik_evals_mean", "E-steps per fit (mean)", 1.0, True),
+)
+# Where a log axis of the stopping figure starts: the distance histogram's lowest bin, as the
+# limit itself is only that precise.
+LOG_FLOOR = 1e-8
 # The measures drawn against n: the summary column and whether it is scaled by root n (so that
 # the root-n rate is a flat line).
 AGAINST_N: dict[str, tuple[str, bool]] = {
@@ -198,15 +208,28 @@ def failure_shares(conv: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
     return shares
 
 
-def stopping_rows(conv: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
-    """The start shown (``best`` if present) and its convergence rows of every stopping rule;
-    empty without the premature and saddle rates and their MCSEs."""
-    needed = {"stopping", *(f"rate_{s}" for s in NOT_USABLE_STOPS)}
-    needed |= {f"rate_{s}_mcse" for s in NOT_USABLE_STOPS}
-    if conv.empty or not needed <= set(conv.columns):
-        return None, pd.DataFrame()
-    start = choose_start(conv)
-    return start, conv[conv["start"] == start]
+def stopping_rows(rules: pd.DataFrame) -> pd.DataFrame:
+    """The `stopping_rules` rows (every cell x model x method x stopping rule, the real starts
+    pooled) with the design factors; empty without every panel's column and MCSE."""
+    needed = {"cell_id", *PROCEDURE} | {c for c, *_ in STOPPING_PANELS}
+    needed |= {f"{c}_mcse" for c, *_ in STOPPING_PANELS}
+    if rules.empty or not needed <= set(rules.columns):
+        return pd.DataFrame()
+    return add_design_factors(rules)
+
+
+def stopping_panel(rows: pd.DataFrame, column: str, scale: float, log: bool) -> pd.DataFrame:
+    """One panel's points: ``x`` (the column times `scale`) and the lengths of its error bar
+    below and above (``minus``, ``plus``: 2 MCSE, none where the MCSE is unknown), kept within
+    the axis: a log axis from `LOG_FLOOR` up, a share (the linear panels) within [0, `scale`]."""
+    x = rows[column].to_numpy(dtype=float) * scale
+    half = np.nan_to_num(2.0 * rows[f"{column}_mcse"].to_numpy(dtype=float) * scale)
+    floor, ceiling = (LOG_FLOOR, np.inf) if log else (0.0, scale)
+    x = np.where(np.isfinite(x), np.maximum(x, floor), np.nan)
+    return pd.DataFrame(
+        {"x": x, "minus": np.minimum(half, x - floor), "plus": np.minimum(half, ceiling - x)},
+        index=rows.index,
+    )
 
 
 def distance_shares(counts: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,7 @@
-"""Can the stopping rule be trusted? The figures of premature and saddle stops by cell, of the
-distance to the limit where each rule stopped, and zip plots of the Wald intervals for pi
-(which rows: `emsim.study.figure_data`)."""
+"""Can the stopping rule be trusted? The figure of each rule's stops by cell (usable, premature
+and saddle shares, median distance to the limit, E-steps per fit), the distance to the limit
+where each rule stopped, and zip plots of the Wald intervals for pi (which rows:
+`emsim.study.figure_data`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from emsim.study import figure_data as fd
-from emsim.study.figure_data import MODEL_ORDER, NOT_USABLE_STOPS, STOPPING_ORDER, ordered
+from emsim.study.figure_data import MODEL_ORDER, STOPPING_ORDER, ordered
 from emsim.study.figure_style import (
     DPI,
     METHOD_MARKERS,
@@ -30,19 +31,23 @@ from emsim.study.figure_style import (
 # --- can the stopping rule be trusted? ----------------------------------------------------
 
 
-def _rates_by_cell(
-    ax: Axes, rows: pd.DataFrame, status: str, position: dict, palette: dict, methods: list
+def _panel_by_cell(
+    ax: Axes, rows: pd.DataFrame, panel: tuple, position: dict, palette: dict, methods: list
 ) -> None:
-    """One panel of the stopping figure: the % of fits of `status` (+- 2 MCSE) per cell, a
-    point per stopping rule x method, dodged around the cell's row."""
+    """One panel of the stopping figure: a point (+- 2 MCSE) per cell x stopping rule (colour)
+    x method (marker), dodged around the cell's row."""
+    column, _, scale, log = panel
     rules = list(palette)
     offsets = np.linspace(-0.3, 0.3, max(len(rules) * len(methods), 1))
     for k, (rule, method) in enumerate((r, m) for r in rules for m in methods):
         sub = rows[(rows["stopping"] == rule) & (rows["method"] == method)]
+        if sub.empty:
+            continue
+        points = fd.stopping_panel(sub, column, scale, log)
         ax.errorbar(
-            100.0 * sub[f"rate_{status}"].to_numpy(dtype=float),
+            points["x"].to_numpy(),
             sub["cell_id"].map(position).to_numpy(dtype=float) + offsets[k],
-            xerr=200.0 * sub[f"rate_{status}_mcse"].to_numpy(dtype=float),
+            xerr=np.vstack([points["minus"].to_numpy(), points["plus"].to_numpy()]),
             fmt=METHOD_MARKERS.get(method, "o"),
             ms=3.5,
             color=palette[rule],
@@ -50,46 +55,51 @@ def _rates_by_cell(
             capsize=0,
             linestyle="none",
         )
+    if log:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0)
 
 
 @styled
-def plot_stopping(conv: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
-    """Premature and saddle rates (with +- 2 MCSE) by cell and stopping rule, per model."""
-    title = "Fits the stopping rule ended short of a maximum (% of fits, +- 2 MCSE)"
-    start, data = fd.stopping_rows(conv)
+def plot_stopping(rules: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+    """Per model (rows of panels) and cell (rows within a panel, labelled): the usable,
+    premature and saddle shares, the median distance to the limit and the E-steps per fit
+    (+- 2 MCSE) of each stopping rule and method, the real starts pooled."""
+    title = "Where each stopping rule ended the fits (+- 2 MCSE; real starts pooled)"
+    data = fd.stopping_rows(rules)
     if data.empty:
         return empty_figure(path, title, dpi=dpi)
     order, labels = fd.cell_order(data)
     position = {cid: i for i, cid in enumerate(order)}
     models = ordered(data["model"], MODEL_ORDER)
-    rules = ordered(data["stopping"], STOPPING_ORDER)
+    stopping = ordered(data["stopping"], STOPPING_ORDER)
     methods = ordered(data["method"], tuple(METHOD_MARKERS))
-    palette = dict(zip(rules, sns.color_palette("colorblind", len(rules)), strict=True))
+    palette = dict(zip(stopping, sns.color_palette("colorblind", len(stopping)), strict=True))
+    panels = fd.STOPPING_PANELS
     fig = Figure(
-        figsize=(
-            max(6.0, 1.2 + 3.2 * len(models)),
-            2.2 + 0.22 * len(order) * len(NOT_USABLE_STOPS),
-        ),
+        figsize=(2.0 + 2.4 * len(panels), 1.4 + (0.6 + 0.24 * len(order)) * len(models)),
         layout="constrained",
     )
-    axes = fig.subplots(len(NOT_USABLE_STOPS), len(models), squeeze=False, sharey=True)
-    for i, status in enumerate(NOT_USABLE_STOPS):
-        for j, model in enumerate(models):
+    axes = fig.subplots(len(models), len(panels), squeeze=False, sharey=True)
+    for i, model in enumerate(models):
+        for j, panel in enumerate(panels):
             ax = axes[i][j]
-            _rates_by_cell(ax, data[data["model"] == model], status, position, palette, methods)
-            ax.set_title(f"{status} · model {model}", fontsize=9)
-            ax.set_xlabel("% of fits")
-            ax.set_xlim(left=0)
-            ax.set_yticks(range(len(order)))
-            ax.set_yticklabels([labels[c] for c in order] if j == 0 else [], fontsize=7)
-            ax.invert_yaxis() if i == 0 and j == 0 else None
-    handles = [Line2D([], [], color=palette[r], marker="o", linestyle="none") for r in rules]
+            _panel_by_cell(ax, data[data["model"] == model], panel, position, palette, methods)
+            ax.set_title(f"model {model}", fontsize=9)
+            ax.set_xlabel(panel[1], fontsize=8)
+            # The panels share the y axis (and its ticks): the labels are set once, and only
+            # hidden beside the first column, not emptied, which would empty them everywhere.
+            ax.tick_params(axis="y", labelleft=j == 0, labelsize=7)
+    axes[0][0].set_yticks(range(len(order)), [labels[c] for c in order])
+    axes[0][0].set_ylim(len(order) - 0.5, -0.5)  # the first cell on top
+    handles = [Line2D([], [], color=palette[r], marker="o", linestyle="none") for r in stopping]
     handles += [
         Line2D([], [], color="0.3", marker=METHOD_MARKERS.get(m, "o"), linestyle="none")
         for m in methods
     ]
-    bottom_legend(fig, handles, [f"rule {r}" for r in rules] + [f"method {m}" for m in methods])
-    fig.suptitle(f"{title}; start {start}", fontsize=10)
+    bottom_legend(fig, handles, [f"rule {r}" for r in stopping] + [f"method {m}" for m in methods])
+    fig.suptitle(title, fontsize=10)
     return save_png(fig, path, dpi)
 
 

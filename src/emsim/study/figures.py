@@ -612,7 +612,7 @@ DRAWERS: dict[str, Drawer] = {
     "rate": lambda i, path, dpi, _: plot_rate(i.table("convergence"), path, dpi=dpi),
     "failures": lambda i, path, dpi, _: plot_failures(i.table("convergence"), path, dpi=dpi),
     "nested_loop": lambda i, path, dpi, _: plot_nested_loop(i.table("performance"), path, dpi=dpi),
-    "stopping": lambda i, path, dpi, _: plot_stopping(i.table("convergence"), path, dpi=dpi),
+    "stopping": lambda i, path, dpi, _: plot_stopping(i.table("stopping_rules"), path, dpi=dpi),
     "distance": lambda i, path, dpi, threshold: plot_distance(
         i.table("stopping_distance"), path, threshold=threshold, dpi=dpi
     ),

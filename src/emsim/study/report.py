@@ -58,7 +58,6 @@ __all__ = ["collect_provenance", "format_estimate", "format_number", "html_table
 
 # Shown when the report is drawn without its study, as the config schema's defaults.
 DEFAULT_EM_SETTINGS: dict[str, object] = {
-    "tolerance": "1e-05 (default)",
     "max_iterations": "1000 (default)",
     "premature_threshold": 0.1,
 }
@@ -72,14 +71,51 @@ def _em_setting(study: Study | None, key: str) -> object:
     return study.config["em"][key]
 
 
-def _tolerance_text(study: Study | None) -> str:
-    """The rules' tolerance: one number when they share it, else each rule's."""
-    if study is None:
-        return str(DEFAULT_EM_SETTINGS["tolerance"])
-    values = study.tolerances
-    if len(set(values.values())) == 1:
-        return str(next(iter(values.values())))
-    return ", ".join(f"{rule} {value}" for rule, value in values.items())
+# What each stopping rule's tolerance t means (docs/design.md section 1), for section 4.
+RULE_MEANINGS: dict[str, tuple[str, str]] = {
+    "abs": (
+        "log-likelihood units",
+        "stop when one iteration raises the total log-likelihood by less than t (the seed's rule)",
+    ),
+    "rel": (
+        "share of |log-likelihood|",
+        "stop when one iteration raises the log-likelihood by less than t x |log-likelihood|",
+    ),
+    "aitken": (
+        "log-likelihood units",
+        "stop when Aitken's estimate of the gain still to come is below t",
+    ),
+    "score": (
+        "standard errors",
+        "stop when the Newton decrement sqrt(g' I^-1 g) (g the score, I the observed "
+        "information, positive definite) is below t: the nearby maximum lies within about t "
+        "of its SEs in every parameter",
+    ),
+    "param": (
+        "parameter units",
+        "stop when the largest absolute change of a parameter in one iteration is below t "
+        "(the residual the SQUAREM and turboEM packages stop on)",
+    ),
+}
+
+
+def _rule_rows(study: Study | None) -> pd.DataFrame:
+    """One row per stopping rule the study ran, in config order, with its tolerance (the
+    score rule's is em.score_tolerance: `Study.tolerances` holds each rule's own)."""
+    tolerances = study.tolerances if study is not None else {"abs": 1e-5}
+    rules = list(study.stopping) if study is not None else ["abs"]
+    rows = []
+    for rule in rules:
+        unit, meaning = RULE_MEANINGS.get(rule, ("", MISSING))
+        rows.append(
+            {
+                "rule": rule,
+                "tolerance t": format_number(tolerances[rule]),
+                "unit of t": unit,
+                "meaning": meaning,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -224,11 +260,14 @@ def _methods(study: Study | None, perf: pd.DataFrame, conv: pd.DataFrame) -> str
     if starts:
         text += f"<p>Starts in the results: {esc(', '.join(map(str, starts)))}.</p>"
     text += (
-        "<p>Stopping rule (the seed's): stop after the first iteration whose increase of the "
-        f"total log-likelihood is below <b>{esc(_tolerance_text(study))}</b>, or after "
-        f"<b>{esc(_em_setting(study, 'max_iterations'))}</b> "
-        "iterations. Each fit ends with exactly one status: "
-        f"{esc(', '.join(STATUSES))}.</p>"
+        "<h3>Stopping rules</h3><p>Every fit runs under each rule below (a design factor: all "
+        "rules see the same path of iterates and differ only in where they stop it), or "
+        f"stops after <b>{esc(_em_setting(study, 'max_iterations'))}</b> iterations:</p>"
+        + html_table(_rule_rows(study))
+        + "<p>Each fit ends with exactly one status: "
+        f"{esc(', '.join(STATUSES))}. A fit a rule stopped is usable "
+        "(<code>converged</code>) only where the limit of its own iteration lies within "
+        f"{esc(_em_setting(study, 'premature_threshold'))} standard errors (section 9).</p>"
     )
     return text
 
@@ -347,12 +386,15 @@ def _failure_table(conv: pd.DataFrame) -> str:
 
 
 def _stopping(
-    study: Study | None, perf: pd.DataFrame, conv: pd.DataFrame, labels: Mapping[str, str]
+    study: Study | None,
+    perf: pd.DataFrame,
+    rule_rows: pd.DataFrame,
+    counts: pd.DataFrame,
+    labels: Mapping[str, str],
 ) -> str:
     rules = list(study.stopping) if study is not None else ["abs"]
-    tolerance = _tolerance_text(study) if study is not None else 1e-5
     threshold = _em_setting(study, "premature_threshold")
-    return stopping_section(rules, tolerance, threshold, perf, conv, labels)
+    return stopping_section(rules, threshold, perf, rule_rows, counts, labels)
 
 
 def _figures(figures: Mapping[str, Path]) -> str:
@@ -446,6 +488,8 @@ class _Tables(NamedTuple):
     conv: pd.DataFrame
     reps: pd.DataFrame
     prec: pd.DataFrame
+    rules: pd.DataFrame
+    distance: pd.DataFrame
     meta: dict[str, str]
 
     @classmethod
@@ -456,6 +500,8 @@ class _Tables(NamedTuple):
             conv=read_table(summary.convergence),
             reps=read_table(summary.replicates),
             prec=read_table(summary.precision),
+            rules=read_table(summary.stopping_rules),
+            distance=read_table(summary.stopping_distance),
             meta=dict(read_metadata(summary.performance)) if exists else {},
         )
 
@@ -464,7 +510,7 @@ def _sections(
     study: Study | None, tables: _Tables, figures: Mapping[str, Path], prov: Mapping[str, str]
 ) -> list[tuple[str, str, str]]:
     """(anchor, numbered title, HTML body) of each section, in order."""
-    perf, conv, reps, prec, meta = tables
+    perf, conv, reps, prec, rules, distance, meta = tables
     # The level the summary was computed at; the study's without a performance table.
     default_level = study.config["coverage"]["level"] if study is not None else 0.95
     level = float(meta.get("coverage_level", default_level))
@@ -482,7 +528,7 @@ def _sections(
         (
             "stopping",
             "9. Can the stopping rule be trusted?",
-            _stopping(study, perf, conv, labels),
+            _stopping(study, perf, rules, distance, labels),
         ),
         (
             "replicates",
@@ -515,7 +561,8 @@ def write_report(
     """Write the self-contained HTML report of the study to `out_html` (atomically).
 
     `summary` names the performance and convergence tables and, when the study wrote them,
-    the replicates and precision tables (the report reads no others);
+    the stopping-rule tables (stopping_rules, stopping_distance) and the replicates and
+    precision tables (the report reads no others);
     `figures` the PNGs of `emsim.study.figures.draw_all` by figure name (those of
     `FIGURE_NAMES` in that order, any other name after them); `study` is the loaded study
     (`config.load_study`: its plan, precision targets, starts, models, methods and stopping

@@ -1,7 +1,8 @@
-"""Report section 9, can the stopping rule be trusted? Premature and saddle rates with their
-binomial MCSEs (docs/design.md section 2), over the study and in its slowest cells, and the
-performance rows whose bias or empirical SE moves by more than 2 MCSEs on the common set
-(section 6)."""
+"""Report section 9, can the stopping rule be trusted? Per model x method x stopping rule the
+usable, premature, saddle and capped shares with their binomial MCSEs (docs/design.md section
+2), the median distance to the limit and the E-steps per fit, over the study and in its slowest
+cells (the `stopping_rules` table and the distance histogram, section 6), and the performance
+rows whose bias or empirical SE moves by more than 2 MCSEs on the common set."""
 
 from __future__ import annotations
 
@@ -10,34 +11,85 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from emsim.study.measures import BEST, COMMON_SET, OWN_SET
-from emsim.study.report_html import esc, format_estimate, format_number, html_table, with_mcse
+from emsim.study.measures import BEST, COMMON_SET, CONVERGED, OWN_SET
+from emsim.study.report_html import MISSING, esc, format_number, html_table, with_mcse
 from emsim.study.schema import FIT_ID, PROCEDURE
+from emsim.study.stopping import LOG10_EDGES, RULE_COLUMNS, median_bins
+
+# The shares report section 9 shows per rule, with their column titles.
+SHOWN_SHARES: tuple[tuple[str, str], ...] = (
+    (CONVERGED, "usable %"),
+    ("premature", "premature %"),
+    ("saddle", "saddle %"),
+    ("max_iterations", "capped %"),
+)
 
 
-def pooled_rates(conv: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Premature and saddle rates (%, with binomial MCSE) pooled over the non-derived starts
-    (and whatever else is not in `keys`), weighted by replicates."""
-    rows = conv[conv["start"] != BEST]
-    n = rows["n_rep"].astype(float)
-    work = rows.loc[:, keys].copy()
-    work["n"] = n
-    for status in ("premature", "saddle", "converged"):
-        work[status] = rows[f"rate_{status}"].astype(float) * n
-    work["iterations"] = rows["iterations_mean"].astype(float) * n
-    work["polish"] = rows["polish_evals_mean"].astype(float) * n
+def pooled_rules(rules: pd.DataFrame) -> pd.DataFrame:
+    """The `stopping_rules` rows pooled over the cells per model x method x stopping rule:
+    fits summed, shares weighted by fits (binomial MCSE of the pooled share), E-steps per fit
+    weighted by fits with the MCSE of a stratified mean, sqrt(sum (n_c MCSE_c)^2) / N, the
+    cells being independent."""
+    keys = list(PROCEDURE)
+    n = rules["n_fits"].astype(float)
+    work = rules.loc[:, keys].assign(n_fits=n)
+    for status, _ in SHOWN_SHARES:
+        work[f"rate_{status}"] = rules[f"rate_{status}"].astype(float) * n
+    work["loglik_evals_mean"] = rules["loglik_evals_mean"].astype(float) * n
+    work["_var"] = (rules["loglik_evals_mean_mcse"].astype(float) * n) ** 2
     total = work.groupby(keys, sort=False).sum(numeric_only=True)
+    fits = total["n_fits"].where(total["n_fits"] > 0)
     out = pd.DataFrame(index=total.index)
-    out["fits"] = total["n"].astype(np.int64).astype(str)
-    for status in ("premature", "saddle"):
-        p = total[status] / total["n"]
-        mcse = np.sqrt(p * (1 - p) / total["n"])
-        out[f"{status} %"] = [
-            format_estimate(100 * a, 100 * b) for a, b in zip(p, mcse, strict=True)
-        ]
-    out["converged %"] = (100 * total["converged"] / total["n"]).map(lambda v: format_number(v, 3))
-    out["polish E-steps"] = (total["polish"] / total["n"]).map(lambda v: format_number(v, 3))
+    out["n_fits"] = total["n_fits"].astype(np.int64)
+    for status, _ in SHOWN_SHARES:
+        p = total[f"rate_{status}"] / fits
+        out[f"rate_{status}"] = p
+        out[f"rate_{status}_mcse"] = np.sqrt(p * (1.0 - p) / fits)
+    out["loglik_evals_mean"] = total["loglik_evals_mean"] / fits
+    out["loglik_evals_mean_mcse"] = np.sqrt(total["_var"]) / fits
     return out.reset_index()
+
+
+def _rules_table(rows: pd.DataFrame, distance: list[str]) -> pd.DataFrame:
+    """The section's table of `rows` (pooled or one cell's): per procedure the fits, the
+    shares with their MCSEs (in percent), the median distance as given and E-steps per fit."""
+    table = rows.loc[:, list(PROCEDURE)].copy()
+    table["fits"] = rows["n_fits"].astype(np.int64).astype(str)
+    for status, title in SHOWN_SHARES:
+        table[title] = with_mcse(rows, f"rate_{status}", 100.0)
+    table["median distance (SE)"] = distance
+    table["E-steps per fit"] = with_mcse(rows, "loglik_evals_mean", digits=3)
+    return table
+
+
+def _bin_text(lo: float, hi: float) -> str:
+    """A median bin of the distance histogram, in SEs (its open end bins say so)."""
+    if lo <= LOG10_EDGES[0]:
+        return f"< {format_number(10.0**hi, 2)}"
+    if hi >= LOG10_EDGES[-1]:
+        return f"> {format_number(10.0**lo, 2)}"
+    return f"{format_number(10.0**lo, 2)} to {format_number(10.0**hi, 2)}"
+
+
+def _pooled_distance(pooled: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
+    """Each pooled row's median distance: the histogram bin that holds it."""
+    bins = median_bins(counts).set_index(list(PROCEDURE))
+    out = []
+    for key in pooled[list(PROCEDURE)].itertuples(index=False, name=None):
+        out.append(
+            _bin_text(bins.at[key, "log10_lo"], bins.at[key, "log10_hi"])
+            if key in bins.index
+            else MISSING
+        )
+    return out
+
+
+def slowest_cells(rules: pd.DataFrame, primary: str, k: int = 3) -> list[str]:
+    """The `k` cells whose fits under the `primary` rule (else every rule) took the most
+    E-steps, on average over their models and methods."""
+    rows = rules[rules["stopping"] == primary] if primary in set(rules["stopping"]) else rules
+    by_cell = rows.groupby("cell_id", sort=False)["loglik_evals_mean"].mean()
+    return list(by_cell.sort_values(ascending=False, kind="stable").head(k).index)
 
 
 def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
@@ -96,46 +148,51 @@ def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
 
 def stopping_section(
     rules: Sequence[str],
-    tolerance: object,
     threshold: object,
     perf: pd.DataFrame,
-    conv: pd.DataFrame,
+    rule_rows: pd.DataFrame,
+    counts: pd.DataFrame,
     labels: Mapping[str, str],
 ) -> str:
-    """Section 9: how the study's stopping `rules` (at `tolerance`; `premature` beyond
-    `threshold` SEs of the limit) fared: premature and saddle rates overall and in the slowest
-    cells, and the rows where the common set changes the picture."""
+    """Section 9: how the study's stopping `rules` fared (`premature` beyond `threshold` SEs
+    of the limit), per model x method x rule from the `stopping_rules` table (`rule_rows`)
+    and the distance histogram (`counts`): over the study and in its slowest cells; and the
+    rows where the common set changes the picture."""
     intro = (
         "<p>A stopping rule decides where an iteration ends, not where its maximum is. After "
-        "a rule stops a fit, emsim continues the same iteration from that point with SQUAREM "
-        "to its limit (the polish) and records <code>distance_to_limit</code>, the largest "
-        "|theta_stop - theta_limit| / SE(theta_limit) over the estimated parameters, and "
-        "<code>loglik_gap_to_limit</code>. A fit stopped by the rule is <code>saddle</code> "
-        "where the observed information is not positive definite, <code>premature</code> "
-        f"where the distance exceeds {esc(threshold)} SE, and <code>converged</code> "
-        "(usable) only otherwise. "
-        f"Rules compared: {esc(', '.join(rules))}; tolerance {esc(tolerance)}.</p>"
+        "a rule or the iteration cap stops a fit, emsim continues the same iteration from that "
+        "point to its limit (docs/design.md section 1) and records "
+        "<code>distance_to_limit</code>, the largest |theta_stop - theta_limit| / "
+        "SE(theta_limit) over the estimated parameters, and <code>loglik_gap_to_limit</code>. "
+        "A fit stopped by the rule is <code>saddle</code> where the iteration is stationary "
+        "at a point whose observed information is not positive definite, "
+        f"<code>premature</code> where its limit lies more than {esc(threshold)} SE away (or "
+        "is no certified maximum), and <code>converged</code> (usable) only otherwise; "
+        "<code>max_iterations</code> where the cap came first. "
+        f"Rules compared: {esc(', '.join(rules))} (section 4).</p>"
     )
-    needed = {"stopping", "rate_premature", "rate_saddle", "polish_evals_mean"}
-    if conv.empty or not needed <= set(conv.columns):
-        return intro + '<p class="note">No convergence results.</p>'
-    overall = pooled_rates(conv, list(PROCEDURE))
-    primary = conv[conv["stopping"] == rules[0]] if rules[0] in set(conv["stopping"]) else conv
-    slow = (
-        primary[primary["start"] != BEST]
-        .groupby("cell_id")["iterations_mean"]
-        .mean()
-        .sort_values(ascending=False)
-        .head(3)
-        .index
-    )
-    slowest = pooled_rates(conv[conv["cell_id"].isin(slow)], ["cell_id", *PROCEDURE])
-    slowest.insert(0, "cell", slowest.pop("cell_id").map(lambda c: labels.get(c, c)))
+    if rule_rows.empty or not set(RULE_COLUMNS) <= set(rule_rows.columns):
+        return (
+            intro + '<p class="note">No stopping-rule results.</p>' + set_differences(perf, labels)
+        )
+    pooled = pooled_rules(rule_rows)
+    overall = _rules_table(pooled, _pooled_distance(pooled, counts))
+    slow = slowest_cells(rule_rows, rules[0])
+    rows = rule_rows[rule_rows["cell_id"].isin(slow)]
+    rows = rows.assign(_rank=rows["cell_id"].map({c: i for i, c in enumerate(slow)}))
+    rows = rows.sort_values("_rank", kind="stable")
+    slowest = _rules_table(rows, with_mcse(rows, "distance_median", digits=3))
+    slowest.insert(0, "cell", rows["cell_id"].map(lambda c: labels.get(c, c)).to_numpy())
     return (
-        intro + "<p>Premature and saddle rates over every cell and start (the derived "
-        "<code>best</code> excluded), with binomial Monte Carlo SEs:</p>"
+        intro + "<p>Per model x method x rule over every cell and real start (the derived "
+        "<code>best</code> excluded): the share of fits usable, premature, saddle and "
+        "capped, with binomial Monte Carlo SEs; the median distance to the limit over the "
+        "fits a rule or the cap ended (the bin of the distance histogram that holds it, to a "
+        "quarter decade: medians of cells do not pool); and the E-steps per fit (mean over "
+        "all fits, the polish to the limit not counted, with its MCSE):</p>"
         + html_table(overall)
-        + "<p>The three slowest cells (most iterations under the first rule):</p>"
+        + "<p>The three slowest cells (most E-steps per fit under the first rule), each "
+        "cell's median distance with its MCSE (order statistics, section 5):</p>"
         + html_table(slowest)
         + set_differences(perf, labels)
         + "<p>Figures: <code>stopping</code>, <code>distance</code> and <code>zip</code> in "

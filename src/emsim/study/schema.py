@@ -175,6 +175,7 @@ SUMMARY_TABLE_SPECS: tuple[SummaryTable, ...] = (
     SummaryTable("performance", BY_MEASURES, csv=True, required=True),
     SummaryTable("convergence", BY_MEASURES, csv=True, required=True),
     SummaryTable("stopping_distance", BY_MEASURES, csv=False),
+    SummaryTable("stopping_rules", BY_MEASURES, csv=True),
     SummaryTable("zip_pi", BY_MEASURES, csv=False),
     SummaryTable("replicates", BY_PRECISION, csv=True),
     SummaryTable("precision", BY_PRECISION, csv=True),

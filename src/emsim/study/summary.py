@@ -88,8 +88,8 @@ SummaryFiles = make_dataclass(
     },
 )
 SummaryFiles.__doc__ = """The Parquet files of the summary tables, one field per table
-(`schema.SUMMARY_TABLE_SPECS`: performance, convergence, stopping_distance, zip_pi, replicates,
-precision; strings become paths).
+(`schema.SUMMARY_TABLE_SPECS`: performance, convergence, stopping_distance, stopping_rules,
+zip_pi, replicates, precision; strings become paths).
 
 The figures and report steps take the files their rules name (``input.performance``, ...);
 a library user gets those `summarise` writes into a folder with `in_folder`. A table whose
@@ -203,6 +203,7 @@ class SummaryTables:
     performance: pd.DataFrame
     convergence: pd.DataFrame
     stopping_distance: pd.DataFrame
+    stopping_rules: pd.DataFrame
     zip_pi: pd.DataFrame
 
 
@@ -215,18 +216,20 @@ def summarise_cell(
 ) -> SummaryTables:
     """The measures of one cell's fit rows (`cell_table`): adds the derived start ``best``
     (`add_best_start`), then performance, convergence and the stopping-rule diagnostics."""
-    perf, conv, distance, zips = [], [], [], []
+    perf, conv, distance, rules, zips = [], [], [], [], []
     for rows in _model_slices(table):
         rows = add_best_start(rows, best_exclude, oracle_starts=oracle_starts)
         perf.append(performance(rows, coverage_level))
         conv.append(convergence(rows))
         distance.append(stopping.distance_counts(rows))
+        rules.append(stopping.rule_summary(rows))
         zips.append(stopping.zip_rows(rows))
         del rows
     return SummaryTables(
         performance=sort_rows(concat_rows(perf, PERFORMANCE_COLUMNS), with_parameter=True),
         convergence=sort_rows(concat_rows(conv, CONVERGENCE_COLUMNS), with_parameter=False),
         stopping_distance=stopping.merge_distance_counts(distance),
+        stopping_rules=sort_rows(stopping.merge_rule_summaries(rules), with_parameter=False),
         zip_pi=stopping.merge_zip_rows(zips),
     )
 
@@ -234,16 +237,18 @@ def summarise_cell(
 def gather(cells: Iterable[SummaryTables]) -> SummaryTables:
     """The study's tables from its cells' (in cell order): rows concatenated, the distance
     counts summed. Equal to summarising all the fits at once."""
-    perf, conv, distance, zips = [], [], [], []
+    perf, conv, distance, rules, zips = [], [], [], [], []
     for cell in cells:
         perf.append(cell.performance)
         conv.append(cell.convergence)
         distance.append(cell.stopping_distance)
+        rules.append(cell.stopping_rules)
         zips.append(cell.zip_pi)
     return SummaryTables(
         performance=concat_rows(perf, PERFORMANCE_COLUMNS),
         convergence=concat_rows(conv, CONVERGENCE_COLUMNS),
         stopping_distance=stopping.merge_distance_counts(distance),
+        stopping_rules=stopping.merge_rule_summaries(rules),
         zip_pi=stopping.merge_zip_rows(zips),
     )
 
@@ -295,7 +300,8 @@ def summarise(
     of `metadata` (e.g. config_hash, seed) filled in or overriding, plus ``coverage_level``.
     `best_exclude` are the statuses and `oracle_starts` the starts that cannot be the derived
     start (see `add_best_start`). Also writes the stopping-rule diagnostics of
-    `emsim.study.stopping` (``stopping_distance.parquet``, ``zip_pi.parquet``).
+    `emsim.study.stopping` (``stopping_distance.parquet``, ``stopping_rules.parquet``/``.csv``,
+    ``zip_pi.parquet``).
     Returns the paths of the Parquet files by table name (`SUMMARY_TABLES`; the same files as
     ``SummaryFiles.in_folder(out_dir)``).
     """
