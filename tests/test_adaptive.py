@@ -291,7 +291,7 @@ def test_gathered_tables_equal_one_summary_of_all_fits(adaptive_study, tmp_path)
     """Per-cell summaries gathered = the whole dataset summarised at once (`summarise`)."""
     results = adaptive_study / "results"
     summarise(results / "fits", tmp_path, oracle_starts=("truth",))
-    for table in ("performance", "convergence", "stopping_distance", "zip_pi"):
+    for table in ("performance", "convergence", "stopping_distance", "zip_pi", "stopping_rules"):
         gathered = pq.read_table(results / "summary" / f"{table}.parquet")
         at_once = pq.read_table(tmp_path / f"{table}.parquet")
         assert gathered.equals(at_once), table
