@@ -294,9 +294,13 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
         return sorted(jobs_of(plans[name]))
 
     # Each of the 2 cells is summarised by a job of its own, then gathered (design section 10).
-    aggregate = sorted(["all", "figures", "report", "summary", "cell_summary", "cell_summary"])
-    assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
-    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report"]
+    # Every config change rewrites results/config.yaml (`study_config`), the study's record.
+    aggregate = sorted(
+        ["all", "figures", "report", "summary", "cell_summary", "cell_summary", "study_config"]
+    )
+    dpi = plan_with("dpi.yaml", {"figures": {"dpi": 90}})
+    assert dpi == ["all", "figures", "report", "study_config"]
+    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report", "study_config"]
     assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     refit = [*aggregate, "manifest"]  # new fit files: the manifest is rewritten too

@@ -65,6 +65,7 @@ __all__ = [
 # Metadata key of a fits or traces file: sha256 of its rows as the manifest hashes them.
 ROWS_HASH_KEY = "rows_sha256"
 STALE_FOLDER = "stale"
+_OTHER_CONFIG = "written for another fit config"
 # What a reader of a cell's results reads besides its fits and traces.
 _CELL_FOLDERS = ("cells",)
 
@@ -135,10 +136,7 @@ def file_problem(path: str | os.PathLike[str], kind: str, study: Study) -> str |
         return unreadable
     written_for = (table.schema.metadata or {}).get(b"config_hash", b"").decode()
     if written_for != study.fit_hash:
-        return (
-            f"was written for fit config {written_for[:12] or '(none)'}, "
-            f"not this study's {study.fit_hash[:12]}"
-        )
+        return f"{_OTHER_CONFIG} {written_for[:12] or '(none)'}"
     foreign = _foreign(table, kind, study, match["cell"], int(match["chunk"]))
     return foreign or rows_hash_problem(table.schema.metadata, rows_hash(table))
 
@@ -206,10 +204,13 @@ def sweep(
     verb = "moved" if move else "would move"
     stale = stale_files(study, root)
     rejected: list[tuple[Path, str]] = []
+    other_config: list[Path] = []
     for kind in RESULT_KINDS:
         for path in study.existing_outputs(kind, root=str(root)):
             problem = file_problem(path, kind, study)
-            if problem is not None:
+            if problem is not None and problem.startswith(_OTHER_CONFIG):
+                other_config.append(Path(path))  # refitted anyway: one line for all of them
+            elif problem is not None:
                 rejected.append((Path(path), problem))
     for path, problem in rejected:
         shown = path.as_posix()
@@ -221,13 +222,21 @@ def sweep(
             f"(left by an earlier study) under {', '.join(f'{root / f}/' for f in folders)}: "
             f"{verb} to {root / STALE_FOLDER}/, e.g. {stale[0].as_posix()}"
         )
+    if other_config:
+        say(
+            f"emsim: {len(other_config)} fits or traces file(s) {_OTHER_CONFIG} (this study's "
+            f"is {study.fit_hash[:12]}): {verb} to {root / STALE_FOLDER}/, their fit jobs rerun"
+        )
     if move:
-        for path in [*stale, *(p for p, _ in rejected)]:
+        for path in [*stale, *other_config, *(p for p, _ in rejected)]:
             move_aside(path, root)
         for folder in [*RESULT_KINDS, *_CELL_FOLDERS]:
             if (root / folder).is_dir():
                 _remove_empty_folders(root / folder)
-    return {"stale": [str(p) for p in stale], "rejected": [str(p) for p, _ in rejected]}
+    return {
+        "stale": [str(p) for p in [*stale, *other_config]],
+        "rejected": [str(p) for p, _ in rejected],
+    }
 
 
 # --- emsim verify --recompute ------------------------------------------------------------------

@@ -398,7 +398,8 @@ def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Mismatch:
     """One difference: `what` (a file path, a cell, or "study") and a description; for a file,
-    `damage` is "missing", "unreadable" or "differs"."""
+    `damage` is "missing", "unreadable", "edited" (its rows differ from the hash its fit job
+    stored) or "differs" (from the manifest only)."""
 
     what: str
     problem: str
@@ -434,7 +435,7 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
             continue
         now = scan.files[rel]
         if rel in scan.edited:
-            problems.append(Mismatch(shown, scan.edited[rel], "differs"))
+            problems.append(Mismatch(shown, f"content differs: {scan.edited[rel]}", "edited"))
         elif now["rows"] != entry.get("rows"):
             problems.append(
                 Mismatch(
@@ -465,8 +466,9 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
 
 def repair_hint(problems: Iterable[Mismatch], results: str | os.PathLike[str]) -> str | None:
     """One line saying how to repair the damaged files among `problems`, or None if there are
-    none. A rerun of the study refits missing and unreadable files by itself (the workflow
-    deletes a damaged one); a readable file whose content differs must be deleted first."""
+    none. A rerun of the study refits missing, unreadable and edited files by itself (the
+    workflow moves a damaged or edited one aside); a readable file whose content differs from
+    the manifest but not from the hash its fit job stored must be deleted first."""
     damaged = [p for p in problems if p.damage]
     if not damaged:
         return None
@@ -479,7 +481,7 @@ def repair_hint(problems: Iterable[Mismatch], results: str | os.PathLike[str]) -
     if differ:
         rm = " ".join(shlex.quote(path) for path in differ)
         return f"repair: rm {rm}; then {rerun}"
-    return f"repair: {rerun}; it refits exactly the missing and unreadable files"
+    return f"repair: {rerun}; it refits exactly the missing, unreadable and edited files"
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Mismatch]:
