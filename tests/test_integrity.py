@@ -128,16 +128,16 @@ def test_a_second_config_in_the_same_checkout_is_all_a_reader_of_results_sees(
     expected_cells = {"n40_mu0-3_s1-1_pi0.5", "n40_mu0-3_s1-1_pi0.7"}
     monkeypatch.chdir(work)  # the recipes read results/ of the current folder
     rows = {
-        "pyarrow": pads.dataset("results/fits", format="parquet").to_table(),
-        "duckdb": duckdb.sql(README_DUCKDB).arrow(),
+        "pyarrow": pads.dataset("results/fits", format="parquet").to_table().to_pandas(),
+        "duckdb": duckdb.sql(README_DUCKDB).df(),
     }
-    for reader, table in rows.items():
-        assert table.num_rows == 2 * 4 * FITS_PER_REPLICATE, reader
-        assert table.num_rows == manifest["totals"]["fits"]["rows"], reader
-        assert "cell" not in table.column_names, reader
-        cells = {c.rsplit("_", 1)[0] for c in table["cell_id"].to_pylist()}
+    for reader, frame in rows.items():
+        assert len(frame) == 2 * 4 * FITS_PER_REPLICATE, reader
+        assert len(frame) == manifest["totals"]["fits"]["rows"], reader
+        assert "cell" not in frame.columns, reader
+        cells = {c.rsplit("_", 1)[0] for c in frame["cell_id"]}
         assert cells == expected_cells, reader
-        assert sorted(set(table["replicate"].to_pylist())) == [0, 1, 2, 3], reader
+        assert sorted(set(frame["replicate"])) == [0, 1, 2, 3], reader
     assert (work / "results" / "stale" / "fits").is_dir()
     recorded = yaml.safe_load((work / "results" / "config.yaml").read_text())
     assert recorded["study"] == "second study" and recorded["replicates"] == 4
@@ -213,9 +213,11 @@ def test_verify_recompute_refits_chunks_and_names_a_forged_file(small, tmp_path,
     # only refitting finds the changed value.
     target = fits_files(work)[4]
     set_est_pi(target, 0, 0.321, restamp=True)
-    built = manifest_module.build_manifest(
-        results, [*fits_files(work), *results.glob("traces/*/*")]
-    )
+    old = json.loads((results / "manifest.json").read_text())
+    computed = ("format", "study_hash", "hashing", "totals", "cells", "files")
+    provenance = {k: v for k, v in old.items() if k not in computed}
+    files = [*fits_files(work), *results.glob("traces/*/*")]
+    built = manifest_module.build_manifest(results, files, provenance=provenance)
     manifest_module.write_manifest(results / "manifest.json", built)
     code, out = verify(capsys, "--results", results)
     assert code == 0, out
