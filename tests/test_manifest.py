@@ -346,7 +346,8 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     assert jobs == sorted(downstream + every_fit), jobs
     # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
     # are updated.
-    assert plan.count("reason: Params have changed since last execution") == len(every_fit)
+    # (and study_config through its config hash).
+    assert plan.count("reason: Params have changed since last execution") == len(every_fit) + 1
     # An EM setting and a figure option: test_pipeline's test_config_changes_rerun_only_what_
     # they_affect plans them on this same study (manifest rerun with the fits, not with figures).
     # Editing the manifest code (a code input; content, not just time) reruns only the manifest.

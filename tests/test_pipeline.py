@@ -307,7 +307,8 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
     assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(refit + ["fit"] * 4)
     # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
     # are updated.
-    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 4
+    # (4 fits, and study_config through its config hash)
+    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 5
     # More replicates: only the new chunk of each cell is fitted.
     _, plan = snakemake(tiny_study, "-n", "--config", "replicates=9")
     assert sorted(jobs_of(plan)) == sorted(refit + ["fit"] * 2)
