@@ -36,6 +36,13 @@ if workflow.is_main_process:
     jobs.remove_damaged_results(
         [*STUDY.existing_outputs("fits"), *STUDY.existing_outputs("traces")]
     )
+    # results/ must hold this study only (docs/design.md section 4): files of cells and chunks
+    # this config does not have, and fits or traces that are foreign, edited or unreadable, go
+    # to results/stale/ (one line each), so readers of results/fits see this study and this run
+    # refits the rejected files. A dry run only says what it would move (`-n` is known here
+    # through the output settings: the executor, which `workflow.dryrun` asks, is not set yet).
+    dry_run = workflow.dryrun or getattr(workflow.output_settings, "dryrun", False)
+    jobs.sweep_results(STUDY, move=not dry_run)
 
 
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new
@@ -59,13 +66,18 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/manifest.smk"
 
 
-# The fits and traces are targets too, not only inputs of the manifest, summary and report:
-# Snakemake regenerates a missing intermediate file only when a target needs it, so without
-# them a deleted fits file would stay missing ("Nothing to be done").
+# Every file the study writes is a target, not only the report and manifest: Snakemake
+# regenerates a missing intermediate file only when a target needs it, so without them a
+# deleted fits file, summary table, figure or cell summary would stay missing ("Nothing to be
+# done"). A rerun rebuilds what is missing and what depends on it.
 rule all:
     default_target: True
     input:
         rules.report.output.html,
         rules.manifest.output.manifest,
+        rules.study_config.output.config,
+        list(rules.summary.output),
+        list(rules.figures.output),
+        all_cell_summaries(),
         final_outputs("fits"),
         final_outputs("traces"),

@@ -556,7 +556,9 @@ def test_manifest_job_deletes_a_result_damaged_past_the_start_up_check(tmp_path,
         output=SimpleNamespace(manifest="results/manifest.json"),
         log=["results/logs/manifest.log"],
     )
-    with pytest.raises(RuntimeError, match=r"cannot read as parquet.*deleted it: rerun the study"):
+    with pytest.raises(
+        RuntimeError, match=r"cannot read as parquet.*moved it to .*: rerun the study"
+    ):
         jobs.run_manifest(spec, job.input, job.output, job.log)
     assert not bad.exists() and Path(traces[0]).exists()
 

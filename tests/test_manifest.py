@@ -206,8 +206,9 @@ def test_verify_names_an_altered_file(study, tmp_path, capsys):
     assert lines[-2] == f"verify: 1 of 8 files differ from {results / 'manifest.json'}"
     assert len(lines) == 4  # the file, the study hash, the summary, how to repair
     assert lines[1].startswith("study: hash ")
-    # A readable file with other numbers is not refitted by a rerun: it must be deleted first.
-    assert lines[-1].startswith(f"repair: rm {target.as_posix()}; then rerun the study in ")
+    # Its rows differ from the hash its fit job stored: a rerun moves it aside and refits it.
+    assert "its rows changed after its fit job wrote them" in lines[0], lines[0]
+    assert lines[-1].startswith("repair: rerun the study in "), lines[-1]
 
     # A lost file: results differ (exit 1), named.
     target.unlink()
@@ -337,13 +338,16 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # complete, manifest included
     # Each of the 2 cells is summarised by a job of its own, then gathered.
-    downstream = ["all", "cell_summary", "cell_summary", "figures", "manifest", "report", "summary"]
+    # A new config is recorded again in results/config.yaml (`study_config`).
+    downstream = ["all", "cell_summary", "cell_summary", "figures", "manifest", "report"]
+    downstream += ["study_config", "summary"]
     every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
     jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
     assert jobs == sorted(downstream + every_fit), jobs
     # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
     # are updated.
-    assert plan.count("reason: Params have changed since last execution") == len(every_fit)
+    # (and study_config through its config hash).
+    assert plan.count("reason: Params have changed since last execution") == len(every_fit) + 1
     # An EM setting and a figure option: test_pipeline's test_config_changes_rerun_only_what_
     # they_affect plans them on this same study (manifest rerun with the fits, not with figures).
     # Editing the manifest code (a code input; content, not just time) reruns only the manifest.

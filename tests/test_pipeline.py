@@ -294,16 +294,21 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
         return sorted(jobs_of(plans[name]))
 
     # Each of the 2 cells is summarised by a job of its own, then gathered (design section 10).
-    aggregate = sorted(["all", "figures", "report", "summary", "cell_summary", "cell_summary"])
-    assert plan_with("dpi.yaml", {"figures": {"dpi": 90}}) == ["all", "figures", "report"]
-    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report"]
+    # Every config change rewrites results/config.yaml (`study_config`), the study's record.
+    aggregate = sorted(
+        ["all", "figures", "report", "summary", "cell_summary", "cell_summary", "study_config"]
+    )
+    dpi = plan_with("dpi.yaml", {"figures": {"dpi": 90}})
+    assert dpi == ["all", "figures", "report", "study_config"]
+    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report", "study_config"]
     assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     refit = [*aggregate, "manifest"]  # new fit files: the manifest is rewritten too
     assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(refit + ["fit"] * 4)
     # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
     # are updated.
-    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 4
+    # (4 fits, and study_config through its config hash)
+    assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 5
     # More replicates: only the new chunk of each cell is fitted.
     _, plan = snakemake(tiny_study, "-n", "--config", "replicates=9")
     assert sorted(jobs_of(plan)) == sorted(refit + ["fit"] * 2)

@@ -361,9 +361,48 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         hint = repair_hint(problems, args.results)
         if hint:
             print(hint)
+    else:
+        digest = manifest["study_hash"][:12]
+        print(f"verify: all {n_files} files match {where} (study hash {digest})")
+    code = 1 if problems else 0
+    if args.recompute is not None:
+        try:
+            code = max(code, _recompute(args))
+        except ManifestError as err:
+            raise InputError(str(err)) from None
+    return code
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    """`verify --recompute K`: refit some replicates of K chunks and compare them with the files
+    (`integrity.recompute`); prints one line per file that differs, then a summary. Returns 1
+    if any differs, else 0."""
+    import secrets
+
+    from .study.integrity import recompute
+
+    if args.recompute < 1 or args.replicates < 0:
+        bad = "--recompute" if args.recompute < 1 else "--replicates"
+        raise InputError(f"verify: {bad} must be >= {1 if bad == '--recompute' else 0}")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    checked = recompute(args.results, args.recompute, args.replicates, seed)
+    bad = [c for c in checked if not c.ok]
+    for c in bad:
+        why = c.problem or f"differs in {', '.join(c.differs)}"
+        print(f"{c.path}: refit of replicates {_replicate_list(c.replicates)} {why}")
+    chunks = len({c.path for c in checked if "/fits/" in c.path})
+    how = f"{chunks} chunk(s) drawn with --seed {seed}"
+    if bad:
+        print(f"recompute: {len(bad)} of {len(checked)} files differ from their refit ({how})")
         return 1
-    print(f"verify: all {n_files} files match {where} (study hash {manifest['study_hash'][:12]})")
+    print(f"recompute: the refitted rows of all {len(checked)} files match ({how})")
     return 0
+
+
+def _replicate_list(replicates: tuple[int, ...]) -> str:
+    if len(replicates) > 1 and replicates == tuple(range(replicates[0], replicates[-1] + 1)):
+        return f"{replicates[0]}-{replicates[-1]}"
+    return ",".join(map(str, replicates))
 
 
 class _Version(argparse.Action):
@@ -545,6 +584,31 @@ def _add_verify(verify_cmd: argparse.ArgumentParser) -> None:
         help="compare with another study's results folder (or manifest.json): exit 0 when both "
         "hold the same numbers, whatever their core count, chunk size or executor; "
         "default: check against the manifest",
+    )
+    verify_cmd.add_argument(
+        "--recompute",
+        type=int,
+        nargs="?",
+        const=3,
+        metavar="K",
+        help="also refit K randomly chosen chunks (3 if K is left out) from their seeds in a "
+        "temporary folder and compare their rows with the files bit for bit (runtime_s aside); "
+        "default: hashes only",
+    )
+    verify_cmd.add_argument(
+        "--replicates",
+        type=int,
+        default=5,
+        metavar="R",
+        help="with --recompute: refit R randomly chosen replicates of each chunk (each replicate "
+        "has its own random streams, so it refits alone to its rows), 0 for all; default: 5",
+    )
+    verify_cmd.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="with --recompute: the seed that draws the chunks and replicates; default: a new "
+        "one each run, printed, so that a run can be repeated",
     )
     verify_cmd.set_defaults(run=_cmd_verify)
 

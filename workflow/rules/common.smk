@@ -15,3 +15,7 @@ def last_cell_summaries(table):
 
 def final_outputs(kind):
     return lambda wildcards: jobs.final_outputs(STUDY, kind, gate)
+
+
+def all_cell_summaries():
+    return lambda wildcards: jobs.all_cell_summaries(STUDY, gate)

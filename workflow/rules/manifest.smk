@@ -16,3 +16,17 @@ rule manifest:
         fit_hash=STUDY.fit_hash,
     run:
         jobs.run_manifest(STUDY, input, output, log)
+
+
+# results/config.yaml: the validated config of the study in results/, so that `make figures`
+# redraws that study (`--configfile results/config.yaml`), whichever config file ran it.
+rule study_config:
+    output:
+        config="results/config.yaml",
+    log:
+        "results/logs/study_config.log",
+    localrule: True
+    params:
+        config_hash=STUDY.config_hash,
+    run:
+        jobs.run_study_config(STUDY, output, log)

@@ -173,8 +173,8 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
             FOOTER_EM_CPU_S: f"{em_cpu_seconds:.6f}",
         },
     )
-    write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA)
-    write_parquet_atomic(traces, traces_path, meta, schema=TRACES_SCHEMA)
+    write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA, hash_rows=True)
+    write_parquet_atomic(traces, traces_path, meta, schema=TRACES_SCHEMA, hash_rows=True)
     statuses = fits["status"].value_counts().to_dict()
     log.info(
         "wrote %d fits (%s) in %.2f s (%.2f s in EM); %d trace rows",

@@ -63,6 +63,7 @@ __all__ = [
     "FIGURE_MODULES",
     "FIGURE_NAMES",
     "FIGURE_TABLES",
+    "all_cell_summaries",
     "caption_path",
     "figure_pool",
     "fit_provenance",
@@ -74,8 +75,10 @@ __all__ = [
     "run_fit",
     "run_manifest",
     "run_report",
+    "run_study_config",
     "run_summary",
     "summary_outputs",
+    "sweep_results",
 ]
 
 
@@ -291,6 +294,48 @@ def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
     return study.outputs(kind, final_rounds(study, gate))
 
 
+def all_cell_summaries(study: Study, gate: Any) -> list[str]:
+    """Every summary table of every cell after each of its rounds: rule all asks for them, so
+    that a deleted one is rebuilt."""
+    last = final_rounds(study, gate)
+    return [
+        study.cell_summary_path(table, cell, round_)
+        for cell in sorted(last)
+        for round_ in range(last[cell] + 1)
+        for table in SUMMARY_TABLES
+    ]
+
+
+def sweep_results(study: Study, root: str = "results", move: bool = True) -> dict[str, list[str]]:
+    """Before any job: move stale, foreign, edited and unreadable result files out of `root`
+    into root/stale/ (`integrity.sweep`), one line each on stderr."""
+    from emsim.study.integrity import sweep
+
+    return sweep(study, root, move=move)
+
+
+def run_study_config(study: Study, output: Any, log: Any) -> None:
+    """results/config.yaml: the study's validated config, the defaults filled in, so that it
+    alone (`--configfile results/config.yaml --replace-workflow-config`) gives the same study."""
+    import yaml
+
+    from emsim.study.parquet_io import atomic_write
+
+    header = (
+        f"# The config of the study in this folder (config hash {study.config_hash}), written by\n"
+        "# the workflow; `make figures` redraws this study from it.\n"
+    )
+    text = header + yaml.safe_dump(study.config, sort_keys=False, allow_unicode=True)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    with job_logging(log[0]) as logger:
+        atomic_write(output.config, write)
+        logger.info("recorded the study's config in %s", output.config)
+
+
 # --- rule entry points ------------------------------------------------------------------------
 
 
@@ -330,12 +375,15 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
                 files,
                 provenance=provenance,
                 expect_config_hash=study.fit_hash,
+                require_rows_hash=True,
             )
         except manifest.UnreadableFile as err:
-            # Damaged past what the workflow's start-up check sees (that reads 12 bytes):
-            # delete it, so that the next run refits it instead of failing here again.
-            err.path.unlink(missing_ok=True)
-            raise RuntimeError(f"{err}; deleted it: rerun the study to refit it") from None
+            # Damaged or edited after the workflow's start-up check: moved aside, so that the
+            # next run refits it instead of failing here again.
+            from emsim.study.integrity import move_aside
+
+            where = move_aside(err.path, Path(output.manifest).parent)
+            raise RuntimeError(f"{err}; moved it to {where}: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
         logger.info(
             "manifest of %d files (%s) in %.1f s: study hash %s",

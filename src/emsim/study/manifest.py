@@ -202,6 +202,19 @@ class _Scan:
     cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    # Files whose rows differ from the hash their fit job stored (integrity.ROWS_HASH_KEY).
+    edited: dict[str, str] = field(default_factory=dict)
+
+
+def _rows_hash_problem(path: Path, digest: str, required: bool) -> str | None:
+    """Why the rows of `path` (hashing to `digest`) are not what its writer stored, or None;
+    a file without a stored hash passes unless one is `required`."""
+    from emsim.study.integrity import ROWS_HASH_KEY, rows_hash_problem
+
+    schema = pq.read_schema(path)
+    if not required and ROWS_HASH_KEY.encode() not in (schema.metadata or {}):
+        return None
+    return rows_hash_problem(schema.metadata, digest)
 
 
 def _scan(
@@ -209,11 +222,14 @@ def _scan(
     rel_paths: Iterable[str],
     expect_config_hash: str | None = None,
     tolerate_unreadable: bool = False,
+    require_rows_hash: bool = False,
 ) -> _Scan:
     """Read and hash every file (paths relative to `root`); a cell's hash covers all its files'
     rows. One cell is in memory at a time. A file that does not exist is listed in `missing`
     and left out of the cell hashes; with `tolerate_unreadable`, so is one that is not readable
-    Parquet (in `unreadable`, with the reason), which otherwise raises UnreadableFile."""
+    Parquet (in `unreadable`, with the reason), which otherwise raises UnreadableFile. A file
+    whose rows differ from the hash stored in its metadata at write time is listed in `edited`;
+    with `require_rows_hash` it raises UnreadableFile, as does one without a stored hash."""
     scan = _Scan()
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for rel in rel_paths:
@@ -236,12 +252,18 @@ def _scan(
                 continue
             if expect_config_hash is not None:
                 _check_config_hash(path, rel, expect_config_hash)
+            digest = table_hash(table)
+            edited = _rows_hash_problem(path, digest, require_rows_hash)
+            if edited is not None:
+                scan.edited[rel] = edited
+                if require_rows_hash:
+                    raise UnreadableFile(path, f"{rel}: {edited}")
             scan.files[rel] = {
                 "kind": kind,
                 "cell_id": cell_id,
                 "chunk": chunk,
                 "rows": table.num_rows,
-                "hash": table_hash(table),
+                "hash": digest,
             }
             tables.append(table)
             hashed.append(rel)
@@ -284,15 +306,22 @@ def build_manifest(
     files: Iterable[str | os.PathLike[str]],
     provenance: Mapping[str, Any] | None = None,
     expect_config_hash: str | None = None,
+    require_rows_hash: bool = False,
 ) -> dict[str, Any]:
     """The manifest of `files` (fits and traces files under the results folder `root`).
 
     With `expect_config_hash`, a file whose metadata names another fit config is refused
-    (ManifestError): the manifest never vouches for a stale result.
+    (ManifestError): the manifest never vouches for a stale result. A file whose rows differ
+    from the hash stored in its metadata when it was written is refused (UnreadableFile, naming
+    it), and with `require_rows_hash` so is one that has none: the manifest never vouches for
+    rows changed after their fit job wrote them.
     """
     root = Path(root)
     rel = sorted(_relative(Path(f), root) for f in files)
-    scan = _scan(root, rel, expect_config_hash)
+    scan = _scan(root, rel, expect_config_hash, require_rows_hash=require_rows_hash)
+    if scan.edited:
+        first = next(iter(scan.edited))
+        raise UnreadableFile(root / first, f"{first}: {scan.edited[first]}")
     if scan.missing:
         raise ManifestError(f"{scan.missing[0]}: no such file ({len(scan.missing)} missing)")
     totals = {
@@ -369,7 +398,8 @@ def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Mismatch:
     """One difference: `what` (a file path, a cell, or "study") and a description; for a file,
-    `damage` is "missing", "unreadable" or "differs"."""
+    `damage` is "missing", "unreadable", "edited" (its rows differ from the hash its fit job
+    stored) or "differs" (from the manifest only)."""
 
     what: str
     problem: str
@@ -404,7 +434,9 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
             problems.append(Mismatch(shown, f"unreadable: {scan.unreadable[rel]}", "unreadable"))
             continue
         now = scan.files[rel]
-        if now["rows"] != entry.get("rows"):
+        if rel in scan.edited:
+            problems.append(Mismatch(shown, f"content differs: {scan.edited[rel]}", "edited"))
+        elif now["rows"] != entry.get("rows"):
             problems.append(
                 Mismatch(
                     shown, f"{now['rows']} rows, the manifest says {entry.get('rows')}", "differs"
@@ -434,8 +466,9 @@ def verify(results: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Mismat
 
 def repair_hint(problems: Iterable[Mismatch], results: str | os.PathLike[str]) -> str | None:
     """One line saying how to repair the damaged files among `problems`, or None if there are
-    none. A rerun of the study refits missing and unreadable files by itself (the workflow
-    deletes a damaged one); a readable file whose content differs must be deleted first."""
+    none. A rerun of the study refits missing, unreadable and edited files by itself (the
+    workflow moves a damaged or edited one aside); a readable file whose content differs from
+    the manifest but not from the hash its fit job stored must be deleted first."""
     damaged = [p for p in problems if p.damage]
     if not damaged:
         return None
@@ -448,7 +481,7 @@ def repair_hint(problems: Iterable[Mismatch], results: str | os.PathLike[str]) -
     if differ:
         rm = " ".join(shlex.quote(path) for path in differ)
         return f"repair: rm {rm}; then {rerun}"
-    return f"repair: {rerun}; it refits exactly the missing and unreadable files"
+    return f"repair: {rerun}; it refits exactly the missing, unreadable and edited files"
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Mismatch]:
