@@ -18,14 +18,16 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-# Validates the config (ConfigError names the bad key; the config files are checked for keys
-# given twice) and fills the schema's defaults before any job is scheduled; STUDY holds the
-# cells, chunks and hashes that the rules use. A bad config ends here with its one line.
+# Validates the config (ConfigError names the bad key; the config files and the --config entries
+# are checked for keys given twice, and for YAML aliases that expand beyond any real config) and
+# fills the schema's defaults before any job is scheduled; STUDY holds the cells, chunks and
+# hashes that the rules use. A bad config ends here with its one line.
 try:
     STUDY = load_study(
         config,
         Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
         config_files=workflow.configfiles,
+        config_args=workflow.config_settings.config_args,
     )
 except ConfigError as error:
     sys.exit(str(error))

@@ -21,7 +21,6 @@ OVERSIZED_MODULES_ALLOWED: set[str] = set()
 OVERSIZED_FUNCTIONS_ALLOWED = {  # removed at merge of issue 20
     "emsim/api.py:fit",
     "emsim/api.py:fit_batch",
-    "emsim/api.py:fit_batch_by_rule",
 }
 
 # The one module that reads `precision`, `replicates` and `starts` from the config dict (and

@@ -203,13 +203,13 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "fixed-pi-high",
         broken((("starts", 0, "values"), {"pi": 1.5})),
         "starts[0].values.pi",
-        "not in (0, 1)",
+        "outside [1e-06, 1 - 1e-06]",
     ),
     (
         "fixed-pi-zero",
         broken((("starts", 0, "values"), {"pi": 0})),
         "starts[0].values.pi",
-        "not in (0, 1)",
+        "outside [1e-06, 1 - 1e-06]",
     ),
     (
         "fixed-sigma-negative",
@@ -225,7 +225,18 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("fixed-values-empty", broken((("starts", 0, "values"), {})), "starts[0].values", "non-empty"),
     ("fixed-no-values", broken((("starts", 0, "values"), _DELETE)), "starts[0].values", "missing"),
-    ("quantile-pi0-1", broken((("starts", 1, "pi0"), 1.0)), "starts[1].pi0", "not in (0, 1)"),
+    (
+        "quantile-pi0-1",
+        broken((("starts", 1, "pi0"), 1.0)),
+        "starts[1].pi0",
+        "outside [1e-06, 1 - 1e-06]",
+    ),
+    (
+        "quantile-pi0-tiny",
+        broken((("starts", 1, "pi0"), 1e-300)),
+        "starts[1].pi0",
+        "outside [1e-06, 1 - 1e-06]",
+    ),
     ("k-on-quantile", broken((("starts", 1, "k"), 2)), "starts[1].k", "only for strategy random"),
     # -- beyond what doubles hold: valid-looking cells whose fit jobs would fail
     ("pi-huge-int", broken((("grid", "pi"), [10**400])), "grid.pi[0]", "floating-point range"),
@@ -241,7 +252,7 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "grid-sigma-below-resolution",
-        broken((("grid", "mu"), [[0, 3], [1e8, 1e8]]), (("grid", "sigma"), [1, [1, 1e-6]])),
+        broken((("grid", "mu"), [[0, 3], [1e8, 2e8]]), (("grid", "sigma"), [1, [1, 1e-6]])),
         "grid.sigma[1]",
         "for grid.mu[1]",
     ),
@@ -254,7 +265,7 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "tolerance-yaml-text",
         broken((("em", "tolerance"), "1e-6")),
         "em.tolerance",
-        "(write 1.0e-6: YAML reads 1e-6 as text)",
+        "(write 1.0e-6: YAML 1.1 reads 1e-6 as text)",
     ),
     (
         "replicates-yaml-text",
@@ -317,6 +328,19 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("limits-misspelt", broken((("limits",), {"max_fit": 10})), "limits.max_fit", "unknown key"),
     ("limits-text", broken((("limits",), {"max_fits": "1e9"})), "limits.max_fits", "as text"),
+    # -- a cell no data can identify (issue 19 finding 7)
+    (
+        "one-normal-twice",
+        broken((("grid", "mu"), [[0, 3], [0, 0]])),
+        "grid.mu[1]",
+        "one normal twice",
+    ),
+    (
+        "one-normal-twice-scenario",
+        broken((("scenarios", 0, "mu"), [2, 2]), (("scenarios", 0, "sigma"), 1)),
+        "scenarios[0]",
+        "no data can identify pi",
+    ),
     # -- keys that are not text
     ("key-number", {**BASE, 7: 1}, "7", "unknown key"),
     ("key-newline", {**BASE, "chunk\nsize": 1}, "'chunk\\nsize'", "unknown key"),
@@ -405,6 +429,7 @@ COMMAND_LINE: list[tuple[str, list[str], str, str]] = [
     ("cli-traces-negative", ["traces=-1"], "traces", "minimum"),
     ("cli-replicates-1e9", ["replicates=1000000000", "chunk_size=1"], "limits.max_jobs", "raise"),
     ("cli-max-iterations-2-64", [f"em={{max_iterations: {2**64}}}"], "em.max_iterations", "type"),
+    ("cli-key-twice", ["replicates=20", "replicates=30"], "replicates", "given twice on the"),
 ]
 
 # Config files as written (what yaml.safe_dump cannot write): `config.yaml`'s text.
@@ -416,6 +441,12 @@ RAW_FILES: list[tuple[str, str, str, str]] = [
         "given twice in",
     ),
     ("file-yaml-1e-6", "em:\n  tolerance: 1e-6\n", "em.tolerance", "write 1.0e-6"),
+    (
+        "file-yaml-1.0e12",
+        "grid:\n  n: [20]\n  mu: [[0, 1.0e12]]\n  sigma: [1]\n  pi: [0.5]\n",
+        "grid.mu[0][1]",
+        "write 1.0e+12: YAML 1.1 reads 1.0e12 as text",
+    ),
 ]
 
 
@@ -424,7 +455,8 @@ def as_snakemake_reads(
 ) -> Any:
     """`load_study` on what the Snakefile gets: `cfg` written as config.yaml and read by
     Snakemake's config-file loader, merged as Snakemake merges `--configfile config.yaml
-    extra.yaml` (when `extra_text` is given) and `--config` (parsed by its own parser)."""
+    extra.yaml` (when `extra_text` is given) and `--config` (parsed by its own parser;
+    its entries as typed are `config_args`, as the Snakefile passes them)."""
     from snakemake.cli import parse_config
     from snakemake.common.configfile import load_configfile
     from snakemake.utils import update_config
@@ -442,7 +474,9 @@ def as_snakemake_reads(
     update_config(overwrite, parse_config(list(overrides)))
     config = load_configfile(config_yaml)  # the Snakefile's `configfile:`
     update_config(config, overwrite)
-    return load_study(config, SCHEMA, config_files=[*given, config_yaml])
+    return load_study(
+        config, SCHEMA, config_files=[*given, config_yaml], config_args=list(overrides)
+    )
 
 
 # Every case: (id, config, --config entries, extra config file text, key path, fragment).
@@ -499,6 +533,7 @@ THROUGH_SNAKEMAKE = {
     "cli-misspelt",  # and its --config replicats=10
     "cli-replicates-1e9",
     "file-key-twice",
+    "cli-key-twice",  # the Snakefile hands load_study Snakemake's --config entries as typed
 }
 assert THROUGH_SNAKEMAKE <= {case[0] for case in ALL_CASES}
 if os.environ.get("EMSIM_CORPUS_ALL") == "1":

@@ -21,7 +21,7 @@ from studyrun import ROOT, copy_study, jobs_of, make_workdir, snakemake, study_h
 
 from emsim.cli import main as emsim_main
 from emsim.study import manifest as manifest_module
-from emsim.study.integrity import ROWS_HASH_KEY, rows_hash
+from emsim.study.manifest import ROWS_HASH_KEY, rows_hash
 
 pytestmark = pytest.mark.slow
 

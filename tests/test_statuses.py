@@ -218,7 +218,6 @@ CASES: dict[str, Case] = {
         0,
         2,
     ),
-    "boundary-at-start": (ordinary, {"start": {"pi": 1e-9}}, "boundary", 0, 1),
     # (y - mu)^2 overflows for every point: the start's log-likelihood is NaN.
     "nonfinite-full": (ordinary, {"start": HUGE_MEANS}, "nonfinite", 0, 1),
     "nonfinite-equal-var": (
@@ -236,6 +235,17 @@ CASES: dict[str, Case] = {
         1,
     ),
 }
+
+
+def test_a_start_on_the_boundary_ends_at_once_in_a_batch_and_is_refused_by_fit() -> None:
+    """fit_batch takes it (the study's truth start of a cell with pi near 0 is one) and stops
+    at iteration 0; emsim.fit refuses it, as a start no fit can leave (issue 19)."""
+    batch = strict_fit_batch(ordinary()[None, :], start={"pi": 1e-9}, trace=True)
+    result = batch.row(0)
+    assert (result.status, result.iterations, result.loglik_evals) == ("boundary", 0, 1)
+    check_consistent(result, "em")
+    with pytest.raises(ValueError, match=r"start pi=1e-09 is outside \[1e-06"):
+        emsim.fit(ordinary(), start={"pi": 1e-9})
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import engine
 from .information import information, pi_information
+from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
 from .limit import find_limits
 from .models import (
     DEFAULT_SCORE_TOLERANCE,
@@ -272,6 +273,7 @@ class BatchFitResult:
 
 
 def _as_data(y: Any) -> np.ndarray:
+    check_data_kind(y)
     try:
         data = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -436,13 +438,11 @@ def check_start_known(
 def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamValues) -> np.ndarray:
     n_rows = y.shape[0]
     start, known = check_start_known(model, start, known)
-
+    check_known_given(model, known)
     matrix = np.empty((n_rows, len(PARAMS)))
     for j, name in enumerate(PARAMS):
         if name in known_params(model):
             value = _column(known, name, n_rows, "known")
-            if value is None:
-                raise ValueError(f"model {model!r} needs a known value for {name}")
         else:
             value = _column(start, name, n_rows, "start")
         matrix[:, j] = np.nan if value is None else value
@@ -599,11 +599,7 @@ def fit_batch_by_rule(
         raise ValueError("give at least one stopping rule")
     rules = tuple(tolerances)
     tolerance_values = np.array([_check_tolerance(r, tolerances[r]) for r in rules])
-    if int(max_iterations) != max_iterations or not 1 <= max_iterations <= MAX_ITERATIONS_LIMIT:
-        raise ValueError(
-            f"max_iterations must be an integer in [1, {MAX_ITERATIONS_LIMIT}], "
-            f"got {max_iterations}"
-        )
+    max_iterations = check_max_iterations(max_iterations, MAX_ITERATIONS_LIMIT)
     if not (np.isfinite(premature_threshold) and premature_threshold > 0):
         raise ValueError(f"premature_threshold must be > 0, got {premature_threshold}")
     y = _as_data(Y)
@@ -927,10 +923,13 @@ def fit(
     ValueError
         For invalid input only: `y` not 1-D, holding text, NaN or infinite values, or fewer
         than 2 points; an unknown model, method or parameter name; a missing known value; a
-        start or known value that is not finite, a pi outside (0, 1) or a sigma <= 0; a
-        tolerance <= 0 or a max_iterations that is not a positive integer.
+        start or known value that is not finite, a start pi outside [1e-6, 1 - 1e-6] (where
+        the fit would end ``"boundary"`` at once) or a sigma <= 0; a tolerance <= 0 or a
+        max_iterations that is not a positive integer.
     TypeError
-        For a `y` that numpy cannot make into an array of numbers at all (such as a dict).
+        For a `y` that numpy cannot make into an array of numbers at all (such as a dict), or
+        would make into the wrong ones: dates or times, complex numbers, booleans, a masked
+        array; for a max_iterations that is not an integer (such as True).
 
     See Also
     --------
@@ -990,6 +989,8 @@ def fit(
     >>> emsim.fit(np.full(10, 3.0)).status
     'degenerate'
     """
+    check_data_kind(y)
+    check_start_pi(start)
     data = np.asarray(y, dtype=np.float64) if not isinstance(y, np.ndarray) else y
     if data.ndim != 1:
         raise ValueError(f"fit takes a 1-D array of data, got {data.ndim}-D; use fit_batch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,12 @@ import numpy as np
 
 from .bad_input import InputError, echo, one_line
 from .datafile import read_data
+from .inputs import (
+    MAX_ITERATIONS_CLI,
+    check_equal_var_start,
+    check_known_given,
+    check_start_pi,
+)
 from .models import (
     DEFAULT_SCORE_TOLERANCE,
     DEFAULT_STOPPING,
@@ -39,6 +46,9 @@ if TYPE_CHECKING:
     from .api import FitResult
 
 EXIT_BAD_INPUT = 2
+# A reader that closed the pipe (`emsim demo | head`) ends the command as SIGPIPE ends other
+# Unix tools (the shell's 128 + 13), quietly: nothing is wrong with the input.
+EXIT_CLOSED_STDOUT = 141
 # The most points `emsim simulate` draws: 10^8 doubles are 800 MB, and R's stream needs more.
 MAX_SIMULATE_N = 10**8
 
@@ -61,6 +71,14 @@ def _count(text: str) -> int:
     if not number.is_integer():
         raise argparse.ArgumentTypeError(f"{echo(text)} is not a whole number")
     return int(number)
+
+
+def _iteration_cap(text: str) -> int:
+    """--max-iterations: a whole number in [1, 2^31 - 1], the cap the study's config allows."""
+    cap = _count(text)
+    if not 1 <= cap <= MAX_ITERATIONS_CLI:
+        raise argparse.ArgumentTypeError(f"{cap} is not in [1, {MAX_ITERATIONS_CLI}] (2^31 - 1)")
+    return cap
 
 
 def _numbers(text: str, what: str, count: tuple[int, ...]) -> list[float]:
@@ -243,6 +261,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     known = parse_assignments(args.known, "--known")
     try:
         check_start_known(args.model, start, known, "--start", "--known", refuse_held_start=True)
+        check_known_given(args.model, known, "--known")
+        check_equal_var_start(args.model, start, "--start")
+        check_start_pi(start, "--start")
     except ValueError as err:
         raise InputError(str(err)) from None
     trace_path = (
@@ -375,11 +396,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _recompute(args: argparse.Namespace) -> int:
     """`verify --recompute K`: refit some replicates of K chunks and compare them with the files
-    (`integrity.recompute`); prints one line per file that differs, then a summary. Returns 1
+    (`recompute.recompute`); prints one line per file that differs, then a summary. Returns 1
     if any differs, else 0."""
     import secrets
 
-    from .study.integrity import recompute
+    from .study.recompute import recompute
 
     if args.recompute < 1 or args.replicates < 0:
         bad = "--recompute" if args.recompute < 1 else "--replicates"
@@ -538,7 +559,10 @@ def _add_fit(fit_cmd: argparse.ArgumentParser) -> None:
         help="stop when the log-likelihood rises by less; default: 1e-5",
     )
     fit_cmd.add_argument(
-        "--max-iterations", type=int, default=1000, help="iteration limit; default: 1000"
+        "--max-iterations",
+        type=_iteration_cap,
+        default=1000,
+        help="iteration limit, 1 to 2^31 - 1 (as in the study's config); default: 1000",
     )
     fit_cmd.add_argument(
         "--stopping",
@@ -613,10 +637,25 @@ def _add_verify(verify_cmd: argparse.ArgumentParser) -> None:
     verify_cmd.set_defaults(run=_cmd_verify)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is dropped, and
+    the interpreter's flush at exit has nothing to report."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor (tests' capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_CLOSED_STDOUT
     except InputError as err:
         print(f"emsim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

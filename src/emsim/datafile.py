@@ -57,7 +57,11 @@ def scan_csv(path: Path, column: str) -> tuple[str, int, list[str] | None] | Non
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             # Blank lines (or only spaces) are skipped, as pandas skips them, the header's too.
-            rows = (row for row in reader if len(row) > 1 or (row and row[0].strip()))
+            # A line `""` is not blank: the csv module gives it as one empty field (a blank line
+            # as no field), and pandas reads it as a missing value, which is then refused.
+            rows = (
+                row for row in reader if len(row) > 1 or row == [""] or (row and row[0].strip())
+            )
             header = next(rows, None)
             if header is None:
                 return None

@@ -72,11 +72,27 @@ def simulate_labelled(
     z = (u > pi_f).astype(np.int8) + np.int8(1)
     mean = mu_a[z - 1]
     sd = sigma_a[z - 1]
-    if isinstance(rng, RRandom):
-        y = rng.rnorm(n, mean, sd)
-    else:
-        y = mean + sd * rng.standard_normal(n)
+    # An overflow is reported by _check_drawn, as one error, not as numpy's warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if isinstance(rng, RRandom):
+            y = rng.rnorm(n, mean, sd)
+        else:
+            y = mean + sd * rng.standard_normal(n)
+    _check_drawn(y, mu_a, sigma_a)
     return y, z
+
+
+def _check_drawn(y: NDArray[np.float64], mu: NDArray[np.float64], sigma: NDArray[np.float64]):
+    # A design near the largest double (mu 1e308, sigma 1e308) draws points beyond it: they
+    # would be written as inf, data no fit can use. Whether a draw overflows depends on the
+    # normals drawn, so the drawn values are what is checked.
+    overflowed = ~np.isfinite(y)
+    if overflowed.any():
+        raise ValueError(
+            f"{int(overflowed.sum())} of {y.size} drawn values overflow the floating-point "
+            f"range (mu {mu[0]:g}, {mu[1]:g}; sigma {sigma[0]:g}, {sigma[1]:g}): use a "
+            "smaller scale"
+        )
 
 
 def simulate(
@@ -119,7 +135,8 @@ def simulate(
     ------
     ValueError
         For an n that is not an integer >= 1, a mu that is not a finite pair, a sigma that is
-        not finite and > 0, or a pi outside [0, 1].
+        not finite and > 0, or a pi outside [0, 1]; for a design whose draws overflow the
+        floating-point range (values near 1e308).
     TypeError
         For an `rng` that is neither a numpy Generator nor an `RRandom`.
 

@@ -45,6 +45,11 @@ from emsim.study.config_checks import (
     format_path,
     show,
 )
+from emsim.study.config_sources import (
+    check_config_args,
+    check_config_files,
+    check_expanded_size,
+)
 from emsim.study.measures import PARAMETER_ORDER
 from emsim.study.precision import MEASURES, Precision, Target
 from emsim.study.rounds import ReplicatePlan
@@ -54,9 +59,10 @@ from emsim.study.starts import (
     check_starts,
     count_starts,
     expand_starts,
+    oracle_start_names,
     select_starts,
 )
-from emsim.study.study import Cell, Study, fit_job_mem_mb
+from emsim.study.study import Cell, FitTask, Study, fit_job_mem_mb
 
 __all__ = [
     "canonical_json",
@@ -174,9 +180,15 @@ def _type_hint(err) -> str:
         mantissa, e, exponent = value.strip().lower().partition("e")
         if e and "number" not in wanted and x.is_integer():
             return f" (write {int(x)}: YAML reads {value} as text)"
-        if e and "." not in mantissa:
-            fixed = f"{mantissa}.0e{exponent}"
-            return f" (write {fixed}: YAML reads {value} as text)"
+        if e:
+            # YAML 1.1 (PyYAML, Snakemake) reads an exponent as a number only with a decimal
+            # point and a signed exponent: 1.0e-6 and 1.0e+12, never 1e-6 or 1.0e12.
+            point = mantissa if "." in mantissa else f"{mantissa}.0"
+            sign = "" if exponent[:1] in "+-" else "+"
+            fixed = f"{point}e{sign}{exponent}"
+            # Text that is already so spelt was quoted, or nested in --config's {...}.
+            if fixed != value.strip().lower() and isinstance(_yaml_value(fixed), float):
+                return f" (write {fixed}: YAML 1.1 reads {value} as text)"
         return (
             " (text, not a number: remove the quotes; `--config` passes values nested in"
             " {...} as text, so set those in a config file)"
@@ -185,6 +197,15 @@ def _type_hint(err) -> str:
         if value.is_integer():
             return f" (write {int(value)}, without a decimal point or exponent)"
     return ""
+
+
+def _yaml_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
 
 
 def _strict_integer(checker, instance) -> bool:
@@ -211,6 +232,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
         raise ConfigError(
             "", f"the config must be a mapping of keys to values, not {type(config).__name__}"
         )
+    check_expanded_size(config)
     schema_path = Path(schema_path) if schema_path is not None else default_schema_path()
     cfg = copy.deepcopy(dict(config))
     with open(schema_path) as f:
@@ -266,6 +288,25 @@ def _check_resolution(mu: Sequence[object], sigma: object, sigma_path: str, mu_p
         )
 
 
+def _pair(value: object) -> tuple[float, float]:
+    """A mu or sigma as its two components' values (one number: both)."""
+    if isinstance(value, list | tuple):
+        return float(value[0]), float(value[1])
+    return float(value), float(value)  # type: ignore[arg-type]
+
+
+def _check_identifiable(mu: object, sigma: object, where: str, with_sigma: str) -> None:
+    """Equal means and equal sigmas are one normal twice: every pi gives the same data, so no
+    fit can estimate it and a bias or coverage of pi would describe nothing."""
+    (mu1, mu2), (sigma1, sigma2) = _pair(mu), _pair(sigma)
+    if mu1 == mu2 and sigma1 == sigma2:
+        raise ConfigError(
+            where,
+            f"mu {show(mu)} with sigma {show(sigma)}{with_sigma} is one normal twice (equal "
+            "means, equal sigmas): no data can identify pi; make the means or the sigmas differ",
+        )
+
+
 def _check_semantics(cfg: dict) -> None:
     grid = cfg.get("grid")
     if grid is not None:
@@ -280,12 +321,14 @@ def _check_semantics(cfg: dict) -> None:
         for i, s in enumerate(grid["sigma"]):
             for k, mu in enumerate(grid["mu"]):
                 _check_resolution(mu, s, f"grid.sigma[{i}]", f"grid.mu[{k}]")
+                _check_identifiable(mu, s, f"grid.mu[{k}]", f" (grid.sigma[{i}])")
     for j, sc in enumerate(cfg.get("scenarios") or []):
         _check_n(sc["n"], f"scenarios[{j}].n")
         _check_mu(sc["mu"], f"scenarios[{j}].mu")
         _check_sigma(sc["sigma"], f"scenarios[{j}].sigma")
         check_pi(sc["pi"], f"scenarios[{j}].pi")
         _check_resolution(sc["mu"], sc["sigma"], f"scenarios[{j}].sigma", f"scenarios[{j}].mu")
+        _check_identifiable(sc["mu"], sc["sigma"], f"scenarios[{j}]", "")
     if grid is None and not cfg.get("scenarios"):
         raise ConfigError("grid", "no cells: give a grid and/or a non-empty scenarios list")
     _check_replicates(cfg)
@@ -428,25 +471,19 @@ def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
 def _count_cells(cfg: Mapping[str, Any]) -> int:
     """The number of distinct cells `expand_cells` would give, without expanding the grid: the
     product of each grid list's distinct values, plus the scenarios not in the grid."""
-
-    def pair(value: Any) -> tuple[float, float]:
-        if isinstance(value, list | tuple):
-            return float(value[0]), float(value[1])
-        return float(value), float(value)
-
     grid = cfg.get("grid")
     axes: list[set] = []
     if grid is not None:
         axes = [
             {int(n) for n in grid["n"]},
-            {pair(m) for m in grid["mu"]},
-            {pair(sg) for sg in grid["sigma"]},
+            {_pair(m) for m in grid["mu"]},
+            {_pair(sg) for sg in grid["sigma"]},
             {float(p) for p in grid["pi"]},
         ]
     count = math.prod(len(a) for a in axes) if axes else 0
     extra: set[tuple] = set()
     for sc in cfg.get("scenarios") or []:
-        values = (int(sc["n"]), pair(sc["mu"]), pair(sc["sigma"]), float(sc["pi"]))
+        values = (int(sc["n"]), _pair(sc["mu"]), _pair(sc["sigma"]), float(sc["pi"]))
         if not (axes and all(v in a for v, a in zip(values, axes, strict=True))):
             extra.add(values)
     return count + len(extra)
@@ -543,53 +580,18 @@ def fit_hash(cfg: Mapping[str, Any]) -> str:
     return _sha256(fit_relevant(cfg))
 
 
-def check_config_files(paths: Iterable[str | os.PathLike[str]]) -> None:
-    """Refuse a key given twice in one mapping of a YAML config file (ConfigError naming the key,
-    the file and both lines): YAML loaders, Snakemake's too, silently keep the last one."""
-    import yaml
-
-    for path in paths:
-        try:
-            node = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # not ours to report: Snakemake read the file, or says why it cannot
-        try:
-            _check_duplicate_keys(node, [], str(path))
-        except RecursionError:
-            continue
-
-
-def _check_duplicate_keys(node: Any, where: list, path: str) -> None:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            line = key_node.start_mark.line + 1
-            if key is not None and key in seen:
-                raise ConfigError(
-                    format_path([*where, key]),
-                    f"given twice in {path} (lines {seen[key]} and {line}); "
-                    "YAML would silently keep the last: delete one",
-                )
-            if key is not None:
-                seen[key] = line
-            _check_duplicate_keys(value_node, [*where, key if key is not None else "?"], path)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicate_keys(item, [*where, i], path)
-
-
 def load_study(
     config: Mapping[str, Any],
     schema_path: str | Path | None = None,
     config_files: Iterable[str | os.PathLike[str]] = (),
+    config_args: Iterable[str] | None = (),
 ) -> Study:
     """Validate `config` (raising ConfigError) and parse it into the study's cells, plan, starts,
     precision targets and hashes. `config_files`: the YAML files the config was read from
-    (Snakemake's `workflow.configfiles`), checked for keys given twice, which loading them has
-    already hidden."""
+    (Snakemake's `workflow.configfiles`), and `config_args`: the `--config` entries as typed
+    (`workflow.config_settings.config_args`), both checked for keys given twice, which loading
+    them has already hidden."""
+    check_config_args(config_args)
     check_config_files(config_files)
     cfg = validate_config(config, schema_path)
     starts = tuple(expand_starts(cfg["starts"]))
@@ -612,4 +614,32 @@ def load_study(
             {"precision": cfg.get("precision"), "replicates": cfg["replicates"]}
         ),
         replicates_given=cfg["replicates"],
+    )
+
+
+def recorded_fit_task(
+    fit_config: Mapping[str, Any],
+    seed: int,
+    fit_hash: str,
+    cell: Cell,
+    chunk: int,
+    replicates: Sequence[int],
+) -> FitTask:
+    """The fit task of some replicates of one chunk, from a study's recorded fit config (the
+    manifest's `fit_config`, as `fit_relevant` made it): what `emsim verify --recompute` refits.
+    Parsed here, as `load_study` parses a config, so that no other module reads `starts`."""
+    starts = tuple(expand_starts(fit_config["starts"]))
+    return FitTask(
+        cell=cell,
+        chunk=int(chunk),
+        # Any replicates, not only a range: each has its own streams (docs/design.md section 3).
+        replicates=list(replicates),  # type: ignore[arg-type]
+        seed=int(seed),
+        fit_config=dict(fit_config),
+        fit_hash=str(fit_hash),
+        tolerances=stopping_tolerances(fit_config),
+        oracle_starts=oracle_start_names(starts),
+        models=tuple(fit_config["models"]),
+        methods=tuple(fit_config["methods"]),
+        starts=starts,
     )

@@ -13,7 +13,17 @@ import json
 import math
 from collections.abc import Iterable
 
-__all__ = ["ConfigError", "check_pi", "check_positive", "finite", "format_path", "show"]
+from emsim.inputs import START_PI_RANGE
+
+__all__ = [
+    "ConfigError",
+    "check_pi",
+    "check_positive",
+    "check_start_pi",
+    "finite",
+    "format_path",
+    "show",
+]
 
 
 class ConfigError(ValueError):
@@ -64,6 +74,17 @@ def check_pi(value: object, path: str) -> None:
     x = finite(value, path)
     if not 0.0 < x < 1.0:
         raise ConfigError(path, f"{show(value)} is not in (0, 1)")
+
+
+def check_start_pi(value: object, path: str) -> None:
+    """A start's pi: inside [1e-6, 1 - 1e-6], where a fit from it can take a step (outside, it
+    would end `boundary` before its first iteration), as `emsim.fit` requires."""
+    x = finite(value, path)
+    low, high = START_PI_RANGE
+    if not low <= x <= high:
+        raise ConfigError(
+            path, f"{show(value)} is outside [{low:g}, 1 - {low:g}]: a fit from it ends at once"
+        )
 
 
 def check_positive(value: object, path: str) -> None:

@@ -39,6 +39,7 @@ import emsim
 from emsim.api import fit_batch_by_rule
 from emsim.models import PARAMS, estimated_params, known_params
 from emsim.study.config import canonical_json
+from emsim.study.manifest import rows_hash_metadata
 from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
@@ -173,8 +174,12 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
             FOOTER_EM_CPU_S: f"{em_cpu_seconds:.6f}",
         },
     )
-    write_parquet_atomic(fits, out_path, meta, schema=FITS_SCHEMA, hash_rows=True)
-    write_parquet_atomic(traces, traces_path, meta, schema=TRACES_SCHEMA, hash_rows=True)
+    write_parquet_atomic(
+        fits, out_path, meta, schema=FITS_SCHEMA, derived_metadata=rows_hash_metadata
+    )
+    write_parquet_atomic(
+        traces, traces_path, meta, schema=TRACES_SCHEMA, derived_metadata=rows_hash_metadata
+    )
     statuses = fits["status"].value_counts().to_dict()
     log.info(
         "wrote %d fits (%s) in %.2f s (%.2f s in EM); %d trace rows",

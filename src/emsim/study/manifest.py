@@ -168,6 +168,34 @@ def table_hash(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
+# Metadata key of a fits or traces file: sha256 of its rows as the manifest hashes them.
+ROWS_HASH_KEY = "rows_sha256"
+
+
+def rows_hash(table: pa.Table) -> str:
+    """The content hash stored under `ROWS_HASH_KEY`: `manifest.table_hash` of the rows."""
+    return table_hash(table)
+
+
+def rows_hash_metadata(table: pa.Table) -> dict[str, str]:
+    """The metadata a fit job stores with its rows (`parquet_io.write_parquet_atomic`)."""
+    return {ROWS_HASH_KEY: rows_hash(table)}
+
+
+def rows_hash_problem(metadata: Mapping[bytes, bytes] | None, computed: str) -> str | None:
+    """Why rows hashing to `computed` (`rows_hash`) are not those the writer of a file with
+    key-value `metadata` hashed, or None: they are."""
+    stored = (metadata or {}).get(ROWS_HASH_KEY.encode(), b"").decode()
+    if not stored:
+        return f"has no {ROWS_HASH_KEY} in its metadata: not written by this version's fit job"
+    if computed != stored:
+        return (
+            f"its rows changed after its fit job wrote them (content hash {computed[:12]}, "
+            f"written as {stored[:12]})"
+        )
+    return None
+
+
 def study_hash(cells: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """sha256 over the sorted (cell id, kind, cell hash) triples of a manifest's `cells`."""
     triples = sorted(
@@ -202,14 +230,13 @@ class _Scan:
     cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
-    # Files whose rows differ from the hash their fit job stored (integrity.ROWS_HASH_KEY).
+    # Files whose rows differ from the hash their fit job stored (ROWS_HASH_KEY).
     edited: dict[str, str] = field(default_factory=dict)
 
 
 def _rows_hash_problem(path: Path, digest: str, required: bool) -> str | None:
     """Why the rows of `path` (hashing to `digest`) are not what its writer stored, or None;
     a file without a stored hash passes unless one is `required`."""
-    from emsim.study.integrity import ROWS_HASH_KEY, rows_hash_problem
 
     schema = pq.read_schema(path)
     if not required and ROWS_HASH_KEY.encode() not in (schema.metadata or {}):

@@ -103,15 +103,16 @@ def write_parquet_atomic(
     path: str | os.PathLike[str],
     metadata: Mapping[str, object] | None = None,
     schema: pa.Schema | None = None,
-    hash_rows: bool = False,
+    derived_metadata: Callable[[pa.Table], Mapping[str, str]] | None = None,
 ) -> Path:
     """Write `df` to `path` as Parquet with `metadata` (str -> str) merged into the schema's
     key-value metadata; atomically (temporary file in the same folder, then `os.replace`).
 
     `schema`, when given, fixes the column types, so that an empty frame still gets the right
-    dtypes and every chunk of a dataset has the same schema. With `hash_rows`, the content hash
-    of the rows is stored under `integrity.ROWS_HASH_KEY`, so that a reader can tell rows
-    changed after they were written (docs/design.md section 4).
+    dtypes and every chunk of a dataset has the same schema. `derived_metadata` adds entries
+    computed from the table as written (the fit jobs' `manifest.rows_hash_metadata`: the
+    content hash of the rows, so that a reader can tell rows changed after they were written,
+    docs/design.md section 4).
     """
     if isinstance(df, pa.Table):
         table = df.cast(schema) if schema is not None else df
@@ -120,10 +121,9 @@ def write_parquet_atomic(
     kv = dict(table.schema.metadata or {})
     for key, value in (metadata or {}).items():
         kv[str(key).encode()] = str(value).encode()
-    if hash_rows:
-        from emsim.study.integrity import ROWS_HASH_KEY, rows_hash
-
-        kv[ROWS_HASH_KEY.encode()] = rows_hash(table).encode()
+    if derived_metadata is not None:
+        for key, value in derived_metadata(table).items():
+            kv[str(key).encode()] = str(value).encode()
     table = table.replace_schema_metadata(kv)
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 

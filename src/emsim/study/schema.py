@@ -50,6 +50,7 @@ __all__ = [
     "TRACES_SCHEMA",
     "TRACE_KEY",
     "SummaryTable",
+    "cell_folders",
     "cell_summary_path",
     "gate_path",
     "hive_files",
@@ -117,7 +118,8 @@ TRACES_SCHEMA = pa.schema(
 
 RESULT_KINDS: tuple[str, ...] = ("fits", "traces")
 # Hive layout under a kind's folder: the cell and chunk are readable from the path alone.
-_RESULT_FILE = "cell={cell}/chunk={chunk}.parquet"
+_CELL_FOLDER = "cell={cell}"
+_RESULT_FILE = _CELL_FOLDER + "/chunk={chunk}.parquet"
 HIVE_FILE = re.compile(r"^cell=(?P<cell>[^/]+)/chunk=(?P<chunk>[0-9]+)\.parquet$")
 # The partition a kind's folder is read with: cell ids stay strings whatever they look like.
 CELL_PARTITION = pa.schema([("cell", pa.string())])
@@ -128,6 +130,17 @@ def kind_folder(kind: str, root: str = "results") -> str:
     if kind not in RESULT_KINDS:
         raise ValueError(f"unknown result kind {kind!r}; expected one of {RESULT_KINDS}")
     return f"{root}/{kind}"
+
+
+def cell_folders(folder: str | Path) -> dict[str, Path]:
+    """{cell id: its folder} of the `cell=<id>` folders directly under `folder` (results/fits,
+    results/traces, results/cells), in path order; empty when `folder` does not exist."""
+    prefix = _CELL_FOLDER.format(cell="")
+    return {
+        path.name[len(prefix) :]: path
+        for path in sorted(Path(folder).glob(_CELL_FOLDER.format(cell="*")))
+        if path.is_dir()
+    }
 
 
 def result_path(kind: str, cell: str = "{cell}", chunk: object = "{chunk}", root="results") -> str:

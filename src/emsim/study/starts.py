@@ -32,7 +32,7 @@ import numpy as np
 
 import emsim
 from emsim.models import PARAMS
-from emsim.study.config_checks import ConfigError, check_pi, check_positive, finite
+from emsim.study.config_checks import ConfigError, check_positive, check_start_pi, finite
 from emsim.study.schema import BEST_START
 from emsim.study.seeding import random_start_rng
 
@@ -126,7 +126,7 @@ def check_starts(starts: Sequence[Mapping[str, Any]]) -> None:
         if strategy == "fixed":
             _check_fixed_values(st, where)
         if strategy == "quantile" and "pi0" in st:
-            check_pi(st["pi0"], f"{where}.pi0")
+            check_start_pi(st["pi0"], f"{where}.pi0")
         for name in start_names([st]):
             if name in RESERVED_START_NAMES:
                 raise ConfigError(
@@ -144,7 +144,7 @@ def _check_fixed_values(st: Mapping[str, Any], where: str) -> None:
         raise ConfigError(f"{where}.values", "missing (required for strategy fixed)")
     for name, value in st["values"].items():
         if name == "pi":
-            check_pi(value, f"{where}.values.pi")
+            check_start_pi(value, f"{where}.values.pi")
         elif name.startswith("sigma"):
             check_positive(value, f"{where}.values.{name}")
         else:

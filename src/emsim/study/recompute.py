@@ -1,0 +1,139 @@
+"""`emsim verify --recompute K`: refit sampled replicates of K chunks of a finished study from
+their seeds, in a temporary folder, and compare their rows with the files (docs/design.md
+section 4). Each replicate has its own random streams (section 3), so a replicate refitted alone
+gives exactly the rows it has in its chunk; `runtime_s` (wall clock) is the only column left out.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emsim.study.integrity import read_result
+from emsim.study.schema import RESULT_KINDS, result_path
+
+__all__ = ["Recomputed", "choose_chunks", "recompute"]
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """One checked file: `path`, the replicates refitted, and the columns whose values differ
+    from the refit (empty: identical), or `problem` when it could not be compared."""
+
+    path: str
+    replicates: tuple[int, ...]
+    differs: tuple[str, ...] = ()
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.differs and not self.problem
+
+
+def choose_chunks(
+    manifest: Mapping[str, Any], k: int, per_chunk: int, seed: int
+) -> list[tuple[str, int, list[int]]]:
+    """K (cell, chunk, replicates) of the manifest's fits files, drawn by `random.Random(seed)`:
+    K chunks without replacement from the sorted list of all of them, then up to `per_chunk` of
+    each chunk's replicates (all of them when `per_chunk` is 0)."""
+    from emsim.study.config import replicate_plan
+
+    plan = replicate_plan(manifest)
+    chunks = sorted(
+        {(f["cell_id"], int(f["chunk"])) for f in manifest["files"] if f.get("kind") == "fits"}
+    )
+    rng = random.Random(seed)
+    chosen = []
+    for cell_id, chunk in sorted(rng.sample(chunks, min(k, len(chunks)))):
+        replicates = list(plan.chunk_replicates(chunk))
+        if 0 < per_chunk < len(replicates):
+            replicates = sorted(rng.sample(replicates, per_chunk))
+        chosen.append((cell_id, chunk, replicates))
+    return chosen
+
+
+def _differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
+    from emsim.study.manifest import _column_parts, canonical_table
+
+    a, b = canonical_table(found), canonical_table(refit)
+    if a.num_rows != b.num_rows or a.column_names != b.column_names:
+        return (f"rows ({a.num_rows} in the file, {b.num_rows} refitted) or columns",)
+    return tuple(
+        name
+        for name in a.column_names
+        if list(_column_parts(name, a[name])) != list(_column_parts(name, b[name]))
+    )
+
+
+def _task_for(
+    manifest: Mapping[str, Any], root: Path, cell_id: str, chunk: int, replicates: list[int]
+):
+    """The fit task of the replicates of one chunk: the design from the file's rows (the cell
+    id is a digest of it, so rows of another design are refused), the rest from the manifest."""
+    from emsim.study.config import recorded_fit_task
+    from emsim.study.study import Cell
+
+    found, problem = read_result(Path(result_path("fits", cell_id, chunk, str(root))))
+    if found is None or found.num_rows == 0:
+        raise ValueError(problem or "the fits file has no rows")
+    row = found.slice(0, 1).to_pylist()[0]
+    cell = Cell.make(row["n"], [row["mu1"], row["mu2"]], [row["sigma1"], row["sigma2"]], row["pi"])
+    if cell.cell_id != cell_id:
+        raise ValueError(f"its rows are of cell {cell.cell_id}")
+    return recorded_fit_task(
+        manifest["fit_config"],
+        manifest["seed"],
+        manifest["config_hash"],
+        cell,
+        chunk,
+        replicates,
+    )
+
+
+def _rows_of(table: pa.Table, replicates: list[int]) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table["replicate"], pa.array(replicates, pa.int64())))
+
+
+def recompute(
+    results: str | os.PathLike[str], k: int, per_chunk: int, seed: int
+) -> list[Recomputed]:
+    """Refit the replicates `choose_chunks` draws from K chunks of the study in `results`, from
+    the seed, design and fit config its manifest records, in a temporary folder, and compare
+    their fits and traces rows with the files' rows of those replicates: every column but the
+    wall-clock `runtime_s`, bit for bit. Each replicate has its own random streams, so a
+    replicate refitted alone gives the rows it has in its chunk."""
+    from emsim.study.fitjob import fit_chunk
+    from emsim.study.manifest import load_manifest, manifest_path
+
+    root = manifest_path(results).parent
+    manifest = load_manifest(results)
+    out: list[Recomputed] = []
+    with tempfile.TemporaryDirectory(prefix="emsim-recompute-") as tmp:
+        fresh = {kind: Path(tmp) / f"{kind}.parquet" for kind in RESULT_KINDS}
+        for cell_id, chunk, replicates in choose_chunks(manifest, k, per_chunk, seed):
+            paths = {kind: result_path(kind, cell_id, chunk, str(root)) for kind in RESULT_KINDS}
+            reps = tuple(replicates)
+            try:
+                fit_chunk(_task_for(manifest, root, cell_id, chunk, replicates), *fresh.values())
+            except (ValueError, KeyError) as err:
+                out.append(Recomputed(paths["fits"], reps, problem=f"cannot refit: {err}"))
+                continue
+            for kind in RESULT_KINDS:
+                found, problem = read_result(Path(paths[kind]))
+                if found is None:
+                    out.append(Recomputed(paths[kind], reps, problem=problem or ""))
+                    continue
+                refit = pq.read_table(fresh[kind])
+                differs = _differing_columns(_rows_of(found, replicates), refit)
+                out.append(Recomputed(paths[kind], reps, differs))
+    return out
