@@ -231,6 +231,12 @@ def test_verify_rejects_bad_input(study, tmp_path, capsys):
     assert_one_line_error(code, out, err, "unreadable manifest", "nested too deeply")
     code, out, err = run_cli(capsys, "--results", study / "results", "--compare", tmp_path / "x")
     assert_one_line_error(code, out, err, "no manifest", "no such folder")
+    # One file listed twice would be counted twice in every total (issue 19, item 10).
+    manifest = json.loads((study / "results" / "manifest.json").read_text())
+    manifest["files"].append(dict(manifest["files"][0]))
+    (results / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "--results", results)
+    assert_one_line_error(code, out, err, manifest["files"][0]["path"], "listed twice")
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shlex
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,6 +420,11 @@ def load_manifest(where: str | os.PathLike[str]) -> dict[str, Any]:
         ok = False
     if not ok:
         raise ManifestError(f"{path}: malformed manifest (study_hash, cells or files)")
+    listed = Counter(f["path"] for f in manifest["files"])
+    twice = sorted(p for p, times in listed.items() if times > 1)
+    if twice:
+        # Counted twice, one file would stand for two in every total and check.
+        raise ManifestError(f"{path}: malformed manifest: {twice[0]} is listed twice")
     return manifest
 
 
