@@ -244,3 +244,36 @@ def test_make_figures_redraws_the_study_in_results_not_the_default_config(small,
     del args[cores : cores + 2]  # the helper gives its own
     _, out = snakemake(work, "-n", *args)
     assert sorted(jobs_of(out)) == ["figures", "report"], out[-3000:]
+
+
+def test_a_full_disk_is_one_line_and_the_old_file_is_kept(tmp_path, monkeypatch):
+    """Issue 19, item 9: a write that fails for lack of space leaves the file it would have
+    replaced as it was, and the job says "disk full" in one line, without a traceback."""
+    import errno
+
+    import pandas as pd
+
+    from emsim.study import jobs
+    from emsim.study.parquet_io import write_parquet_atomic
+
+    target = tmp_path / "summary" / "table.parquet"
+    target.parent.mkdir()
+    write_parquet_atomic(pd.DataFrame({"x": [1.0, 2.0]}), target)
+    before = target.read_bytes()
+
+    def no_space(table, where, **kwargs):
+        with open(where, "wb") as half:
+            half.write(b"PAR1")
+        raise OSError(errno.ENOSPC, "No space left on device", str(where))
+
+    monkeypatch.setattr(pq, "write_table", no_space)
+    log = tmp_path / "job.log"
+    with pytest.raises(jobs.DiskFull) as raised, jobs.job_logging(log):
+        write_parquet_atomic(pd.DataFrame({"x": [3.0]}), target)
+
+    assert str(raised.value).startswith("disk full writing ")
+    assert "\n" not in str(raised.value)
+    logged = log.read_text()
+    assert "disk full" in logged and "Traceback" not in logged
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.parquet"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import importlib.util
 import logging
 import multiprocessing
@@ -114,6 +115,13 @@ _jobs_logging = 0
 _root_level = logging.WARNING
 
 
+class DiskFull(OSError):
+    """A job's write failed for lack of space; its message is one line for the user."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 @contextlib.contextmanager
 def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
     """Log (INFO and up) and warnings of the block into `log_path`; an exception is written
@@ -147,6 +155,15 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
                 warnings.simplefilter("default")
             try:
                 yield logger
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    logger.error("job failed:\n%s", traceback.format_exc())
+                    raise
+                # A full disk is the user's to fix, not a bug: one line, no traceback.
+                where = f" writing {err.filename}" if err.filename else ""
+                message = f"disk full{where}: free space and rerun (finished files are kept)"
+                logger.error(message)
+                raise DiskFull(errno.ENOSPC, message) from None
             except BaseException:
                 logger.error("job failed:\n%s", traceback.format_exc())
                 raise
