@@ -637,7 +637,7 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
-    limit = _path_limit(y, out, model, sigma_floor)
+    limit = _path_limit(y, out, model, sigma_floor, premature_threshold)
     return {
         rule: _rule_result(
             y,
@@ -722,14 +722,16 @@ class _PathLimit:
     loglik: np.ndarray
     se: dict[str, np.ndarray]
     found: np.ndarray  # a maximum, certified
+    bounded: np.ndarray  # not reached, but every stop's distance and status known (limit.py)
     stationary: np.ndarray  # stalled where the information is not positive definite
     failed: np.ndarray  # the iteration left the parameter space: no limit
     evals: np.ndarray  # E-steps of the continuation beyond the engine's polish
 
 
-def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
+def _path_limit(y, out, model, sigma_floor, threshold) -> _PathLimit:
     """From where the engine's polish ended (it polishes the path once, from its furthest stop
-    made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit)."""
+    made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit), or where
+    every polished stop is premature for certain, a point within its precision of it."""
     n_rows = y.shape[0]
     polished = out.polish_evals > 0
     has_limit = polished.any(axis=1)
@@ -739,13 +741,17 @@ def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
     start = np.ascontiguousarray(out.limit[rows, k])
     start[~has_limit] = np.nan
     stop_loglik = np.where(polished, out.loglik, np.inf).min(axis=1)
-    found = find_limits(y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor)
+    stops = np.where(polished[:, :, None], out.params, np.nan)
+    found = find_limits(
+        y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor, stops, threshold
+    )
     loglik = np.where(has_limit & ~found.failed, found.loglik, np.nan)
     return _PathLimit(
         found.params,
         loglik,
         _se_by_name(found.se, model, n_rows),
         found.certified,
+        found.bounded,
         found.stationary,
         found.failed,
         found.evals,
@@ -796,7 +802,7 @@ def _rule_result(
     status[stopped & limit.stationary] = "saddle"
     # A fit whose limit is no certified maximum, or one it is far from, is not usable; nor is
     # one whose SEs do not exist, though its iteration moves on to a maximum nearby.
-    far = (distance > threshold) | ~limit.found | ~positive
+    far = (distance > threshold) | ~(limit.found | limit.bounded) | ~positive
     status[stopped & ~limit.stationary & far] = "premature"
 
     evals = out.loglik_evals[:, k]
