@@ -105,7 +105,8 @@ class FitResult:
     method : str
         The method used (``"em"`` or ``"squarem"``).
     stopping : str
-        The stopping rule (``"abs"``, ``"rel"`` or ``"aitken"``; see `fit`).
+        The stopping rule: ``"abs"``, ``"rel"``, ``"aitken"``, ``"score"`` or ``"param"``
+        (see `fit`).
     distance_to_limit : float
         For a fit a stopping rule or the cap ended (``"converged"``, ``"premature"``,
         ``"saddle"``, ``"max_iterations"``): how far `params` lie from the limit of the same
@@ -113,11 +114,14 @@ class FitResult:
         SE(theta_limit). The limit is where the iteration, continued from the path's furthest
         such stop (by SQUAREM, with Newton's method only as a certified finish), reaches a
         point of positive definite information whose Newton decrement and EM step are below
-        1e-4 SE (docs/design.md section 2). NaN for other statuses, where the iteration
-        leaves the parameter space (no limit), and where no SE exists (a saddle).
+        1e-4 SE (docs/design.md section 2). Where every stop's status is already certain, the
+        continuation may end short of it, with this distance within a factor 1.2 of the
+        limit's or within 0.02 SE of it (emsim.limit, `bounded`). NaN for other statuses, where
+        the iteration leaves the parameter space (no limit), and where no SE exists (a saddle).
     loglik_gap_to_limit : float
         The log-likelihood still to gain: loglik at the limit (or where the iteration stalled,
-        or the budget ran out) minus `loglik`; NaN where no limit exists.
+        or the continuation ended short of it: then a lower bound, or the budget ran out) minus
+        `loglik`; NaN where no limit exists.
     polish_evals : int
         E-steps the engine's polish spent; not counted in `loglik_evals` (nor are the
         continuation rounds of emsim.limit).
