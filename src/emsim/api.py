@@ -114,14 +114,11 @@ class FitResult:
         SE(theta_limit). The limit is where the iteration, continued from the path's furthest
         such stop (by SQUAREM, with Newton's method only as a certified finish), reaches a
         point of positive definite information whose Newton decrement and EM step are below
-        1e-4 SE (docs/design.md section 2). Where every stop's status is already certain, the
-        continuation may end short of it, with this distance within a factor 1.2 of the
-        limit's or within 0.02 SE of it (emsim.limit, `bounded`). NaN for other statuses, where
-        the iteration leaves the parameter space (no limit), and where no SE exists (a saddle).
+        1e-4 SE (docs/design.md section 2). NaN for other statuses, where the iteration
+        leaves the parameter space (no limit), and where no SE exists (a saddle).
     loglik_gap_to_limit : float
         The log-likelihood still to gain: loglik at the limit (or where the iteration stalled,
-        or the continuation ended short of it: then a lower bound, or the budget ran out) minus
-        `loglik`; NaN where no limit exists.
+        or the budget ran out) minus `loglik`; NaN where no limit exists.
     polish_evals : int
         E-steps the engine's polish spent; not counted in `loglik_evals` (nor are the
         continuation rounds of emsim.limit).
@@ -641,7 +638,7 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
-    limit = _path_limit(y, out, model, sigma_floor, premature_threshold)
+    limit = _path_limit(y, out, model, sigma_floor)
     return {
         rule: _rule_result(
             y,
@@ -726,16 +723,14 @@ class _PathLimit:
     loglik: np.ndarray
     se: dict[str, np.ndarray]
     found: np.ndarray  # a maximum, certified
-    bounded: np.ndarray  # not reached, but every stop's distance and status known (limit.py)
     stationary: np.ndarray  # stalled where the information is not positive definite
     failed: np.ndarray  # the iteration left the parameter space: no limit
     evals: np.ndarray  # E-steps of the continuation beyond the engine's polish
 
 
-def _path_limit(y, out, model, sigma_floor, threshold) -> _PathLimit:
+def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
     """From where the engine's polish ended (it polishes the path once, from its furthest stop
-    made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit), or where
-    every polished stop is premature for certain, a point within its precision of it."""
+    made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit)."""
     n_rows = y.shape[0]
     polished = out.polish_evals > 0
     has_limit = polished.any(axis=1)
@@ -745,17 +740,13 @@ def _path_limit(y, out, model, sigma_floor, threshold) -> _PathLimit:
     start = np.ascontiguousarray(out.limit[rows, k])
     start[~has_limit] = np.nan
     stop_loglik = np.where(polished, out.loglik, np.inf).min(axis=1)
-    stops = np.where(polished[:, :, None], out.params, np.nan)
-    found = find_limits(
-        y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor, stops, threshold
-    )
+    found = find_limits(y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor)
     loglik = np.where(has_limit & ~found.failed, found.loglik, np.nan)
     return _PathLimit(
         found.params,
         loglik,
         _se_by_name(found.se, model, n_rows),
         found.certified,
-        found.bounded,
         found.stationary,
         found.failed,
         found.evals,
@@ -806,7 +797,7 @@ def _rule_result(
     status[stopped & limit.stationary] = "saddle"
     # A fit whose limit is no certified maximum, or one it is far from, is not usable; nor is
     # one whose SEs do not exist, though its iteration moves on to a maximum nearby.
-    far = (distance > threshold) | ~(limit.found | limit.bounded) | ~positive
+    far = (distance > threshold) | ~limit.found | ~positive
     status[stopped & ~limit.stationary & far] = "premature"
 
     evals = out.loglik_evals[:, k]

@@ -19,18 +19,6 @@ whose decrement is 0.09).
 An iteration that stalls (no gain at the working precision) where I is not positive definite
 is at a stationary point that is no maximum (`stationary`: a saddle, such as equal components,
 which EM keeps equal); one that leaves the parameter space has no limit (`failed`).
-
-A crawling fit can need thousands of SQUAREM cycles to reach its limit, which made finding
-the limits of the default study's fits cost 2.5 times their fits. Where the distance of every
-stop on the path is known well enough, the continuation ends (`bounded`) at the first point
-(between rounds) where I is positive definite and its decrement D is small enough. The Newton
-step from there is at most D standard errors long in every parameter (its max-norm in SEs is
-bounded by its norm in I), and on the crawls seen D overstates the way left (the quadratic
-model overstates the gain left by 1-6x), so the distance d from a stop to that point is
-within D of the distance to the limit. Enough means, for every stop: its status is certain
-(d - D above or d + D below the premature threshold) and d is within BOUNDED_PRECISION of the
-distance (D <= BOUNDED_PRECISION d) or within BOUNDED_ABSOLUTE SEs of it. The log-likelihood
-there is a lower bound on the limit's.
 """
 
 from __future__ import annotations
@@ -51,10 +39,6 @@ NEWTON_FROM_DECREMENT = 1e-2
 # SQUAREM cycles of each continuation round: 14,400 in all, beyond the longest run the slow
 # cell needed (about 11,000 cycles from the start), spent only on fits not yet certified.
 CONTINUATION_ROUNDS = (100, 300, 1000, 3000, 10000)
-# A distance ends the continuation early once it is known to this relative precision or to
-# this many SEs (the issue asks for a factor 1.5 or 0.02 SE; see the docstring).
-BOUNDED_PRECISION = 0.2
-BOUNDED_ABSOLUTE = 0.02
 # Newton stops when every parameter's step is below this many of its standard errors.
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
@@ -250,9 +234,7 @@ class Limits:
     """Per row: where the iteration's continuation ended, its log-likelihood and SEs (over the
     estimated parameters; NaN where I is not positive definite), and how it ended: `certified`
     (a maximum, the limit), `stationary` (stalled where I is not positive definite) or
-    `failed` (left the parameter space) or `bounded` (near enough: every stop's status certain
-    and its distance known to BOUNDED_PRECISION or BOUNDED_ABSOLUTE); none of these: the
-    budget ran out."""
+    `failed` (left the parameter space); none of the three: the budget ran out."""
 
     params: np.ndarray
     loglik: np.ndarray
@@ -260,7 +242,6 @@ class Limits:
     certified: np.ndarray
     stationary: np.ndarray
     failed: np.ndarray
-    bounded: np.ndarray
     evals: np.ndarray
 
 
@@ -296,22 +277,16 @@ def find_limits(
     stop_loglik: np.ndarray,
     model: str,
     sigma_floor: np.ndarray,
-    stops: np.ndarray | None = None,
-    premature_threshold: float = np.inf,
 ) -> Limits:
     """The limit of each row's iteration from `theta` (where the engine's polish ended, with
     its log-likelihood), for stops whose log-likelihood was `stop_loglik`; rows whose theta is
-    NaN are left out (NaN results). `stops` (rows x stops x 5, NaN for none) are the points
-    whose distance to the limit will be reported and compared with `premature_threshold`:
-    where that is known well enough, the continuation ends early (`bounded`). See the
-    module's docstring."""
+    NaN are left out (NaN results). See the module's docstring."""
     n_rows = theta.shape[0]
     state = {"params": np.array(theta, dtype=np.float64, copy=True)}
     state["loglik"] = np.array(theta_loglik, dtype=np.float64, copy=True)
     certified = np.zeros(n_rows, dtype=bool)
     stationary = np.zeros(n_rows, dtype=bool)
     failed = np.zeros(n_rows, dtype=bool)
-    bounded = np.zeros(n_rows, dtype=bool)
     evals = np.zeros(n_rows, dtype=np.int64)
     todo = np.isfinite(theta).all(axis=1)
     se_width = len(_ESTIMATED_COLUMNS[model])
@@ -330,9 +305,6 @@ def find_limits(
             _newton_finish(y, state, near, model, stop_loglik)
             certified[near] |= state["assessment"].certified[near]
             todo &= ~certified
-        if stops is not None:
-            bounded |= todo & _near_enough(state, stops, model, premature_threshold)
-            todo &= ~bounded
         rows = np.flatnonzero(todo)
         if rows.size == 0:
             break
@@ -351,24 +323,8 @@ def find_limits(
         certified,
         stationary & ~certified,
         failed,
-        bounded,
         evals,
     )
-
-
-def _near_enough(state, stops, model, threshold) -> np.ndarray:
-    """Rows where every stop's status is certain and its distance precise enough from the
-    current point (module docstring)."""
-    checked = state["assessment"]
-    columns = _ESTIMATED_COLUMNS[model]
-    decrement = checked.decrement[:, None]
-    with np.errstate(all="ignore"):
-        gaps = np.abs(stops[:, :, columns] - state["params"][:, None, columns])
-        distance = np.max(gaps / checked.se[:, None, :], axis=2)
-        certain = (distance - decrement > threshold) | (distance + decrement < threshold)
-        precise = decrement <= np.maximum(BOUNDED_PRECISION * distance, BOUNDED_ABSOLUTE)
-    known = np.where(np.isnan(stops[:, :, 0]), True, certain & precise)
-    return checked.positive & np.isfinite(checked.decrement) & known.all(axis=1)
 
 
 def _reassess(y, state, rows, model) -> None:
