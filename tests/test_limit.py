@@ -261,3 +261,17 @@ def test_squarem_score_checks_are_few_and_stop_where_checking_every_iteration_wo
         assert fitted.status[0, 0] == "converged"
         assert stop <= fitted.iterations[0, 0] <= stop + stop // 10 + 1, seed
         assert fitted.score_checks[0, 0] <= 60, seed
+
+
+@pytest.mark.parametrize("seed", [11124, 11207])
+def test_plain_em_fit_whose_squarem_continuation_collapses_is_measured_to_ems_limit(seed):
+    # SQUAREM's extrapolation from these stops carries the fit onto a collapsing component
+    # (it leaves the parameter space), while EM's own path, like the numpy long run here,
+    # reaches a maximum tens of SEs away: the distance must be that one's, not null.
+    y = slow_data(seed)
+    result = emsim.fit(y, model="full", method="em", start={"pi": 0.5})
+    assert result.status in ("premature", "max_iterations")
+    stop = stop_of(result)
+    limit, se = reference(stop, y)
+    assert within_factor(result.distance_to_limit, np.max(np.abs(stop - limit) / se))
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)
