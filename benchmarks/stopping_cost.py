@@ -9,6 +9,10 @@ run interleaved, `--repeats` rounds, and each reports its best round, so the mac
 
     python benchmarks/stopping_cost.py [--replicates 100] [--repeats 2]
         [--baseline-src OLD/src]   # e.g. a `git worktree add` of the commit before the polish
+        [--variant NAME=SRC:RULE,RULE ...]   # instead of the default variants
+
+e.g. issue 18's cost: `--variant old=OLD/src:abs,aitken --variant main=MAIN/src:abs,aitken
+--variant new=src:abs,aitken,score` (the first variant is the reference of the ratios).
 
 Reported per variant: the EM CPU seconds of the fit jobs (the footers' `em_cpu_s`: inside
 `fit_batch_by_rule`, polish, Newton and SEs included), the jobs' wall time, and the E-steps of
@@ -89,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicates", type=int, default=100, help="replicates per cell")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds (best of)")
     parser.add_argument("--baseline-src", help="an older src/ to compare with (optional)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=SRC:RULE,RULE (repeatable; replaces the default variants)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -102,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.baseline_src:
         variants = {"baseline": (Path(args.baseline_src), {**base, "stopping": None}), **variants}
+    if args.variant:
+        variants = {}
+        for given in args.variant:
+            name, rest = given.split("=", 1)
+            src, rules = rest.rsplit(":", 1)
+            variants[name] = (Path(src).resolve(), {**base, "stopping": rules.split(",")})
     # Warm-up: compile (or load) each source tree's engine before anything is timed.
     warm = {**base, "replicates": 2}
     for name, (src, spec) in variants.items():
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             got = run_variant(name, src, spec)
             if name not in best or got["em_cpu_s"] < best[name]["em_cpu_s"]:
                 best[name] = got
-    reference = best["baseline" if "baseline" in best else "abs"]
+    reference = best[next(iter(variants))]
     print(
         f"{'variant':<12} {'EM cpu s':>9} {'ratio':>6} {'wall s':>7} {'ratio':>6} "
         f"{'fits':>7} {'E-steps/fit':>11} {'polish/fit':>10}"

@@ -83,6 +83,7 @@ def test_defaults_are_filled():
     assert cfg["em"] == {
         "stopping": ["abs"],
         "tolerance": 1e-5,
+        "score_tolerance": 0.01,
         "max_iterations": 1000,
         "premature_threshold": 0.1,
     }

@@ -195,3 +195,83 @@ def test_score_tolerance_is_used_and_checked():
     assert loose.iterations < strict.iterations
     with pytest.raises(ValueError, match="tolerance"):
         emsim.fit(y, stopping="score", score_tolerance=0.0)
+
+
+def score(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The full model's score, d loglik / d (pi, mu1, mu2, sigma1, sigma2)."""
+    pi, mu1, mu2, s1, s2 = theta
+    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
+    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
+    with np.errstate(over="ignore"):
+        tau = 1.0 / (1.0 + np.exp(b - a))
+    e1, e2 = y - mu1, y - mu2
+    return np.array(
+        [
+            (tau / pi - (1 - tau) / (1 - pi)).sum(),
+            (tau * e1).sum() / s1**2,
+            ((1 - tau) * e2).sum() / s2**2,
+            (tau * (e1**2 / s1**3 - 1 / s1)).sum(),
+            ((1 - tau) * (e2**2 / s2**3 - 1 / s2)).sum(),
+        ]
+    )
+
+
+def newton_decrement(theta: np.ndarray, y: np.ndarray) -> float:
+    """sqrt(g' I^-1 g) with I the central-difference derivative of the score (inf where I is
+    not positive definite)."""
+    h = 1e-6 * np.maximum(np.abs(theta), 0.1)
+    columns = []
+    for j in range(5):
+        step = np.zeros(5)
+        step[j] = h[j]
+        columns.append((score(theta + step, y) - score(theta - step, y)) / (2 * h[j]))
+    information = -np.array(columns).T
+    information = 0.5 * (information + information.T)
+    if np.linalg.eigvalsh(information).min() <= 0:
+        return np.inf
+    g = score(theta, y)
+    return float(np.sqrt(g @ np.linalg.solve(information, g)))
+
+
+def test_squarem_score_checks_are_few_and_stop_where_checking_every_iteration_would():
+    # The score rule's information pass costs about fifteen E-steps, so it is spaced; on
+    # slow-cell data SQUAREM crawls and gains 1e-4 per cycle or less for hundreds of cycles,
+    # where a check at every gated cycle doubled a fit's cost.
+    from emsim import engine
+    from emsim.api import quantile_start
+
+    tolerance = 0.01
+    for seed in (9007, 9021):
+        y = slow_data(seed)[None, :]
+        start = quantile_start(y, 0.5)
+        start = np.stack([start[p] for p in emsim.PARAMS], axis=1)
+        floor = 1e-6 * y.std(axis=1)
+        args = (y, start, "full", "squarem")
+        tol = np.array([tolerance])
+        fitted = engine.run(*args, ("score",), tol, 1000, floor, np.zeros(1, bool))
+        # The path does not depend on the rule: run it to the cap, traced.
+        long_run = engine.run(*args, ("abs",), np.array([1e-300]), 1000, floor, np.ones(1, bool))
+        path = long_run.traces[0]
+        stop = None
+        for k in range(1, path.shape[0]):
+            if path[k, 7] < tolerance**2 and newton_decrement(path[k, 1:6], y[0]) < tolerance:
+                stop = k
+                break
+        assert stop is not None and stop < 1000, seed
+        assert fitted.status[0, 0] == "converged"
+        assert stop <= fitted.iterations[0, 0] <= stop + stop // 10 + 1, seed
+        assert fitted.score_checks[0, 0] <= 60, seed
+
+
+@pytest.mark.parametrize("seed", [11124, 11207])
+def test_plain_em_fit_whose_squarem_continuation_collapses_is_measured_to_ems_limit(seed):
+    # SQUAREM's extrapolation from these stops carries the fit onto a collapsing component
+    # (it leaves the parameter space), while EM's own path, like the numpy long run here,
+    # reaches a maximum tens of SEs away: the distance must be that one's, not null.
+    y = slow_data(seed)
+    result = emsim.fit(y, model="full", method="em", start={"pi": 0.5})
+    assert result.status in ("premature", "max_iterations")
+    stop = stop_of(result)
+    limit, se = reference(stop, y)
+    assert within_factor(result.distance_to_limit, np.max(np.abs(stop - limit) / se))
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)

@@ -189,3 +189,16 @@ def test_standard_errors_and_statuses_do_not_depend_on_the_units():
         assert scaled.se["pi"] == pytest.approx(base.se["pi"], rel=1e-6)
         for name in ("mu1", "mu2", "sigma1", "sigma2"):
             assert scaled.se[name] == pytest.approx(base.se[name] * scale, rel=1e-6), (scale, name)
+
+
+def test_the_schema_and_the_api_default_to_the_same_score_tolerance():
+    from pathlib import Path
+
+    import yaml
+
+    from emsim.models import DEFAULT_SCORE_TOLERANCE
+
+    schema_path = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    em = schema["properties"]["em"]["properties"]
+    assert em["score_tolerance"]["default"] == DEFAULT_SCORE_TOLERANCE

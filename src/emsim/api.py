@@ -106,7 +106,8 @@ class FitResult:
     method : str
         The method used (``"em"`` or ``"squarem"``).
     stopping : str
-        The stopping rule (``"abs"``, ``"rel"`` or ``"aitken"``; see `fit`).
+        The stopping rule: ``"abs"``, ``"rel"``, ``"aitken"``, ``"score"`` or ``"param"``
+        (see `fit`).
     distance_to_limit : float
         For a fit a stopping rule or the cap ended (``"converged"``, ``"premature"``,
         ``"saddle"``, ``"max_iterations"``): how far `params` lie from the limit of the same
@@ -633,7 +634,7 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
-    limit = _path_limit(y, out, model, sigma_floor)
+    limit = _path_limit(y, out, model, method, sigma_floor)
     return {
         rule: _rule_result(
             y,
@@ -723,7 +724,7 @@ class _PathLimit:
     evals: np.ndarray  # E-steps of the continuation beyond the engine's polish
 
 
-def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
+def _path_limit(y, out, model, method, sigma_floor) -> _PathLimit:
     """From where the engine's polish ended (it polishes the path once, from its furthest stop
     made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit)."""
     n_rows = y.shape[0]
@@ -735,7 +736,9 @@ def _path_limit(y, out, model, sigma_floor) -> _PathLimit:
     start = np.ascontiguousarray(out.limit[rows, k])
     start[~has_limit] = np.nan
     stop_loglik = np.where(polished, out.loglik, np.inf).min(axis=1)
-    found = find_limits(y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor)
+    found = find_limits(
+        y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor, method
+    )
     loglik = np.where(has_limit & ~found.failed, found.loglik, np.nan)
     return _PathLimit(
         found.params,

@@ -464,8 +464,10 @@ METHOD_CODES = {"em": 0, "squarem": 1}
 #           quadratic model in its own standard errors (issue 18). I costs about five E-steps,
 #           so it is computed only where the rule could stop: once d_k < tol^2 (the gain still
 #           to come is sqrt(g' I^-1 g)^2 / 2 and at least d_(k+1), so no earlier iterate can
-#           pass), and for plain EM, after a failed check, not before the iterate that EM's
-#           observed rate predicts halfway to tol (`_next_score_check`).
+#           pass), and after a failed check, not before EM's observed rate predicts it
+#           halfway to tol, or for SQUAREM, once the log-likelihood has made half the rise
+#           the quadratic model says is left or its iterations grew by a tenth
+#           (`_next_score_check`).
 #   param:  max_j |p_k,j - p_(k-1),j| < tol, the largest parameter change (SQUAREM's R
 #           package and turboEM stop on such raw-unit residuals).
 STOPPING_CODES = {"abs": 0, "rel": 1, "aitken": 2, "score": 3, "param": 4}
@@ -677,7 +679,7 @@ def _judge(model, n, new, new_loglik, loglik, floor):
 @njit(inline="always", **_JIT)
 def _stops(rule, tolerance, loglik, diff, last_diff, change):
     """Whether a cheap rule stops here (`change`: the largest parameter change of the step);
-    the score rule is decided by `_score_stops`."""
+    the score rule is decided in fit_one, where its checks are spaced."""
     if rule == STOP_ABS:
         return diff < tolerance
     if rule == STOP_REL:
@@ -768,25 +770,35 @@ def newton_decrement(y, p, stats, model, complete, missing):
 
 
 @njit(inline="always", **_JIT)
-def _next_score_check(method, iteration, decrement, tolerance, diff, last_diff):
-    """The first iteration at which the score rule looks again after a check that found
-    `decrement` >= tolerance. Plain EM's decrement shrinks by its rate rho = sqrt(d_k /
-    d_(k-1)) per iteration, so it cannot reach the tolerance in fewer than about
-    log(tol / decrement) / log(rho) iterations; the rule waits half of that (the rate still
-    drifts). SQUAREM follows no such rate: it looks at every iteration once gated. Where I
-    was not positive definite (a ridge EM may crawl along for thousands of iterations) plain
-    EM looks again after a tenth of its iterations so far."""
-    if method != 0:
-        return iteration + 1
+def _next_score_check(method, iteration, loglik, decrement, tolerance, diff, last_diff):
+    """When the score rule looks again after a check that found `decrement` >= tolerance (-1:
+    I not positive definite): at the returned iteration, or (SQUAREM) as soon as the
+    log-likelihood reaches the returned value, whichever comes first.
+
+    Plain EM's decrement shrinks by its rate rho = sqrt(d_k / d_(k-1)) per iteration, so it
+    cannot reach the tolerance in fewer than about log(tol / decrement) / log(rho) iterations;
+    the rule waits half of that (the rate still drifts). SQUAREM follows no such rate. Near a
+    maximum the gain still to come is decrement^2 / 2, so no iterate passes before the
+    log-likelihood has risen by (decrement^2 - tol^2) / 2: SQUAREM looks again after half
+    that rise. Further out the quadratic model overstates the gain (by up to 6x on the slow
+    cell's ridges, where the check would then wait past the passing iterate), so SQUAREM also
+    looks again after a tenth of its iterations so far: a stop is late by at most a tenth,
+    and a fit makes about log(iterations) / log(1.1) checks, not one per iteration. Where I
+    was not positive definite (a ridge the iteration may crawl along for thousands of
+    iterations) both look again after a tenth of their iterations so far."""
+    geometric = iteration + 1 + iteration // 10
     if decrement < 0.0:
-        return iteration + 1 + iteration // 10
+        return geometric, np.inf
+    if method != 0:
+        rise = 0.25 * (decrement * decrement - tolerance * tolerance)
+        return geometric, loglik + rise if math.isfinite(rise) else -np.inf
     if not (diff > 0.0 and last_diff > diff) or decrement == 0.0:
-        return iteration + 1
+        return iteration + 1, np.inf
     rho = math.sqrt(diff / last_diff)
     wait = 0.5 * math.log(tolerance / decrement) / math.log(rho)
     if not math.isfinite(wait) or wait < 1.0:
-        return iteration + 1
-    return iteration + int(min(wait, 1e9))
+        return iteration + 1, np.inf
+    return iteration + int(min(wait, 1e9)), np.inf
 
 
 @njit(**_JIT)
@@ -837,6 +849,7 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
     polish_tolerance = 0.0
     step_method = method
     next_check = np.zeros(n_rules, np.int64)
+    check_loglik = np.full(n_rules, np.inf)
     checks = np.zeros(n_rules, np.int64)
     complete = np.empty((1, 5, 5))
     missing = np.empty((1, 5, 5))
@@ -918,13 +931,14 @@ def fit_one(y, start, model, method, rules, tolerances, max_iterations, sigma_fl
                 continue
             if rules[r] == STOP_SCORE:
                 tol = tolerances[r]
-                if iteration < next_check[r] or not diff < tol * tol:
+                due = iteration >= next_check[r] or loglik >= check_loglik[r]
+                if not (due and diff < tol * tol):
                     continue
                 checks[r] += 1
                 decrement = newton_decrement(y, p, stats, model, complete, missing)
                 if not (decrement >= 0.0 and decrement < tol):
-                    next_check[r] = _next_score_check(
-                        method, iteration, decrement, tol, diff, last_diff
+                    next_check[r], check_loglik[r] = _next_score_check(
+                        method, iteration, loglik, decrement, tol, diff, last_diff
                     )
                     continue
             elif not _stops(rules[r], tolerances[r], loglik, diff, last_diff, change):

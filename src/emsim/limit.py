@@ -18,7 +18,10 @@ whose decrement is 0.09).
 
 An iteration that stalls (no gain at the working precision) where I is not positive definite
 is at a stationary point that is no maximum (`stationary`: a saddle, such as equal components,
-which EM keeps equal); one that leaves the parameter space has no limit (`failed`).
+which EM keeps equal); one that leaves the parameter space has no limit (`failed`). For a
+plain-EM fit that verdict is EM's own: where SQUAREM's extrapolation leaves the parameter space
+(a component collapsing onto a few points, on 4 of 300 slow-cell data sets where EM's own
+path reaches a maximum), the continuation goes on from where it was with plain EM steps.
 """
 
 from __future__ import annotations
@@ -277,16 +280,20 @@ def find_limits(
     stop_loglik: np.ndarray,
     model: str,
     sigma_floor: np.ndarray,
+    method: str = "squarem",
 ) -> Limits:
     """The limit of each row's iteration from `theta` (where the engine's polish ended, with
     its log-likelihood), for stops whose log-likelihood was `stop_loglik`; rows whose theta is
-    NaN are left out (NaN results). See the module's docstring."""
+    NaN are left out (NaN results). `method` is the fits' own: a plain-EM fit whose SQUAREM
+    continuation leaves the parameter space goes on with plain EM. See the module's
+    docstring."""
     n_rows = theta.shape[0]
     state = {"params": np.array(theta, dtype=np.float64, copy=True)}
     state["loglik"] = np.array(theta_loglik, dtype=np.float64, copy=True)
     certified = np.zeros(n_rows, dtype=bool)
     stationary = np.zeros(n_rows, dtype=bool)
     failed = np.zeros(n_rows, dtype=bool)
+    plain = np.zeros(n_rows, dtype=bool)
     evals = np.zeros(n_rows, dtype=np.int64)
     todo = np.isfinite(theta).all(axis=1)
     se_width = len(_ESTIMATED_COLUMNS[model])
@@ -308,7 +315,18 @@ def find_limits(
         rows = np.flatnonzero(todo)
         if rows.size == 0:
             break
-        stalled, left = _continue(y, state, rows, model, sigma_floor, cycles, evals)
+        stalled = np.zeros(rows.size, dtype=bool)
+        left = np.zeros(rows.size, dtype=bool)
+        for steps, chosen in (("squarem", ~plain[rows]), ("em", plain[rows])):
+            if chosen.any():
+                stalled[chosen], left[chosen] = _continue(
+                    y, state, rows[chosen], model, sigma_floor, cycles, evals, steps
+                )
+        # SQUAREM's extrapolation can carry a plain-EM fit where EM's own path does not go (a
+        # component collapsing onto a few points); EM itself goes on from where it was.
+        retry = left & ~plain[rows] & (method == "em")
+        plain[rows[retry]] = True
+        left &= ~retry
         failed[rows[left]] = True
         _reassess(y, state, rows[~left], model)
         stationary[rows] = stalled & ~state["assessment"].positive[rows]
@@ -335,17 +353,18 @@ def _reassess(y, state, rows, model) -> None:
         getattr(state["assessment"], name)[rows] = getattr(checked, name)
 
 
-def _continue(y, state, rows, model, sigma_floor, cycles, evals):
-    """`cycles` more SQUAREM cycles from the rows' points (the engine itself, restarted there;
-    its step-length bound starts afresh). Returns (stalled: a cycle gained nothing at the
-    working precision, left: the iteration left the parameter space). A crawling iteration
-    gains 1e-7 or less per cycle for thousands of cycles, so any positive gain goes on."""
+def _continue(y, state, rows, model, sigma_floor, cycles, evals, steps="squarem"):
+    """`cycles` more iterations of `steps` (SQUAREM cycles or plain EM steps) from the rows'
+    points (the engine itself, restarted there; SQUAREM's step-length bound starts afresh).
+    Returns (stalled: an iteration gained nothing at the working precision, left: the
+    iteration left the parameter space). A crawling iteration gains 1e-7 or less per cycle
+    for thousands of cycles, so any positive gain goes on."""
     tolerance = np.finfo(np.float64).tiny
     out = run(
         np.ascontiguousarray(y[rows]),
         np.ascontiguousarray(state["params"][rows]),
         model,
-        "squarem",
+        steps,
         ("abs",),
         np.array([tolerance]),
         int(cycles),
