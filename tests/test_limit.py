@@ -12,18 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
+from mixture_reference import hessian_se, loglik
 
 import emsim
 
 SLOW = {"n": 5000, "mu": (0.0, 1.0), "sigma": 1.0, "pi": 0.8}
-
-
-def loglik(theta: np.ndarray, y: np.ndarray) -> float:
-    pi, mu1, mu2, s1, s2 = theta
-    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
-    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
-    return float(logsumexp(np.stack([a, b]), axis=0).sum() - y.size * 0.5 * np.log(2 * np.pi))
 
 
 def em_map(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -67,25 +60,6 @@ def squarem_long_run(theta: np.ndarray, y: np.ndarray, cycles: int = 40000) -> n
             return new
         theta, value = new, new_value
     return theta
-
-
-def hessian_se(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
-    h = 1e-4 * np.maximum(np.abs(theta), 0.1)
-    k = theta.size
-    hessian = np.empty((k, k))
-
-    def at(i, j, di, dj):
-        t = theta.copy()
-        t[i] += di * h[i]
-        t[j] += dj * h[j]
-        return loglik(t, y)
-
-    for i in range(k):
-        for j in range(k):
-            corners = at(i, j, 1, 1) - at(i, j, 1, -1) - at(i, j, -1, 1) + at(i, j, -1, -1)
-            hessian[i, j] = corners / (4 * h[i] * h[j])
-    assert np.linalg.eigvalsh(-hessian)[0] > 0, "the reference is no maximum"
-    return np.sqrt(np.diag(np.linalg.inv(-hessian)))
 
 
 def reference(theta: np.ndarray, y: np.ndarray, plain: int = 0):

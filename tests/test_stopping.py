@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mixture_reference import hessian_se, loglik
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
 import emsim
 from emsim.api import fit_batch_by_rule
@@ -25,15 +25,6 @@ def slow_data(seed: int) -> np.ndarray:
     return emsim.simulate(
         SLOW["n"], SLOW["mu"], SLOW["sigma"], SLOW["pi"], np.random.default_rng(seed)
     )
-
-
-def loglik(theta: np.ndarray, y: np.ndarray) -> float:
-    """The full model's log-likelihood at (pi, mu1, mu2, sigma1, sigma2), straight from the
-    densities (no code shared with the engine)."""
-    pi, mu1, mu2, s1, s2 = theta
-    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
-    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
-    return float(logsumexp(np.stack([a, b]), axis=0).sum() - y.size * 0.5 * np.log(2 * np.pi))
 
 
 def to_free(theta):
@@ -54,22 +45,7 @@ def independent_maximum(y: np.ndarray, theta0: np.ndarray) -> tuple[np.ndarray, 
         options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 20000, "maxcor": 30},
     )
     theta = from_free(result.x)
-    # Observed information by central differences of the log-likelihood in theta.
-    h = 1e-4 * np.maximum(np.abs(theta), 0.1)
-    k = theta.size
-    hessian = np.empty((k, k))
-
-    def at(i, j, di, dj):
-        t = theta.copy()
-        t[i] += di * h[i]
-        t[j] += dj * h[j]
-        return loglik(t, y)
-
-    for i in range(k):
-        for j in range(k):
-            corners = at(i, j, 1, 1) - at(i, j, 1, -1) - at(i, j, -1, 1) + at(i, j, -1, -1)
-            hessian[i, j] = corners / (4 * h[i] * h[j])
-    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    se = hessian_se(theta, y)
     return theta, se
 
 
