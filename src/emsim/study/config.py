@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emsim.models import MODELS
+from emsim.models import DEFAULT_SCORE_TOLERANCE, MODELS
 from emsim.study.config_checks import (
     ConfigError,
     check_pi,
@@ -438,10 +438,6 @@ def stopping_tolerances(cfg: Mapping[str, Any]) -> dict[str, float]:
     """{rule: tolerance} for every rule of em.stopping, in config order (a validated config).
     The score rule's tolerance is em.score_tolerance (standard errors, default 0.01), not
     em.tolerance (log-likelihood or parameter units)."""
-    # Imported here so that this module's import block stays as it is (issue 18's edit is kept
-    # inside this function while config.py is being split).
-    from emsim.models import DEFAULT_SCORE_TOLERANCE
-
     em = cfg["em"]
     tolerance = em["tolerance"]
     out = {}
@@ -580,6 +576,17 @@ def fit_hash(cfg: Mapping[str, Any]) -> str:
     return _sha256(fit_relevant(cfg))
 
 
+def _fit_members(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a study's fits are, parsed from a validated config or from its recorded fit part
+    (`fit_relevant`): the expanded starts, models, methods and each rule's tolerance."""
+    return {
+        "starts": tuple(expand_starts(cfg["starts"])),
+        "models": tuple(cfg["models"]),
+        "methods": tuple(cfg["methods"]),
+        "tolerances": stopping_tolerances(cfg),
+    }
+
+
 def load_study(
     config: Mapping[str, Any],
     schema_path: str | Path | None = None,
@@ -594,8 +601,7 @@ def load_study(
     check_config_args(config_args)
     check_config_files(config_files)
     cfg = validate_config(config, schema_path)
-    starts = tuple(expand_starts(cfg["starts"]))
-    tolerances = stopping_tolerances(cfg)
+    fitting = _fit_members(cfg)
     fit_config = fit_relevant(cfg)
     return Study(
         config=cfg,
@@ -604,12 +610,9 @@ def load_study(
         fit_hash=_sha256(fit_config),
         fit_config=fit_config,
         plan=replicate_plan(cfg),
-        precision=_parse_precision(cfg, starts),
-        starts=starts,
-        models=tuple(cfg["models"]),
-        methods=tuple(cfg["methods"]),
-        stopping=tuple(tolerances),
-        tolerances=tolerances,
+        precision=_parse_precision(cfg, fitting["starts"]),
+        stopping=tuple(fitting["tolerances"]),
+        **fitting,
         precision_key=canonical_json(
             {"precision": cfg.get("precision"), "replicates": cfg["replicates"]}
         ),
@@ -628,7 +631,7 @@ def recorded_fit_task(
     """The fit task of some replicates of one chunk, from a study's recorded fit config (the
     manifest's `fit_config`, as `fit_relevant` made it): what `emsim verify --recompute` refits.
     Parsed here, as `load_study` parses a config, so that no other module reads `starts`."""
-    starts = tuple(expand_starts(fit_config["starts"]))
+    fitting = _fit_members(fit_config)
     return FitTask(
         cell=cell,
         chunk=int(chunk),
@@ -637,9 +640,6 @@ def recorded_fit_task(
         seed=int(seed),
         fit_config=dict(fit_config),
         fit_hash=str(fit_hash),
-        tolerances=stopping_tolerances(fit_config),
-        oracle_starts=oracle_start_names(starts),
-        models=tuple(fit_config["models"]),
-        methods=tuple(fit_config["methods"]),
-        starts=starts,
+        oracle_starts=oracle_start_names(fitting["starts"]),
+        **fitting,
     )
