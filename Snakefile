@@ -41,10 +41,13 @@ if workflow.is_main_process:
     # results/ must hold this study only (docs/design.md section 4): files of cells and chunks
     # this config does not have, and fits or traces that are foreign, edited or unreadable, go
     # to results/stale/ (one line each), so readers of results/fits see this study and this run
-    # refits the rejected files. A dry run only says what it would move (`-n` is known here
-    # through the output settings: the executor, which `workflow.dryrun` asks, is not set yet).
+    # refits the rejected files. A dry run or `snakemake --lint` (`make lint`) only says what
+    # it would move: `-n` is known here through the output settings (the executor, which
+    # `workflow.dryrun` asks, is not set yet), and linting is the one mode whose workflow skips
+    # the check of environment variables.
     dry_run = workflow.dryrun or getattr(workflow.output_settings, "dryrun", False)
-    jobs.sweep_results(STUDY, move=not dry_run)
+    linting = not getattr(workflow, "check_envvars", True)
+    jobs.sweep_results(STUDY, move=not (dry_run or linting))
 
 
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new

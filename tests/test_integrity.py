@@ -122,6 +122,11 @@ def test_a_second_config_in_the_same_checkout_is_all_a_reader_of_results_sees(
 ):
     work = copy_study(small, tmp_path / "w")
     (work / "second.yaml").write_text(yaml.safe_dump(SECOND))
+    # Neither a dry run nor `snakemake --lint` (`make lint`) moves anything: they only say so.
+    for looking in ("-n", "--lint"):
+        _, out = snakemake(work, "--configfile", "second.yaml", looking, check=False)
+        assert "would move to results/stale/" in out, out[-3000:]
+        assert not (work / "results" / "stale").exists(), looking
     _, out = snakemake(work, "--configfile", "second.yaml")
     assert "left by an earlier study" in out and "moved to results/stale/" in out, out[-3000:]
     manifest = json.loads((work / "results" / "manifest.json").read_text())
