@@ -16,6 +16,15 @@ def loglik(theta: np.ndarray, y: np.ndarray) -> float:
     return float(logsumexp(np.stack([a, b]), axis=0).sum() - y.size * 0.5 * np.log(2 * np.pi))
 
 
+def responsibilities(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(component 1 | y) at (pi, mu1, mu2, sigma1, sigma2): the E-step."""
+    pi, mu1, mu2, s1, s2 = theta
+    a = np.log(pi) - np.log(s1) - 0.5 * ((y - mu1) / s1) ** 2
+    b = np.log1p(-pi) - np.log(s2) - 0.5 * ((y - mu2) / s2) ** 2
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(b - a))
+
+
 def hessian_se(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Standard errors at a maximum `theta`: the observed information by central differences
     of `loglik` (steps 1e-4 of each parameter's size, at least 1e-5), inverted."""
