@@ -24,6 +24,7 @@ from studyrun import ADAPTIVE, make_workdir, read_fits, snakemake
 
 from emsim.study.config import load_study
 from emsim.study.config_checks import ConfigError
+from emsim.study.measures import coverage_z
 from emsim.study.precision import GO_ON, STOP_FIXED, STOP_MAX, STOP_MET, Precision, assess, decide
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.summary import summarise
@@ -170,6 +171,20 @@ def test_rows_without_a_true_value_are_not_measured():
 def test_one_number_applies_to_every_parameter_the_models_estimate():
     targets = precision_of({"bias_mcse": 0.01}, models=("pi", "equal_var")).targets
     assert [t.parameter for t in targets] == ["pi", "mu1", "mu2", "sigma"]
+
+
+def test_a_first_round_covering_every_interval_does_not_meet_a_coverage_target():
+    """Coverage 1 in 100 fits: the performance table's MCSE is sqrt(1 * 0 / 100) = 0, the
+    decision's is Wilson's z / (2 (100 + z^2)) (docs/design.md section 10), above 0.005."""
+    perf = perf_rows(pi__fixed__pi=0.001).assign(coverage=1.0, n_se=100, coverage_mcse=0.0)
+    z = coverage_z(0.95)
+    wilson = z / (2.0 * (100 + z * z))
+    assert 0.005 < wilson < 0.01
+
+    for target, stop in ((0.005, GO_ON), (0.01, STOP_MET)):
+        out = assess(perf, precision_of({"coverage_mcse": {"pi": target}}), replicates=100)
+        assert out["reached"].tolist() == pytest.approx([wilson], rel=1e-15)
+        assert decide(out, 100, 500, adaptive=True) == stop
 
 
 def test_decide():

@@ -1,7 +1,9 @@
 """Precision targets: does a cell have enough replicates? (docs/design.md section 10).
 
 The config's ``precision`` block states Monte Carlo SEs to reach: of the bias (EmpSE / sqrt(n_ok),
-per parameter) and of the coverage (sqrt(C (1 - C) / n_se)). A target applies to the cell's
+per parameter) and of the coverage. A proportion such as the coverage is judged by its Wilson
+MCSE (`wilson_mcse`), not by the performance table's sqrt(C (1 - C) / n_se), which is 0 at a
+coverage of exactly 0 or 1 and would meet any target after one round. A target applies to the cell's
 performance rows of the own set (section 6) for its parameter, restricted to the models, methods,
 stopping rules and starts the block names (all of them by default, with the derived `best`),
 and leaving out rows where the measure has no true value to be measured against (equal_var's
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from emsim.study.measures import OWN_SET
+from emsim.study.measures import OWN_SET, coverage_z
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.schema import (
     ASSESSMENT_SCHEMA,
@@ -46,10 +48,13 @@ __all__ = [
     "Target",
     "assess",
     "decide",
+    "decision_mcse",
     "plan_from_metadata",
     "plan_metadata",
     "replicates_row",
     "round_decision",
+    "wilson_interval",
+    "wilson_mcse",
 ]
 
 # The config keys of the targets and the performance column each one bounds.
@@ -60,6 +65,46 @@ STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
 # The Arrow schemas of the `precision` and `replicates` tables and the `replicates` table's
 # metadata keys of the plan are contracts: they live in `schema` and are re-exported here.
 ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
+# The measures whose target bounds the MCSE of a proportion: the performance columns of the
+# proportion and of the number of fits it is a share of. The decision judges them by the Wilson
+# MCSE at this level: 100 replicates that all cover then support a coverage above about 0.963
+# (the interval's lower end), which is what the MCSE has to say, and no less.
+PROPORTIONS: dict[str, tuple[str, str]] = {"coverage_mcse": ("coverage", "n_se")}
+WILSON_LEVEL = 0.95
+
+
+def wilson_mcse(proportion, count, level: float = WILSON_LEVEL):
+    """The Wilson score interval's half-width at `level` over its z: sqrt(n p (1 - p) + z^2 / 4)
+    / (n + z^2) for a share p of n. Near sqrt(p (1 - p) / n) when n p (1 - p) is large, but not 0
+    at p = 0 or 1 (there it is z / (2 (n + z^2)))."""
+    z2 = coverage_z(level) ** 2
+    p = np.asarray(proportion, dtype=float)
+    n = np.asarray(count, dtype=float)
+    return np.sqrt(n * p * (1.0 - p) + z2 / 4.0) / (n + z2)
+
+
+def wilson_interval(proportion, count, level: float = WILSON_LEVEL):
+    """The Wilson score interval (low, high) at `level` for a share p of n: centred at
+    (n p + z^2 / 2) / (n + z^2), z `wilson_mcse` either side; within [0, 1], and not empty at
+    p = 0 or 1 (a rate of 1 in 3000 is not known to +- its own size)."""
+    z = coverage_z(level)
+    p = np.asarray(proportion, dtype=float)
+    n = np.asarray(count, dtype=float)
+    centre = (n * p + z * z / 2.0) / (n + z * z)
+    half = z * wilson_mcse(p, n, level)
+    return centre - half, centre + half
+
+
+def decision_mcse(rows: pd.DataFrame, measure: str) -> np.ndarray:
+    """The MCSE `measure` that the decision compares with its target, per performance row: the
+    table's own column, except for a proportion, whose Wilson MCSE replaces it (NaN where the
+    table's is NaN: too few fits to judge)."""
+    table = rows[MEASURES[measure]].to_numpy(dtype=float)
+    if measure not in PROPORTIONS:
+        return table
+    share, count = PROPORTIONS[measure]
+    wilson = wilson_mcse(rows[share].to_numpy(dtype=float), rows[count].to_numpy(dtype=float))
+    return np.where(np.isnan(table), np.nan, wilson)
 
 
 def plan_metadata(minimum: int, maximum: int, step: int) -> dict[str, str]:
@@ -126,21 +171,20 @@ class Precision:
 
 def assess(perf: pd.DataFrame, precision: Precision, replicates: int) -> pd.DataFrame:
     """One row per target for one cell's performance rows (ASSESSMENT_COLUMNS): the largest
-    MCSE over the rows it applies to (`reached`, NaN when one of them has none), whether it is
-    met, how many rows it applies to and which row is the worst (the first without an MCSE, else
-    the one with the largest). A target that applies to no row of the cell is met (there is
-    nothing to measure), with ``rows`` 0."""
+    MCSE (`decision_mcse`) over the rows it applies to (`reached`, NaN when one of them has
+    none), whether it is met, how many rows it applies to and which row is the worst (the first
+    without an MCSE, else the one with the largest). A target that applies to no row of the
+    cell is met (there is nothing to measure), with ``rows`` 0."""
     if perf.empty:
         return ASSESSMENT_SCHEMA.empty_table().to_pandas()
     cell = perf.iloc[0]
     in_scope = precision.scope(perf)
     rows = []
     for target in precision.targets:
-        measure_column = MEASURES[target.measure]
         chosen = perf[
             in_scope & (perf["parameter"] == target.parameter) & perf["true_value"].notna()
         ]
-        mcse = chosen[measure_column].to_numpy(dtype=float)
+        mcse = decision_mcse(chosen, target.measure)
         worst = None
         if len(mcse) == 0:
             reached, met = np.nan, True

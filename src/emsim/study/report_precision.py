@@ -217,7 +217,8 @@ def _missed_targets(
                     missed["measure"], missed["parameter"], missed["target"], strict=True
                 )
             ],
-            "reached": missed["reached"].map(
+            # The MCSE that decided: a proportion's is Wilson's, not the performance table's.
+            "decision's MCSE (coverage: Wilson)": missed["reached"].map(
                 lambda v: format_number(v, 3) if finite(v) else "no MCSE"
             ),
             "rows": missed["rows"].map(lambda v: f"{int(v)}"),
