@@ -51,6 +51,7 @@ from emsim.study.schema import (
     MEASURE_TABLES,
     SUMMARY_TABLE_SPECS,
     SUMMARY_TABLES,
+    gate_path,
     hive_files,
     summary_csv_path,
     summary_path,
@@ -308,7 +309,10 @@ def last_cell_summaries(study: Study, table: str, gate: Any) -> list[str]:
 
 def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
     """The `kind` ("fits", "traces") files of every cell's chunks through its last round."""
-    return study.outputs(kind, final_rounds(study, gate))
+    from emsim.study.rounds import final_grid_rounds
+
+    # `Study.outputs` reads the plan's grid: each cell's chunks through its last block.
+    return study.outputs(kind, final_grid_rounds(study.cell_ids, study.plan, gate))
 
 
 def all_cell_summaries(study: Study, gate: Any) -> list[str]:
@@ -418,12 +422,15 @@ def run_cell_summary(
     targets and what it does next (docs/design.md section 10)."""
     from emsim.study import precision, summary
     from emsim.study.parquet_io import write_parquet_atomic
+    from emsim.study.rounds import grid_round
 
     round_ = int(wildcards.round)
     with job_logging(log[0]) as logger:
         t0 = time.perf_counter()
         table = summary.cell_table(list(input.fits))
-        replicates = study.plan.replicates_through(round_)
+        # The gate before this round exists: the fits read were chosen by it.
+        block = grid_round(wildcards.cell, round_, study.plan, gate_path)
+        replicates = study.plan.replicates_through(block)
         found = len(set(table["replicate"].to_pylist())) if table.num_rows else 0
         if found != replicates:
             raise RuntimeError(
@@ -436,6 +443,7 @@ def run_cell_summary(
             study.precision, tables.performance, replicates, study.plan
         )
         assessment, stop = decision.assessment, decision.stop
+        going_to = f" (through {decision.next_replicates})" if stop == precision.GO_ON else ""
         cell = study.cell(wildcards.cell).as_dict()
         meta = summary.summary_metadata(level, _study_metadata(study))
         summary.write_tables(tables, _summary_files(output), meta, csv=False)
@@ -444,13 +452,14 @@ def run_cell_summary(
         write_parquet_atomic(state, output.replicates, meta, precision.REPLICATES_SCHEMA)
         missed = assessment.loc[~assessment["met"].astype(bool)]
         logger.info(
-            "cell %s round %d: %d replicates, %d of %d targets met -> %s (%.1f s)%s",
+            "cell %s round %d: %d replicates, %d of %d targets met -> %s%s (%.1f s)%s",
             wildcards.cell,
             round_,
             replicates,
             len(assessment) - len(missed),
             len(assessment),
             stop,
+            going_to,
             time.perf_counter() - t0,
             "".join(
                 f"; {r.measure} {r.parameter}: {r.reached:.4g} > {r.target:.4g} "
@@ -462,16 +471,24 @@ def run_cell_summary(
 
 def run_round_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
     """The gate after a round: the cells whose summary says to go on (`rounds.write_gate`)."""
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    from emsim.study.precision import GO_ON
+    from emsim.study.precision import gate_through
     from emsim.study.rounds import write_gate
 
+    columns = ["cell_id", "stop", "replicates"]
     with job_logging(log[0]) as logger:
-        states = [pq.read_table(f, columns=["cell_id", "stop"]).to_pylist() for f in input]
+        states = [pq.read_table(f, columns=columns).to_pylist() for f in input]
         rows = [row for rows in states for row in rows]
-        going_on = [row["cell_id"] for row in rows if row["stop"] == GO_ON]
-        write_gate(output.gate, int(wildcards.round), going_on)
+
+        def precision_of(cell: str) -> pd.DataFrame:
+            # Written with the cell's replicates table, by the same job.
+            return pd.read_parquet(study.cell_summary_path("precision", cell, wildcards.round))
+
+        through = gate_through(rows, precision_of, study.plan)
+        going_on = list(through)
+        write_gate(output.gate, int(wildcards.round), through)
         logger.info(
             "round %s: %d of %d cells go on to the next round",
             wildcards.round,

@@ -12,12 +12,13 @@ one of those rows; a row whose MCSE cannot be computed (fewer than two usable fi
 two with an SE) misses it, since more replicates may give it one.
 
 After each round a cell's assessment (`assess`) says, per target, the worst MCSE reached and the
-row that has it; `decide` turns that into the cell's next step.
+row that has it; `decide` turns that into the cell's next step, and `projected_replicates` into
+how far a cell that goes on jumps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +50,10 @@ __all__ = [
     "assess",
     "decide",
     "decision_mcse",
+    "gate_through",
     "plan_from_metadata",
     "plan_metadata",
+    "projected_replicates",
     "replicates_row",
     "round_decision",
     "wilson_interval",
@@ -222,12 +225,44 @@ def decide(assessment: pd.DataFrame | None, replicates: int, maximum: int, adapt
     return STOP_MAX if replicates >= maximum else GO_ON
 
 
+def projected_replicates(
+    assessment: pd.DataFrame | None, replicates: int, plan: ReplicatePlan
+) -> int:
+    """The replicates a cell that goes on after `replicates` runs through next: R (MCSE /
+    target)^2 for its most missed target, as an MCSE falls like 1 / sqrt(R), put on the plan's
+    grid (`ReplicatePlan.next_stop`: rounded up to the next grid point, at least one `step` on,
+    at most `max`). A missed target without an MCSE projects nothing: one step."""
+    wanted = float(replicates)
+    if assessment is not None and len(assessment):
+        missed = assessment[~assessment["met"].astype(bool)]
+        ratio = missed["reached"].to_numpy(dtype=float) / missed["target"].to_numpy(dtype=float)
+        if np.isnan(ratio).any():
+            wanted = float("nan")
+        elif len(ratio):
+            wanted = replicates * float(np.max(ratio)) ** 2
+    return plan.next_stop(replicates, wanted)
+
+
+def gate_through(
+    states: Iterable[Mapping], assessment_of: Callable[[str], pd.DataFrame], plan: ReplicatePlan
+) -> dict[str, int]:
+    """The gate's cells and what each runs through next: per replicates row (``cell_id``,
+    ``stop``, ``replicates``) that goes on, `projected_replicates` of its assessment."""
+    return {
+        row["cell_id"]: projected_replicates(assessment_of(row["cell_id"]), row["replicates"], plan)
+        for row in states
+        if row["stop"] == GO_ON
+    }
+
+
 @dataclass(frozen=True)
 class RoundDecision:
     """A cell's next step after a round and the assessment it rests on."""
 
     stop: str  # STOP_MET, STOP_MAX, STOP_FIXED or GO_ON
     assessment: pd.DataFrame  # ASSESSMENT_COLUMNS: one row per target, none without targets
+    # The replicates its next round runs through (`projected_replicates`); None unless GO_ON.
+    next_replicates: int | None = None
 
 
 def round_decision(
@@ -239,9 +274,14 @@ def round_decision(
     """What a cell does after a round that brought it to `replicates` replicates: its
     performance rows assessed against the targets (`assess`), and the step `decide` takes from
     that under `plan`. Without targets the assessment has no rows and an adaptive cell runs on
-    to the plan's maximum."""
+    to the plan's maximum, one step per round."""
     if precision is None:
         assessment = ASSESSMENT_SCHEMA.empty_table().to_pandas()
-        return RoundDecision(decide(None, replicates, plan.maximum, plan.adaptive), assessment)
-    assessment = assess(performance, precision, replicates)
-    return RoundDecision(decide(assessment, replicates, plan.maximum, plan.adaptive), assessment)
+    else:
+        assessment = assess(performance, precision, replicates)
+    stop = decide(
+        assessment if precision is not None else None, replicates, plan.maximum, plan.adaptive
+    )
+    if stop != GO_ON:
+        return RoundDecision(stop, assessment)
+    return RoundDecision(stop, assessment, projected_replicates(assessment, replicates, plan))
