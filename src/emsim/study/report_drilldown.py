@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from markupsafe import Markup
 
-from emsim.models import DEFAULT_STOPPING
+from emsim.models import DEFAULT_STOPPING, STATUSES
 from emsim.study.measures import BEST, CONVERGED
 from emsim.study.report_cells import design_sorted
 from emsim.study.report_html import MISSING, cell_anchor, format_number, html_table, render
@@ -77,7 +77,9 @@ def _status_table(fits: pd.DataFrame) -> Markup:
 
 def _cell_entry(cell_id: str, label: str, fits: pd.DataFrame, total: int | None) -> dict:
     statuses = []
-    for status in dict.fromkeys(fits["status"]):
+    # In the order of `STATUSES` (the failures after converged), others after by name.
+    present = set(fits["status"])
+    for status in [*(s for s in STATUSES if s in present), *sorted(present - set(STATUSES))]:
         rows = fits[fits["status"] == status]
         statuses.append({"status": status, "count": len(rows), "table": _status_table(rows)})
     return {
