@@ -756,3 +756,17 @@ def test_section9_pools_the_cells_and_shows_the_slowest():
     assert "<td>0.0500 (0.0010)</td><td>100.0 (3.0)</td>" in first
     empty = stopping_section(["abs"], 0.1, pd.DataFrame(), rules.iloc[:0], counts, {})
     assert "No stopping-rule results" in empty
+
+
+def test_shares_and_pi_intervals_stay_within_0_and_1():
+    """Issue 23: coverage's error bars end at the axis' [0, 1], the zip plot's intervals for pi
+    at 0 and 1; whether an interval covers pi is still decided on the whole interval."""
+    below, above = figure_data.clipped_error(
+        np.array([0.99, 0.5, 0.02]), np.array([0.05, 0.05, 0.05]), (0.0, 1.0)
+    )
+    np.testing.assert_allclose(below, [0.05, 0.05, 0.02])
+    np.testing.assert_allclose(above, [0.01, 0.05, 0.05])
+    rows = pd.DataFrame({"pi": 0.95, "est_pi": [0.97, 0.5], "se_pi": [0.05, 0.1]})
+    shown = figure_data.zip_intervals(rows, 1.96)
+    assert shown["hi"].max() == 1.0 and shown["lo"].min() >= 0.0
+    assert list(shown["covers"]) == [True, False]

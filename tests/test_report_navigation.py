@@ -37,9 +37,12 @@ def table_rows(html: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
+    return build_report(tmp_path_factory.mktemp("navigation"))
+
+
+def build_report(root: Path) -> dict:
     """The synthetic study's fits, with a larger share of failures in one cell (more than
-    SHOWN_PER_STATUS of one status), and its report with the drill-down."""
-    root = tmp_path_factory.mktemp("navigation")
+    SHOWN_PER_STATUS of one status), and its report with the drill-down, in `root`."""
     fits = synthetic_fits(reps=12, seed=3)
     heavy = fits["cell_id"] == "n100_d1_pi0.5"
     fits.loc[heavy & (fits["replicate"] % 2 == 0), "status"] = "max_iterations"
@@ -55,7 +58,13 @@ def report(tmp_path_factory) -> dict:
     out = write_report(
         SummaryFiles.in_folder(root / "summary"), {}, root / "index.html", study, fits=files
     )
-    return {"html": out.read_text("utf-8"), "fits": fits, "files": files, "study": study}
+    return {
+        "html": out.read_text("utf-8"),
+        "path": out,
+        "fits": fits,
+        "files": files,
+        "study": study,
+    }
 
 
 def test_tables_follow_the_design_numerically(report):
