@@ -692,5 +692,6 @@ def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
             output.html,
             study=study,
             provenance=provenance,
+            fits=list(input.fits),
         )
         logger.info("report: %s (%s)", output.html, provenance)
