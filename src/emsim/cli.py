@@ -1,4 +1,5 @@
-"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim warmup`.
+"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim replay`,
+`emsim warmup`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
 fails is reported through its status, never as an error. Reading the data file of `emsim fit`
@@ -426,6 +427,57 @@ def _replicate_list(replicates: tuple[int, ...]) -> str:
     return ",".join(map(str, replicates))
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """`emsim replay`: one fit of the study in --results recomputed from its seeds
+    (`study.replay`), printed as `emsim fit` prints a fit."""
+    _numba_without_scipy()
+    from .study.replay import FitKey, compare_with_stored, replay
+
+    key = FitKey(args.cell, args.replicate, args.model, args.method, args.start, args.stopping)
+    formats = (".csv", ".parquet")
+    trace_path = _output(args.trace, "--trace", formats) if args.trace else None
+    data_path = _output(args.data, "--data", formats) if args.data else None
+    try:
+        replayed = replay(args.results, key)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if trace_path is not None:
+        _write_frame(trace_path, replayed.trace, "--trace")
+    if data_path is not None:
+        import pandas as pd
+
+        _write_frame(data_path, pd.DataFrame({"Y": replayed.data}), "--data")
+    result = replayed.result()
+    if args.json:
+        print(json.dumps(_fit_payload(result, result.runtime_s), allow_nan=False))
+        return 0
+    print(
+        f"replay of cell {key.cell}, replicate {key.replicate}, start {key.start}, "
+        f"rule {key.stopping}"
+    )
+    _print_fit(result, result.runtime_s, replayed.known())
+    differs = compare_with_stored(replayed)
+    if differs is None:
+        print(f"{replayed.fits_file}: the study holds no row of this fit (yet)")
+    elif differs:
+        print(f"{replayed.fits_file}: its row DIFFERS from the replay in {', '.join(differs)}")
+    else:
+        print(f"{replayed.fits_file}: its row is identical to the replay (runtime_s aside)")
+    return 0
+
+
+def _write_frame(path: Path, frame: pd.DataFrame, option: str) -> None:
+    """A table to .parquet or, at full precision, .csv, as `path`'s suffix says."""
+
+    def write(tmp: Path) -> None:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, float_format="%.17g")
+
+    _write(path, write, option)
+
+
 class _Version(argparse.Action):
     """--version, reading the installed version only when asked (importlib.metadata is slow)."""
 
@@ -456,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(
         commands.add_parser(
             "verify", help="check a study's results against its manifest, or against another study"
+        )
+    )
+    _add_replay(
+        commands.add_parser(
+            "replay", help="recompute one fit of a study from its seeds, as `emsim fit` prints it"
         )
     )
     warm_cmd = commands.add_parser(
@@ -635,6 +692,44 @@ def _add_verify(verify_cmd: argparse.ArgumentParser) -> None:
         "one each run, printed, so that a run can be repeated",
     )
     verify_cmd.set_defaults(run=_cmd_verify)
+
+
+def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
+    replay_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (its config.yaml records the study); default: results",
+    )
+    replay_cmd.add_argument(
+        "--cell", required=True, metavar="ID", help="the cell's id, as in results/fits (required)"
+    )
+    replay_cmd.add_argument(
+        "--replicate", type=int, required=True, metavar="R", help="the replicate (required)"
+    )
+    for option, what in (
+        ("--model", "the model"),
+        ("--method", "the method"),
+        ("--start", "the start's name"),
+        ("--stopping", "the stopping rule"),
+    ):
+        replay_cmd.add_argument(option, required=True, help=f"{what}, one the study ran (required)")
+    replay_cmd.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="write the fit's iterates, in the study's traces columns (.csv/.parquet); "
+        "default: no trace",
+    )
+    replay_cmd.add_argument(
+        "--data",
+        metavar="PATH",
+        help="write the replicate's data set, column Y (.csv/.parquet), which `emsim fit` "
+        "reads; default: no data",
+    )
+    replay_cmd.add_argument(
+        "--json", action="store_true", help="print `emsim fit --json`'s object; default: text"
+    )
+    replay_cmd.set_defaults(run=_cmd_replay)
 
 
 def _silence_stdout() -> None:
