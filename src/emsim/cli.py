@@ -478,6 +478,56 @@ def _write_frame(path: Path, frame: pd.DataFrame, option: str) -> None:
     _write(path, write, option)
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    """`emsim table`: one measure of the study's performance table as a design x method table
+    with its MCSE (`study.tables`), on stdout or into -o."""
+    import pandas as pd
+
+    from .study.schema import summary_path
+    from .study.tables import measure_table, render
+
+    out = _output(args.output, "-o", (".md", ".tex", ".csv", ".txt")) if args.output else None
+    if args.digits < 0 or args.digits > 17:
+        raise InputError(f"--digits {args.digits}: use 0 to 17")
+    path = Path(summary_path("performance", str(Path(args.results) / "summary")))
+    if not path.is_file():
+        raise InputError(f"{path}: no performance table; run the study (or its summary) first")
+    try:
+        table = measure_table(
+            pd.read_parquet(path),
+            args.measure,
+            args.parameter,
+            models=args.model,
+            stopping=args.stopping,
+            starts=args.start,
+            set_=args.set,
+            order=_config_order(Path(args.results)),
+        )
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+    text = render(table, args.format, args.digits)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write(out, lambda tmp: Path(tmp).write_text(text), "-o")
+    return 0
+
+
+def _config_order(results: Path) -> dict[str, list[str]]:
+    """The study's order of rules, starts and methods (its recorded config), or none."""
+    from .study.recompute import recorded_study
+
+    try:
+        study = recorded_study(results)
+    except ValueError:
+        return {}
+    return {
+        "stopping": list(study.stopping),
+        "start": study.start_names,
+        "method": list(study.methods),
+    }
+
+
 class _Version(argparse.Action):
     """--version, reading the installed version only when asked (importlib.metadata is slow)."""
 
@@ -513,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(
         commands.add_parser(
             "replay", help="recompute one fit of a study from its seeds, as `emsim fit` prints it"
+        )
+    )
+    _add_table(
+        commands.add_parser(
+            "table", help="one performance measure as a design x method table with its MCSE"
         )
     )
     warm_cmd = commands.add_parser(
@@ -730,6 +785,54 @@ def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print `emsim fit --json`'s object; default: text"
     )
     replay_cmd.set_defaults(run=_cmd_replay)
+
+
+def _add_table(table_cmd: argparse.ArgumentParser) -> None:
+    from .study.tables import MEASURES, TABLE_FORMATS
+
+    table_cmd.add_argument(
+        "--measure", required=True, choices=MEASURES, help="the measure (required)"
+    )
+    table_cmd.add_argument(
+        "--parameter",
+        required=True,
+        help="the parameter: pi, mu1, mu2, sigma1, sigma2, or sigma (equal_var) (required)",
+    )
+    table_cmd.add_argument(
+        "--format",
+        choices=TABLE_FORMATS,
+        default="markdown",
+        help="markdown, latex (booktabs), or csv (value and MCSE unrounded, two columns per "
+        "method); default: markdown",
+    )
+    table_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (DIR/summary/performance.parquet); default: results",
+    )
+    for option, what in (
+        ("--model", "models"),
+        ("--stopping", "stopping rules"),
+        ("--start", "starts"),
+    ):
+        table_cmd.add_argument(
+            option, nargs="+", metavar="NAME", help=f"only these {what}; default: all"
+        )
+    table_cmd.add_argument(
+        "--set",
+        choices=("own", "common"),
+        default="own",
+        help="own: each group's usable fits; common: the replicates where every method and rule "
+        "succeeded (docs/design.md section 6); default: own",
+    )
+    table_cmd.add_argument(
+        "--digits", type=int, default=3, help="decimals of value and MCSE; default: 3"
+    )
+    table_cmd.add_argument(
+        "-o", "--output", metavar="PATH", help="write the table to PATH; default: stdout"
+    )
+    table_cmd.set_defaults(run=_cmd_table)
 
 
 def _silence_stdout() -> None:
