@@ -1,5 +1,5 @@
 """Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim replay`,
-`emsim warmup`.
+`emsim table`, `emsim status`, `emsim warmup`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
 fails is reported through its status, never as an error. Reading the data file of `emsim fit`
@@ -528,6 +528,21 @@ def _config_order(results: Path) -> dict[str, list[str]]:
     }
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    """`emsim status`: the study's progress and ETA from what is on disk (`study.status`)."""
+    from .study.status import read_status, render
+
+    try:
+        status = read_status(args.results)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if args.json:
+        print(json.dumps(status.as_json(), allow_nan=False))
+    else:
+        sys.stdout.write(render(status))
+    return 0
+
+
 class _Version(argparse.Action):
     """--version, reading the installed version only when asked (importlib.metadata is slow)."""
 
@@ -570,6 +585,18 @@ def build_parser() -> argparse.ArgumentParser:
             "table", help="one performance measure as a design x method table with its MCSE"
         )
     )
+    status_cmd = commands.add_parser(
+        "status", help="a study's fits done and planned, running and failed jobs, and its ETA"
+    )
+    status_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (Snakemake's state is read from the folder above "
+        "it); default: results",
+    )
+    status_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    status_cmd.set_defaults(run=_cmd_status)
     warm_cmd = commands.add_parser(
         "warmup",
         help="compile the engine for this CPU into numba's cache (make venv runs it), so that "
