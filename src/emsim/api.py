@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import engine
+from . import engine, working_scale
 from .information import information, pi_information
 from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
 from .limit import find_limits
@@ -436,7 +436,15 @@ def check_start_known(
     return _with_sigma(given_start, start_label), _with_sigma(given_known, known_label)
 
 
-def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamValues) -> np.ndarray:
+def _start_matrix(
+    y: np.ndarray,
+    model: str,
+    start: ParamValues,
+    known: ParamValues,
+    units: working_scale.WorkingScale,
+) -> np.ndarray:
+    """The start of every row in working units (`y` is in them; `start` and `known`, checked
+    here, are in the user's)."""
     n_rows = y.shape[0]
     start, known = check_start_known(model, start, known)
     check_known_given(model, known)
@@ -447,6 +455,7 @@ def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamVal
         else:
             value = _column(start, name, n_rows, "start")
         matrix[:, j] = np.nan if value is None else value
+    working_scale.params_in(matrix, PARAMS, units)
 
     pi_start = matrix[:, 0]
     pi_start[np.isnan(pi_start)] = DEFAULT_START_PI
@@ -603,12 +612,14 @@ def fit_batch_by_rule(
     max_iterations = check_max_iterations(max_iterations, MAX_ITERATIONS_LIMIT)
     if not (np.isfinite(premature_threshold) and premature_threshold > 0):
         raise ValueError(f"premature_threshold must be > 0, got {premature_threshold}")
-    y = _as_data(Y)
-    n_rows = y.shape[0]
+    given = _as_data(Y)
+    n_rows = given.shape[0]
     traced = np.broadcast_to(np.asarray(trace, dtype=bool), (n_rows,)).copy()
-    # Valid data can still overflow a moment (values near 1e308); the fit then reports a status.
+    # Data far from unit scale are fitted in working units, and the results carried back.
+    units = working_scale.choose(given)
+    y = working_scale.data_in(given, units)
     with np.errstate(all="ignore"):
-        start_matrix = _start_matrix(y, model, start, known)
+        start_matrix = _start_matrix(y, model, start, known, units)
         # The pi model never moves a sigma, so it needs no floor (and no pass over the data).
         sigma_floor = np.zeros(n_rows) if model == "pi" else SIGMA_FLOOR_REL * y.std(axis=1)
 
@@ -636,19 +647,23 @@ def fit_batch_by_rule(
     at_stop = _information_at_stops(y, out, model)
     limit = _path_limit(y, out, model, method, sigma_floor)
     return {
-        rule: _rule_result(
-            y,
-            out,
-            k,
-            rule,
-            status[:, k].copy(),
-            at_stop[k],
-            limit,
-            model,
-            method,
-            traced,
-            seconds_per_eval,
-            premature_threshold,
+        rule: working_scale.result_out(
+            _rule_result(
+                y,
+                out,
+                k,
+                rule,
+                status[:, k].copy(),
+                at_stop[k],
+                limit,
+                model,
+                method,
+                traced,
+                seconds_per_eval,
+                premature_threshold,
+            ),
+            y.shape[1],
+            units,
         )
         for k, rule in enumerate(rules)
     }
