@@ -3,9 +3,10 @@
 The engine and the standard errors square and raise the data to higher powers (the observed
 information holds fourth powers of (y - mu) / sigma and of sigma itself), so data whose spread is
 1e150 overflow and data whose spread is 1e-200 underflow, and a fit's status would depend on the
-data's units. Rows whose spread or centre lies outside a safe range are therefore fitted in
-working units and every result is carried back (docs/design.md section 1, "Units"). Rows within
-the range are passed through untouched, so an ordinary fit is bit for bit what it was.
+data's units. Rows whose within-component spread or centre lies outside a safe range are
+therefore fitted in working units and every result is carried back (docs/design.md section 1,
+"Units"). Rows within the range are passed through untouched, so an ordinary fit is bit for bit
+what it was.
 
 `scale` is a power of two: dividing by it is exact, so the working data are the user's data,
 not a rounding of them. `shift` is the row's median, used only where the centre is so far from
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-# Spreads in [2^-30, 2^30] keep the information's fourth and sixth powers of sigma and of the
-# data (2^+-180 at most) far from float64's range (2^+-1022) with room for sums over 10^9 points.
+# Within-component spreads in [2^-30, 2^30] keep the information's fourth and sixth powers of
+# sigma and of the data (2^+-180 at most) far from float64's range (2^+-1022), with room for
+# sums over 10^9 points.
 SPREAD_EXPONENT_LIMIT = 30
 # A centre beyond 2^20 spreads would cost the means 20 of their 52 bits.
 CENTRE_SPREADS_LIMIT = 2.0**20
@@ -43,6 +45,22 @@ class WorkingScale:
         return bool(self.rescaled.any())
 
 
+def within_scale(y: np.ndarray) -> np.ndarray:
+    """Per row, a robust within-component scale: the smaller standard deviation (ddof 0) of the
+    two halves of the sorted data, or the other one's where a half is all one value (ties), or
+    the row's where both are.
+
+    Whatever the mixture, one half lies mostly within one component, so its spread is of a
+    component's order, not of the distance between the components.
+    """
+    ordered = np.sort(np.atleast_2d(y), axis=1)
+    half = ordered.shape[1] // 2
+    spreads = np.stack([ordered[:, :half].std(axis=1), ordered[:, half:].std(axis=1)])
+    spreads[spreads == 0] = np.inf
+    smaller = spreads.min(axis=0)
+    return np.where(np.isfinite(smaller), smaller, ordered.std(axis=1))
+
+
 def choose(y: np.ndarray) -> WorkingScale:
     """The working units of each row of `y` (finite, 2-D)."""
     n_rows = y.shape[0]
@@ -54,15 +72,20 @@ def choose(y: np.ndarray) -> WorkingScale:
     spread = reduced.std(axis=1)
     centre = np.median(reduced, axis=1)
     constant = spread == 0
+    # The unit is a component's spread, not the data's: the information's conditioning is set by
+    # 1 / sigma^2 against pi's O(1), whatever the distance between the components.
+    within = within_scale(reduced)
     with np.errstate(divide="ignore"):
-        spread_exponent = np.log2(np.where(constant, 1.0, spread)) + top_exponent
-    outside = np.abs(spread_exponent) > SPREAD_EXPONENT_LIMIT
+        within_exponent = np.log2(np.where(constant, 1.0, within)) + top_exponent
+    outside = np.abs(within_exponent) > SPREAD_EXPONENT_LIMIT
+    # Moved only where the whole row lies far off zero: a shift by one cluster's median would
+    # round the other cluster's points to the shift's ulp.
     far = np.abs(centre) > CENTRE_SPREADS_LIMIT * spread
     # Data all of one value have no scale to work in; they end `degenerate` whatever the units.
     rescaled = (outside | far) & ~constant
     scale = np.ones(n_rows)
     # Rounded down, so that a spread near float64's largest value keeps a finite scale.
-    scale[rescaled] = np.ldexp(1.0, np.floor(spread_exponent[rescaled]).astype(np.int64))
+    scale[rescaled] = np.ldexp(1.0, np.floor(within_exponent[rescaled]).astype(np.int64))
     shift = np.zeros(n_rows)
     shifted = rescaled & far
     shift[shifted] = np.ldexp(centre[shifted], top_exponent[shifted])
