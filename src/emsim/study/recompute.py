@@ -61,7 +61,7 @@ def choose_chunks(
 
 
 def _differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
-    from emsim.study.manifest import _column_parts, canonical_table
+    from emsim.study.manifest import canonical_table, column_parts
 
     a, b = canonical_table(found), canonical_table(refit)
     if a.num_rows != b.num_rows or a.column_names != b.column_names:
@@ -69,7 +69,7 @@ def _differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
     return tuple(
         name
         for name in a.column_names
-        if list(_column_parts(name, a[name])) != list(_column_parts(name, b[name]))
+        if list(column_parts(name, a[name])) != list(column_parts(name, b[name]))
     )
 
 
