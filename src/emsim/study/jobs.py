@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
+from emsim.study.integrity import parquet_damage
 from emsim.study.schema import (
     BY_PRECISION,
     CSV_TABLES,
@@ -72,7 +73,6 @@ __all__ = [
     "job_logging",
     "module_path",
     "parquet_damage",
-    "remove_damaged_results",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -176,52 +176,6 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
                 logging.captureWarnings(False)
                 root.setLevel(_root_level)
         handler.close()
-
-
-PARQUET_MAGIC = b"PAR1"
-
-
-def parquet_damage(path: str | os.PathLike[str]) -> str | None:
-    """Why the file at `path` cannot be a whole Parquet file, or None (it looks whole, does not
-    exist or cannot be opened). Reads 12 bytes: the magic at both ends and the footer's length,
-    which a truncated, emptied or overwritten file does not have: about 20 microseconds a file."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 12:
-                return f"{size} bytes, too short for Parquet"
-            head = f.read(4)
-            f.seek(size - 8)
-            tail = f.read(8)
-    except OSError:
-        return None
-    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
-        return "no Parquet magic bytes at its start and end: truncated or overwritten"
-    if int.from_bytes(tail[:4], "little") + 12 > size:
-        return "its footer is longer than the file: truncated"
-    return None
-
-
-def remove_damaged_results(paths: Iterable[str | os.PathLike[str]], warn: Any = None) -> list[str]:
-    """Delete every file of `paths` (the study's fits and traces outputs) that is not a whole
-    Parquet file, with one warning line each, so that Snakemake reruns its fit job: a damaged
-    result is repaired by simply rerunning the study. Returns the deleted paths."""
-    import sys
-
-    warn = warn or (lambda line: print(line, file=sys.stderr))
-    removed = []
-    for path in paths:
-        problem = parquet_damage(path)
-        if problem is None:
-            continue
-        try:
-            os.remove(path)
-        except OSError as err:
-            warn(f"emsim: {path} is damaged ({problem}) and cannot be deleted: {err}")
-            continue
-        warn(f"emsim: {path} was damaged ({problem}): deleted, its fit job reruns")
-        removed.append(str(path))
-    return removed
 
 
 def warm_engine(say: Any = None) -> float:

@@ -74,7 +74,7 @@ def choose_chunks(
 def differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
     """The columns in which two tables of the same rows differ, compared as the manifest hashes
     them (rows in key order, every column but `runtime_s`, NaN as one pattern)."""
-    from emsim.study.manifest import _column_parts, canonical_table
+    from emsim.study.manifest import canonical_table, column_parts
 
     a, b = canonical_table(found), canonical_table(refit)
     if a.num_rows != b.num_rows or a.column_names != b.column_names:
@@ -82,7 +82,7 @@ def differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
     return tuple(
         name
         for name in a.column_names
-        if list(_column_parts(name, a[name])) != list(_column_parts(name, b[name]))
+        if list(column_parts(name, a[name])) != list(column_parts(name, b[name]))
     )
 
 
