@@ -39,7 +39,6 @@ test: warm
 
 study: warm
 	$(SNAKEMAKE) all
-	@echo "Report: $(CURDIR)/results/report/index.html"
 
 # Redraws every figure and the report from the existing Parquet files; never refits. The study
 # is the one in results/ (its config recorded in results/config.yaml), whichever config file
@@ -47,7 +46,6 @@ study: warm
 figures: $(STAMP)
 	@test -f results/config.yaml -a -f results/summary/performance.parquet || { echo "no study results yet (results/config.yaml, results/summary/): run 'make study' first" >&2; exit 2; }
 	$(SNAKEMAKE) --configfile results/config.yaml --replace-workflow-config --forcerun figures report -- report
-	@echo "Report: $(CURDIR)/results/report/index.html"
 
 report: figures
 

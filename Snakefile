@@ -54,6 +54,15 @@ onstart:
     jobs.warm_engine()
 
 
+# The run's last line says where the report is (the console is otherwise quiet: one block per
+# finished job, workflow/profiles/default). Not after a run that did not write it (a target
+# other than the report, or the report failed).
+onsuccess:
+    report_html = Path("results/report/index.html")
+    if report_html.is_file():
+        print(f"Report: {report_html.resolve()}", file=sys.stderr)
+
+
 wildcard_constraints:
     cell=r"[A-Za-z0-9._-]+",
     chunk=r"[0-9]+",

@@ -328,3 +328,29 @@ def test_adaptive_study_on_slurm_equals_local_run(src, tmp_path):
     assert study_hash(on_slurm) == study_hash(local)
     pd.testing.assert_frame_equal(read_fits(on_slurm), read_fits(local))
     print(f"adaptive SLURM study: {len(submitted)} SLURM jobs, {elapsed:.1f} s end to end")
+
+
+def test_a_retried_fit_job_asks_for_more_memory_and_time():
+    """The fit rule's resources at each attempt (`--retries`): attempt x the first request, so
+    a job SLURM ended for its memory or time is not ended again for the same. Tested with
+    numbers, not live: the local cluster schedules memory (CR_Core_Memory) but does not enforce
+    it (TaskPlugin=task/none, JobAcctGatherType=jobacct_gather/none: no cgroup, no sampling),
+    so a job beyond its request is never ended for it there."""
+    from studyrun import TINY
+
+    from emsim.study.config import load_study
+    from emsim.study.study import fit_job_mem_mb
+
+    study = load_study(TINY)
+    for cell in study.cells:
+        first = study.fit_mem_mb(cell.cell_id)
+        assert first == fit_job_mem_mb(cell.n, study.plan.largest_chunk()) > 0
+        assert [study.fit_mem_mb(cell.cell_id, attempt) for attempt in (1, 2, 3)] == [
+            first,
+            2 * first,
+            3 * first,
+        ]
+        runtime = study.fit_runtime_min(cell.cell_id)
+        assert study.fit_runtime_min(cell.cell_id, 3) == 3 * runtime
+    rule = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "fit.smk").read_text()
+    assert "mem_mb=lambda wildcards, attempt: STUDY.fit_mem_mb(wildcards.cell, attempt)" in rule

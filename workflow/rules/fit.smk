@@ -12,8 +12,8 @@ rule fit:
     # through a long tail (longest-processing-time-first scheduling).
     priority: lambda wildcards: STUDY.fit_priority(wildcards.cell)
     resources:
-        mem_mb=lambda wildcards: STUDY.fit_mem_mb(wildcards.cell),
-        # A job killed at its time limit is retried with a longer one (Snakemake `--retries`).
+        # A job killed at its memory or time limit is retried with more (`--retries`).
+        mem_mb=lambda wildcards, attempt: STUDY.fit_mem_mb(wildcards.cell, attempt),
         runtime=lambda wildcards, attempt: STUDY.fit_runtime_min(
             wildcards.cell, attempt
         ),

@@ -1,6 +1,10 @@
+from emsim.study.code_inputs import report_code
+
+
 # The self-contained HTML report (ADEMP, tables, figures, provenance). The fit files are inputs
 # only for provenance (total fits, wall time from their metadata); the config hash is a param
-# because the report describes the whole config, so any change of it rewrites the report.
+# because the report describes the whole config, so any change of it rewrites the report. Its
+# code is every report module and template: editing a section's template reruns the report.
 rule report:
     input:
         performance=rules.summary.output.performance,
@@ -11,7 +15,7 @@ rule report:
         stopping_distance=rules.summary.output.stopping_distance,
         figures=list(rules.figures.output),
         fits=final_outputs("fits"),
-        code=jobs.module_path("report"),
+        code=report_code(),
     output:
         html=report("results/report/index.html", category="Report"),
     log:

@@ -72,6 +72,7 @@ __all__ = [
     "fit_hash",
     "fit_relevant",
     "load_study",
+    "parse_validated",
     "stopping_tolerances",
     "validate_config",
 ]
@@ -600,7 +601,14 @@ def load_study(
     them has already hidden."""
     check_config_args(config_args)
     check_config_files(config_files)
-    cfg = validate_config(config, schema_path)
+    return parse_validated(validate_config(config, schema_path))
+
+
+def parse_validated(cfg: Mapping[str, Any]) -> Study:
+    """The `Study` of a config that `validate_config` has checked and completed: a study's
+    recorded results/config.yaml, whose validation (half a second, most of `emsim status`'s
+    time) was done when the study started."""
+    cfg = dict(cfg)
     fitting = _fit_members(cfg)
     fit_config = fit_relevant(cfg)
     return Study(

@@ -252,9 +252,11 @@ class Study:
         """The `kind` file of one cell and chunk as a Snakemake pattern ({cell}, {chunk})."""
         return result_path(kind)
 
-    def fit_mem_mb(self, cell_id: str) -> int:
-        # A chunk holds at most its round's replicates, whatever chunk_size says.
-        return fit_job_mem_mb(self.cell(cell_id).n, self.plan.largest_chunk())
+    def fit_mem_mb(self, cell_id: str, attempt: int = 1) -> int:
+        # A chunk holds at most its round's replicates, whatever chunk_size says. Each retry
+        # (`--retries`) asks for one more such amount: a job a cluster ended for exceeding its
+        # memory would otherwise be ended again.
+        return fit_job_mem_mb(self.cell(cell_id).n, self.plan.largest_chunk()) * attempt
 
     def fit_runtime_min(self, cell_id: str, attempt: int = 1) -> int:
         # Measured on one core: about 2 microseconds per data point per fit in the slowest
