@@ -44,6 +44,7 @@ from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
     CELL_PARAMS,
+    FAMILY,
     FITS_SCHEMA,
     FOOTER_CELL_ID,
     FOOTER_CHUNK,
@@ -291,6 +292,7 @@ def _with_design(frame: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:
         "cell_id": str(cell["cell_id"]),
         "n": int(cell["n"]),
         **{p: float(cell[p]) for p in CELL_PARAMS[1:]},
+        FAMILY: str(cell[FAMILY]),
     }
     for i, (name, value) in enumerate(design.items()):
         frame.insert(i, name, value)
