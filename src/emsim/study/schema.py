@@ -195,6 +195,8 @@ SUMMARY_TABLE_SPECS: tuple[SummaryTable, ...] = (
     SummaryTable("stopping_distance", BY_MEASURES, csv=False),
     SummaryTable("stopping_rules", BY_MEASURES, csv=True),
     SummaryTable("zip_pi", BY_MEASURES, csv=False),
+    # Each cell x model x parameter's data-generating and pseudo-true value (section 6).
+    SummaryTable("estimands", BY_MEASURES, csv=True),
     SummaryTable("replicates", BY_PRECISION, csv=True),
     SummaryTable("precision", BY_PRECISION, csv=True),
 )
