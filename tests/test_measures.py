@@ -32,17 +32,17 @@ from emsim.study.summary import summarise
 pytestmark = pytest.mark.filterwarnings("error")
 
 PERFORMANCE_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, model, method, stopping, start, parameter, set, "
-    "true_value, n_rep, n_ok, n_se, bias, bias_mcse, empse, empse_mcse, mse, mse_mcse, rmse, "
-    "rmse_mcse, coverage, coverage_mcse, modse, modse_mcse, relerr_modse, relerr_modse_mcse"
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, model, method, stopping, start, "
+    "parameter, set, true_value, n_rep, n_ok, n_se, bias, bias_mcse, empse, empse_mcse, "
+    "mse, mse_mcse, rmse, rmse_mcse, coverage, coverage_mcse, modse, modse_mcse, relerr_modse, "
+    "relerr_modse_mcse"
 ).split(", ")
 STATUSES = (
     "converged, max_iterations, degenerate, boundary, nonfinite, decreased, saddle, premature"
 ).split(", ")
 CONVERGENCE_COLUMNS = [
-    *"cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, model, method, stopping, start, n_rep".split(
-        ", "
-    ),
+    *"cell_id, n, mu1, mu2, sigma1, sigma2, pi, family".split(", "),
+    *"model, method, stopping, start, n_rep".split(", "),
     "failure_rate",
     "failure_rate_mcse",
     *(f"rate_{s}" for s in STATUSES),
@@ -57,8 +57,8 @@ CONVERGENCE_COLUMNS = [
     ).split(", "),
 ]
 FIT_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, replicate, model, method, stopping, start, status, "
-    "iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, replicate, model, method, stopping, start, "
+    "status, iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
     "est_sigma1, est_sigma2, swapped, se_pi, se_mu1, se_mu2, se_sigma1, se_sigma2, "
     "rate_empirical, rate_theory, best_start_gap, distance_to_limit, loglik_gap_to_limit, "
     "polish_evals"
