@@ -100,6 +100,7 @@ FITS_SCHEMA = pa.schema(
         *[(f"est_{p}", pa.float64()) for p in PARAMS],
         ("swapped", pa.bool_()),
         *[(f"se_{p}", pa.float64()) for p in PARAMS],
+        *[(f"se_sandwich_{p}", pa.float64()) for p in PARAMS],
         ("rate_empirical", pa.float64()),
         ("rate_theory", pa.float64()),
         ("best_start_gap", pa.float64()),
