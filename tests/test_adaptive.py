@@ -171,6 +171,7 @@ def perf_rows(**mcse_by_group) -> pd.DataFrame:
                     "sigma1": 1.0,
                     "sigma2": 1.0,
                     "pi": 0.5,
+                    "family": "normal",
                     "model": model,
                     "method": "em",
                     "stopping": "abs",

@@ -12,7 +12,7 @@ import pytest
 
 from emsim.study import figure_data as fd
 
-DESIGN = {"mu1": 0.0, "sigma1": 1.0, "sigma2": 1.0}
+DESIGN = {"mu1": 0.0, "sigma1": 1.0, "sigma2": 1.0, "family": "normal"}
 
 
 def cell(cell_id: str, n: int, mu2: float, pi: float) -> dict:

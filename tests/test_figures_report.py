@@ -89,6 +89,7 @@ def synthetic_fits(reps: int = 8, seed: int = 0) -> pd.DataFrame:
             "sigma1": 1.0,
             "sigma2": 1.0,
             "pi": pi,
+            "family": "normal",
         }
         for r, model, method, start in itertools.product(
             range(reps), ("pi", "equal_var", "full"), ("em", "squarem"), ("fixed", "truth")
@@ -357,7 +358,7 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     # The CSV copies are those the registry asks for, of the tables `summarise` writes.
     csvs = sorted(p.stem for p in (tmp_path / "summary").glob("*.csv"))
     assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES))
-    assert csvs == ["convergence", "performance", "stopping_rules"]
+    assert csvs == ["convergence", "estimands", "performance", "stopping_rules"]
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
@@ -698,7 +699,7 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
 
 def section9_rules() -> pd.DataFrame:
     """`stopping_rules` rows: two cells x one procedure, hand-set shares and E-steps."""
-    design = {"mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0}
+    design = {"mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0, "family": "normal"}
     rows = []
     for cell_id, n, pi, n_fits, shares, evals, evals_mcse, dist in (
         ("slow", 5000, 0.8, 10, (0.5, 0.2, 0.1, 0.2), 100.0, 3.0, 0.05),

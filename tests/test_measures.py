@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import emsim
 from emsim.study import stopping, summary
 from emsim.study.measures import (
     add_best_start,
@@ -31,15 +32,17 @@ from emsim.study.summary import summarise
 pytestmark = pytest.mark.filterwarnings("error")
 
 PERFORMANCE_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, stopping, start, parameter, set, "
-    "true_value, n_rep, n_ok, n_se, bias, bias_mcse, empse, empse_mcse, mse, mse_mcse, rmse, "
-    "rmse_mcse, coverage, coverage_mcse, modse, modse_mcse, relerr_modse, relerr_modse_mcse"
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, model, method, stopping, start, "
+    "parameter, set, true_value, n_rep, n_ok, n_se, bias, bias_mcse, empse, empse_mcse, "
+    "mse, mse_mcse, rmse, rmse_mcse, coverage, coverage_mcse, modse, modse_mcse, relerr_modse, "
+    "relerr_modse_mcse"
 ).split(", ")
 STATUSES = (
     "converged, max_iterations, degenerate, boundary, nonfinite, decreased, saddle, premature"
 ).split(", ")
 CONVERGENCE_COLUMNS = [
-    *"cell_id, n, mu1, mu2, sigma1, sigma2, pi, model, method, stopping, start, n_rep".split(", "),
+    *"cell_id, n, mu1, mu2, sigma1, sigma2, pi, family".split(", "),
+    *"model, method, stopping, start, n_rep".split(", "),
     "failure_rate",
     "failure_rate_mcse",
     *(f"rate_{s}" for s in STATUSES),
@@ -54,8 +57,8 @@ CONVERGENCE_COLUMNS = [
     ).split(", "),
 ]
 FIT_COLUMNS = (
-    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, replicate, model, method, stopping, start, status, "
-    "iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
+    "cell_id, n, mu1, mu2, sigma1, sigma2, pi, family, replicate, model, method, stopping, start, "
+    "status, iterations, loglik_evals, runtime_s, loglik, loglik_start, est_pi, est_mu1, est_mu2, "
     "est_sigma1, est_sigma2, swapped, se_pi, se_mu1, se_mu2, se_sigma1, se_sigma2, "
     "rate_empirical, rate_theory, best_start_gap, distance_to_limit, loglik_gap_to_limit, "
     "polish_evals"
@@ -63,7 +66,16 @@ FIT_COLUMNS = (
 
 # The oracle starts of these tests' fits (a study finds its own by strategy).
 ORACLES = ("truth",)
-CELL = {"cell_id": "c1", "n": 100, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.8}
+CELL = {
+    "cell_id": "c1",
+    "n": 100,
+    "mu1": 0.0,
+    "mu2": 2.0,
+    "sigma1": 1.0,
+    "sigma2": 1.0,
+    "pi": 0.8,
+    "family": "normal",
+}
 
 
 def fit_row(**overrides) -> dict:
@@ -242,7 +254,7 @@ def test_parameters_per_model_and_equal_var_sigma():
     assert mu2["bias"] == pytest.approx(statistics.fmean([2.1, 1.9, 2.3]) - 2.0)
 
 
-def test_equal_var_in_unequal_sigma_cell_has_no_truth():
+def test_equal_var_in_unequal_sigma_cell_has_a_pseudo_true_sigma():
     rows = [
         fit_row(
             model="equal_var",
@@ -255,10 +267,14 @@ def test_equal_var_in_unequal_sigma_cell_has_no_truth():
         )
         for r, s in enumerate([1.4, 1.5, 1.7])
     ]
-    row = one(performance(frame(rows)), parameter="sigma")
-    assert math.isnan(row["true_value"])
-    for name in ("bias", "bias_mcse", "mse", "mse_mcse", "rmse", "rmse_mcse", "coverage"):
-        assert math.isnan(row[name]), name
+    perf = performance(frame(rows))
+    row = one(perf, parameter="sigma")
+    # The model is misspecified: the target is the common sigma of the best equal-variance
+    # mixture (issue 21; before, there was no truth and these were NaN).
+    theta = emsim.pseudo_true("equal_var", "normal", (0.0, 2.0), (1.0, 2.0), 0.8)
+    assert row["true_value"] == theta["sigma1"]
+    assert one(perf, parameter="mu2")["true_value"] == theta["mu2"]
+    assert row["bias"] == pytest.approx(statistics.fmean([1.4, 1.5, 1.7]) - theta["sigma1"])
     assert row["empse"] == pytest.approx(statistics.stdev([1.4, 1.5, 1.7]))
     assert row["modse"] == pytest.approx(0.1)
 
@@ -591,12 +607,15 @@ def test_summarise_streams_cells_like_in_memory(tmp_path, monkeypatch, slice_row
         "stopping_distance",
         "stopping_rules",
         "zip_pi",
+        "estimands",
     }
-    for name in ("performance", "convergence", "stopping_rules"):
+    for name in ("performance", "convergence", "stopping_rules", "estimands"):
         assert (out / f"{name}.parquet").exists() and (out / f"{name}.csv").exists()
     assert sorted(p.name for p in out.iterdir()) == [
         "convergence.csv",
         "convergence.parquet",
+        "estimands.csv",
+        "estimands.parquet",
         "performance.csv",
         "performance.parquet",
         "stopping_distance.parquet",

@@ -26,7 +26,16 @@ from emsim.study.precision import (
 )
 from emsim.study.rounds import ReplicatePlan
 
-CELL = {"cell_id": "c", "n": 50, "mu1": 0.0, "mu2": 2.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.5}
+CELL = {
+    "cell_id": "c",
+    "n": 50,
+    "mu1": 0.0,
+    "mu2": 2.0,
+    "sigma1": 1.0,
+    "sigma2": 1.0,
+    "pi": 0.5,
+    "family": "normal",
+}
 ADAPTIVE = ReplicatePlan(minimum=40, maximum=200, step=40, chunk_size=20)
 
 

@@ -45,6 +45,9 @@ def assert_equivariant(base, moved, factor: float, shift: float, n: int) -> None
         # An SE moves with its stop: by about the stop's reach, relative.
         rel = 1e-4 if squarem else REL
         assert moved.se[name] == pytest.approx(expected, rel=rel, nan_ok=True), name
+        sandwich = base.se_sandwich[name]
+        expected = sandwich * factor if name in LOCATION + SCALE else sandwich
+        assert moved.se_sandwich[name] == pytest.approx(expected, rel=rel, nan_ok=True), name
     # The log-likelihood is a sum of n logs; the shift n log(factor) is carried in absolute
     # terms. Each SQUAREM stop lies below the limit's by its loglik_gap_to_limit.
     gaps = base.loglik_gap_to_limit + moved.loglik_gap_to_limit if squarem else 0.0

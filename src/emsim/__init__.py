@@ -3,10 +3,11 @@
 # First, before anything imports numba (the engine): a read-only install needs a cache folder.
 from . import _numba_cache  # noqa: F401
 from .models import METHODS, MODELS, PARAMS, STATUSES
-from .rrandom import RRandom
 
-# Eager, although it imports numpy: the submodule `emsim.simulate`, imported later by anyone,
-# would otherwise replace the function `emsim.simulate` by the module of that name.
+# Eager, although they import numpy: the submodules `emsim.simulate` and `emsim.pseudo_true`,
+# imported later by anyone, would otherwise replace the functions of those names by modules.
+from .pseudo_true import pseudo_true
+from .rrandom import RRandom
 from .simulate import simulate
 
 # The engine (numba) and pandas load on first use, not on `import emsim`: `emsim --help` and
@@ -54,6 +55,7 @@ __all__ = [
     "__version__",
     "fit",
     "fit_batch",
+    "pseudo_true",
     "quantile_start",
     "simulate",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import engine, working_scale
-from .information import information, pi_information
+from .information import information, pi_information, sandwich_se
 from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
 from .limit import find_limits
 from .models import (
@@ -96,6 +96,11 @@ class FitResult:
         same keys. NaN for held-known parameters and where the observed information is not
         positive definite or not finite. ``"equal_var"``: the common sigma's SE in both sigma
         keys. Computed whatever the status.
+    se_sandwich : dict of str to float
+        Sandwich (Huber-White) standard errors, sqrt(diag(H^-1 J H^-1)) with H the observed
+        information and J the sum of the points' score outer products at `params`: the SEs
+        that stay valid when the normal mixture is misspecified (issue 21). Same keys and NaN
+        rules as `se`.
     rate_empirical : float
         Plain EM's observed linear rate, sqrt(d_last / d_previous) from the last two rises d of
         the log-likelihood. NaN for ``"squarem"``, with fewer than two iterations, or when one
@@ -171,6 +176,8 @@ class FitResult:
     loglik_gap_to_limit: float = float("nan")
     polish_evals: int = 0
     trace: pd.DataFrame | None = None
+    # Sandwich (Huber-White) SEs, H^-1 J H^-1 at the estimate (`information.sandwich_se`).
+    se_sandwich: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,8 @@ class BatchFitResult:
         fitted (not aligned to any truth).
     se : dict of str to numpy.ndarray of float64
         Standard errors by parameter name; NaN where not estimated or not finite.
+    se_sandwich : dict of str to numpy.ndarray of float64
+        Sandwich standard errors by parameter name, as `FitResult.se_sandwich`.
     rate_empirical : numpy.ndarray of float64
         Plain EM's observed linear rates (NaN for SQUAREM).
     rate_theory : numpy.ndarray of float64
@@ -254,6 +263,7 @@ class BatchFitResult:
     loglik_gap_to_limit: np.ndarray = field(default_factory=lambda: np.empty(0))
     polish_evals: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     traces: list[pd.DataFrame | None] = field(default_factory=list)
+    se_sandwich: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.status)
@@ -268,6 +278,7 @@ class BatchFitResult:
             loglik_evals=int(self.loglik_evals[i]),
             params={k: float(v[i]) for k, v in self.params.items()},
             se={k: float(v[i]) for k, v in self.se.items()},
+            se_sandwich={k: float(v[i]) for k, v in self.se_sandwich.items()},
             rate_empirical=float(self.rate_empirical[i]),
             rate_theory=float(self.rate_theory[i]),
             runtime_s=float(self.runtime_s[i]),
@@ -694,10 +705,11 @@ def _se_by_name(se_estimated: np.ndarray, model: str, n_rows: int) -> dict[str, 
     return se
 
 
-def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(se, rate_theory, positive) at each rule's stop. Rules that stopped a row at the same
-    iteration stopped at the same iterate (one shared path): its information is computed once."""
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
+    """(se, rate_theory, positive, sandwich se) at each rule's stop. Rules that stopped a row
+    at the same iteration stopped at the same iterate (one shared path): its information is
+    computed once."""
+    found: list[tuple[np.ndarray, ...]] = []
     for k in range(out.params.shape[1]):
         todo = np.ones(y.shape[0], dtype=bool)
         copies = []
@@ -717,7 +729,7 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, np.ndarray, n
                 )
             )
             continue
-        se, rate, positive = (np.empty_like(a) for a in found[0])
+        wholes = tuple(np.empty_like(a) for a in found[0])
         if rows.size:
             computed = _information(
                 y[rows],
@@ -725,19 +737,21 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, np.ndarray, n
                 np.ascontiguousarray(out.stats[rows, k]),
                 model,
             )
-            for whole, part in zip((se, rate, positive), computed, strict=True):
+            for whole, part in zip(wholes, computed, strict=True):
                 whole[rows] = part
         for j, same in copies:
-            for whole, earlier in zip((se, rate, positive), found[j], strict=True):
+            for whole, earlier in zip(wholes, found[j], strict=True):
                 whole[same] = earlier[same]
-        found.append((se, rate, positive))
+        found.append(wholes)
     return found
 
 
 def _information(y, params, stats, model):
     if model == "pi":
-        return pi_information(stats, params, y.shape[1])
-    return information(y, params, model)
+        observed = pi_information(stats, params, y.shape[1])
+    else:
+        observed = information(y, params, model)
+    return (*observed, sandwich_se(y, params, model))
 
 
 @dataclass(frozen=True)
@@ -803,7 +817,7 @@ def _rule_result(
     n_rows = y.shape[0]
     names = estimated_params(model)
     params = np.ascontiguousarray(out.params[:, k])
-    se_estimated, rate_theory, positive = at_stop
+    se_estimated, rate_theory, positive, sandwich_estimated = at_stop
     se = _se_by_name(se_estimated, model, n_rows)
     polished = out.polish_evals[:, k] > 0
     with np.errstate(all="ignore"):
@@ -837,6 +851,7 @@ def _rule_result(
         loglik_evals=evals.copy(),
         params={name: params[:, j].copy() for j, name in enumerate(PARAMS)},
         se=se,
+        se_sandwich=_se_by_name(sandwich_estimated, model, n_rows),
         rate_empirical=out.rate_empirical[:, k].copy(),
         rate_theory=rate_theory,
         runtime_s=seconds_per_eval * evals,

@@ -237,8 +237,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise InputError(f"--seed {args.seed}: {err}") from None
+    family = _family(args)
     try:
-        y = simulate(args.n, mu, sigma if len(sigma) == 2 else sigma[0], args.pi, rng)
+        y = simulate(args.n, mu, sigma if len(sigma) == 2 else sigma[0], args.pi, rng, family)
     except ValueError as err:
         raise InputError(str(err)) from None
     frame = pd.DataFrame({"Y": y})
@@ -247,6 +248,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         _write(out, lambda tmp: frame.to_parquet(tmp, index=False), "-o")
     return 0
+
+
+def _family(args: argparse.Namespace):
+    """The family of `emsim simulate`'s --family and its shape flags (--df, --alpha, ...)."""
+    from .families import FAMILY_PARAMETERS, FamilyError, parse_family
+
+    spec: dict[str, object] = {"name": args.family}
+    for key in sorted({k for keys in FAMILY_PARAMETERS.values() for k in keys}):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    try:
+        return parse_family(spec)
+    except FamilyError as err:
+        flag = f"--{err.key}" if err.key != "name" else "--family"
+        raise InputError(f"{flag}: {err.problem}") from None
 
 
 def _json_number(value: float) -> float | None:
@@ -653,6 +669,16 @@ def _add_simulate(sim: argparse.ArgumentParser) -> None:
         default="numpy",
         help="'r' reproduces R's set.seed(seed); runif(n); rnorm(n); default: numpy",
     )
+    sim.add_argument(
+        "--family",
+        choices=("normal", "t", "skew_normal", "contaminated"),
+        default="normal",
+        help="the components' family (default normal; the others need --rng numpy)",
+    )
+    sim.add_argument("--df", type=float, help="t: degrees of freedom, > 2")
+    sim.add_argument("--alpha", type=float, help="skew_normal: Azzalini's shape")
+    sim.add_argument("--epsilon", type=float, help="contaminated: outlier probability, in (0, 1)")
+    sim.add_argument("--scale", type=float, help="contaminated: an outlier's sd factor, > 0")
     sim.add_argument(
         "-o",
         "--output",

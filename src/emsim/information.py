@@ -93,3 +93,75 @@ def information(
         scaled = np.where(np.isfinite(scaled), scaled, 0.0)
         rate = np.where(ok_c, np.linalg.eigvalsh(scaled)[:, -1], np.nan)
     return se, rate, positive
+
+
+def _positive_definite_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per symmetric matrix: (positive definite, its inverse; NaN where not), decided on the
+    unit-diagonal scaling as `positive_definite_inverse_diagonal` decides it."""
+    usable, factor, scaled = _scaled(matrices)
+    values, vectors = np.linalg.eigh(scaled)
+    ok = usable & (values[:, 0] > MIN_SCALED_EIGENVALUE)
+    safe = np.where(ok[:, None], values, 1.0)
+    inverse = np.einsum("rij,rj,rkj->rik", vectors, 1.0 / safe, vectors)
+    inverse = inverse * factor[:, :, None] * factor[:, None, :]
+    return ok, np.where(ok[:, None, None], inverse, np.nan)
+
+
+def _responsibilities(y: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """tau = P(Z = 1 | y) per point, rows x n."""
+    pi, mu1, mu2, s1, s2 = (params[:, j, None] for j in range(5))
+    log_odds = (
+        np.log(pi / (1.0 - pi))
+        - np.log(s1 / s2)
+        - 0.5 * ((y - mu1) / s1) ** 2
+        + 0.5 * ((y - mu2) / s2) ** 2
+    )
+    return 0.5 * (1.0 + np.tanh(0.5 * log_odds))  # the logistic, without overflow
+
+
+def observation_scores(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
+    """Each point's score (gradient of its log-likelihood) over the model's estimated
+    parameters, rows x n x k: E[complete-data score | y_i], tau-weighted component scores."""
+    tau = _responsibilities(y, params)
+    pi, mu1, mu2, s1, s2 = (params[:, j, None] for j in range(5))
+    scores = [(tau - pi) / (pi * (1.0 - pi))]
+    if model == "pi":
+        return np.stack(scores, axis=2)
+    e1, e2 = y - mu1, y - mu2
+    scores += [tau * e1 / s1**2, (1.0 - tau) * e2 / s2**2]
+    if model == "full":
+        scores += [tau * (e1**2 / s1**3 - 1.0 / s1), (1.0 - tau) * (e2**2 / s2**3 - 1.0 / s2)]
+    else:  # one common sigma (s1 == s2)
+        scores += [(tau * e1**2 + (1.0 - tau) * e2**2) / s1**3 - 1.0 / s1]
+    return np.stack(scores, axis=2)
+
+
+def _observed_information(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
+    """I_obs = I_complete - I_missing per row (Louis' identity, module docstring)."""
+    if model == "pi":
+        tau = _responsibilities(y, params)
+        pi = params[:, PI]
+        n = y.shape[1]
+        complete = tau.sum(axis=1) / pi**2 + (n - tau.sum(axis=1)) / (1.0 - pi) ** 2
+        missing = (tau * (1.0 - tau)).sum(axis=1) / (pi * (1.0 - pi)) ** 2
+        return (complete - missing)[:, None, None]
+    k = {"equal_var": 4, "full": 5}[model]
+    complete = np.empty((y.shape[0], k, k))
+    missing = np.empty((y.shape[0], k, k))
+    information_sums(y, params, MODEL_CODES[model], complete, missing)
+    return complete - missing
+
+
+def sandwich_se(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
+    """Per row, the sandwich (Huber-White) standard errors over the model's estimated
+    parameters: sqrt(diag(H^-1 J H^-1)), H the observed information and J = sum_i s_i s_i^T the
+    outer products of the points' scores at the estimate. Where the model is true J and H
+    estimate the same matrix and the two SEs agree; under misspecification only this one
+    describes the estimator's spread (White 1982). NaN where H is not positive definite."""
+    with np.errstate(all="ignore"):
+        scores = observation_scores(y, params, model)
+        outer = np.einsum("rni,rnj->rij", scores, scores)
+        positive, inverse = _positive_definite_inverse(_observed_information(y, params, model))
+        covariance = inverse @ outer @ inverse
+        variance = np.diagonal(covariance, axis1=1, axis2=2)
+        return np.where(positive[:, None] & (variance >= 0), np.sqrt(variance), np.nan)

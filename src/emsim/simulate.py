@@ -1,4 +1,5 @@
-"""Data from a two-component Gaussian mixture, drawn as the seed's R `gen_data` draws it."""
+"""Data from a two-component mixture, drawn as the seed's R `gen_data` draws it: Gaussian
+components by default, or another component family (`emsim.families`, issue 21)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from emsim.families import Family, FamilyError, parse_family
 from emsim.rrandom import RRandom
 
 __all__ = ["simulate", "simulate_labelled"]
@@ -59,9 +61,17 @@ def simulate_labelled(
     sigma: float | Sequence[float] | ArrayLike,
     pi: float,
     rng: np.random.Generator | RRandom,
+    family: Family | str | dict | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
     """`simulate`, also returning the component labels z (1 or 2; P(z = 1) = pi)."""
     n, mu_a, sigma_a, pi_f = _check_args(n, mu, sigma, pi)
+    try:
+        fam = parse_family(family)
+    except FamilyError as err:
+        raise ValueError(str(err)) from None
+    if not fam.is_normal and isinstance(rng, RRandom):
+        # R's gen_data draws normals only: no R stream to match for another family.
+        raise ValueError(f"family {fam.label} needs a numpy Generator, not an RRandom")
     if isinstance(rng, RRandom):
         u = rng.runif(n)
     elif isinstance(rng, np.random.Generator):
@@ -76,8 +86,10 @@ def simulate_labelled(
     with np.errstate(over="ignore", invalid="ignore"):
         if isinstance(rng, RRandom):
             y = rng.rnorm(n, mean, sd)
-        else:
+        elif fam.is_normal:
             y = mean + sd * rng.standard_normal(n)
+        else:
+            y = mean + sd * fam.errors(n, rng)
     _check_drawn(y, mu_a, sigma_a)
     return y, z
 
@@ -101,6 +113,7 @@ def simulate(
     sigma: float | Sequence[float] | ArrayLike,
     pi: float,
     rng: np.random.Generator | RRandom,
+    family: Family | str | dict | None = None,
 ) -> NDArray[np.float64]:
     """Draw n points from a two-component Gaussian mixture, as the seed's R `gen_data` does.
 
@@ -124,6 +137,12 @@ def simulate(
         with ``standard_normal``. With ``RRandom(s)`` the result equals R's
         ``set.seed(s); gen_data(n, mu, sigma, pi)$Y`` (R's ``runif`` then ``rnorm``) draw for
         draw.
+    family : str, dict or Family, optional
+        The components' family (`emsim.families`): ``"normal"`` (the default, the draws
+        above), ``{"name": "t", "df": 5}``, ``{"name": "skew_normal", "alpha": 4}`` or
+        ``{"name": "contaminated", "epsilon": 0.05, "scale": 5}``; mu and sigma are each
+        component's location and scale. After the labels' uniforms the family draws its
+        standardised errors e, y = mu_z + sigma_z * e (a numpy Generator only).
 
     Returns
     -------
@@ -135,8 +154,9 @@ def simulate(
     ------
     ValueError
         For an n that is not an integer >= 1, a mu that is not a finite pair, a sigma that is
-        not finite and > 0, or a pi outside [0, 1]; for a design whose draws overflow the
-        floating-point range (values near 1e308).
+        not finite and > 0, or a pi outside [0, 1]; for a bad family spec (the message names
+        the entry, e.g. df <= 2); for a design whose draws overflow the floating-point range
+        (values near 1e308).
     TypeError
         For an `rng` that is neither a numpy Generator nor an `RRandom`.
 
@@ -157,4 +177,4 @@ def simulate(
     >>> emsim.simulate(5, mu=(0, 2), sigma=(1, 0.5), pi=0.8, rng=emsim.RRandom(1)).round(3)
     array([ 1.272,  0.415, -1.54 ,  1.536, -0.295])
     """
-    return simulate_labelled(n, mu, sigma, pi, rng)[0]
+    return simulate_labelled(n, mu, sigma, pi, rng, family)[0]

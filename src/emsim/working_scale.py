@@ -156,6 +156,7 @@ def result_out(result: Any, n: int, units: WorkingScale) -> Any:
         loglik_start=_loglik_out(result.loglik_start, n, units),
         params={name: _value_out(v, name, units) for name, v in result.params.items()},
         se={name: _se_out(v, name, units) for name, v in result.se.items()},
+        se_sandwich={name: _se_out(v, name, units) for name, v in result.se_sandwich.items()},
         traces=traces,
     )
 

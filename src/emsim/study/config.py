@@ -39,6 +39,7 @@ from typing import Any
 from emsim.models import DEFAULT_SCORE_TOLERANCE, MODELS
 from emsim.study.config_checks import (
     ConfigError,
+    check_family,
     check_pi,
     check_positive,
     finite,
@@ -319,6 +320,8 @@ def _check_semantics(cfg: dict) -> None:
             _check_sigma(s, f"grid.sigma[{i}]")
         for i, p in enumerate(grid["pi"]):
             check_pi(p, f"grid.pi[{i}]")
+        for i, family in enumerate(grid.get("family") or []):
+            check_family(family, f"grid.family[{i}]")
         for i, s in enumerate(grid["sigma"]):
             for k, mu in enumerate(grid["mu"]):
                 _check_resolution(mu, s, f"grid.sigma[{i}]", f"grid.mu[{k}]")
@@ -328,6 +331,7 @@ def _check_semantics(cfg: dict) -> None:
         _check_mu(sc["mu"], f"scenarios[{j}].mu")
         _check_sigma(sc["sigma"], f"scenarios[{j}].sigma")
         check_pi(sc["pi"], f"scenarios[{j}].pi")
+        check_family(sc.get("family"), f"scenarios[{j}].family")
         _check_resolution(sc["mu"], sc["sigma"], f"scenarios[{j}].sigma", f"scenarios[{j}].mu")
         _check_identifiable(sc["mu"], sc["sigma"], f"scenarios[{j}]", "")
     if grid is None and not cfg.get("scenarios"):
@@ -476,11 +480,13 @@ def _count_cells(cfg: Mapping[str, Any]) -> int:
             {_pair(m) for m in grid["mu"]},
             {_pair(sg) for sg in grid["sigma"]},
             {float(p) for p in grid["pi"]},
+            {check_family(f, "grid.family").label for f in _grid_families(grid)},
         ]
     count = math.prod(len(a) for a in axes) if axes else 0
     extra: set[tuple] = set()
     for sc in cfg.get("scenarios") or []:
-        values = (int(sc["n"]), _pair(sc["mu"]), _pair(sc["sigma"]), float(sc["pi"]))
+        family = check_family(sc.get("family"), "scenarios.family").label
+        values = (int(sc["n"]), _pair(sc["mu"]), _pair(sc["sigma"]), float(sc["pi"]), family)
         if not (axes and all(v in a for v, a in zip(values, axes, strict=True))):
             extra.add(values)
     return count + len(extra)
@@ -548,16 +554,22 @@ def _check_limits(cfg: Mapping[str, Any]) -> None:
 # --- cells ------------------------------------------------------------------------------------
 
 
+def _grid_families(grid: Mapping[str, Any]) -> list[Any]:
+    # Without `family` a grid is normal, and its cells (order, ids, seeds) are as before.
+    return list(grid.get("family") or ["normal"])
+
+
 def expand_cells(cfg: Mapping[str, Any]) -> list[Cell]:
-    """The grid's cells (in the order of its lists: n slowest, then mu, sigma, pi) followed by
-    the scenarios not already in it."""
+    """The grid's cells (in the order of its lists: n slowest, then mu, sigma, pi, family)
+    followed by the scenarios not already in it."""
     cells: list[Cell] = []
     grid = cfg.get("grid")
     if grid is not None:
-        for n, mu, sigma, pi in itertools.product(grid["n"], grid["mu"], grid["sigma"], grid["pi"]):
-            cells.append(Cell.make(n, mu, sigma, pi))
+        axes = (grid["n"], grid["mu"], grid["sigma"], grid["pi"], _grid_families(grid))
+        for n, mu, sigma, pi, family in itertools.product(*axes):
+            cells.append(Cell.make(n, mu, sigma, pi, family))
     for sc in cfg.get("scenarios") or []:
-        cells.append(Cell.make(sc["n"], sc["mu"], sc["sigma"], sc["pi"]))
+        cells.append(Cell.make(sc["n"], sc["mu"], sc["sigma"], sc["pi"], sc.get("family")))
     unique: dict[str, Cell] = {}
     for cell in cells:
         unique.setdefault(cell.cell_id, cell)

@@ -13,10 +13,12 @@ import json
 import math
 from collections.abc import Iterable
 
+from emsim.families import Family, FamilyError, parse_family
 from emsim.inputs import START_PI_RANGE
 
 __all__ = [
     "ConfigError",
+    "check_family",
     "check_pi",
     "check_positive",
     "check_start_pi",
@@ -93,3 +95,15 @@ def check_positive(value: object, path: str) -> None:
         where = path if i is None else f"{path}[{i}]"
         if finite(s, where) <= 0:
             raise ConfigError(where, f"{show(s)} is not > 0")
+
+
+def check_family(value: object, path: str) -> Family:
+    """A component family as written (`normal`, `{name: t, df: 5}`, ...), parsed; a bad one
+    raises ConfigError naming its entry (``grid.family[1].df: 2 is not > 2 ...``)."""
+    try:
+        return parse_family(value)
+    except FamilyError as err:
+        where = f"{path}.{err.key}" if err.key and isinstance(value, dict) else path
+        if err.key and not isinstance(value, dict):
+            where = f"{path} ({err.key})"
+        raise ConfigError(where, err.problem) from None

@@ -44,6 +44,7 @@ from emsim.study.measures import best_start_gap
 from emsim.study.parquet_io import provenance_metadata, write_parquet_atomic
 from emsim.study.schema import (
     CELL_PARAMS,
+    FAMILY,
     FITS_SCHEMA,
     FOOTER_CELL_ID,
     FOOTER_CHUNK,
@@ -245,6 +246,7 @@ def _rows(
 ) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
     """The fit rows (FITS_SCHEMA order, without the design) of one batch and its kept traces."""
     params, se, swapped = align_to_truth(res.params, res.se, truth, res.model)
+    sandwich = _swapped(res.se_sandwich, swapped, se=True)
     rows = len(replicates)
     labels = {
         "model": np.full(rows, res.model, dtype=object),
@@ -264,6 +266,7 @@ def _rows(
         **{f"est_{p}": params[p] for p in PARAMS},
         "swapped": swapped,
         **{f"se_{p}": se[p] for p in PARAMS},
+        **{f"se_sandwich_{p}": sandwich[p] for p in PARAMS},
         "rate_empirical": np.asarray(res.rate_empirical, dtype=np.float64),
         "rate_theory": np.asarray(res.rate_theory, dtype=np.float64),
         "distance_to_limit": np.asarray(res.distance_to_limit, dtype=np.float64),
@@ -291,6 +294,7 @@ def _with_design(frame: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:
         "cell_id": str(cell["cell_id"]),
         "n": int(cell["n"]),
         **{p: float(cell[p]) for p in CELL_PARAMS[1:]},
+        FAMILY: str(cell[FAMILY]),
     }
     for i, (name, value) in enumerate(design.items()):
         frame.insert(i, name, value)

@@ -10,10 +10,13 @@ because sparse or failing cells are an expected outcome of a simulation study, n
 
 ``equal_var`` estimates one common sigma, which the fit rows store in both ``est_sigma1`` and
 ``est_sigma2``. It is reported as a single parameter ``sigma`` (estimate ``est_sigma1``, SE
-``se_sigma1``) so that the one estimate is not counted twice. Its true value is ``sigma1`` when the
-cell has ``sigma1 == sigma2``; in cells with unequal sigmas the model is misspecified, there is no
-true common sigma, and the truth-based measures (bias, MSE, RMSE, coverage) are NaN while the
-empirical and model SEs are still reported.
+``se_sigma1``) so that the one estimate is not counted twice.
+
+The true value of a parameter is what its estimator converges to: the data-generating value
+where the model holds (a normal cell, and for ``equal_var`` a cell with ``sigma1 == sigma2``),
+and elsewhere the pseudo-true value (`emsim.pseudo_true`: non-normal families, and equal_var's
+parameters in a cell with unequal sigmas). The `estimands` table lists both per cell, model and
+parameter (docs/design.md section 6).
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ import numpy as np
 import pandas as pd
 from pandas.core.groupby import DataFrameGroupBy
 
+from emsim.families import NORMAL, family_from_label
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
+from emsim.pseudo_true import pseudo_true
 from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
+    FAMILY,
     FIT_ID,
     PROCEDURE,
     ROW_KEY,
@@ -121,11 +127,72 @@ def _column(parameter: str) -> str:
     return "sigma1" if parameter == "sigma" else parameter
 
 
-def true_values(rows: pd.DataFrame, parameter: str) -> pd.Series:
-    """The data-generating value of `parameter` for each row (NaN where it has none)."""
+def data_generating_values(rows: pd.DataFrame, parameter: str) -> pd.Series:
+    """The data-generating value of `parameter` for each row (NaN for equal_var's common
+    `sigma` in a cell with unequal sigmas: there is none)."""
     if parameter == "sigma":
         return rows["sigma1"].where(rows["sigma1"] == rows["sigma2"]).astype(float)
     return rows[parameter].astype(float)
+
+
+def model_holds(rows: pd.DataFrame, model: str) -> pd.Series:
+    """Per row: is `model` the data's model (then its true values are the data-generating
+    ones)? Rows without a family column are normal (fits written before families)."""
+    normal = rows[FAMILY] == NORMAL.label if FAMILY in rows else pd.Series(True, rows.index)
+    if model == "equal_var":
+        return normal & (rows["sigma1"] == rows["sigma2"])
+    return normal
+
+
+@functools.lru_cache(maxsize=256)
+def _cell_pseudo_true(model: str, family: str, mu1, mu2, sigma1, sigma2, pi) -> dict:
+    return pseudo_true(model, family_from_label(family), (mu1, mu2), (sigma1, sigma2), pi)
+
+
+def true_values(rows: pd.DataFrame, parameter: str, model: str) -> pd.Series:
+    """The value the estimator of `parameter` under `model` converges to, per row: the
+    data-generating value where the model holds (exactly: no quadrature), the pseudo-true value
+    (`emsim.pseudo_true`) elsewhere."""
+    theta = data_generating_values(rows, parameter)
+    holds = model_holds(rows, model)
+    if holds.all():
+        return theta
+    design = ["mu1", "mu2", "sigma1", "sigma2", "pi"]
+    column = _column(parameter)
+    for key, cell in rows.loc[~holds].groupby([FAMILY, *design], sort=False):
+        family, *values = key
+        value = _cell_pseudo_true(model, str(family), *map(float, values))[column]
+        theta.loc[cell.index] = value
+    return theta
+
+
+ESTIMAND_COLUMNS: tuple[str, ...] = (
+    "cell_id",
+    FAMILY,
+    "model",
+    "parameter",
+    "dgm_value",
+    "pseudo_true",
+)
+
+
+def estimands(fits: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell x model x reported parameter of `fits`: the data-generating value and
+    the true value the measures use (`true_values`; the pseudo-true where the model does not
+    hold), docs/design.md section 6."""
+    parts = []
+    for model, rows in fits.groupby("model", sort=False):
+        cells = rows.drop_duplicates("cell_id")
+        if FAMILY not in cells:
+            cells = cells.assign(**{FAMILY: NORMAL.label})
+        for parameter in reported_parameters(str(model)):
+            part = cells.loc[:, ["cell_id", FAMILY]].assign(model=model, parameter=parameter)
+            part["dgm_value"] = data_generating_values(cells, parameter)
+            part["pseudo_true"] = true_values(cells, parameter, str(model))
+            parts.append(part)
+    if not parts:
+        return _empty(ESTIMAND_COLUMNS)
+    return pd.concat(parts, ignore_index=True).loc[:, list(ESTIMAND_COLUMNS)]
 
 
 def coverage_z(level: float) -> float:
@@ -285,10 +352,11 @@ def add_best_start(
 
 
 def with_stopping(fits: pd.DataFrame) -> pd.DataFrame:
-    """Fit rows written before stopping rules were a design factor used the seed's rule."""
-    if "stopping" in fits.columns:
-        return fits
-    return fits.assign(stopping=DEFAULT_STOPPING)
+    """Fit rows written before stopping rules were a design factor used the seed's rule, and
+    those written before families were one drew normal components."""
+    missing = {"stopping": DEFAULT_STOPPING, FAMILY: NORMAL.label}
+    missing = {k: v for k, v in missing.items() if k not in fits.columns}
+    return fits.assign(**missing) if missing else fits
 
 
 def common_set(fits: pd.DataFrame) -> pd.Series:
@@ -306,7 +374,7 @@ def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
     for model, rows in fits.groupby("model", sort=False):
         for parameter in reported_parameters(str(model)):
             col = _column(parameter)
-            theta = true_values(rows, parameter)
+            theta = true_values(rows, parameter, str(model))
             est_all = rows[f"est_{col}"].astype(float)
             se_all = rows[f"se_{col}"].astype(float)
             for name in SETS:
@@ -319,7 +387,7 @@ def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
                 has_se = ok & np.isfinite(se_all)
                 se = se_all.where(has_se)
                 est_se = est_all.where(has_se)
-                # Coverage also needs a truth (none for equal_var's sigma when sigmas differ).
+                # Coverage also needs a truth.
                 has_interval = has_se & theta.notna()
                 covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
                 part = rows.loc[:, list(GROUP_KEYS)].copy()
@@ -473,7 +541,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
 
 
-_TEXT_COLUMNS = frozenset({"cell_id", *FIT_ID, "parameter", "set"})
+_TEXT_COLUMNS = frozenset({"cell_id", FAMILY, *FIT_ID, "parameter", "set", "se_type"})
 _INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se"})
 
 

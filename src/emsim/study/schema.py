@@ -27,6 +27,7 @@ __all__ = [
     "CELL_PARTITION",
     "CSV_TABLES",
     "DESIGN_FIELDS",
+    "FAMILY",
     "FITS_SCHEMA",
     "FIT_ID",
     "FOOTER_CELL_ID",
@@ -64,8 +65,11 @@ __all__ = [
 
 # A cell's data-generating values (section 3): its seeds derive from them, in this order.
 CELL_PARAMS: tuple[str, ...] = ("n", "mu1", "mu2", "sigma1", "sigma2", "pi")
+# The components' family (`emsim.families`' label: ``normal``, ``t(df=5.0)``); it enters a
+# cell's seeds only when it is not normal (section 3).
+FAMILY = "family"
 # The design columns every fit and trace row starts with, and that group every measure.
-CELL_KEYS: tuple[str, ...] = ("cell_id", *CELL_PARAMS)
+CELL_KEYS: tuple[str, ...] = ("cell_id", *CELL_PARAMS, FAMILY)
 # How a fit was made, apart from its start; with the start, what tells apart the fits of one
 # replicate (section 5).
 PROCEDURE: tuple[str, ...] = ("model", "method", "stopping")
@@ -78,6 +82,7 @@ DESIGN_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("cell_id", pa.string()),
     ("n", pa.int64()),
     *((p, pa.float64()) for p in CELL_PARAMS[1:]),
+    (FAMILY, pa.string()),
     ("replicate", pa.int64()),
 )
 _FIT_ID_FIELDS = tuple((name, pa.string()) for name in FIT_ID)
@@ -95,6 +100,7 @@ FITS_SCHEMA = pa.schema(
         *[(f"est_{p}", pa.float64()) for p in PARAMS],
         ("swapped", pa.bool_()),
         *[(f"se_{p}", pa.float64()) for p in PARAMS],
+        *[(f"se_sandwich_{p}", pa.float64()) for p in PARAMS],
         ("rate_empirical", pa.float64()),
         ("rate_theory", pa.float64()),
         ("best_start_gap", pa.float64()),
@@ -190,6 +196,8 @@ SUMMARY_TABLE_SPECS: tuple[SummaryTable, ...] = (
     SummaryTable("stopping_distance", BY_MEASURES, csv=False),
     SummaryTable("stopping_rules", BY_MEASURES, csv=True),
     SummaryTable("zip_pi", BY_MEASURES, csv=False),
+    # Each cell x model x parameter's data-generating and pseudo-true value (section 6).
+    SummaryTable("estimands", BY_MEASURES, csv=True),
     SummaryTable("replicates", BY_PRECISION, csv=True),
     SummaryTable("precision", BY_PRECISION, csv=True),
 )

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 import numpy as np
 
 import emsim
-from emsim.study.schema import CELL_PARAMS
+from emsim.families import NORMAL, family_from_label
+from emsim.study.schema import CELL_PARAMS, FAMILY
 
 __all__ = [
     "STREAM_RANDOM_START",
@@ -50,11 +51,15 @@ def _number(x: float) -> str:
 
 def canonical_cell(cell: Mapping[str, float]) -> str:
     """The canonical text of a cell's data-generating values: n as an integer, the others as
-    floats (so that sigma 1 and 1.0 are one cell)."""
+    floats (so that sigma 1 and 1.0 are one cell), then the family's label unless it is normal
+    (so a normal cell keeps the text, seeds and id it had before families existed)."""
     n = cell["n"]
     if int(n) != n:
         raise ValueError(f"n must be an integer, got {n!r}")
     parts = [f"n={int(n)}"] + [f"{p}={_number(cell[p])}" for p in CELL_PARAMS[1:]]
+    family = str(cell.get(FAMILY, NORMAL.label))
+    if family != NORMAL.label:
+        parts.append(f"{FAMILY}={family}")
     return ";".join(parts)
 
 
@@ -96,6 +101,7 @@ def simulate_replicate(seed: int, cell: Mapping[str, float], replicate: int) -> 
         (float(cell["sigma1"]), float(cell["sigma2"])),
         float(cell["pi"]),
         data_rng(seed, cell, replicate),
+        family=family_from_label(str(cell.get(FAMILY, NORMAL.label))),
     )
 
 

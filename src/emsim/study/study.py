@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emsim.families import Family, parse_family
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.schema import (
     CELL_KEYS,
@@ -52,10 +53,14 @@ class Cell:
     sigma1: float
     sigma2: float
     pi: float
+    # The components' family label (`emsim.families`); a normal cell's id and seeds are those
+    # it had before families existed (docs/design.md section 3).
+    family: str = "normal"
     cell_id: str = field(default="", compare=False)
 
     @classmethod
-    def make(cls, n, mu, sigma, pi) -> Cell:
+    def make(cls, n, mu, sigma, pi, family: Family | str | dict | None = None) -> Cell:
+        fam = parse_family(family)
         s1, s2 = (sigma, sigma) if not isinstance(sigma, list | tuple) else sigma
         values = {
             "n": int(n),
@@ -64,12 +69,15 @@ class Cell:
             "sigma1": float(s1),
             "sigma2": float(s2),
             "pi": float(pi),
+            "family": fam.label,
         }
         label = (
             f"n{values['n']}_mu{_num_label(values['mu1'])}-{_num_label(values['mu2'])}"
             f"_s{_num_label(values['sigma1'])}-{_num_label(values['sigma2'])}"
             f"_pi{_num_label(values['pi'])}"
         )
+        if not fam.is_normal:
+            label += f"_{fam.id_label}"
         return cls(**values, cell_id=f"{label}_{cell_digest(values).hex()[:8]}")
 
     def as_dict(self) -> dict[str, Any]:

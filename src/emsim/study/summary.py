@@ -19,11 +19,13 @@ from emsim.study import stopping
 from emsim.study.measures import (
     BEST_EXCLUDED_STATUSES,
     CONVERGENCE_COLUMNS,
+    ESTIMAND_COLUMNS,
     PERFORMANCE_COLUMNS,
     add_best_start,
     concat_rows,
     convergence,
     coverage_z,
+    estimands,
     performance,
     sort_rows,
 )
@@ -89,7 +91,7 @@ SummaryFiles = make_dataclass(
 )
 SummaryFiles.__doc__ = """The Parquet files of the summary tables, one field per table
 (`schema.SUMMARY_TABLE_SPECS`: performance, convergence, stopping_distance, stopping_rules,
-zip_pi, replicates, precision; strings become paths).
+zip_pi, estimands, replicates, precision; strings become paths).
 
 The figures and report steps take the files their rules name (``input.performance``, ...);
 a library user gets those `summarise` writes into a folder with `in_folder`. A table whose
@@ -205,6 +207,7 @@ class SummaryTables:
     stopping_distance: pd.DataFrame
     stopping_rules: pd.DataFrame
     zip_pi: pd.DataFrame
+    estimands: pd.DataFrame
 
 
 def summarise_cell(
@@ -216,10 +219,11 @@ def summarise_cell(
 ) -> SummaryTables:
     """The measures of one cell's fit rows (`cell_table`): adds the derived start ``best``
     (`add_best_start`), then performance, convergence and the stopping-rule diagnostics."""
-    perf, conv, distance, rules, zips = [], [], [], [], []
+    perf, conv, distance, rules, zips, targets = [], [], [], [], [], []
     for rows in _model_slices(table):
         rows = add_best_start(rows, best_exclude, oracle_starts=oracle_starts)
         perf.append(performance(rows, coverage_level))
+        targets.append(estimands(rows))
         conv.append(convergence(rows))
         distance.append(stopping.distance_counts(rows))
         rules.append(stopping.rule_summary(rows))
@@ -231,15 +235,17 @@ def summarise_cell(
         stopping_distance=stopping.merge_distance_counts(distance),
         stopping_rules=sort_rows(stopping.merge_rule_summaries(rules), with_parameter=False),
         zip_pi=stopping.merge_zip_rows(zips),
+        estimands=concat_rows(targets, ESTIMAND_COLUMNS),
     )
 
 
 def gather(cells: Iterable[SummaryTables]) -> SummaryTables:
     """The study's tables from its cells' (in cell order): rows concatenated, the distance
     counts summed. Equal to summarising all the fits at once."""
-    perf, conv, distance, rules, zips = [], [], [], [], []
+    perf, conv, distance, rules, zips, targets = [], [], [], [], [], []
     for cell in cells:
         perf.append(cell.performance)
+        targets.append(cell.estimands)
         conv.append(cell.convergence)
         distance.append(cell.stopping_distance)
         rules.append(cell.stopping_rules)
@@ -250,6 +256,7 @@ def gather(cells: Iterable[SummaryTables]) -> SummaryTables:
         stopping_distance=stopping.merge_distance_counts(distance),
         stopping_rules=stopping.merge_rule_summaries(rules),
         zip_pi=stopping.merge_zip_rows(zips),
+        estimands=concat_rows(targets, ESTIMAND_COLUMNS),
     )
 
 

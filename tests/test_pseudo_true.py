@@ -1,0 +1,173 @@
+"""Pseudo-true values (issue 21): the normal identity, an independent quadrature, and the
+estimands and performance tables of a study with a family cell."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import emsim
+from emsim.study.config import load_study
+from emsim.study.fitjob import fit_chunk
+from emsim.study.summary import cell_table, summarise_cell
+
+integrate = pytest.importorskip("scipy.integrate")
+special = pytest.importorskip("scipy.special")
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = {
+    "t5": {"name": "t", "df": 5},
+    "skew4": {"name": "skew_normal", "alpha": 4},
+    "contaminated": {"name": "contaminated", "epsilon": 0.05, "scale": 5},
+}
+MU, SIGMA, PI = (0.0, 2.0), 1.0, 0.8
+
+
+@pytest.mark.parametrize("model", ["pi", "equal_var", "full"])
+@pytest.mark.parametrize(
+    ("mu", "sigma", "pi"), [((0.0, 2.0), 1.0, 0.8), ((-1.0, 3.0), 0.5, 0.3), ((0.0, 1.0), 1.0, 0.5)]
+)
+def test_normal_pseudo_true_is_the_data_generating_value(model, mu, sigma, pi) -> None:
+    theta = emsim.pseudo_true(model, "normal", mu, sigma, pi)
+    for name, value in zip(emsim.PARAMS, (pi, mu[0], mu[1], sigma, sigma), strict=True):
+        assert abs(theta[name] - value) < 1e-9, (name, theta[name], value)
+
+
+def _density(family: dict, e: float) -> float:
+    """The standardised density, written independently of emsim.families."""
+    if family["name"] == "t":
+        df = family["df"]
+        return math.exp(
+            math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+        ) * (1 + e * e / df) ** (-(df + 1) / 2)
+    phi = math.exp(-0.5 * e * e) / math.sqrt(2 * math.pi)
+    if family["name"] == "skew_normal":
+        return 2 * phi * special.ndtr(family["alpha"] * e)
+    eps, scale = family["epsilon"], family["scale"]
+    return (1 - eps) * phi + eps * math.exp(-0.5 * (e / scale) ** 2) / (
+        scale * math.sqrt(2 * math.pi)
+    )
+
+
+def _independent_em_map(family: dict, theta: dict, model: str) -> dict:
+    """One population EM step with scipy's adaptive quadrature over the whole line."""
+
+    def g(y: float) -> float:
+        return (
+            PI * _density(family, (y - MU[0]) / SIGMA) / SIGMA
+            + (1 - PI) * _density(family, (y - MU[1]) / SIGMA) / SIGMA
+        )
+
+    def tau(y: float) -> float:
+        # In logs: in the t's far tails both densities underflow, and the wider one wins.
+        log_a = (
+            math.log(theta["pi"] / theta["sigma1"])
+            - 0.5 * ((y - theta["mu1"]) / theta["sigma1"]) ** 2
+        )
+        log_b = (
+            math.log((1 - theta["pi"]) / theta["sigma2"])
+            - 0.5 * ((y - theta["mu2"]) / theta["sigma2"]) ** 2
+        )
+        return special.expit(log_a - log_b)
+
+    def expect(h) -> float:
+        # Split at the components' locations so the adaptive rule sees both peaks.
+        points = sorted({-math.inf, MU[0], MU[1], math.inf})
+        return sum(
+            integrate.quad(lambda y: h(y) * g(y), a, b, epsabs=1e-14, epsrel=1e-13, limit=500)[0]
+            for a, b in itertools.pairwise(points)
+        )
+
+    mass1 = expect(tau)
+    out = dict(theta, pi=mass1)
+    if model == "pi":
+        return out
+    mu1 = expect(lambda y: tau(y) * y) / mass1
+    mu2 = expect(lambda y: (1 - tau(y)) * y) / (1 - mass1)
+    ss1 = expect(lambda y: tau(y) * (y - mu1) ** 2)
+    ss2 = expect(lambda y: (1 - tau(y)) * (y - mu2) ** 2)
+    out.update(mu1=mu1, mu2=mu2)
+    if model == "equal_var":
+        out["sigma1"] = out["sigma2"] = math.sqrt(ss1 + ss2)
+    else:
+        out["sigma1"], out["sigma2"] = math.sqrt(ss1 / mass1), math.sqrt(ss2 / (1 - mass1))
+    return out
+
+
+@pytest.mark.parametrize("model", ["pi", "equal_var", "full"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_pseudo_true_is_a_fixed_point_of_an_independent_quadrature(family, model) -> None:
+    spec = FAMILIES[family]
+    theta = emsim.pseudo_true(model, spec, MU, SIGMA, PI)
+    again = _independent_em_map(spec, theta, model)
+    moved = max(abs(again[p] - theta[p]) for p in emsim.PARAMS)
+    assert moved < 1e-9, (theta, again)
+    # The data-generating values are not the target under misspecification.
+    dgm = dict(zip(emsim.PARAMS, (PI, *MU, SIGMA, SIGMA), strict=True))
+    assert max(abs(theta[p] - dgm[p]) for p in emsim.PARAMS) > 1e-3
+
+
+def test_weakly_identified_t5_full_model() -> None:
+    # The issue's values at mu (0, 2), t(5): a narrow plus a wide component.
+    theta = emsim.pseudo_true("full", FAMILIES["t5"], MU, SIGMA, PI)
+    got = [round(theta[p], 2) for p in emsim.PARAMS]
+    assert got == [0.49, 0.09, 0.69, 0.95, 1.86]
+
+
+def test_unequal_sigmas_give_equal_var_a_true_sigma() -> None:
+    theta = emsim.pseudo_true("equal_var", "normal", (0.0, 3.0), (1.0, 2.0), 0.5)
+    assert theta["sigma1"] == theta["sigma2"]
+    assert 1.0 < theta["sigma1"] < 2.0
+
+
+def _family_study(tmp_path: Path):
+    with open(ROOT / "config.yaml") as f:
+        cfg = yaml.safe_load(f)
+    cfg.update(
+        grid={"n": [300], "mu": [[0, 4]], "sigma": [1], "pi": [0.8], "family": ["normal"]},
+        scenarios=[{"n": 300, "mu": [0, 4], "sigma": 1, "pi": 0.8, "family": FAMILIES["t5"]}],
+        starts=[{"name": "truth", "strategy": "truth"}],
+        methods=["em"],
+        em=dict(cfg["em"], stopping=["abs"]),
+        replicates=6,
+        chunk_size=6,
+    )
+    return load_study(cfg)
+
+
+def test_performance_true_value_is_the_pseudo_true(tmp_path: Path) -> None:
+    study = _family_study(tmp_path)
+    tables = {}
+    for cell in study.cells:
+        out = tmp_path / f"{cell.cell_id}.parquet"
+        fit_chunk(study.fit_task(cell.cell_id, 0), out, tmp_path / "traces.parquet")
+        assert set(pq.read_table(out)["family"].to_pylist()) == {cell.family}
+        tables[cell.family] = summarise_cell(cell_table([out]), oracle_starts=("truth",))
+    normal, t5 = tables["normal"], tables["t(df=5.0)"]
+    # Normal: the data-generating values, exactly (no quadrature).
+    truth = {"pi": 0.8, "mu1": 0.0, "mu2": 4.0, "sigma": 1.0, "sigma1": 1.0, "sigma2": 1.0}
+    assert (normal.performance["true_value"] == normal.performance["parameter"].map(truth)).all()
+    assert (normal.estimands["pseudo_true"] == normal.estimands["dgm_value"]).all()
+    # t(5): the pseudo-true of each model.
+    for model, rows in t5.performance.groupby("model"):
+        theta = emsim.pseudo_true(model, FAMILIES["t5"], (0, 4), 1, 0.8)
+        theta["sigma"] = theta["sigma1"]
+        np.testing.assert_array_equal(rows["true_value"], rows["parameter"].map(theta))
+    est = t5.estimands
+    assert list(est.columns) == [
+        "cell_id",
+        "family",
+        "model",
+        "parameter",
+        "dgm_value",
+        "pseudo_true",
+    ]
+    assert len(est) == 1 + 4 + 5  # pi; pi, mu1, mu2, sigma; the five
+    assert (est["family"] == "t(df=5.0)").all()
+    assert (est["pseudo_true"] != est["dgm_value"]).any()
