@@ -33,16 +33,13 @@ except ConfigError as error:
     sys.exit(str(error))
 if workflow.is_main_process:
     print(STUDY.summary_line(), file=sys.stderr)
-    # A fits or traces file that is not whole Parquet (truncated, emptied) is deleted, with a
-    # warning, so that this run refits it (rule all asks for every one of them).
-    jobs.remove_damaged_results(
-        [*STUDY.existing_outputs("fits"), *STUDY.existing_outputs("traces")]
-    )
     # results/ must hold this study only (docs/design.md section 4): files of cells and chunks
-    # this config does not have, and fits or traces that are foreign, edited or unreadable, go
-    # to results/stale/ (one line each), so readers of results/fits see this study and this run
-    # refits the rejected files. A dry run or `snakemake --lint` (`make lint`) only says what
-    # it would move: `-n` is known here through the output settings (the executor, which
+    # this config does not have, and fits or traces that are damaged, foreign, edited or
+    # unreadable, go to results/stale/ (one line each), so readers of results/fits see this
+    # study and this run refits the rejected files (rule all asks for every one of them). One
+    # pass, which reads only the files changed since the last (results/.integrity-cache.json).
+    # A dry run or `snakemake --lint` (`make lint`) only says what it would move, and writes
+    # nothing: `-n` is known here through the output settings (the executor, which
     # `workflow.dryrun` asks, is not set yet), and linting is the one mode whose workflow skips
     # the check of environment variables.
     dry_run = workflow.dryrun or getattr(workflow.output_settings, "dryrun", False)

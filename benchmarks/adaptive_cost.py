@@ -4,10 +4,11 @@ same design, from their results folders.
 1. The targets: the largest MCSE of the bias and of the coverage, per parameter, over every
    own-set performance row of the fixed study (its worst cell). `--write-config` writes them as
    a config to merge into config.yaml (`replicates: {min, max, step}` and `precision`).
-2. Replay: the fixed study's own fits, cut at min, min + step, ..., decide per cell when the
-   targets are met (the same `summarise_cell`, `assess` and `decide` as the workflow). Replicate
-   r is the same in both studies, so this predicts the adaptive study's replicates exactly;
-   with `--adaptive` it is checked against the adaptive run's `replicates` table.
+2. Replay: the fixed study's own fits, cut at min, then where each cell's MCSE projects (the
+   workflow's jumps), decide per cell when the targets are met (the same `summarise_cell`,
+   `assess`, `decide` and `projected_replicates` as the workflow). Replicate r is the same in
+   both studies, so this predicts the adaptive study's replicates exactly; with `--adaptive` it
+   is checked against the adaptive run's `replicates` table.
 3. Cost: fits, fit jobs, summed EM CPU seconds and the wall-clock span of the fit jobs (from
    the Parquet footers, `jobs.fit_provenance`) of each study; `--wall-fixed`/`--wall-adaptive`
    add the whole runs' wall times measured outside (e.g. `/usr/bin/time`).
@@ -33,7 +34,7 @@ import yaml
 from emsim.study.config import load_study
 from emsim.study.jobs import fit_provenance
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
-from emsim.study.precision import STOP_MET, assess, decide
+from emsim.study.precision import STOP_MET, assess, decide, projected_replicates
 from emsim.study.summary import cell_table, summarise_cell
 
 MEASURES = ("bias_mcse", "coverage_mcse")
@@ -66,8 +67,8 @@ def replay(fixed: Path, study) -> pd.DataFrame:
         files = sorted(glob.glob(str(fixed / "fits" / f"cell={cell.cell_id}" / "*.parquet")))
         table = cell_table(files)
         frame = table.to_pandas()
-        for k in range(plan.rounds):
-            replicates = plan.replicates_through(k)
+        replicates, rounds = plan.minimum, 1
+        while True:
             part = frame[frame["replicate"] < replicates]
             tables = summarise_cell(
                 pa.Table.from_pandas(part, preserve_index=False), level, oracle_starts=oracles
@@ -75,8 +76,17 @@ def replay(fixed: Path, study) -> pd.DataFrame:
             assessment = assess(tables.performance, targets, replicates)
             stop = decide(assessment, replicates, plan.maximum, adaptive=True)
             if stop != "continue":
-                rows.append({"cell_id": cell.cell_id, "replicates": replicates, "stop": stop})
+                rows.append(
+                    {
+                        "cell_id": cell.cell_id,
+                        "replicates": replicates,
+                        "rounds": rounds,
+                        "stop": stop,
+                    }
+                )
                 break
+            # The workflow's jump (docs/design.md section 10).
+            replicates, rounds = projected_replicates(assessment, replicates, plan), rounds + 1
     return pd.DataFrame(rows)
 
 
@@ -122,7 +132,8 @@ def main() -> None:
     print(
         f"replay: {len(predicted)} cells, {met} met, replicates "
         f"{int(predicted['replicates'].sum())} of {total_reps}: {used:,} fits against "
-        f"{fixed_fits:,} ({used / fixed_fits:.1%})"
+        f"{fixed_fits:,} ({used / fixed_fits:.1%}); rounds: at most "
+        f"{int(predicted['rounds'].max())}, of the plan's {study.plan.rounds}"
     )
     print(predicted.groupby("replicates").size().rename("cells").to_string())
     fixed_cost = cost(args.fixed)

@@ -48,7 +48,7 @@ TINY = {
 
 # An adaptive study (docs/design.md section 10): four cells, the `pi` model, a target bias MCSE
 # of pi of 0.01. Its EmpSE of pi is about 0.04 (n = 200) and 0.09 (n = 50), so the cells stop
-# after different rounds (two met after round 0, one met after round 3, one at `max`).
+# after different rounds (two met after round 0; two jump to 60, then 80: one met, one at `max`).
 ADAPTIVE = {
     "study": "adaptive test study",
     "seed": 7,

@@ -10,6 +10,7 @@ summary the pipeline wrote.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -24,7 +25,17 @@ from studyrun import ADAPTIVE, make_workdir, read_fits, snakemake
 
 from emsim.study.config import load_study
 from emsim.study.config_checks import ConfigError
-from emsim.study.precision import GO_ON, STOP_FIXED, STOP_MAX, STOP_MET, Precision, assess, decide
+from emsim.study.measures import coverage_z
+from emsim.study.precision import (
+    GO_ON,
+    STOP_FIXED,
+    STOP_MAX,
+    STOP_MET,
+    Precision,
+    assess,
+    decide,
+    projected_replicates,
+)
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.summary import summarise
 
@@ -70,6 +81,56 @@ def test_plan_matches_the_rounds_written_out(low, extra, step, chunk):
         assert plan.chunks_through(k) == range(0, first[k + 1])
         assert plan.replicates_through(k) == block.stop
     assert plan.largest_chunk() == max(len(c) for c in chunks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 120),
+    st.integers(1, 30),
+    st.integers(1, 25),
+    st.data(),
+)
+def test_a_jump_lands_on_the_grid_and_runs_the_chunks_of_stepping(low, extra, step, chunk, data):
+    """A cell at a grid point that wants `wanted` replicates runs through the first grid point
+    at or above it (at least one step on, at most max); its chunks are the ones a cell stepping
+    one block per round has there, holding exactly replicates 0 .. R - 1, in the same files."""
+    high = low + extra
+    plan = ReplicatePlan(low, high, step, chunk)
+    blocks, chunks, first = listed_plan(low, high, step, chunk)
+    grid = [block.stop for block in blocks]
+    j = data.draw(st.integers(0, len(grid) - 2))
+    wanted = data.draw(st.floats(0, 3 * high) | st.just(float("nan")))
+
+    through = plan.next_stop(grid[j], wanted)
+
+    above = [g for g in grid[j + 1 :] if not g < wanted] or [high]
+    assert through == above[0]
+    stepped = grid.index(through)
+    assert plan.grid_round(through) == stepped
+    assert [plan.chunk_replicates(k) for k in plan.chunks_through(stepped)] == chunks[
+        : first[stepped + 1]
+    ]
+    assert sorted(r for k in plan.chunks_through(stepped) for r in plan.chunk_replicates(k)) == (
+        list(range(through))
+    )
+
+
+def test_projected_replicates_is_r_times_the_squared_mcse_ratio_on_the_grid():
+    plan = ReplicatePlan(100, 5000, 100, 50)
+    assessment = pd.DataFrame(
+        {"met": [False, True, False], "reached": [0.013, 0.004, 0.009], "target": [0.01] * 3}
+    )
+    # 100 x (0.013 / 0.01)^2 = 169 -> 200; the met target does not count.
+    assert projected_replicates(assessment, 100, plan) == 200
+    assessment.loc[0, "reached"] = 0.05  # 100 x 25 = 2500, a grid point itself
+    assert projected_replicates(assessment, 100, plan) == 2500
+    assessment.loc[0, "reached"] = 0.0101  # 102.01 replicates: still one step
+    assert projected_replicates(assessment, 100, plan) == 200
+    assessment.loc[0, "reached"] = 1.0  # capped at max
+    assert projected_replicates(assessment, 300, plan) == 5000
+    assessment.loc[2, "reached"] = np.nan  # a row without an MCSE projects nothing: one step
+    assert projected_replicates(assessment, 300, plan) == 400
 
 
 def test_chunk_of_a_replicate_does_not_depend_on_max():
@@ -172,6 +233,20 @@ def test_one_number_applies_to_every_parameter_the_models_estimate():
     assert [t.parameter for t in targets] == ["pi", "mu1", "mu2", "sigma"]
 
 
+def test_a_first_round_covering_every_interval_does_not_meet_a_coverage_target():
+    """Coverage 1 in 100 fits: the performance table's MCSE is sqrt(1 * 0 / 100) = 0, the
+    decision's is Wilson's z / (2 (100 + z^2)) (docs/design.md section 10), above 0.005."""
+    perf = perf_rows(pi__fixed__pi=0.001).assign(coverage=1.0, n_se=100, coverage_mcse=0.0)
+    z = coverage_z(0.95)
+    wilson = z / (2.0 * (100 + z * z))
+    assert 0.005 < wilson < 0.01
+
+    for target, stop in ((0.005, GO_ON), (0.01, STOP_MET)):
+        out = assess(perf, precision_of({"coverage_mcse": {"pi": target}}), replicates=100)
+        assert out["reached"].tolist() == pytest.approx([wilson], rel=1e-15)
+        assert decide(out, 100, 500, adaptive=True) == stop
+
+
 def test_decide():
     met = pd.DataFrame({"met": [True, True]})
     missed = pd.DataFrame({"met": [True, False]})
@@ -251,22 +326,40 @@ def bias_mcse_from_fits(fits: pd.DataFrame) -> float:
 def test_every_cell_meets_its_target_or_reaches_max_and_not_a_round_later(adaptive_study):
     reps = replicates_table(adaptive_study).set_index("cell_id")
     fits = read_fits(adaptive_study)
-    plan = ReplicatePlan(20, 80, 20, 20)
     assert set(reps["stop"]) <= {STOP_MET, STOP_MAX}
     assert reps["rounds"].nunique() > 1, "the test study should stop cells after different rounds"
+    grid = [20, 40, 60, 80]
+    jumps = []
     for cell, row in reps.iterrows():
         cell_fits = fits[fits["cell_id"] == cell]
         # Exactly the replicates of its rounds, no more: nothing was fitted past its stop.
         assert sorted(cell_fits["replicate"].unique()) == list(range(row["replicates"]))
-        assert row["replicates"] == plan.replicates_through(row["rounds"] - 1)
+        stops = round_stops(adaptive_study, cell, row["rounds"])
+        assert stops[-1] == row["replicates"]
         reached = bias_mcse_from_fits(cell_fits)
         if row["stop"] == STOP_MET:
             assert reached <= 0.01
         else:
             assert row["replicates"] == 80 and reached > 0.01
-        if row["rounds"] > 1:  # the round before missed the target
-            before = cell_fits[cell_fits["replicate"] < plan.replicates_through(row["rounds"] - 2)]
-            assert bias_mcse_from_fits(before) > 0.01
+        # Each earlier round missed the target and jumped to the first grid point at or above
+        # R (MCSE / 0.01)^2, one step at least.
+        for before, after in itertools.pairwise(stops):
+            mcse = bias_mcse_from_fits(cell_fits[cell_fits["replicate"] < before])
+            assert mcse > 0.01
+            wanted = before * (mcse / 0.01) ** 2
+            assert after == min([g for g in grid if g > before and g >= wanted] or [80])
+            jumps.append(after - before)
+    assert max(jumps) > 20, "the test study should have a cell jump over a step"
+
+
+def round_stops(workdir, cell: str, rounds: int) -> list[int]:
+    """The replicates `cell` ran through after each of its rounds: 20, then what each gate
+    recorded for it."""
+    stops = [20]
+    for k in range(rounds - 1):
+        gate = json.loads((workdir / "results" / "rounds" / f"round={k}.json").read_text())
+        stops.append(gate["through"][cell])
+    return stops
 
 
 def test_precision_table_reports_what_decided(adaptive_study):
@@ -278,13 +371,16 @@ def test_precision_table_reports_what_decided(adaptive_study):
         assert row["measure"] == "bias_mcse" and row["parameter"] == "pi"
         assert row["reached"] == pytest.approx(bias_mcse_from_fits(fits[fits["cell_id"] == cell]))
         assert bool(row["met"]) == (reps.loc[cell, "stop"] == STOP_MET)
-    # The gates: a cell is listed after round k exactly when it ran round k + 1 (there is no
-    # gate after the last round of the plan: every cell stops there).
-    last = ReplicatePlan(20, 80, 20, 20).rounds - 1
-    assert not (results / "rounds" / f"round={last}.json").exists()
-    for k in range(min(int(reps["rounds"].max()), last)):
+    # The gates: a cell is listed after round k exactly when it ran round k + 1. There is no
+    # gate after a round in which every cell still running reached max (80): all stop there.
+    gates = sorted((results / "rounds").glob("round=*.json"))
+    assert len(gates) == int(reps["rounds"].max()) - 1
+    for k in range(len(gates)):
         gate = json.loads((results / "rounds" / f"round={k}.json").read_text())
         assert set(gate["going_on"]) == set(reps.index[reps["rounds"] > k + 1])
+    assert not set(reps.index[reps["rounds"] == len(gates) + 1]) - set(
+        reps.index[reps["replicates"] == 80]
+    )
 
 
 def test_gathered_tables_equal_one_summary_of_all_fits(adaptive_study, tmp_path):

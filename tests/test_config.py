@@ -565,17 +565,17 @@ def test_manifest_job_deletes_a_result_damaged_past_the_start_up_check(tmp_path,
 
 
 def test_start_up_check_names_truncated_and_emptied_results(tmp_path):
-    whole, truncated, empty = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    from emsim.study.integrity import file_problem
+
+    spec = study(MINIMAL)
+    folder = tmp_path / "cell=x"
+    folder.mkdir()
+    whole, truncated, empty = (folder / f"chunk={k}.parquet" for k in range(3))
     write_parquet_atomic(pd.DataFrame({"x": [1.0] * 100}), whole)
     truncated.write_bytes(whole.read_bytes()[:-30])
     empty.write_bytes(b"")
-    lines: list[str] = []
-    removed = jobs.remove_damaged_results(
-        [whole, truncated, empty, tmp_path / "missing.parquet"], warn=lines.append
-    )
-    assert removed == [str(truncated), str(empty)]
-    assert whole.exists() and not truncated.exists() and not empty.exists()
-    assert lines[0].startswith(f"emsim: {truncated} was damaged (no Parquet magic bytes")
-    assert lines[1] == f"emsim: {empty} was damaged (0 bytes, too short for Parquet): " + (
-        "deleted, its fit job reruns"
-    )
+    damage = file_problem(truncated, "fits", spec)
+    assert damage.startswith("is damaged (no Parquet magic bytes"), damage
+    assert file_problem(empty, "fits", spec) == "is damaged (0 bytes, too short for Parquet)"
+    # Whole Parquet, so past the damage check: what it holds is checked next.
+    assert "is damaged" not in file_problem(whole, "fits", spec)

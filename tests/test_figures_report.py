@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from markupsafe import escape
 
 from emsim.study import figure_data, figures, jobs, schema, stopping
 from emsim.study.captions import (
@@ -440,7 +442,8 @@ def test_report_is_self_contained_and_complete(study, tmp_path):
     for name in FIGURE_NAMES:
         assert f'id="fig-{name}"' in html
     assert not EXTERNAL.search(html), EXTERNAL.search(html)
-    assert "<link" not in html and "<script" not in html
+    # One inline script (sorting and filtering the tables), nothing loaded from anywhere.
+    assert "<link" not in html and html.count("<script") == 1 and "<script>" in html
     for section in (
         "aims",
         "data",
@@ -549,6 +552,11 @@ def test_replicates_figure_adaptive_and_fixed(study, tmp_path):
     assert_readable_png(empty, min_side=150)
 
 
+def linked_cell(cell_id: str, label: str) -> str:
+    """A table's cell column: the cell's label, leading to its drill-down (section 13)."""
+    return f'<td><a href="#cell-{cell_id}">{label}</a></td>'
+
+
 def _section(html: str, anchor: str) -> str:
     start = html.index(f'<section id="{anchor}">')
     return html[start : html.index("</section>", start)]
@@ -577,9 +585,10 @@ def test_report_lists_replicates_targets_and_cells_stopped_at_max(study, tmp_pat
     labels = {}
     for _, row in add_design_factors(reps).iterrows():
         labels[row["cell_id"]] = cell_label(row)
-        assert f"<td>{labels[row['cell_id']]}</td><td>{ADAPTIVE['max']}</td>" in table
+        shown = linked_cell(row["cell_id"], labels[row["cell_id"]])
+        assert f"{shown}<td>{ADAPTIVE['max']}</td>" in table
     for _, row in prec.iterrows():
-        shown = f"<td>{labels[row['cell_id']]}</td>"
+        shown = linked_cell(row["cell_id"], labels[row["cell_id"]])
         assert (shown in missed) == (not row["met"])
         if not row["met"]:
             reached = f"{row['reached']:.3g}"
@@ -661,8 +670,9 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
     methods = _section(html, "methods")
     # One row per configured start: the random draws grouped under their config name, each
     # strategy with the settings the fits used (the quantile split's default pi0 included).
-    assert "<td>draw</td><td>random</td><td>{&quot;k&quot;: 2}</td>" in methods
-    assert "<td>quantile</td><td>quantile</td><td>{&quot;pi0&quot;: 0.5}</td>" in methods
+    draw, quantile = escape(json.dumps({"k": 2})), escape(json.dumps({"pi0": 0.5}))
+    assert f"<td>draw</td><td>random</td><td>{draw}</td>" in methods
+    assert f"<td>quantile</td><td>quantile</td><td>{quantile}</td>" in methods
     # Issue 18: every rule the study ran, with its own tolerance (score's is
     # em.score_tolerance, in SEs) and what it means, in config order.
     rules = methods.split("<h3>Stopping rules</h3>", 1)[1].split("</table>", 1)[0]
@@ -672,7 +682,7 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
     ]
     assert shown == [("abs", "1e-05"), ("aitken", "1e-07"), ("score", "0.02")]
     assert "<td>score</td><td>0.02</td><td>standard errors</td>" in rules
-    assert "Newton decrement" in rules and "the seed&#x27;s rule" in rules
+    assert "Newton decrement" in rules and escape("the seed's rule") in rules
     assert "Rules compared: abs, aitken, score (section 4)" in html
     section = _section(html, "replicates")
     # The scope as the config gave it: draw1, draw2 -> draw.
@@ -740,7 +750,23 @@ def test_section9_pools_the_cells_and_shows_the_slowest():
     assert "<td>0.0018 to 0.0032</td><td>55.0 (1.7)</td>" in overall
     # The slowest cell first, with its own median distance and MCSE.
     first = slowest.split("<tr><td>")[1]
-    assert first.startswith("n=5000</td><td>full</td><td>squarem</td><td>score</td><td>10</td>")
+    assert first.startswith(
+        '<a href="#cell-slow">n=5000</a></td><td>full</td><td>squarem</td><td>score</td><td>10</td>'
+    )
     assert "<td>0.0500 (0.0010)</td><td>100.0 (3.0)</td>" in first
     empty = stopping_section(["abs"], 0.1, pd.DataFrame(), rules.iloc[:0], counts, {})
     assert "No stopping-rule results" in empty
+
+
+def test_shares_and_pi_intervals_stay_within_0_and_1():
+    """Issue 23: coverage's error bars end at the axis' [0, 1], the zip plot's intervals for pi
+    at 0 and 1; whether an interval covers pi is still decided on the whole interval."""
+    below, above = figure_data.clipped_error(
+        np.array([0.99, 0.5, 0.02]), np.array([0.05, 0.05, 0.05]), (0.0, 1.0)
+    )
+    np.testing.assert_allclose(below, [0.05, 0.05, 0.02])
+    np.testing.assert_allclose(above, [0.01, 0.05, 0.05])
+    rows = pd.DataFrame({"pi": 0.95, "est_pi": [0.97, 0.5], "se_pi": [0.05, 0.1]})
+    shown = figure_data.zip_intervals(rows, 1.96)
+    assert shown["hi"].max() == 1.0 and shown["lo"].min() >= 0.0
+    assert list(shown["covers"]) == [True, False]

@@ -265,7 +265,7 @@ def test_a_rerun_repairs_deleted_and_truncated_results(study, tmp_path, capsys):
 
     _, out = snakemake(work)
     damaged = truncated.relative_to(work).as_posix()
-    assert f"emsim: {damaged} was damaged (no Parquet magic bytes" in out, out[-3000:]
+    assert f"emsim: {damaged} is damaged (no Parquet magic bytes" in out, out[-3000:]
     jobs = jobs_of(out)
     assert jobs.count("fit") == 2 and {"manifest", "summary", "report"} <= set(jobs), jobs
     assert json.loads((results / "manifest.json").read_text())["study_hash"] == reference

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from emsim.study.config import replicate_plan
+from emsim.study.measures import coverage_z
 from emsim.study.precision import (
     ASSESSMENT_COLUMNS,
     GO_ON,
@@ -20,6 +21,8 @@ from emsim.study.precision import (
     RoundDecision,
     Target,
     round_decision,
+    wilson_interval,
+    wilson_mcse,
 )
 from emsim.study.rounds import ReplicatePlan
 
@@ -48,6 +51,8 @@ def perf_rows(spread_by_group: dict[tuple[str, str], float], replicates: int) ->
                     "set": set_,
                     "true_value": 0.5,
                     "bias_mcse": value,
+                    "coverage": np.nan if set_ == "own" else 0.5,
+                    "n_se": 0 if set_ == "own" else replicates,
                     "coverage_mcse": np.nan if set_ == "own" else 99.0,
                 }
             )
@@ -178,3 +183,92 @@ def test_scope_leaves_out_rows_of_other_starts():
     row = round_decision(fixed_only, perf, 40, ADAPTIVE).assessment.iloc[0]
 
     assert row.reached == expected and row.rows == int((own["start"] == "fixed").sum())
+
+
+# --- proportions: the Wilson MCSE (docs/design.md section 10) -----------------------------------
+
+
+def wilson_bounds(covered: int, n: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval as the roots p of (covered / n - p)^2 = z^2 p (1 - p) / n."""
+    share = covered / n
+    a, b, c = 1.0 + z * z / n, -(2.0 * share + z * z / n), share * share
+    low, high = sorted(np.roots([a, b, c]).real)
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize(("covered", "n"), [(100, 100), (0, 100), (95, 100), (1, 3), (930, 1000)])
+def test_wilson_mcse_is_the_score_interval_s_half_width_over_z(covered, n):
+    z = coverage_z(0.95)
+    low, high = wilson_bounds(covered, n, z)
+    assert wilson_mcse(covered / n, n) == pytest.approx((high - low) / (2.0 * z), rel=1e-12)
+    assert wilson_interval(covered / n, n) == pytest.approx((low, high), rel=1e-12, abs=1e-15)
+    if covered == n:  # the closed form at a share of 1: z / (2 (n + z^2))
+        assert wilson_mcse(1.0, n) == pytest.approx(z / (2.0 * (n + z * z)), rel=1e-15)
+        assert low == pytest.approx(0.963, abs=5e-4)  # what 100 of 100 covering supports
+
+
+def test_wilson_mcse_tends_to_the_binomial_se_as_n_grows():
+    for n in (10**4, 10**6):
+        binomial = np.sqrt(0.95 * 0.05 / n)
+        assert wilson_mcse(0.95, n) == pytest.approx(binomial, rel=5.0 / n**0.5)
+
+
+def coverage_rows(covered_by_start: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Own-set performance rows of pi's coverage from per-replicate indicators (1 = the
+    interval covered), with the performance table's MCSE sqrt(C (1 - C) / n_se)."""
+    rows = []
+    for start, covered in covered_by_start.items():
+        share, n = float(np.mean(covered)), len(covered)
+        rows.append(
+            {
+                **CELL,
+                "model": "pi",
+                "method": "em",
+                "stopping": "abs",
+                "start": start,
+                "parameter": "pi",
+                "set": "own",
+                "true_value": 0.5,
+                "bias_mcse": 0.001,
+                "coverage": share,
+                "n_se": n,
+                "coverage_mcse": np.sqrt(share * (1.0 - share) / n),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+COVERAGE_PI = Precision(targets=(Target("coverage_mcse", "pi", 0.005),))
+COVERAGE_PLAN = ReplicatePlan(minimum=100, maximum=1000, step=100, chunk_size=50)
+
+
+def test_a_first_round_that_covers_100_percent_goes_on():
+    """100 of 100 intervals cover: the table's MCSE is 0, but the decision's Wilson MCSE is
+    z / (2 (100 + z^2)), about 0.0094, above the target of 0.005: the cell goes on."""
+    plan = COVERAGE_PLAN
+    perf = coverage_rows({"fixed": np.ones(100)})
+    assert perf["coverage_mcse"].tolist() == [0.0]
+    z = coverage_z(0.95)
+
+    decision = round_decision(COVERAGE_PI, perf, 100, plan)
+
+    row = decision.assessment.iloc[0]
+    assert decision.stop == GO_ON and not bool(row.met)
+    assert row.reached == pytest.approx(z / (2.0 * (100 + z * z)), rel=1e-15)
+    # 200 of 200 covering support the target: z / (2 (200 + z^2)) is below 0.005.
+    wider = round_decision(COVERAGE_PI, coverage_rows({"fixed": np.ones(200)}), 200, plan)
+    assert wider.stop == STOP_MET
+    assert wider.assessment["reached"].iloc[0] == pytest.approx(z / (2.0 * (200 + z * z)))
+
+
+def test_the_worst_coverage_row_is_the_one_with_the_largest_wilson_mcse():
+    """A row at coverage 1 has table MCSE 0 but is the worst row once judged by Wilson."""
+    covered = {"fixed": np.r_[np.ones(390), np.zeros(10)], "truth": np.ones(40)}
+    perf = coverage_rows(covered)
+    expected = {s: wilson_mcse(np.mean(c), len(c)) for s, c in covered.items()}
+    assert expected["truth"] > expected["fixed"]
+    assert perf.set_index("start")["coverage_mcse"]["truth"] == 0.0
+
+    row = round_decision(COVERAGE_PI, perf, 400, COVERAGE_PLAN).assessment.iloc[0]
+
+    assert row.worst_start == "truth" and row.reached == pytest.approx(expected["truth"])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import engine
+from . import engine, working_scale
 from .information import information, pi_information
 from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
 from .limit import find_limits
@@ -35,6 +35,13 @@ if TYPE_CHECKING:  # pandas is imported only when a trace is asked for (issue 10
 # A component whose sigma falls below this fraction of the data's standard deviation has
 # collapsed onto (nearly) a single point: the likelihood is unbounded there.
 SIGMA_FLOOR_REL = 1e-6
+# ...but never above this fraction of the within-component scale (working_scale.within_scale):
+# where the
+# components lie far apart, the data's standard deviation measures their distance, not their
+# spread (mu 0 and 1e7 with sigma 1 put the old floor at 5 sigmas). Where they overlap, the
+# data's sd is at most a few within-scales (4.8 over 16,800 replicates of the default study's
+# cells), so the cap, 16 of them, leaves their floor as it was.
+SIGMA_FLOOR_WITHIN_REL = 16 * SIGMA_FLOOR_REL
 # The engine takes max_iterations as int64 (one compiled type whatever the value); this bound
 # keeps its arithmetic on it clear of overflow.
 MAX_ITERATIONS_LIMIT = 2**62
@@ -62,7 +69,8 @@ class FitResult:
         observed information at the stop is not positive definite while the iteration moves
         on), ``"max_iterations"``
         (stopped by the cap), ``"degenerate"`` (a sigma fell
-        below 1e-6 times the data's standard deviation: a component collapsed onto a point; also
+        below 1e-6 times the data's standard deviation, or 1.6e-5 times the within-component
+        scale where that is less: a component collapsed onto a point; also
         any model but ``"pi"`` on data that are all one value), ``"boundary"`` (pi left
         [1e-6, 1 - 1e-6]), ``"nonfinite"`` (a parameter or the log-likelihood became NaN or
         infinite) or ``"decreased"`` (the log-likelihood fell by more than
@@ -377,6 +385,13 @@ def quantile_start(
     }
 
 
+def _sigma_floor(y: np.ndarray) -> np.ndarray:
+    """Where a component has collapsed onto a point (docs/design.md section 1, Safeguards)."""
+    return np.minimum(
+        SIGMA_FLOOR_REL * y.std(axis=1), SIGMA_FLOOR_WITHIN_REL * working_scale.within_scale(y)
+    )
+
+
 def _with_sigma(values: ParamValues, label: str) -> dict[str, Any]:
     """`values` with the shorthand `sigma` (one value for both components) spelt out."""
     values = dict(values or {})
@@ -436,7 +451,15 @@ def check_start_known(
     return _with_sigma(given_start, start_label), _with_sigma(given_known, known_label)
 
 
-def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamValues) -> np.ndarray:
+def _start_matrix(
+    y: np.ndarray,
+    model: str,
+    start: ParamValues,
+    known: ParamValues,
+    units: working_scale.WorkingScale,
+) -> np.ndarray:
+    """The start of every row in working units (`y` is in them; `start` and `known`, checked
+    here, are in the user's)."""
     n_rows = y.shape[0]
     start, known = check_start_known(model, start, known)
     check_known_given(model, known)
@@ -447,6 +470,7 @@ def _start_matrix(y: np.ndarray, model: str, start: ParamValues, known: ParamVal
         else:
             value = _column(start, name, n_rows, "start")
         matrix[:, j] = np.nan if value is None else value
+    working_scale.params_in(matrix, PARAMS, units)
 
     pi_start = matrix[:, 0]
     pi_start[np.isnan(pi_start)] = DEFAULT_START_PI
@@ -603,14 +627,16 @@ def fit_batch_by_rule(
     max_iterations = check_max_iterations(max_iterations, MAX_ITERATIONS_LIMIT)
     if not (np.isfinite(premature_threshold) and premature_threshold > 0):
         raise ValueError(f"premature_threshold must be > 0, got {premature_threshold}")
-    y = _as_data(Y)
-    n_rows = y.shape[0]
+    given = _as_data(Y)
+    n_rows = given.shape[0]
     traced = np.broadcast_to(np.asarray(trace, dtype=bool), (n_rows,)).copy()
-    # Valid data can still overflow a moment (values near 1e308); the fit then reports a status.
+    # Data far from unit scale are fitted in working units, and the results carried back.
+    units = working_scale.choose(given)
+    y = working_scale.data_in(given, units)
     with np.errstate(all="ignore"):
-        start_matrix = _start_matrix(y, model, start, known)
+        start_matrix = _start_matrix(y, model, start, known, units)
         # The pi model never moves a sigma, so it needs no floor (and no pass over the data).
-        sigma_floor = np.zeros(n_rows) if model == "pi" else SIGMA_FLOOR_REL * y.std(axis=1)
+        sigma_floor = np.zeros(n_rows) if model == "pi" else _sigma_floor(y)
 
     out = engine.run(
         y,
@@ -636,19 +662,23 @@ def fit_batch_by_rule(
     at_stop = _information_at_stops(y, out, model)
     limit = _path_limit(y, out, model, method, sigma_floor)
     return {
-        rule: _rule_result(
-            y,
-            out,
-            k,
-            rule,
-            status[:, k].copy(),
-            at_stop[k],
-            limit,
-            model,
-            method,
-            traced,
-            seconds_per_eval,
-            premature_threshold,
+        rule: working_scale.result_out(
+            _rule_result(
+                y,
+                out,
+                k,
+                rule,
+                status[:, k].copy(),
+                at_stop[k],
+                limit,
+                model,
+                method,
+                traced,
+                seconds_per_eval,
+                premature_threshold,
+            ),
+            y.shape[1],
+            units,
         )
         for k, rule in enumerate(rules)
     }
@@ -942,9 +972,10 @@ def fit(
     Notes
     -----
     Each iteration's step is checked before it is kept: a pi outside [1e-6, 1 - 1e-6] ends the
-    fit as ``"boundary"``, a sigma below 1e-6 times the data's standard deviation as
-    ``"degenerate"``, a non-finite value as ``"nonfinite"``, and a fall of the log-likelihood
-    by more than 1e-10 * (abs(loglik) + n) as ``"decreased"``; the rejected step is not kept.
+    fit as ``"boundary"``, a sigma below its floor (1e-6 times the data's standard deviation,
+    at most 1.6e-5 times the within-component scale) as ``"degenerate"``, a non-finite value
+    as ``"nonfinite"``, and a fall of the log-likelihood by more than 1e-10 * (abs(loglik) + n)
+    as ``"decreased"``; the rejected step is not kept.
     A start that fails these checks ends the fit at once, with 0 iterations.
 
     Examples

@@ -1,4 +1,5 @@
-"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim warmup`.
+"""Command line: `emsim demo`, `emsim simulate`, `emsim fit`, `emsim verify`, `emsim replay`,
+`emsim table`, `emsim status`, `emsim warmup`.
 
 Bad input ends with exactly one line on stderr naming the problem and exit status 2; a fit that
 fails is reported through its status, never as an error. Reading the data file of `emsim fit`
@@ -426,6 +427,122 @@ def _replicate_list(replicates: tuple[int, ...]) -> str:
     return ",".join(map(str, replicates))
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """`emsim replay`: one fit of the study in --results recomputed from its seeds
+    (`study.replay`), printed as `emsim fit` prints a fit."""
+    _numba_without_scipy()
+    from .study.replay import FitKey, compare_with_stored, replay
+
+    key = FitKey(args.cell, args.replicate, args.model, args.method, args.start, args.stopping)
+    formats = (".csv", ".parquet")
+    trace_path = _output(args.trace, "--trace", formats) if args.trace else None
+    data_path = _output(args.data, "--data", formats) if args.data else None
+    try:
+        replayed = replay(args.results, key)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if trace_path is not None:
+        _write_frame(trace_path, replayed.trace, "--trace")
+    if data_path is not None:
+        import pandas as pd
+
+        _write_frame(data_path, pd.DataFrame({"Y": replayed.data}), "--data")
+    result = replayed.result()
+    if args.json:
+        print(json.dumps(_fit_payload(result, result.runtime_s), allow_nan=False))
+        return 0
+    print(
+        f"replay of cell {key.cell}, replicate {key.replicate}, start {key.start}, "
+        f"rule {key.stopping}"
+    )
+    _print_fit(result, result.runtime_s, replayed.known())
+    differs = compare_with_stored(replayed)
+    if differs is None:
+        print(f"{replayed.fits_file}: the study holds no row of this fit (yet)")
+    elif differs:
+        print(f"{replayed.fits_file}: its row DIFFERS from the replay in {', '.join(differs)}")
+    else:
+        print(f"{replayed.fits_file}: its row is identical to the replay (runtime_s aside)")
+    return 0
+
+
+def _write_frame(path: Path, frame: pd.DataFrame, option: str) -> None:
+    """A table to .parquet or, at full precision, .csv, as `path`'s suffix says."""
+
+    def write(tmp: Path) -> None:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, float_format="%.17g")
+
+    _write(path, write, option)
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    """`emsim table`: one measure of the study's performance table as a design x method table
+    with its MCSE (`study.tables`), on stdout or into -o."""
+    import pandas as pd
+
+    from .study.schema import summary_path
+    from .study.tables import measure_table, render
+
+    out = _output(args.output, "-o", (".md", ".tex", ".csv", ".txt")) if args.output else None
+    if args.digits < 0 or args.digits > 17:
+        raise InputError(f"--digits {args.digits}: use 0 to 17")
+    path = Path(summary_path("performance", str(Path(args.results) / "summary")))
+    if not path.is_file():
+        raise InputError(f"{path}: no performance table; run the study (or its summary) first")
+    try:
+        table = measure_table(
+            pd.read_parquet(path),
+            args.measure,
+            args.parameter,
+            models=args.model,
+            stopping=args.stopping,
+            starts=args.start,
+            set_=args.set,
+            order=_config_order(Path(args.results)),
+        )
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+    text = render(table, args.format, args.digits)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write(out, lambda tmp: Path(tmp).write_text(text), "-o")
+    return 0
+
+
+def _config_order(results: Path) -> dict[str, list[str]]:
+    """The study's order of rules, starts and methods (its recorded config), or none."""
+    from .study.recompute import recorded_study
+
+    try:
+        study = recorded_study(results)
+    except ValueError:
+        return {}
+    return {
+        "stopping": list(study.stopping),
+        "start": study.start_names,
+        "method": list(study.methods),
+    }
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """`emsim status`: the study's progress and ETA from what is on disk (`study.status`)."""
+    from .study.status import read_status, render
+
+    try:
+        status = read_status(args.results)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if args.json:
+        print(json.dumps(status.as_json(), allow_nan=False))
+    else:
+        sys.stdout.write(render(status))
+    return 0
+
+
 class _Version(argparse.Action):
     """--version, reading the installed version only when asked (importlib.metadata is slow)."""
 
@@ -458,6 +575,28 @@ def build_parser() -> argparse.ArgumentParser:
             "verify", help="check a study's results against its manifest, or against another study"
         )
     )
+    _add_replay(
+        commands.add_parser(
+            "replay", help="recompute one fit of a study from its seeds, as `emsim fit` prints it"
+        )
+    )
+    _add_table(
+        commands.add_parser(
+            "table", help="one performance measure as a design x method table with its MCSE"
+        )
+    )
+    status_cmd = commands.add_parser(
+        "status", help="a study's fits done and planned, running and failed jobs, and its ETA"
+    )
+    status_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (Snakemake's state is read from the folder above "
+        "it); default: results",
+    )
+    status_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    status_cmd.set_defaults(run=_cmd_status)
     warm_cmd = commands.add_parser(
         "warmup",
         help="compile the engine for this CPU into numba's cache (make venv runs it), so that "
@@ -635,6 +774,92 @@ def _add_verify(verify_cmd: argparse.ArgumentParser) -> None:
         "one each run, printed, so that a run can be repeated",
     )
     verify_cmd.set_defaults(run=_cmd_verify)
+
+
+def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
+    replay_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (its config.yaml records the study); default: results",
+    )
+    replay_cmd.add_argument(
+        "--cell", required=True, metavar="ID", help="the cell's id, as in results/fits (required)"
+    )
+    replay_cmd.add_argument(
+        "--replicate", type=int, required=True, metavar="R", help="the replicate (required)"
+    )
+    for option, what in (
+        ("--model", "the model"),
+        ("--method", "the method"),
+        ("--start", "the start's name"),
+        ("--stopping", "the stopping rule"),
+    ):
+        replay_cmd.add_argument(option, required=True, help=f"{what}, one the study ran (required)")
+    replay_cmd.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="write the fit's iterates, in the study's traces columns (.csv/.parquet); "
+        "default: no trace",
+    )
+    replay_cmd.add_argument(
+        "--data",
+        metavar="PATH",
+        help="write the replicate's data set, column Y (.csv/.parquet), which `emsim fit` "
+        "reads; default: no data",
+    )
+    replay_cmd.add_argument(
+        "--json", action="store_true", help="print `emsim fit --json`'s object; default: text"
+    )
+    replay_cmd.set_defaults(run=_cmd_replay)
+
+
+def _add_table(table_cmd: argparse.ArgumentParser) -> None:
+    from .study.tables import MEASURES, TABLE_FORMATS
+
+    table_cmd.add_argument(
+        "--measure", required=True, choices=MEASURES, help="the measure (required)"
+    )
+    table_cmd.add_argument(
+        "--parameter",
+        required=True,
+        help="the parameter: pi, mu1, mu2, sigma1, sigma2, or sigma (equal_var) (required)",
+    )
+    table_cmd.add_argument(
+        "--format",
+        choices=TABLE_FORMATS,
+        default="markdown",
+        help="markdown, latex (booktabs), or csv (value and MCSE unrounded, two columns per "
+        "method); default: markdown",
+    )
+    table_cmd.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="the study's results folder (DIR/summary/performance.parquet); default: results",
+    )
+    for option, what in (
+        ("--model", "models"),
+        ("--stopping", "stopping rules"),
+        ("--start", "starts"),
+    ):
+        table_cmd.add_argument(
+            option, nargs="+", metavar="NAME", help=f"only these {what}; default: all"
+        )
+    table_cmd.add_argument(
+        "--set",
+        choices=("own", "common"),
+        default="own",
+        help="own: each group's usable fits; common: the replicates where every method and rule "
+        "succeeded (docs/design.md section 6); default: own",
+    )
+    table_cmd.add_argument(
+        "--digits", type=int, default=3, help="decimals of value and MCSE; default: 3"
+    )
+    table_cmd.add_argument(
+        "-o", "--output", metavar="PATH", help="write the table to PATH; default: stdout"
+    )
+    table_cmd.set_defaults(run=_cmd_table)
 
 
 def _silence_stdout() -> None:

@@ -1,8 +1,15 @@
 # Which rounds each cell runs is known only as the gates after the rounds are written
 # (docs/design.md section 10): these give the rules' inputs through Snakemake's checkpoint
 # lookup, which makes a rule wait until the gate it needs exists. A fixed study has no gates.
+from emsim.study import rounds
+
+
 def gate(round_):
     return checkpoints.round_gate.get(round=round_).output.gate
+
+
+def grid_round(cell, round_):
+    return rounds.grid_round(cell, round_, STUDY.plan, gate)
 
 
 def cells_in_round(round_):

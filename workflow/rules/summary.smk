@@ -8,7 +8,7 @@
 rule cell_summary:
     input:
         fits=lambda wildcards: STUDY.cell_round_inputs(
-            "fits", wildcards.cell, wildcards.round
+            "fits", wildcards.cell, grid_round(wildcards.cell, wildcards.round)
         ),
         code=[
             jobs.module_path(name)

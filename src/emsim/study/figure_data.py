@@ -118,6 +118,17 @@ def against_n(
     return start, data.assign(y=data[column] * scale, y_error=2 * data[f"{column}_mcse"] * scale)
 
 
+def clipped_error(
+    y: np.ndarray, error: np.ndarray, limits: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lengths of error bars of half-width `error` around `y` below and above, cut where
+    they would leave `limits` (a share's bar ends at 0 and 1, where the share does)."""
+    low, high = limits
+    below = np.clip(np.minimum(error, y - low), 0.0, None)
+    above = np.clip(np.minimum(error, high - y), 0.0, None)
+    return below, above
+
+
 def coverage_band(n_rep: pd.Series, level: float) -> tuple[float, float] | None:
     """The nominal coverage's Monte Carlo band, level +- 2 sqrt(level (1 - level) / R) capped
     at 1, for R the median replicates of the fit groups that have any; None if none has."""
@@ -285,16 +296,17 @@ def zip_cells(zips: pd.DataFrame, conv: pd.DataFrame, perf: pd.DataFrame) -> lis
 
 
 def zip_intervals(rows: pd.DataFrame, z: float) -> pd.DataFrame:
-    """One panel of the zip plot: the Wald intervals est +- z se of pi (``lo``, ``hi``),
-    ordered by |est - pi| / se, each at its centile of that order, and whether it covers pi."""
+    """One panel of the zip plot: the Wald intervals est +- z se of pi (``lo``, ``hi``, cut
+    at 0 and 1, the range of pi), ordered by |est - pi| / se, each at its centile of that
+    order, and whether it covers pi (from the whole interval, as the coverage measure has it)."""
     truth = float(rows["pi"].iloc[0])
     est, se = rows["est_pi"].to_numpy(float), rows["se_pi"].to_numpy(float)
     order = np.argsort(np.abs(est - truth) / se, kind="stable")
     est, se = est[order], se[order]
     return pd.DataFrame(
         {
-            "lo": est - z * se,
-            "hi": est + z * se,
+            "lo": np.clip(est - z * se, 0.0, 1.0),
+            "hi": np.clip(est + z * se, 0.0, 1.0),
             "centile": 100.0 * (np.arange(len(est)) + 0.5) / len(est),
             "covers": np.abs(est - truth) <= z * se,
         }

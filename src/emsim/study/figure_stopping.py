@@ -27,14 +27,28 @@ from emsim.study.figure_style import (
     save_png,
     styled,
 )
+from emsim.study.precision import wilson_interval
 
 # --- can the stopping rule be trusted? ----------------------------------------------------
+
+
+def _wilson_bars(points: pd.DataFrame, rows: pd.DataFrame, column: str, scale: float):
+    """A share's bar is its 95% Wilson interval over the `n_fits` fits, not +- 2 binomial MCSE,
+    which is 0 at a share of 0 and, for a rare status (1 in 3000), reaches below 0 and is cut
+    there (docs/design.md section 10)."""
+    low, high = wilson_interval(rows[column], rows["n_fits"])
+    x = points["x"].to_numpy(dtype=float)
+    return points.assign(
+        minus=np.nan_to_num(x - low * scale).clip(min=0.0),
+        plus=np.nan_to_num(high * scale - x).clip(min=0.0),
+    )
 
 
 def _panel_by_cell(
     ax: Axes, rows: pd.DataFrame, panel: tuple, position: dict, palette: dict, methods: list
 ) -> None:
-    """One panel of the stopping figure: a point (+- 2 MCSE) per cell x stopping rule (colour)
+    """One panel of the stopping figure: a point (+- 2 MCSE; a share's Wilson interval) per
+    cell x stopping rule (colour)
     x method (marker), dodged around the cell's row."""
     column, _, scale, log = panel
     rules = list(palette)
@@ -44,6 +58,8 @@ def _panel_by_cell(
         if sub.empty:
             continue
         points = fd.stopping_panel(sub, column, scale, log)
+        if column.startswith("rate_"):
+            points = _wilson_bars(points, sub, column, scale)
         ax.errorbar(
             points["x"].to_numpy(),
             sub["cell_id"].map(position).to_numpy(dtype=float) + offsets[k],
@@ -65,8 +81,12 @@ def _panel_by_cell(
 def plot_stopping(rules: pd.DataFrame, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     """Per model (rows of panels) and cell (rows within a panel, labelled): the usable,
     premature and saddle shares, the median distance to the limit and the E-steps per fit
-    (+- 2 MCSE) of each stopping rule and method, the real starts pooled."""
-    title = "Where each stopping rule ended the fits (+- 2 MCSE; real starts pooled)"
+    (+- 2 MCSE; the shares their 95% Wilson interval) of each stopping rule and method, the real
+    starts pooled."""
+    title = (
+        "Where each stopping rule ended the fits (+- 2 MCSE, shares: 95% Wilson interval; "
+        "real starts pooled)"
+    )
     data = fd.stopping_rows(rules)
     if data.empty:
         return empty_figure(path, title, dpi=dpi)

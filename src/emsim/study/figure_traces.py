@@ -22,6 +22,7 @@ from emsim.study.figure_style import (
     MODEL_MARKERS,
     bottom_legend,
     empty_figure,
+    model_colors,
     save_png,
     styled,
 )
@@ -38,9 +39,13 @@ def _draw_trace(
     cmap,
     marker: str = "o",
     linestyle: str = "-",
+    color: tuple | None = None,
 ) -> None:
-    """The seed's geom_point + geom_path(arrow=): a point per iteration, arrows between them."""
+    """The seed's geom_point + geom_path(arrow=): a point per iteration, arrows between them;
+    coloured by iteration (`norm`, `cmap`), or all in `color` (one path among several)."""
     cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
+    if color is not None:
+        cmap = mpl.colors.ListedColormap([color])
     ok = np.isfinite(x) & np.isfinite(y)
     x, y, iteration = x[ok], y[ok], iteration[ok]
     # Long traces get arrows on a subset of segments so the heads stay legible (and the
@@ -48,7 +53,7 @@ def _draw_trace(
     segments = np.arange(len(x) - 1)
     if len(segments) > 20:
         segments = np.unique(np.linspace(0, len(x) - 2, 20).astype(int))
-        ax.plot(x, y, color="0.55", linewidth=0.6, linestyle=linestyle, zorder=1)
+        ax.plot(x, y, color=color or "0.55", linewidth=0.6, linestyle=linestyle, zorder=1)
     for i in segments:
         arrow = ax.annotate(
             "",
@@ -69,6 +74,9 @@ def _draw_trace(
     ax.scatter(
         x, y, c=iteration, cmap=cmap, norm=norm, s=18, marker=marker, zorder=3, edgecolors="none"
     )
+    if color is not None and len(x):
+        # Without the iteration colours, a ring shows where the path starts.
+        ax.scatter(x[:1], y[:1], s=80, facecolors="none", edgecolors=[color], zorder=4)
 
 
 def _trace_colorbar(fig: Figure, axes, norm: mpl.colors.Normalize, cmap: str) -> None:
@@ -133,6 +141,9 @@ def plot_traces(
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     norm = mpl.colors.Normalize(vmin=0.0, vmax=max(float(t["iteration"].astype(float).max()), 1.0))
     models = ordered(t["model"], MODEL_ORDER)
+    # One colour per model: on an iteration scale up to the cap, every path of a few dozen
+    # iterations came out the same colour.
+    colors = model_colors(models)
     for ax, (_, cell) in zip(axes, cells.iterrows(), strict=False):
         ax.set_title(cell_label(cell), fontsize=9)
         s = t[t["cell_id"] == cell["cell_id"]]
@@ -149,24 +160,25 @@ def plot_traces(
                 "viridis",
                 marker=MODEL_MARKERS.get(model, "D"),
                 linestyle=MODEL_LINESTYLES.get(model, "-"),
+                color=colors[model],
             )
         ax.set_xlabel("p(Z=1)")
         ax.set_ylabel("log-likelihood")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
     for ax in axes[len(cells) :]:
         ax.set_visible(False)
-    _trace_colorbar(fig, [ax for ax in axes if ax.get_visible()], norm, "viridis")
     handles = [
         Line2D(
             [],
             [],
-            color="0.3",
+            color=colors[m],
             marker=MODEL_MARKERS.get(m, "D"),
             linestyle=MODEL_LINESTYLES.get(m, "-"),
         )
         for m in models
     ]
-    bottom_legend(fig, handles, [f"model {m}" for m in models])
+    handles.append(Line2D([], [], color="0.3", marker="o", fillstyle="none", linestyle="none"))
+    bottom_legend(fig, handles, [f"model {m}" for m in models] + ["start"])
     first = t.iloc[0]
     fig.suptitle(f"{title}\nmethod {first['method']}, start {first['start']}")
     return save_png(fig, path, dpi)

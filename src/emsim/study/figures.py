@@ -98,10 +98,12 @@ def _plot_against_n(
     start: str | None,
     reference: Callable[[Axes, pd.DataFrame], None] | None = None,
     sharey: bool = False,
+    limits: tuple[float, float] | None = None,
     dpi: int = DPI,
 ) -> Path:
     """Shared layout of the bias, RMSE and coverage figures: y(n) by model and method
-    (`figure_data.against_n`)."""
+    (`figure_data.against_n`); with `limits`, the y axis is that range and the error bars
+    end at it (a share such as coverage cannot leave [0, 1])."""
     start, data = fd.against_n(perf, measure, parameter, start)
     full_title = f"{title} of {parameter} (start: {start})"
     if data.empty:
@@ -126,11 +128,15 @@ def _plot_against_n(
             if s.empty:
                 continue
             s = s.sort_values("n")
+            y = s["y"].to_numpy(float)
             err = s["y_error"].to_numpy(float)
+            err = np.where(np.isfinite(err), err, 0.0)
+            below, above = (err, err) if limits is None else fd.clipped_error(y, err, limits)
             ax.errorbar(
                 s["n"].to_numpy(float) * np.exp(offset),
-                s["y"],
-                yerr=np.where(np.isfinite(err), err, 0.0),
+                y,
+                yerr=np.vstack([below, above]),
+                clip_on=limits is None,
                 color=colors[model],
                 marker=METHOD_MARKERS.get(method, "D"),
                 linestyle=METHOD_LINESTYLES.get(method, ":"),
@@ -140,6 +146,8 @@ def _plot_against_n(
             )
         if reference is not None:
             reference(ax, subset)
+        if limits is not None:
+            ax.set_ylim(*limits)
         _log_n_axis(ax, sorted(data["n"].astype(float).unique()))
     for ax in fig.axes:
         if ax.get_subplotspec().is_last_row():
@@ -228,6 +236,7 @@ def plot_coverage(
         start=start,
         reference=nominal,
         sharey=True,
+        limits=(0.0, 1.0),
         dpi=dpi,
     )
 

@@ -15,10 +15,15 @@ Three things can make a results folder disagree with the study its manifest and 
   rows (`manifest.table_hash`) under the metadata key `manifest.ROWS_HASH_KEY`;
   `file_problem` recomputes it.
 
-`sweep` runs when the workflow starts (the Snakefile, before any job is planned): a foreign,
-edited or unreadable file is named in one line and moved to `results/stale/` too, so the same run
-refits it and the manifest is built over the refitted file. The manifest job checks the rows hash
-again when it reads each file, so a manifest is never built over rows changed after the sweep.
+`sweep` runs when the workflow starts (the Snakefile, before any job is planned), the one pass
+over the results at start-up: a damaged (truncated, emptied), foreign, edited or unreadable file
+is named in one line and moved to `results/stale/` too, so the same run refits it and the
+manifest is built over the refitted file. A dry run or a lint moves nothing. Reading every file
+in full costs seconds for the default study, so a file found whole is remembered in
+`results/.integrity-cache.json` by its size and modification time (ns) and the study's fit
+config: an unchanged file is not read again. The manifest job checks the rows hash again when it
+reads each file, so a manifest is never built over rows changed after the sweep, whatever the
+cache says.
 
 `recompute.recompute` (`emsim verify --recompute K`) refits sampled replicates of K chunks from
 their seeds and compares them with these files.
@@ -26,6 +31,7 @@ their seeds and compares them with these files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -36,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emsim.study.manifest import rows_hash, rows_hash_problem
+from emsim.study.parquet_io import atomic_write
 from emsim.study.schema import (
     CELL_PARAMS,
     FOOTER_CELL_ID,
@@ -49,17 +56,43 @@ if TYPE_CHECKING:
     from emsim.study.study import Study
 
 __all__ = [
+    "CACHE_FILE",
     "STALE_FOLDER",
     "file_problem",
     "move_aside",
+    "parquet_damage",
     "read_result",
     "sweep",
 ]
 
 STALE_FOLDER = "stale"
+# Under results/: the files the sweep read in full and found whole (module docstring).
+CACHE_FILE = ".integrity-cache.json"
+PARQUET_MAGIC = b"PAR1"
 _OTHER_CONFIG = "written for another fit config"
 # What a reader of a cell's results reads besides its fits and traces.
 _CELL_FOLDERS = ("cells",)
+
+
+def parquet_damage(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at `path` cannot be a whole Parquet file, or None (it looks whole, does not
+    exist or cannot be opened). Reads 12 bytes: the magic at both ends and the footer's length,
+    which a truncated, emptied or overwritten file does not have: about 20 microseconds a file."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 12:
+                return f"{size} bytes, too short for Parquet"
+            head = f.read(4)
+            f.seek(size - 8)
+            tail = f.read(8)
+    except OSError:
+        return None
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        return "no Parquet magic bytes at its start and end: truncated or overwritten"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "its footer is longer than the file: truncated"
+    return None
 
 
 def read_result(path: Path) -> tuple[pa.Table | None, str | None]:
@@ -103,6 +136,9 @@ def file_problem(path: str | os.PathLike[str], kind: str, study: Study) -> str |
     match = HIVE_FILE.match("/".join(path.parts[-2:]))
     if match is None:
         return "not a cell=<id>/chunk=<k>.parquet file"
+    damage = parquet_damage(path)
+    if damage is not None:
+        return f"is damaged ({damage})"
     table, unreadable = read_result(path)
     if table is None:
         return unreadable
@@ -159,16 +195,83 @@ def stale_files(study: Study, root: str | os.PathLike[str] = "results") -> list[
     return found
 
 
+def _study_key(study: Study) -> str:
+    """What a file's checks depend on besides the file: the fit config and the chunks'
+    replicates."""
+    chunks = [study.chunk_replicates(k) for k in range(study.n_chunks)]
+    spans = ",".join(f"{min(r)}-{max(r)}" for r in chunks if len(r))
+    return f"{study.fit_hash} {spans}"
+
+
+def _stamp(path: str | os.PathLike[str]) -> list[int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _load_cache(root: Path, key: str) -> dict[str, list[int]]:
+    try:
+        cached = json.loads((root / CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cached, dict) or cached.get("study") != key:
+        return {}
+    files = cached.get("whole")
+    return files if isinstance(files, dict) else {}
+
+
+def _save_cache(root: Path, key: str, whole: dict[str, list[int]]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump({"study": key, "whole": whole}, f, sort_keys=True)
+
+    # A cache that cannot be written (a read-only results folder) costs a reread, nothing more.
+    try:
+        atomic_write(str(root / CACHE_FILE), write)
+    except OSError:
+        pass
+
+
+def _checked_files(
+    study: Study, root: Path, cache: bool
+) -> tuple[list[tuple[Path, str]], dict[str, list[int]]]:
+    """[(path, problem)] of the study's fits and traces files that `file_problem` rejects, and
+    the stamps of those found whole (read in full unless the cache has them unchanged)."""
+    key = _study_key(study)
+    known = _load_cache(root, key) if cache else {}
+    problems: list[tuple[Path, str]] = []
+    whole: dict[str, list[int]] = {}
+    for kind in RESULT_KINDS:
+        for path in study.existing_outputs(kind, root=str(root)):
+            name = Path(path).relative_to(root).as_posix()
+            stamp = _stamp(path)
+            if stamp is not None and known.get(name) == stamp:
+                whole[name] = stamp
+                continue
+            problem = file_problem(path, kind, study)
+            if problem is None:
+                if stamp is not None:
+                    whole[name] = stamp
+            else:
+                problems.append((Path(path), problem))
+    return problems, whole
+
+
 def sweep(
     study: Study,
     root: str | os.PathLike[str] = "results",
     say: Callable[[str], None] | None = None,
     move: bool = True,
+    cache: bool = True,
 ) -> dict[str, list[str]]:
     """Move to root/stale/ what a reader of `root` must not take for this study's results: the
     stale files (`stale_files`) and every fits or traces file of the study that `file_problem`
     rejects (named, one line each: the workflow then refits it). Without `move` (a dry run) only
-    says what it would move. Returns {"stale": [...], "rejected": [...]}, paths as found."""
+    says what it would move, and writes nothing. With `cache`, files found whole by an earlier
+    sweep and unchanged since (size, mtime) are not read again (root/CACHE_FILE). Returns
+    {"stale": [...], "rejected": [...]}, paths as found."""
     import sys
 
     say = say or (lambda line: print(line, file=sys.stderr))
@@ -177,13 +280,12 @@ def sweep(
     stale = stale_files(study, root)
     rejected: list[tuple[Path, str]] = []
     other_config: list[Path] = []
-    for kind in RESULT_KINDS:
-        for path in study.existing_outputs(kind, root=str(root)):
-            problem = file_problem(path, kind, study)
-            if problem is not None and problem.startswith(_OTHER_CONFIG):
-                other_config.append(Path(path))  # refitted anyway: one line for all of them
-            elif problem is not None:
-                rejected.append((Path(path), problem))
+    problems, whole = _checked_files(study, root, cache)
+    for path, problem in problems:
+        if problem.startswith(_OTHER_CONFIG):
+            other_config.append(path)  # refitted anyway: one line for all of them
+        else:
+            rejected.append((path, problem))
     for path, problem in rejected:
         shown = path.as_posix()
         say(f"emsim: {shown} {problem}: {verb} to {root / STALE_FOLDER}/, its fit job reruns")
@@ -205,6 +307,8 @@ def sweep(
         for folder in [*RESULT_KINDS, *_CELL_FOLDERS]:
             if (root / folder).is_dir():
                 _remove_empty_folders(root / folder)
+        if cache and root.is_dir():
+            _save_cache(root, _study_key(study), whole)
     return {
         "stale": [str(p) for p in [*stale, *other_config]],
         "rejected": [str(p) for p, _ in rejected],

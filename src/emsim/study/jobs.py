@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
+from emsim.study.integrity import parquet_damage
 from emsim.study.schema import (
     BY_PRECISION,
     CSV_TABLES,
@@ -51,6 +52,7 @@ from emsim.study.schema import (
     MEASURE_TABLES,
     SUMMARY_TABLE_SPECS,
     SUMMARY_TABLES,
+    gate_path,
     hive_files,
     summary_csv_path,
     summary_path,
@@ -71,7 +73,6 @@ __all__ = [
     "job_logging",
     "module_path",
     "parquet_damage",
-    "remove_damaged_results",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -177,52 +178,6 @@ def job_logging(log_path: str | os.PathLike[str]) -> Iterator[logging.Logger]:
         handler.close()
 
 
-PARQUET_MAGIC = b"PAR1"
-
-
-def parquet_damage(path: str | os.PathLike[str]) -> str | None:
-    """Why the file at `path` cannot be a whole Parquet file, or None (it looks whole, does not
-    exist or cannot be opened). Reads 12 bytes: the magic at both ends and the footer's length,
-    which a truncated, emptied or overwritten file does not have: about 20 microseconds a file."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 12:
-                return f"{size} bytes, too short for Parquet"
-            head = f.read(4)
-            f.seek(size - 8)
-            tail = f.read(8)
-    except OSError:
-        return None
-    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
-        return "no Parquet magic bytes at its start and end: truncated or overwritten"
-    if int.from_bytes(tail[:4], "little") + 12 > size:
-        return "its footer is longer than the file: truncated"
-    return None
-
-
-def remove_damaged_results(paths: Iterable[str | os.PathLike[str]], warn: Any = None) -> list[str]:
-    """Delete every file of `paths` (the study's fits and traces outputs) that is not a whole
-    Parquet file, with one warning line each, so that Snakemake reruns its fit job: a damaged
-    result is repaired by simply rerunning the study. Returns the deleted paths."""
-    import sys
-
-    warn = warn or (lambda line: print(line, file=sys.stderr))
-    removed = []
-    for path in paths:
-        problem = parquet_damage(path)
-        if problem is None:
-            continue
-        try:
-            os.remove(path)
-        except OSError as err:
-            warn(f"emsim: {path} is damaged ({problem}) and cannot be deleted: {err}")
-            continue
-        warn(f"emsim: {path} was damaged ({problem}): deleted, its fit job reruns")
-        removed.append(str(path))
-    return removed
-
-
 def warm_engine(say: Any = None) -> float:
     """Snakemake's `onstart`: load the compiled engine in the main process before any job
     starts, compiling it (once, with one line saying so) where numba's cache has no code for
@@ -308,7 +263,10 @@ def last_cell_summaries(study: Study, table: str, gate: Any) -> list[str]:
 
 def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
     """The `kind` ("fits", "traces") files of every cell's chunks through its last round."""
-    return study.outputs(kind, final_rounds(study, gate))
+    from emsim.study.rounds import final_grid_rounds
+
+    # `Study.outputs` reads the plan's grid: each cell's chunks through its last block.
+    return study.outputs(kind, final_grid_rounds(study.cell_ids, study.plan, gate))
 
 
 def all_cell_summaries(study: Study, gate: Any) -> list[str]:
@@ -418,12 +376,15 @@ def run_cell_summary(
     targets and what it does next (docs/design.md section 10)."""
     from emsim.study import precision, summary
     from emsim.study.parquet_io import write_parquet_atomic
+    from emsim.study.rounds import grid_round
 
     round_ = int(wildcards.round)
     with job_logging(log[0]) as logger:
         t0 = time.perf_counter()
         table = summary.cell_table(list(input.fits))
-        replicates = study.plan.replicates_through(round_)
+        # The gate before this round exists: the fits read were chosen by it.
+        block = grid_round(wildcards.cell, round_, study.plan, gate_path)
+        replicates = study.plan.replicates_through(block)
         found = len(set(table["replicate"].to_pylist())) if table.num_rows else 0
         if found != replicates:
             raise RuntimeError(
@@ -436,6 +397,7 @@ def run_cell_summary(
             study.precision, tables.performance, replicates, study.plan
         )
         assessment, stop = decision.assessment, decision.stop
+        going_to = f" (through {decision.next_replicates})" if stop == precision.GO_ON else ""
         cell = study.cell(wildcards.cell).as_dict()
         meta = summary.summary_metadata(level, _study_metadata(study))
         summary.write_tables(tables, _summary_files(output), meta, csv=False)
@@ -444,13 +406,14 @@ def run_cell_summary(
         write_parquet_atomic(state, output.replicates, meta, precision.REPLICATES_SCHEMA)
         missed = assessment.loc[~assessment["met"].astype(bool)]
         logger.info(
-            "cell %s round %d: %d replicates, %d of %d targets met -> %s (%.1f s)%s",
+            "cell %s round %d: %d replicates, %d of %d targets met -> %s%s (%.1f s)%s",
             wildcards.cell,
             round_,
             replicates,
             len(assessment) - len(missed),
             len(assessment),
             stop,
+            going_to,
             time.perf_counter() - t0,
             "".join(
                 f"; {r.measure} {r.parameter}: {r.reached:.4g} > {r.target:.4g} "
@@ -462,16 +425,24 @@ def run_cell_summary(
 
 def run_round_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
     """The gate after a round: the cells whose summary says to go on (`rounds.write_gate`)."""
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    from emsim.study.precision import GO_ON
+    from emsim.study.precision import gate_through
     from emsim.study.rounds import write_gate
 
+    columns = ["cell_id", "stop", "replicates"]
     with job_logging(log[0]) as logger:
-        states = [pq.read_table(f, columns=["cell_id", "stop"]).to_pylist() for f in input]
+        states = [pq.read_table(f, columns=columns).to_pylist() for f in input]
         rows = [row for rows in states for row in rows]
-        going_on = [row["cell_id"] for row in rows if row["stop"] == GO_ON]
-        write_gate(output.gate, int(wildcards.round), going_on)
+
+        def precision_of(cell: str) -> pd.DataFrame:
+            # Written with the cell's replicates table, by the same job.
+            return pd.read_parquet(study.cell_summary_path("precision", cell, wildcards.round))
+
+        through = gate_through(rows, precision_of, study.plan)
+        going_on = list(through)
+        write_gate(output.gate, int(wildcards.round), through)
         logger.info(
             "round %s: %d of %d cells go on to the next round",
             wildcards.round,
@@ -675,5 +646,6 @@ def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
             output.html,
             study=study,
             provenance=provenance,
+            fits=list(input.fits),
         )
         logger.info("report: %s (%s)", output.html, provenance)

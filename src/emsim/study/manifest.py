@@ -54,6 +54,7 @@ __all__ = [
     "build_manifest",
     "canonical_bytes",
     "canonical_table",
+    "column_parts",
     "compare",
     "load_manifest",
     "manifest_path",
@@ -123,7 +124,9 @@ def canonical_table(table: pa.Table) -> pa.Table:
     return table
 
 
-def _column_parts(name: str, column: pa.ChunkedArray) -> Iterator[bytes]:
+def column_parts(name: str, column: pa.ChunkedArray) -> Iterator[bytes]:
+    """The bytes a column contributes to `canonical_bytes` (its name, type, length, nulls and
+    values, one NaN pattern): two columns with the same parts hold the same values."""
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     kind = array.type
     yield f"{name}:{kind}:{len(array)}:{array.null_count}\n".encode()
@@ -158,7 +161,7 @@ def _parts(table: pa.Table) -> Iterator[bytes]:
     table = canonical_table(table)
     yield f"{SCHEME_ID}\n{table.num_rows}\n".encode()
     for name, column in zip(table.column_names, table.columns, strict=True):
-        yield from _column_parts(name, column)
+        yield from column_parts(name, column)
 
 
 def table_hash(table: pa.Table) -> str:

@@ -1,7 +1,9 @@
 """Precision targets: does a cell have enough replicates? (docs/design.md section 10).
 
 The config's ``precision`` block states Monte Carlo SEs to reach: of the bias (EmpSE / sqrt(n_ok),
-per parameter) and of the coverage (sqrt(C (1 - C) / n_se)). A target applies to the cell's
+per parameter) and of the coverage. A proportion such as the coverage is judged by its Wilson
+MCSE (`wilson_mcse`), not by the performance table's sqrt(C (1 - C) / n_se), which is 0 at a
+coverage of exactly 0 or 1 and would meet any target after one round. A target applies to the cell's
 performance rows of the own set (section 6) for its parameter, restricted to the models, methods,
 stopping rules and starts the block names (all of them by default, with the derived `best`),
 and leaving out rows where the measure has no true value to be measured against (equal_var's
@@ -10,18 +12,19 @@ one of those rows; a row whose MCSE cannot be computed (fewer than two usable fi
 two with an SE) misses it, since more replicates may give it one.
 
 After each round a cell's assessment (`assess`) says, per target, the worst MCSE reached and the
-row that has it; `decide` turns that into the cell's next step.
+row that has it; `decide` turns that into the cell's next step, and `projected_replicates` into
+how far a cell that goes on jumps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from emsim.study.measures import OWN_SET
+from emsim.study.measures import OWN_SET, coverage_z
 from emsim.study.rounds import ReplicatePlan
 from emsim.study.schema import (
     ASSESSMENT_SCHEMA,
@@ -46,10 +49,15 @@ __all__ = [
     "Target",
     "assess",
     "decide",
+    "decision_mcse",
+    "gate_through",
     "plan_from_metadata",
     "plan_metadata",
+    "projected_replicates",
     "replicates_row",
     "round_decision",
+    "wilson_interval",
+    "wilson_mcse",
 ]
 
 # The config keys of the targets and the performance column each one bounds.
@@ -60,6 +68,46 @@ STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
 # The Arrow schemas of the `precision` and `replicates` tables and the `replicates` table's
 # metadata keys of the plan are contracts: they live in `schema` and are re-exported here.
 ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
+# The measures whose target bounds the MCSE of a proportion: the performance columns of the
+# proportion and of the number of fits it is a share of. The decision judges them by the Wilson
+# MCSE at this level: 100 replicates that all cover then support a coverage above about 0.963
+# (the interval's lower end), which is what the MCSE has to say, and no less.
+PROPORTIONS: dict[str, tuple[str, str]] = {"coverage_mcse": ("coverage", "n_se")}
+WILSON_LEVEL = 0.95
+
+
+def wilson_mcse(proportion, count, level: float = WILSON_LEVEL):
+    """The Wilson score interval's half-width at `level` over its z: sqrt(n p (1 - p) + z^2 / 4)
+    / (n + z^2) for a share p of n. Near sqrt(p (1 - p) / n) when n p (1 - p) is large, but not 0
+    at p = 0 or 1 (there it is z / (2 (n + z^2)))."""
+    z2 = coverage_z(level) ** 2
+    p = np.asarray(proportion, dtype=float)
+    n = np.asarray(count, dtype=float)
+    return np.sqrt(n * p * (1.0 - p) + z2 / 4.0) / (n + z2)
+
+
+def wilson_interval(proportion, count, level: float = WILSON_LEVEL):
+    """The Wilson score interval (low, high) at `level` for a share p of n: centred at
+    (n p + z^2 / 2) / (n + z^2), z `wilson_mcse` either side; within [0, 1], and not empty at
+    p = 0 or 1 (a rate of 1 in 3000 is not known to +- its own size)."""
+    z = coverage_z(level)
+    p = np.asarray(proportion, dtype=float)
+    n = np.asarray(count, dtype=float)
+    centre = (n * p + z * z / 2.0) / (n + z * z)
+    half = z * wilson_mcse(p, n, level)
+    return centre - half, centre + half
+
+
+def decision_mcse(rows: pd.DataFrame, measure: str) -> np.ndarray:
+    """The MCSE `measure` that the decision compares with its target, per performance row: the
+    table's own column, except for a proportion, whose Wilson MCSE replaces it (NaN where the
+    table's is NaN: too few fits to judge)."""
+    table = rows[MEASURES[measure]].to_numpy(dtype=float)
+    if measure not in PROPORTIONS:
+        return table
+    share, count = PROPORTIONS[measure]
+    wilson = wilson_mcse(rows[share].to_numpy(dtype=float), rows[count].to_numpy(dtype=float))
+    return np.where(np.isnan(table), np.nan, wilson)
 
 
 def plan_metadata(minimum: int, maximum: int, step: int) -> dict[str, str]:
@@ -126,21 +174,20 @@ class Precision:
 
 def assess(perf: pd.DataFrame, precision: Precision, replicates: int) -> pd.DataFrame:
     """One row per target for one cell's performance rows (ASSESSMENT_COLUMNS): the largest
-    MCSE over the rows it applies to (`reached`, NaN when one of them has none), whether it is
-    met, how many rows it applies to and which row is the worst (the first without an MCSE, else
-    the one with the largest). A target that applies to no row of the cell is met (there is
-    nothing to measure), with ``rows`` 0."""
+    MCSE (`decision_mcse`) over the rows it applies to (`reached`, NaN when one of them has
+    none), whether it is met, how many rows it applies to and which row is the worst (the first
+    without an MCSE, else the one with the largest). A target that applies to no row of the
+    cell is met (there is nothing to measure), with ``rows`` 0."""
     if perf.empty:
         return ASSESSMENT_SCHEMA.empty_table().to_pandas()
     cell = perf.iloc[0]
     in_scope = precision.scope(perf)
     rows = []
     for target in precision.targets:
-        measure_column = MEASURES[target.measure]
         chosen = perf[
             in_scope & (perf["parameter"] == target.parameter) & perf["true_value"].notna()
         ]
-        mcse = chosen[measure_column].to_numpy(dtype=float)
+        mcse = decision_mcse(chosen, target.measure)
         worst = None
         if len(mcse) == 0:
             reached, met = np.nan, True
@@ -178,12 +225,44 @@ def decide(assessment: pd.DataFrame | None, replicates: int, maximum: int, adapt
     return STOP_MAX if replicates >= maximum else GO_ON
 
 
+def projected_replicates(
+    assessment: pd.DataFrame | None, replicates: int, plan: ReplicatePlan
+) -> int:
+    """The replicates a cell that goes on after `replicates` runs through next: R (MCSE /
+    target)^2 for its most missed target, as an MCSE falls like 1 / sqrt(R), put on the plan's
+    grid (`ReplicatePlan.next_stop`: rounded up to the next grid point, at least one `step` on,
+    at most `max`). A missed target without an MCSE projects nothing: one step."""
+    wanted = float(replicates)
+    if assessment is not None and len(assessment):
+        missed = assessment[~assessment["met"].astype(bool)]
+        ratio = missed["reached"].to_numpy(dtype=float) / missed["target"].to_numpy(dtype=float)
+        if np.isnan(ratio).any():
+            wanted = float("nan")
+        elif len(ratio):
+            wanted = replicates * float(np.max(ratio)) ** 2
+    return plan.next_stop(replicates, wanted)
+
+
+def gate_through(
+    states: Iterable[Mapping], assessment_of: Callable[[str], pd.DataFrame], plan: ReplicatePlan
+) -> dict[str, int]:
+    """The gate's cells and what each runs through next: per replicates row (``cell_id``,
+    ``stop``, ``replicates``) that goes on, `projected_replicates` of its assessment."""
+    return {
+        row["cell_id"]: projected_replicates(assessment_of(row["cell_id"]), row["replicates"], plan)
+        for row in states
+        if row["stop"] == GO_ON
+    }
+
+
 @dataclass(frozen=True)
 class RoundDecision:
     """A cell's next step after a round and the assessment it rests on."""
 
     stop: str  # STOP_MET, STOP_MAX, STOP_FIXED or GO_ON
     assessment: pd.DataFrame  # ASSESSMENT_COLUMNS: one row per target, none without targets
+    # The replicates its next round runs through (`projected_replicates`); None unless GO_ON.
+    next_replicates: int | None = None
 
 
 def round_decision(
@@ -195,9 +274,14 @@ def round_decision(
     """What a cell does after a round that brought it to `replicates` replicates: its
     performance rows assessed against the targets (`assess`), and the step `decide` takes from
     that under `plan`. Without targets the assessment has no rows and an adaptive cell runs on
-    to the plan's maximum."""
+    to the plan's maximum, one step per round."""
     if precision is None:
         assessment = ASSESSMENT_SCHEMA.empty_table().to_pandas()
-        return RoundDecision(decide(None, replicates, plan.maximum, plan.adaptive), assessment)
-    assessment = assess(performance, precision, replicates)
-    return RoundDecision(decide(assessment, replicates, plan.maximum, plan.adaptive), assessment)
+    else:
+        assessment = assess(performance, precision, replicates)
+    stop = decide(
+        assessment if precision is not None else None, replicates, plan.maximum, plan.adaptive
+    )
+    if stop != GO_ON:
+        return RoundDecision(stop, assessment)
+    return RoundDecision(stop, assessment, projected_replicates(assessment, replicates, plan))

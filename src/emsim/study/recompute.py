@@ -2,6 +2,9 @@
 their seeds, in a temporary folder, and compare their rows with the files (docs/design.md
 section 4). Each replicate has its own random streams (section 3), so a replicate refitted alone
 gives exactly the rows it has in its chunk; `runtime_s` (wall clock) is the only column left out.
+
+`refit` (a task's rows, fitted as a fit job fits them) and `recorded_study` (the study a results
+folder records) are also what `emsim replay` refits one fit with (`replay.py`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emsim.bad_input import one_line
 from emsim.study.integrity import read_result
 from emsim.study.schema import RESULT_KINDS, result_path
 
-__all__ = ["Recomputed", "choose_chunks", "recompute"]
+__all__ = [
+    "Recomputed",
+    "choose_chunks",
+    "differing_columns",
+    "recompute",
+    "recorded_study",
+    "refit",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +71,10 @@ def choose_chunks(
     return chosen
 
 
-def _differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
-    from emsim.study.manifest import _column_parts, canonical_table
+def differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
+    """The columns in which two tables of the same rows differ, compared as the manifest hashes
+    them (rows in key order, every column but `runtime_s`, NaN as one pattern)."""
+    from emsim.study.manifest import canonical_table, column_parts
 
     a, b = canonical_table(found), canonical_table(refit)
     if a.num_rows != b.num_rows or a.column_names != b.column_names:
@@ -69,7 +82,7 @@ def _differing_columns(found: pa.Table, refit: pa.Table) -> tuple[str, ...]:
     return tuple(
         name
         for name in a.column_names
-        if list(_column_parts(name, a[name])) != list(_column_parts(name, b[name]))
+        if list(column_parts(name, a[name])) != list(column_parts(name, b[name]))
     )
 
 
@@ -98,6 +111,35 @@ def _task_for(
     )
 
 
+def refit(task, folder: str | os.PathLike[str]) -> dict[str, pa.Table]:
+    """The fits and traces rows of `task` (a `FitTask`), written by the fit job's own
+    `fit_chunk` into `folder` and read back: exactly the rows a job of the study writes."""
+    from emsim.study.fitjob import fit_chunk
+
+    fresh = {kind: Path(folder) / f"{kind}.parquet" for kind in RESULT_KINDS}
+    fit_chunk(task, *fresh.values())
+    return {kind: pq.read_table(path) for kind, path in fresh.items()}
+
+
+def recorded_study(results: str | os.PathLike[str]):
+    """The `Study` the results folder `results` records in its config.yaml (the validated
+    config, written when the study starts, so it is there while the study runs). Raises
+    ValueError, naming the file, when there is none or it is no valid config."""
+    import yaml
+
+    from emsim.study.config import ConfigError, default_schema_path, load_study
+
+    path = Path(results) / "config.yaml"
+    if not path.is_file():
+        hint = "" if Path(results).is_dir() else " (no such folder)"
+        raise ValueError(f"{path}: no recorded config{hint}; start the study first")
+    try:
+        config = yaml.safe_load(path.read_text())
+        return load_study(config, default_schema_path())
+    except (OSError, yaml.YAMLError, ConfigError) as err:
+        raise ValueError(f"{path}: not a study's config: {one_line(str(err), 200)}") from None
+
+
 def _rows_of(table: pa.Table, replicates: list[int]) -> pa.Table:
     import pyarrow.compute as pc
 
@@ -112,19 +154,17 @@ def recompute(
     their fits and traces rows with the files' rows of those replicates: every column but the
     wall-clock `runtime_s`, bit for bit. Each replicate has its own random streams, so a
     replicate refitted alone gives the rows it has in its chunk."""
-    from emsim.study.fitjob import fit_chunk
     from emsim.study.manifest import load_manifest, manifest_path
 
     root = manifest_path(results).parent
     manifest = load_manifest(results)
     out: list[Recomputed] = []
     with tempfile.TemporaryDirectory(prefix="emsim-recompute-") as tmp:
-        fresh = {kind: Path(tmp) / f"{kind}.parquet" for kind in RESULT_KINDS}
         for cell_id, chunk, replicates in choose_chunks(manifest, k, per_chunk, seed):
             paths = {kind: result_path(kind, cell_id, chunk, str(root)) for kind in RESULT_KINDS}
             reps = tuple(replicates)
             try:
-                fit_chunk(_task_for(manifest, root, cell_id, chunk, replicates), *fresh.values())
+                refitted = refit(_task_for(manifest, root, cell_id, chunk, replicates), tmp)
             except (ValueError, KeyError) as err:
                 out.append(Recomputed(paths["fits"], reps, problem=f"cannot refit: {err}"))
                 continue
@@ -133,7 +173,6 @@ def recompute(
                 if found is None:
                     out.append(Recomputed(paths[kind], reps, problem=problem or ""))
                     continue
-                refit = pq.read_table(fresh[kind])
-                differs = _differing_columns(_rows_of(found, replicates), refit)
+                differs = differing_columns(_rows_of(found, replicates), refitted[kind])
                 out.append(Recomputed(paths[kind], reps, differs))
     return out

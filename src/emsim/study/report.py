@@ -2,14 +2,16 @@
 
 ADEMP (Morris, White & Crowther 2019): aims, data-generating mechanisms, estimands, methods and
 performance measures, followed by the results (tables with Monte Carlo SEs, every figure with its
-caption) and the provenance of the run. The file embeds its images (base64 PNG) and its CSS and
+caption), the provenance of the run and a drill-down to each cell's failed fits. The file embeds
+its images (base64 PNG), its CSS and its one small script (sorting and filtering the tables) and
 links to nothing, so it opens offline, can be mailed, and stays readable when results/ is moved.
 
 Numbers come from the summary tables (`emsim.study.measures`) and captions from
 `emsim.study.captions.CAPTIONS`; this module only formats them. The design comes from the loaded
-`Study`'s typed members, never from re-reading its config. It assembles the sections; the HTML
-helpers live in `report_html`, the cells in `report_cells`, sections 9 and 10 in
-`report_stopping` and `report_precision`.
+`Study`'s typed members, never from re-reading its config. It computes each section's values;
+the words and markup are Jinja2 templates (templates/, rendered by `report_html.render`). The
+HTML helpers live in `report_html`, the cells and the tables' order in `report_cells`, sections
+9, 10 and 13 in `report_stopping`, `report_precision` and `report_drilldown`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,24 +28,33 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 import yaml
+from markupsafe import Markup
 
 from emsim.models import MODELS, STATUSES, known_params
 from emsim.study.captions import CAPTIONS, FIGURE_NAMES
+from emsim.study.figure_data import cell_order, stopping_rows
 from emsim.study.measures import BEST, OWN_SET, failure_table
 from emsim.study.parquet_io import atomic_write, emsim_version, git_commit, read_metadata
-from emsim.study.report_cells import cell_labels, read_table, study_cells
+from emsim.study.report_cells import (
+    cell_labels,
+    design_sorted,
+    read_table,
+    study_cells,
+    study_orders,
+)
+from emsim.study.report_drilldown import drilldown_section, read_failed_fits
 from emsim.study.report_html import (
-    CSS,
     MISSING,
+    cell_anchor,
     embed_png,
-    esc,
     finite,
     format_estimate,
     format_number,
     html_table,
     kv_table,
     percent,
-    section,
+    render,
+    template_text,
     with_mcse,
 )
 from emsim.study.report_precision import replicates_section
@@ -53,6 +64,9 @@ from emsim.study.summary import SummaryFiles
 
 if TYPE_CHECKING:
     from emsim.study.study import Study
+
+# Each within-cell factor's values in the order the report lists them (`study_orders`).
+Orders = Mapping[str, Sequence[str]]
 
 __all__ = ["collect_provenance", "format_estimate", "format_number", "html_table", "write_report"]
 
@@ -118,82 +132,46 @@ def _rule_rows(study: Study | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- sections -------------------------------------------------------------------------------
+# --- sections: each computes and formats its values; its words are in templates/sections/ -----
 
 
-def _aims(title: str) -> str:
-    return (
-        "<p>To evaluate maximum likelihood estimation of two-component univariate Gaussian "
-        "mixtures by the EM algorithm, plain and SQUAREM-accelerated, as in the seed document "
-        "(which fits the weight p(Z=1) by EM with the means and a common standard deviation "
-        "known): how biased and how precise are the estimates, do Wald intervals from the "
-        "observed information reach their nominal coverage, how often and how does EM fail, "
-        "and how fast does it converge compared with the theoretical rate (the fraction of "
-        "missing information) - across sample size, separation of the components and mixing "
-        "proportion, from several starting values.</p>"
-        f"<p>Study: <b>{esc(title)}</b>.</p>"
-    )
+def _cell_links(frame: pd.DataFrame) -> dict[str, list[str | None]]:
+    """The `cell` column of a report table leads to the cell's drill-down (section 13)."""
+    return {"cell": [cell_anchor(c) for c in frame["cell_id"]]}
 
 
-def _grid_text(config: Mapping) -> str:
-    """The design as the config states it (a grid and/or scenarios): display only, the cells
-    themselves come from the summary tables."""
-    grid = config.get("grid")
-    parts = []
-    if grid:
-        items = [f"{esc(k)} ∈ {{{esc(', '.join(map(str, v)))}}}" for k, v in grid.items()]
-        parts.append("<p>Full-factorial grid: " + "; ".join(items) + ".</p>")
-    scenarios = config.get("scenarios") or []
-    if scenarios:
-        parts.append(f"<p>Plus {len(scenarios)} explicit scenario(s).</p>")
-    return "".join(parts)
-
-
-def _replicates_text(study: Study | None) -> str:
-    if study is None:
-        return ""
-    plan = study.plan
-    if plan.adaptive:
-        return (
-            f"<p>Replicates per cell: adaptive, <b>{esc(plan.minimum)}</b> to "
-            f"<b>{esc(plan.maximum)}</b> (more in rounds of {esc(plan.step)} while a precision "
-            'target is missed; <a href="#replicates">section 10</a>).</p>'
+def _data_generation(study: Study | None, cells: pd.DataFrame) -> Markup:
+    shown = None
+    if not cells.empty:
+        table = pd.DataFrame(
+            {
+                "cell": cells["cell_id"],
+                "n": cells["n"].map(lambda v: f"{int(v)}"),
+                "mu1": cells["mu1"].map(format_number),
+                "mu2": cells["mu2"].map(format_number),
+                "sigma1": cells["sigma1"].map(format_number),
+                "sigma2": cells["sigma2"].map(format_number),
+                "pi": cells["pi"].map(format_number),
+                "|mu2 - mu1|/sigma1": cells["separation"].map(format_number),
+            }
         )
-    return f"<p>Replicates per cell: <b>{esc(plan.maximum)}</b>.</p>"
-
-
-def _data_generation(study: Study | None, cells: pd.DataFrame) -> str:
-    text = (
-        "<p>Each replicate draws n observations as the seed's <code>gen_data</code> does: a "
-        "component label Z = 1 when a uniform draw is at most pi (else Z = 2), then Y ~ "
-        "Normal(mu_Z, sigma_Z). Every replicate has its own random stream, derived from the "
-        "study seed and the cell's parameter values, so results do not depend on chunking, "
-        "order or core count, and all models, methods and starts of a replicate see the same "
-        "data (common random numbers).</p>"
+        if "replicates" in cells:
+            table["replicates"] = cells["replicates"].map(
+                lambda v: f"{int(v)}" if finite(v) else MISSING
+            )
+        shown = html_table(table, links=_cell_links(cells))
+    config = study.config if study is not None else {}
+    return render(
+        "sections/data.html.j2",
+        plan=study.plan if study is not None else None,
+        grid={k: list(map(str, v)) for k, v in (config.get("grid") or {}).items()},
+        scenarios=len(config.get("scenarios") or []),
+        cells=shown,
+        n_cells=len(cells),
     )
-    text += _replicates_text(study) + (_grid_text(study.config) if study is not None else "")
-    if cells.empty:
-        return text + '<p class="note">No cells in the summary.</p>'
-    shown = pd.DataFrame(
-        {
-            "cell": cells["cell_id"],
-            "n": cells["n"].map(lambda v: f"{int(v)}"),
-            "mu1": cells["mu1"].map(format_number),
-            "mu2": cells["mu2"].map(format_number),
-            "sigma1": cells["sigma1"].map(format_number),
-            "sigma2": cells["sigma2"].map(format_number),
-            "pi": cells["pi"].map(format_number),
-            "|mu2 - mu1|/sigma1": cells["separation"].map(format_number),
-        }
-    )
-    if "replicates" in cells:
-        shown["replicates"] = cells["replicates"].map(
-            lambda v: f"{int(v)}" if finite(v) else MISSING
-        )
-    return text + f"<h3>Scenarios ({len(cells)} cells)</h3>" + html_table(shown)
 
 
-def _estimands() -> str:
+def _estimands() -> Markup:
     rows = pd.DataFrame(
         {
             "model": list(MODELS),
@@ -201,17 +179,7 @@ def _estimands() -> str:
             "held at the true value": [", ".join(known_params(m)) or MISSING for m in MODELS],
         }
     )
-    return (
-        "<p>The estimands are the data-generating parameter values of each cell: pi = P(Z=1), "
-        "mu1, mu2, sigma1, sigma2. Estimates are aligned to the truth's component labels "
-        "before comparison (label switching). Each model estimates some of them and holds the "
-        "others at their true values:</p>"
-        + html_table(rows)
-        + "<p>The <code>equal_var</code> model's common sigma is reported once, as parameter "
-        "<code>sigma</code>, with true value sigma1 where sigma1 = sigma2; in cells with "
-        "unequal sigmas it has no true value (the model is misspecified) and only its "
-        "empirical and model-based SEs are reported.</p>"
-    )
+    return render("sections/estimands.html.j2", models=html_table(rows))
 
 
 def _start_rows(study: Study | None) -> list[dict[str, str]]:
@@ -241,77 +209,33 @@ def _start_rows(study: Study | None) -> list[dict[str, str]]:
     return rows
 
 
-def _methods(study: Study | None, perf: pd.DataFrame, conv: pd.DataFrame) -> str:
+def _methods(study: Study | None, perf: pd.DataFrame, conv: pd.DataFrame) -> Markup:
     source = conv if not conv.empty else perf
 
     def in_results(column: str) -> list[str]:
         return list(dict.fromkeys(source[column])) if not source.empty else []
 
-    models = list(study.models) if study is not None else in_results("model")
-    methods = list(study.methods) if study is not None else in_results("method")
-    starts = in_results("start")
-    text = (
-        f"<p>Models: {esc(', '.join(models) or MISSING)}. Methods: "
-        f"{esc(', '.join(methods) or MISSING)} (<code>em</code>: plain EM; "
-        "<code>squarem</code>: SQUAREM acceleration, Varadhan &amp; Roland 2008). Every "
-        "replicate is fitted with every model x method x start.</p>"
-    )
-    text += "<h3>Starts</h3>" + html_table(pd.DataFrame(_start_rows(study)))
-    if starts:
-        text += f"<p>Starts in the results: {esc(', '.join(map(str, starts)))}.</p>"
-    text += (
-        "<h3>Stopping rules</h3><p>Every fit runs under each rule below (a design factor: all "
-        "rules see the same path of iterates and differ only in where they stop it), or "
-        f"stops after <b>{esc(_em_setting(study, 'max_iterations'))}</b> iterations:</p>"
-        + html_table(_rule_rows(study))
-        + "<p>Each fit ends with exactly one status: "
-        f"{esc(', '.join(STATUSES))}. A fit a rule stopped is usable "
-        "(<code>converged</code>) only where the limit of its own iteration lies within "
-        f"{esc(_em_setting(study, 'premature_threshold'))} standard errors (section 9).</p>"
-    )
-    return text
-
-
-def _measures_text(level: float) -> str:
-    items = [
-        "bias = mean(est) - theta; MCSE = empSE / sqrt(n_ok)",
-        "empirical SE (empSE) = sd(est); MCSE = empSE / sqrt(2 (n_ok - 1))",
-        "MSE = mean((est - theta)^2); MCSE = sqrt(sum(((est - theta)^2 - MSE)^2) / "
-        "(n_ok (n_ok - 1))); RMSE = sqrt(MSE) with MCSE = MCSE(MSE) / (2 RMSE)",
-        f"coverage C of the {level:.0%} Wald interval est +- z SE; MCSE = sqrt(C (1 - C) / n)",
-        "model SE = sqrt(mean(SE^2)); MCSE = sqrt(Var(SE^2) / (4 n_se modSE^2))",
-        "relative error of the model SE = 100 (modSE / empSE - 1) %, both over the same n_se "
-        "fits; MCSE = 100 (modSE / empSE) sqrt(Var(SE^2) / (4 n_se modSE^4) + 1 / (2 (n_se - 1)))",
-        "convergence: share of fits per status (failure rate with binomial MCSE), iterations "
-        "of converged fits (mean, median, 90th percentile), log-likelihood evaluations, run "
-        "time, and EM's empirical rate against the fraction of missing information",
-        "MCSE of a mean (iterations, evaluations, run time) = sd / sqrt(n); of a median or 90th "
-        "percentile = (x_(k) - x_(j)) / (2 x 1.96), x_(j) and x_(k) the order statistics whose "
-        "ranks bracket the quantile with probability at least 95% (binomial; no resampling)",
-    ]
-    return (
-        "<p>Morris, White &amp; Crowther (2019), Table 6, per cell x model x method x stopping "
-        "rule x start (x parameter), over the n_ok replicates whose fit is usable (status "
-        "<code>converged</code>: stopped by the rule at a maximum; of n_rep); other statuses "
-        "are failures and are missing for the performance measures. Coverage, the model SE and "
-        "its relative error use the n_se usable fits with a finite SE, all three the same "
-        "fits. Each row comes in two sets: <code>own</code> (the group's own usable fits) "
-        "and <code>common</code> (the replicates in which every method and stopping rule of "
-        "the same model and start gave a usable fit). With fewer than 2 fits the SD-based "
-        "measures are missing.</p><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+    return render(
+        "sections/methods.html.j2",
+        models=list(study.models) if study is not None else in_results("model"),
+        methods=list(study.methods) if study is not None else in_results("method"),
+        starts=html_table(pd.DataFrame(_start_rows(study))),
+        starts_in_results=list(map(str, in_results("start"))),
+        max_iterations=_em_setting(study, "max_iterations"),
+        rules=html_table(_rule_rows(study)),
+        statuses=STATUSES,
+        premature_threshold=_em_setting(study, "premature_threshold"),
+        missing=MISSING,
     )
 
 
-def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
-    if perf.empty:
-        return '<p class="note">No performance results.</p>'
-    out = [
-        '<p class="note">Each entry is "estimate (Monte Carlo SE)". Coverage and the relative '
-        "error of the model SE are in percent.</p>"
-    ]
+def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str], orders: Orders) -> Markup:
+    models = []
     if "set" in perf.columns:
         perf = perf[perf["set"] == OWN_SET]
-    for i, (model, rows) in enumerate(perf.groupby("model", sort=False)):
+    perf = design_sorted(perf, orders)
+    for model in dict.fromkeys(perf["model"]) if not perf.empty else ():
+        rows = perf[perf["model"] == model]
         table = pd.DataFrame(
             {
                 "cell": rows["cell_id"].map(lambda c: labels.get(c, c)),
@@ -329,18 +253,14 @@ def _performance_tables(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
                 "rel. error model SE %": with_mcse(rows, "relerr_modse"),
             }
         )
-        is_open = " open" if i == 0 else ""
-        out.append(
-            f"<details{is_open}><summary>model {esc(model)} ({len(rows)} rows)</summary>"
-            + html_table(table)
-            + "</details>"
-        )
-    return "\n".join(out)
+        models.append((model, len(rows), html_table(table, links=_cell_links(rows))))
+    return render("sections/performance.html.j2", models=models)
 
 
-def _convergence_table(conv: pd.DataFrame, labels: Mapping[str, str]) -> str:
+def _convergence_table(conv: pd.DataFrame, labels: Mapping[str, str], orders: Orders) -> Markup:
     if conv.empty:
-        return '<p class="note">No convergence results.</p>'
+        return render("sections/convergence.html.j2", table=None)
+    conv = design_sorted(conv, orders)
     table = pd.DataFrame(
         {
             "cell": conv["cell_id"].map(lambda c: labels.get(c, c)),
@@ -359,30 +279,23 @@ def _convergence_table(conv: pd.DataFrame, labels: Mapping[str, str]) -> str:
             "rate theory": conv["rate_theory_mean"].map(lambda v: format_number(v, 3)),
         }
     )
-    return (
-        '<p class="note">Iterations and rates over converged fits; evaluations and run time '
-        'over all fits. Iterations, evaluations and run time are "estimate (Monte Carlo '
-        'SE)"; the estimate alone where its MCSE is 0 or cannot be computed (p90 needs 36 '
-        "converged fits, the median 6). The start <code>best</code> repeats the chosen "
-        "start's fit, so its cost is that of one fit, not of all the starts tried.</p>"
-        f"<details><summary>convergence by cell ({len(table)} rows)</summary>"
-        + html_table(table)
-        + "</details>"
+    return render(
+        "sections/convergence.html.j2",
+        table=html_table(table, links=_cell_links(conv)),
+        n_rows=len(table),
     )
 
 
-def _failure_table(conv: pd.DataFrame) -> str:
-    summary = failure_table(conv)
+def _failure_table(conv: pd.DataFrame, orders: Orders) -> Markup:
+    summary = design_sorted(failure_table(conv), orders)
     if summary.empty:
-        return '<p class="note">No fits.</p>'
+        return render("sections/failures.html.j2", table=None)
     table = summary[list(FIT_ID)].copy()
     table["fits"] = summary["n_fits"].astype(str)
     table["failed"] = summary["failure_rate"].map(percent)
     for status in STATUSES:
         table[status] = summary[f"rate_{status}"].map(percent)
-    return "<p>Share of all fits of the study (every cell) ending in each status.</p>" + html_table(
-        table
-    )
+    return render("sections/failures.html.j2", table=html_table(table))
 
 
 def _stopping(
@@ -391,34 +304,47 @@ def _stopping(
     rule_rows: pd.DataFrame,
     counts: pd.DataFrame,
     labels: Mapping[str, str],
-) -> str:
+) -> Markup:
     rules = list(study.stopping) if study is not None else ["abs"]
     threshold = _em_setting(study, "premature_threshold")
     return stopping_section(rules, threshold, perf, rule_rows, counts, labels)
 
 
-def _figures(figures: Mapping[str, Path]) -> str:
-    out = []
+def _figure_rows(name: str, rules: pd.DataFrame) -> list[tuple[str, str]]:
+    """The rows of a figure drawn by cell (figure `stopping`), top to bottom, each with its
+    cell's drill-down anchor: the figure's own order and labels (`figure_data.cell_order`)."""
+    if name != "stopping":
+        return []
+    data = stopping_rows(rules)
+    if data.empty:
+        return []
+    order, labels = cell_order(data)
+    return [(cell_anchor(c), labels[c]) for c in order]
+
+
+def _figures(figures: Mapping[str, Path], rules: pd.DataFrame) -> Markup:
+    shown = []
     for i, name in enumerate(FIGURE_NAMES, start=1):
         path = figures.get(name)
-        caption = f"<b>Figure {i}.</b> {esc(CAPTIONS[name])}"
-        if path is not None and path.exists():
-            out.append(
-                f'<figure id="fig-{esc(name)}"><img src="{embed_png(path)}" '
-                f'alt="{esc(name)} figure"><figcaption>{caption}</figcaption></figure>'
-            )
-        else:
-            out.append(f'<p class="note">Figure {i} ({esc(name)}.png) was not drawn.</p>')
+        drawn = path is not None and path.exists()
+        shown.append(
+            {
+                "name": name,
+                "number": i,
+                "caption": CAPTIONS[name],
+                "src": embed_png(path) if drawn else None,  # type: ignore[arg-type]
+                "rows": _figure_rows(name, rules) if drawn else [],
+            }
+        )
     # Figures given beyond the standard set (e.g. bias of another parameter) are shown too.
     extra = sorted(
         (name, path) for name, path in figures.items() if name not in FIGURE_NAMES and path.exists()
     )
-    for j, (name, path) in enumerate(extra, start=len(FIGURE_NAMES) + 1):
-        out.append(
-            f'<figure><img src="{embed_png(path)}" alt="{esc(name)}">'
-            f"<figcaption><b>Figure {j}.</b> {esc(path.name)}</figcaption></figure>"
-        )
-    return "\n".join(out)
+    more = [
+        {"name": name, "number": j, "file": path.name, "src": embed_png(path)}
+        for j, (name, path) in enumerate(extra, start=len(FIGURE_NAMES) + 1)
+    ]
+    return render("sections/figures.html.j2", figures=shown, extra=more)
 
 
 def _version(package: str) -> str:
@@ -507,8 +433,12 @@ class _Tables(NamedTuple):
 
 
 def _sections(
-    study: Study | None, tables: _Tables, figures: Mapping[str, Path], prov: Mapping[str, str]
-) -> list[tuple[str, str, str]]:
+    study: Study | None,
+    tables: _Tables,
+    figures: Mapping[str, Path],
+    prov: Mapping[str, str],
+    failed: pd.DataFrame | None,
+) -> list[tuple[str, str, Markup]]:
     """(anchor, numbered title, HTML body) of each section, in order."""
     perf, conv, reps, prec, rules, distance, meta = tables
     # The level the summary was computed at; the study's without a performance table.
@@ -516,15 +446,22 @@ def _sections(
     level = float(meta.get("coverage_level", default_level))
     cells = study_cells(perf, conv, reps)
     labels = cell_labels(cells) if not cells.empty else {}
+    orders = study_orders(study)
+    config = study.config if study is not None else {}
+    provenance = render(
+        "sections/provenance.html.j2",
+        table=kv_table({k.replace("_", " "): v for k, v in prov.items()}),
+        config=_config_text(config),
+    )
     return [
-        ("aims", "1. Aims", _aims(_title(study))),
+        ("aims", "1. Aims", render("sections/aims.html.j2", title=_title(study))),
         ("data", "2. Data-generating mechanisms", _data_generation(study, cells)),
         ("estimands", "3. Estimands", _estimands()),
         ("methods", "4. Methods", _methods(study, perf, conv)),
-        ("measures", "5. Performance measures", _measures_text(level)),
-        ("performance", "6. Results: performance", _performance_tables(perf, labels)),
-        ("convergence", "7. Results: convergence", _convergence_table(conv, labels)),
-        ("failures", "8. Results: failure rates", _failure_table(conv)),
+        ("measures", "5. Performance measures", render("sections/measures.html.j2", level=level)),
+        ("performance", "6. Results: performance", _performance_tables(perf, labels, orders)),
+        ("convergence", "7. Results: convergence", _convergence_table(conv, labels, orders)),
+        ("failures", "8. Results: failure rates", _failure_table(conv, orders)),
         (
             "stopping",
             "9. Can the stopping rule be trusted?",
@@ -535,14 +472,12 @@ def _sections(
             "10. Replicates and Monte Carlo precision",
             replicates_section(study, reps, prec, cells),
         ),
-        ("figures", "11. Figures", _figures(figures)),
+        ("figures", "11. Figures", _figures(figures, rules)),
+        ("provenance", "12. Provenance", provenance),
         (
-            "provenance",
-            "12. Provenance",
-            kv_table({k.replace("_", " "): v for k, v in prov.items()})
-            + "<details><summary>configuration</summary><pre>"
-            + esc(_config_text(study.config if study is not None else {}))
-            + "</pre></details>",
+            "drilldown",
+            "13. Drill-down: the fits that did not converge, by cell",
+            drilldown_section(failed, cells, labels, conv, orders),
         ),
     ]
 
@@ -557,6 +492,7 @@ def write_report(
     out_html: str | os.PathLike[str],
     study: Study | None = None,
     provenance: Mapping[str, object] | None = None,
+    fits: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of the study to `out_html` (atomically).
 
@@ -568,40 +504,23 @@ def write_report(
     (`config.load_study`: its plan, precision targets, starts, models, methods and stopping
     rules for the design, methods and replicates sections; its config for the provenance);
     `provenance` adds or overrides entries of the provenance table (e.g. ``git_commit``,
-    ``config_hash``, ``seed``, ``total_fits``, ``wall_time_s``). Missing inputs give a report
-    that says so rather than an error.
+    ``config_hash``, ``seed``, ``total_fits``, ``wall_time_s``); `fits` the fit files
+    (results/fits), read for the drill-down of section 13 (its failed fits only; without
+    them the section says so). Missing inputs give a report that says so rather than an error.
     """
     tables = _Tables.read(summary)
     config = study.config if study is not None else {}
     prov = collect_provenance(provenance or {}, config, tables.meta, tables.conv)
     paths = {name: Path(path) for name, path in figures.items()}
-    sections = _sections(study, tables, paths, prov)
-    title = _title(study)
-    toc = "".join(f'<li><a href="#{a}">{esc(t.split(". ", 1)[1])}</a></li>' for a, t, _ in sections)
-    body = "\n".join(section(a, t, b) for a, t, b in sections)
-    document = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)}: simulation report</title>
-<style>{CSS}</style>
-</head>
-<body><main>
-<h1>{esc(title)}</h1>
-<p class="subtitle">Simulation study of the EM algorithm for two-component Gaussian mixtures
-(emsim {esc(prov["emsim_version"])}; {esc(prov["total_fits"])} fits;
-report created {esc(prov["report_created"])}).</p>
-<nav><ol>{toc}</ol></nav>
-{body}
-<p class="note">References: Morris TP, White IR, Crowther MJ (2019). Using simulation studies to
-evaluate statistical methods. Statistics in Medicine 38:2074-2102. Rücker G, Schwarzer G (2014).
-Presenting simulation results in a nested loop plot. BMC Medical Research Methodology 14:129.
-Varadhan R, Roland C (2008). Simple and globally convergent methods for accelerating the
-convergence of any EM algorithm. Scandinavian Journal of Statistics 35:335-353.</p>
-</main></body>
-</html>
-"""
+    failed = read_failed_fits(fits) if fits is not None else None
+    document = render(
+        "report.html.j2",
+        title=_title(study),
+        prov=prov,
+        sections=_sections(study, tables, paths, prov, failed),
+        css=template_text("report.css"),
+        script=template_text("report.js"),
+    )
     out = Path(out_html)
     atomic_write(out, lambda tmp: Path(tmp).write_text(document, encoding="utf-8"))
     return out

@@ -1,53 +1,27 @@
-"""The report's HTML building blocks: its style sheet, the formatting of numbers and escaped
-tables in a scrolling wrapper.
+"""The report's HTML building blocks: the Jinja2 templates (templates/, package data) that hold
+its markup and prose, the formatting of numbers, and tables.
 
 Every estimate with a Monte Carlo SE is shown as "estimate (MCSE)", both rounded to the MCSE's
-precision (`format_estimate`); the report's modules build their tables from these helpers only,
-so a change of style is made once, here.
+precision (`format_estimate`); the report's modules format their tables with these helpers and
+render them with templates/table.html.j2, so a change of style is made once. Python computes
+and formats the values; the words and the markup around them live in the templates, so that a
+section can be reworded without reading Python.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 MISSING = "–"
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-       color: #1d1d1f; background: #fff; line-height: 1.45; }
-main { max-width: 1200px; margin: 0 auto; padding: 1.5rem 2rem 4rem; }
-h1 { font-size: 1.8rem; margin-bottom: .2rem; }
-h2 { border-bottom: 2px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
-h3 { margin-top: 1.4rem; }
-.subtitle { color: #57606a; margin-top: 0; }
-nav ol { columns: 2; font-size: .95rem; }
-nav a, a { color: #0969da; text-decoration: none; }
-.table-wrap { overflow-x: auto; max-height: 38rem; overflow-y: auto; margin: .6rem 0 1rem;
-              border: 1px solid #d0d7de; border-radius: 6px; }
-table { border-collapse: collapse; font-size: .82rem; font-variant-numeric: tabular-nums; }
-th, td { padding: .25rem .55rem; border-bottom: 1px solid #eaeef2; text-align: right;
-         white-space: nowrap; }
-th { background: #f6f8fa; position: sticky; top: 0; z-index: 1; }
-td:first-child, th:first-child { text-align: left; }
-tbody tr:nth-child(even) { background: #fafbfc; }
-table.kv td:first-child { font-weight: 600; }
-table.kv td { text-align: left; white-space: normal; }
-details { margin: .5rem 0; }
-summary { cursor: pointer; font-weight: 600; }
-figure { margin: 1.5rem 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #d0d7de; border-radius: 6px; }
-figcaption { color: #3d444d; font-size: .92rem; margin-top: .4rem; }
-pre { background: #f6f8fa; padding: .8rem; border-radius: 6px; overflow-x: auto;
-      font-size: .8rem; }
-.note { color: #57606a; font-size: .9rem; }
-code { background: #f6f8fa; padding: 0 .2rem; border-radius: 3px; }
-"""
 
 
 def finite(x: object) -> bool:
@@ -99,31 +73,64 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def html_table(frame: pd.DataFrame, css_class: str = "") -> str:
-    """An HTML table of already formatted (string) cells, escaped, in a scrolling wrapper."""
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # Autoescaping escapes every value a section passes, so that Python never builds markup by
+    # hand; StrictUndefined turns a misspelt name in a template into an error, not a blank.
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("emsim.study", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
+def render(template: str, **context: object) -> Markup:
+    """Template `template` (a path under templates/) rendered with `context`, as markup that
+    other templates insert unescaped."""
+    return Markup(_environment().get_template(template).render(**context))
+
+
+def template_text(name: str) -> Markup:
+    """A template file as it is (the style sheet, the script), to inline in the page."""
+    source, _, _ = _environment().loader.get_source(_environment(), name)  # type: ignore[union-attr]
+    return Markup(source)
+
+
+def html_table(
+    frame: pd.DataFrame,
+    css_class: str = "",
+    links: Mapping[str, Sequence[str | None]] | None = None,
+) -> Markup:
+    """An HTML table of already formatted (string) cells, escaped, in a scrolling wrapper;
+    `links` maps a column to each row's link target (None for none)."""
     if frame.empty:
-        return '<p class="note">No rows.</p>'
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
-    rows = "\n".join(
-        "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False, name=None)
-    )
-    cls = f' class="{esc(css_class)}"' if css_class else ""
-    return (
-        f'<div class="table-wrap"><table{cls}><thead><tr>{head}</tr></thead>'
-        f"<tbody>\n{rows}\n</tbody></table></div>"
-    )
+        return render("table.html.j2", columns=[], rows=[], css_class=css_class)
+    links = links or {}
+    columns = [str(c) for c in frame.columns]
+    targets = [links.get(c) for c in frame.columns]
+    rows = [
+        [
+            (value, None if target is None else target[i])
+            for value, target in zip(row, targets, strict=True)
+        ]
+        for i, row in enumerate(frame.itertuples(index=False, name=None))
+    ]
+    return render("table.html.j2", columns=columns, rows=rows, css_class=css_class)
 
 
-def kv_table(pairs: Mapping[str, object]) -> str:
+def kv_table(pairs: Mapping[str, object]) -> Markup:
     frame = pd.DataFrame({"": list(pairs), "value": [str(v) for v in pairs.values()]})
     return html_table(frame, "kv")
-
-
-def section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>\n{body}\n</section>'
 
 
 def embed_png(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:image/png;base64,{data}"
+
+
+def cell_anchor(cell_id: object) -> str:
+    """The id of a cell's drill-down section (report section 13)."""
+    return f"cell-{cell_id}"

@@ -9,11 +9,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from emsim.study.captions import FIGURE_NAMES, add_design_factors
 from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET, Precision
 from emsim.study.report_cells import cell_labels, design_order
-from emsim.study.report_html import MISSING, esc, finite, format_number, html_table, percent
+from emsim.study.report_html import (
+    MISSING,
+    cell_anchor,
+    finite,
+    format_number,
+    html_table,
+    percent,
+    render,
+)
 from emsim.study.schema import CELL_KEYS, FIT_ID
 
 if TYPE_CHECKING:
@@ -91,70 +100,34 @@ def _worst_row(row: pd.Series) -> str:
     return " / ".join(str(p) for p in parts if pd.notna(p)) or MISSING
 
 
-def _figure_link() -> str:
-    figure = FIGURE_NAMES.index("replicates") + 1
-    return f'<a href="#fig-replicates">Figure {figure}</a>'
-
-
-def _plan_text(plan: ReplicatePlan) -> str:
-    return (
-        f"<p>Each cell ran <b>{esc(plan.minimum)}</b> replicates, then "
-        f"<b>{esc(plan.step)}</b> more per round while one of its "
-        f"precision targets was missed, up to <b>{esc(plan.maximum)}</b>. Replicates "
-        "are added, never redrawn: the first r replicates of a cell are the same whatever "
-        "the targets decided.</p>"
-    )
-
-
-def _targets_text(targets: list[TargetRow], study: Study | None) -> str:
-    precision = study.precision if study is not None else None
-    scope = scope_text(precision, study.starts) if precision is not None else "every row"
-    return (
-        "<p>Targets (Monte Carlo SE at most the target in every performance row they apply "
-        "to: own set, rows with a true value; a row without an MCSE misses it). Applies to "
-        f"{esc(scope)}.</p>"
-        + html_table(
-            pd.DataFrame(
-                {
-                    "target": [target_name(m, p) for m, p, _ in targets],
-                    "at most": [format_number(v) for *_, v in targets],
-                }
-            )
-        )
-    )
-
-
 def _replicates_summary(
-    counts: pd.Series, stop: pd.Series, plan: ReplicatePlan | None, has_targets: bool
-) -> str:
+    counts: pd.Series, stop: pd.Series, plan: ReplicatePlan | None
+) -> dict[str, object]:
     """How many replicates the cells ran; for an adaptive `plan`, how many met their targets
     and what share of a fixed study of `plan.maximum` replicates that was."""
     n_cells = len(counts)
-    met, at_max = int((stop == STOP_MET).sum()), int((stop == STOP_MAX).sum())
     spread = (
         f"{int(counts.iloc[0])} each"
         if counts.nunique() == 1
         else f"from {int(counts.min())} to {int(counts.max())}, median {counts.median():g}"
     )
-    summary = f"<p>{n_cells} cells ran {int(counts.sum())} replicates in all ({spread}). "
+    summary: dict[str, object] = {
+        "cells": n_cells,
+        "total": int(counts.sum()),
+        "spread": spread,
+        "met": int((stop == STOP_MET).sum()),
+        "at_max": int((stop == STOP_MAX).sum()),
+    }
     if plan is not None:
         high = float(plan.maximum)
-        summary += (
-            f"{met} met every target, {at_max} stopped at the maximum without meeting one "
-            f"(listed below). A fixed study of {int(high)} replicates per cell would have "
-            f"run {int(high * n_cells)}: this one ran "
-            f"{percent(counts.sum() / (high * n_cells))} of that. "
-        )
-    elif has_targets:
-        summary += (
-            "The number of replicates was fixed: the targets are assessed after it, not pursued. "
-        )
-    return summary + f"{_figure_link()} shows the replicates across the design.</p>"
+        summary["fixed_total"] = int(high * n_cells)
+        summary["share"] = percent(counts.sum() / (high * n_cells))
+    return summary
 
 
 def _replicates_table(
     table: pd.DataFrame, stop: pd.Series, targets: list[TargetRow], prec: pd.DataFrame
-) -> str:
+) -> Markup:
     """One row per cell: its replicates, rounds, why it stopped and each target's MCSE."""
     labels = cell_labels(table)
     shown = pd.DataFrame(
@@ -176,34 +149,23 @@ def _replicates_table(
             _reached(rows.loc[c] if rows is not None and c in rows.index else None)
             for c in table["cell_id"]
         ]
-    note = (
-        '<p class="note">Per target: the largest MCSE reached over the rows it applies '
-        "to, ✓ met, ✗ missed.</p>"
-        if targets
-        else ""
-    )
-    return note + html_table(shown)
+    return html_table(shown, links={"cell": [cell_anchor(c) for c in table["cell_id"]]})
 
 
 def _missed_targets(
     table: pd.DataFrame, stop: pd.Series, prec: pd.DataFrame, adaptive: bool
-) -> str:
+) -> dict[str, object]:
     """The targets missed, per cell (in an adaptive study: of the cells stopped at max)."""
     heading = (
         "Cells that stopped at max without meeting a target"
         if adaptive
         else "Targets missed (a fixed study: no more replicates were run)"
     )
-    out = f'<h3 id="missed-targets">{esc(heading)}</h3>'
     missed = prec[~prec["met"].astype(bool)] if not prec.empty else prec
     if adaptive and not missed.empty:
         missed = missed[missed["cell_id"].isin(table.loc[stop == STOP_MAX, "cell_id"])]
     if missed.empty:
-        return out + (
-            "<p>None: every cell met every target.</p>"
-            if not prec.empty
-            else '<p class="note">No precision table.</p>'
-        )
+        return {"heading": heading, "table": None}
     labels = cell_labels(table)
     order = {c: i for i, c in enumerate(table["cell_id"])}
     missed = missed.assign(_order=missed["cell_id"].map(order)).sort_values("_order", kind="stable")
@@ -217,49 +179,67 @@ def _missed_targets(
                     missed["measure"], missed["parameter"], missed["target"], strict=True
                 )
             ],
-            "reached": missed["reached"].map(
+            # The MCSE that decided: a proportion's is Wilson's, not the performance table's.
+            "decision's MCSE (coverage: Wilson)": missed["reached"].map(
                 lambda v: format_number(v, 3) if finite(v) else "no MCSE"
             ),
             "rows": missed["rows"].map(lambda v: f"{int(v)}"),
             "worst row": [_worst_row(r) for _, r in missed.iterrows()],
         }
     )
-    return out + (
-        f"<p>{missed['cell_id'].nunique()} cell(s), {len(missed)} target(s) missed; the worst "
-        "row is the performance row (model / method / stopping / start) with the largest MCSE, "
-        "or the first without one.</p>" + html_table(shown)
+    anchors = [cell_anchor(c) for c in missed["cell_id"]]
+    return {
+        "heading": heading,
+        "table": html_table(shown, links={"cell": anchors}),
+        "cells": missed["cell_id"].nunique(),
+        "count": len(missed),
+    }
+
+
+def _targets_table(targets: list[TargetRow]) -> Markup:
+    return html_table(
+        pd.DataFrame(
+            {
+                "target": [target_name(m, p) for m, p, _ in targets],
+                "at most": [format_number(v) for *_, v in targets],
+            }
+        )
     )
 
 
 def replicates_section(
     study: Study | None, reps: pd.DataFrame, prec: pd.DataFrame, cells: pd.DataFrame
-) -> str:
+) -> Markup:
     """Section 10: the replicate plan, the replicates and the MCSE reached per cell and target,
     and the cells that stopped at max (or, in a fixed study, ended) without meeting a target."""
     plan = study.plan if study is not None and study.plan.adaptive else None
-    targets = targets_of(study.precision if study is not None else None, prec)
-    out = [_plan_text(plan)] if plan is not None else []
-    if targets:
-        out.append(_targets_text(targets, study))
+    precision = study.precision if study is not None else None
+    targets = targets_of(precision, prec)
+    context: dict[str, object] = {
+        "plan": plan,
+        "targets": targets,
+        "scope": scope_text(precision, study.starts) if precision is not None else "every row",
+        "targets_table": _targets_table(targets),
+        "figure_number": FIGURE_NAMES.index("replicates") + 1,
+        "no_table": False,
+        "from_convergence": False,
+        "fixed_all": None,
+        "has_precision": not prec.empty,
+    }
     if reps.empty:
         if cells.empty or "replicates" not in cells or not cells["replicates"].notna().any():
-            return "".join(out) + '<p class="note">No replicates table.</p>'
+            return render("sections/replicates.html.j2", **(context | {"no_table": True}))
         reps = cells[[*CELL_KEYS, "replicates"]].assign(rounds=np.nan, stop=None)
-        out.append(
-            '<p class="note">The replicates table is missing: replicates per cell from the '
-            "convergence table.</p>"
-        )
+        context["from_convergence"] = True
     table = design_order(add_design_factors(reps))
     counts = table["replicates"].astype(float)
     if not targets and counts.nunique() == 1:
-        out.append(
-            f"<p>All {len(table)} cells ran <b>{int(counts.iloc[0])}</b> replicates (a fixed "
-            f"number; no precision targets). {_figure_link()} shows them across the design.</p>"
-        )
-        return "".join(out)
+        context["fixed_all"] = {"cells": len(table), "replicates": int(counts.iloc[0])}
+        return render("sections/replicates.html.j2", **context)
     stop = table["stop"].fillna("") if "stop" in table else pd.Series("", index=table.index)
-    out.append(_replicates_summary(counts, stop, plan, bool(targets)))
-    out.append(_replicates_table(table, stop, targets, prec))
-    if targets:
-        out.append(_missed_targets(table, stop, prec, adaptive=plan is not None))
-    return "".join(out)
+    context |= {
+        "summary": _replicates_summary(counts, stop, plan),
+        "table": _replicates_table(table, stop, targets, prec),
+        "missed": _missed_targets(table, stop, prec, adaptive=plan is not None),
+    }
+    return render("sections/replicates.html.j2", **context)

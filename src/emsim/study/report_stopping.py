@@ -10,9 +10,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from emsim.study.measures import BEST, COMMON_SET, CONVERGED, OWN_SET
-from emsim.study.report_html import MISSING, esc, format_number, html_table, with_mcse
+from emsim.study.report_html import (
+    MISSING,
+    cell_anchor,
+    format_number,
+    html_table,
+    render,
+    with_mcse,
+)
 from emsim.study.schema import FIT_ID, PROCEDURE
 from emsim.study.stopping import LOG10_EDGES, RULE_COLUMNS, median_bins
 
@@ -92,9 +100,12 @@ def slowest_cells(rules: pd.DataFrame, primary: str, k: int = 3) -> list[str]:
     return list(by_cell.sort_values(ascending=False, kind="stable").head(k).index)
 
 
-def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
+def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> dict | None:
+    """The performance rows whose bias or empirical SE moves by more than 2 MCSEs on the
+    common set: their count and a table of the 20 with the most replicates dropped (None
+    without the common set, no table where none moves)."""
     if perf.empty or "set" not in perf.columns:
-        return ""
+        return None
     keys = ["cell_id", *FIT_ID, "parameter"]
     own = perf[perf["set"] == OWN_SET].set_index(keys)
     # Named so that _with_mcse finds "<measure>_common_mcse" beside "<measure>_common".
@@ -112,15 +123,12 @@ def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
     widened = (both["empse"] - both["empse_common"]).abs() > 2 * both["empse_mcse"]
     differ = both[(shifted | widened) & (both["n_ok"] != both["n_ok_common"])]
     if differ.empty:
-        return (
-            "<p>Over the common set (replicates where every method and stopping rule gave a "
-            "usable fit) no bias or empirical SE differs from its own-set value by more than "
-            "2 Monte Carlo SEs.</p>"
-        )
+        return {"count": 0, "table": None}
     differ = differ.assign(_gap=(differ["n_ok"] - differ["n_ok_common"])).sort_values(
         "_gap", ascending=False
     )
     shown = differ.head(20).reset_index()
+    anchors = [cell_anchor(c) for c in shown["cell_id"]]
     table = pd.DataFrame(
         {
             "cell": shown["cell_id"].map(lambda c: labels.get(c, c)),
@@ -138,12 +146,7 @@ def set_differences(perf: pd.DataFrame, labels: Mapping[str, str]) -> str:
             "EmpSE common": with_mcse(shown, "empse_common"),
         }
     )
-    return (
-        f"<p>{len(differ)} performance rows change by more than 2 Monte Carlo SEs (bias or "
-        "empirical SE) when restricted to the common set: there, which fits fail is not "
-        "random, and measures over each method's own usable fits flatter it. The 20 with the "
-        "most replicates dropped:</p>" + html_table(table)
-    )
+    return {"count": len(differ), "table": html_table(table, links={"cell": anchors})}
 
 
 def stopping_section(
@@ -153,27 +156,19 @@ def stopping_section(
     rule_rows: pd.DataFrame,
     counts: pd.DataFrame,
     labels: Mapping[str, str],
-) -> str:
+) -> Markup:
     """Section 9: how the study's stopping `rules` fared (`premature` beyond `threshold` SEs
     of the limit), per model x method x rule from the `stopping_rules` table (`rule_rows`)
     and the distance histogram (`counts`): over the study and in its slowest cells; and the
     rows where the common set changes the picture."""
-    intro = (
-        "<p>A stopping rule decides where an iteration ends, not where its maximum is. After "
-        "a rule or the iteration cap stops a fit, emsim continues the same iteration from that "
-        "point to its limit (docs/design.md section 1) and records "
-        "<code>distance_to_limit</code>, the largest |theta_stop - theta_limit| / "
-        "SE(theta_limit) over the estimated parameters, and <code>loglik_gap_to_limit</code>. "
-        "A fit stopped by the rule is <code>saddle</code> where the iteration is stationary "
-        "at a point whose observed information is not positive definite, "
-        f"<code>premature</code> where its limit lies more than {esc(threshold)} SE away (or "
-        "is no certified maximum), and <code>converged</code> (usable) only otherwise; "
-        "<code>max_iterations</code> where the cap came first. "
-        f"Rules compared: {esc(', '.join(rules))} (section 4).</p>"
-    )
+    differences = set_differences(perf, labels)
     if rule_rows.empty or not set(RULE_COLUMNS) <= set(rule_rows.columns):
-        return (
-            intro + '<p class="note">No stopping-rule results.</p>' + set_differences(perf, labels)
+        return render(
+            "sections/stopping.html.j2",
+            rules=rules,
+            threshold=threshold,
+            overall=None,
+            differences=differences,
         )
     pooled = pooled_rules(rule_rows)
     overall = _rules_table(pooled, _pooled_distance(pooled, counts))
@@ -183,18 +178,11 @@ def stopping_section(
     rows = rows.sort_values("_rank", kind="stable")
     slowest = _rules_table(rows, with_mcse(rows, "distance_median", digits=3))
     slowest.insert(0, "cell", rows["cell_id"].map(lambda c: labels.get(c, c)).to_numpy())
-    return (
-        intro + "<p>Per model x method x rule over every cell and real start (the derived "
-        "<code>best</code> excluded): the share of fits usable, premature, saddle and "
-        "capped, with binomial Monte Carlo SEs; the median distance to the limit over the "
-        "fits a rule or the cap ended (the bin of the distance histogram that holds it, to a "
-        "quarter decade: medians of cells do not pool); and the E-steps per fit (mean over "
-        "all fits, the polish to the limit not counted, with its MCSE):</p>"
-        + html_table(overall)
-        + "<p>The three slowest cells (most E-steps per fit under the first rule), each "
-        "cell's median distance with its MCSE (order statistics, section 5):</p>"
-        + html_table(slowest)
-        + set_differences(perf, labels)
-        + "<p>Figures: <code>stopping</code>, <code>distance</code> and <code>zip</code> in "
-        '<a href="#figures">section 11</a>.</p>'
+    return render(
+        "sections/stopping.html.j2",
+        rules=rules,
+        threshold=threshold,
+        overall=html_table(overall),
+        slowest=html_table(slowest, links={"cell": [cell_anchor(c) for c in rows["cell_id"]]}),
+        differences=differences,
     )

@@ -1,27 +1,43 @@
 """Which replicates a cell runs, in which rounds and chunks (docs/design.md section 10).
 
 A fixed study (``replicates: R``) has one round of R replicates. An adaptive one
-(``replicates: {min, max, step}``) runs round 0 = replicates [0, min) in every cell, then round
-k = the next `step` replicates (at most up to `max`) in the cells whose precision targets are
-still missed after round k - 1. Each round is cut into chunks of at most `chunk_size`
-replicates, numbered on from the previous round's, so a chunk's replicates never depend on how
-many rounds a cell runs: replicate r is in the same file, with the same data and fits (its
-seeds are keyed by r alone, section 3), whatever the targets decided.
+(``replicates: {min, max, step}``) lays its replicates on a *grid*: block 0 = replicates
+[0, min), block j = the next `step` (the last cut at `max`), each cut into chunks of at most
+`chunk_size` replicates, numbered on from the previous block's. `ReplicatePlan` speaks of that
+grid (its "round" j is block j: the round of a cell that steps one block at a time). Every cell
+runs block 0 in round 0; after a round a cell that still misses a target jumps to the grid
+point its MCSE projects (`precision.projected_replicates`), so its round k ends at block
+j_k >= k. Since a jump runs whole blocks of the same grid, a chunk's replicates never depend on
+how many rounds a cell runs or how far it jumps: replicate r is in the same file, with the same
+data and fits (its seeds are keyed by r alone, section 3), whatever the targets decided.
 
-Between rounds a *gate* (one per round, for the whole study) lists the cells that go on; a cell's
-last round is the one after which its gate no longer lists it (`final_rounds`).
+Between rounds a *gate* (one per round, for the whole study) lists the cells that go on and the
+replicates each runs through in its next round; a cell's last round is the one after which its
+gate no longer lists it (`final_rounds`), and `grid_round` maps a cell's round to its block.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReplicatePlan", "active_cells", "final_rounds", "read_gate", "write_gate"]
+import numpy as np
+
+__all__ = [
+    "ReplicatePlan",
+    "active_cells",
+    "final_grid_rounds",
+    "final_rounds",
+    "grid_round",
+    "read_gate",
+    "read_gate_through",
+    "write_gate",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,23 @@ class ReplicatePlan:
     def replicates_through(self, round_: int | str) -> int:
         return self._round_block(self._check_round(round_)).stop
 
+    def grid_round(self, replicates: int) -> int:
+        """The block j whose end is `replicates` (a grid point: min, min + step, ..., max)."""
+        r = int(replicates)
+        j = -(-(r - self.minimum) // self.step)
+        if r < self.minimum or j >= self.rounds or self._round_block(j).stop != r:
+            raise ValueError(f"{r} replicates is not a point of the plan's grid {self}")
+        return j
+
+    def next_stop(self, replicates: int, wanted: float) -> int:
+        """The grid point a cell at `replicates` runs through next when it wants `wanted`: the
+        first one at or above it, at least one block on, at most `max`. With `step` dividing
+        `min` (as by default) the grid points are the multiples of `step`."""
+        j = self.grid_round(replicates) + 1
+        if np.isfinite(wanted) and wanted > self.minimum:
+            j = max(j, math.ceil((wanted - self.minimum) / self.step))
+        return self._round_block(min(j, self.rounds - 1)).stop
+
     def largest_chunk(self) -> int:
         # Round 1 is the longest after round 0 (every later one is as long or cut at `max`).
         blocks = [len(self._round_block(k)) for k in range(min(self.rounds, 2))]
@@ -107,17 +140,50 @@ class ReplicatePlan:
         return k
 
 
-def write_gate(path: str | os.PathLike[str], round_: int, going_on: Iterable[str]) -> None:
-    """The gate after `round_`: the cells that run round `round_` + 1 (atomically written)."""
+def write_gate(path: str | os.PathLike[str], round_: int, through: Mapping[str, int]) -> None:
+    """The gate after `round_`: the cells that run round `round_` + 1 and the replicates each
+    runs through in it (a grid point), atomically written."""
     from emsim.study.parquet_io import atomic_write
 
-    body = json.dumps({"round": int(round_), "going_on": sorted(going_on)}, indent=1) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(body))
+    body = {
+        "round": int(round_),
+        "going_on": sorted(through),
+        "through": {cell: int(through[cell]) for cell in sorted(through)},
+    }
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=1) + "\n"))
 
 
 def read_gate(path: str | os.PathLike[str]) -> list[str]:
     with open(path) as f:
         return list(json.load(f)["going_on"])
+
+
+def read_gate_through(path: str | os.PathLike[str]) -> dict[str, int]:
+    """The replicates each cell of the gate runs through in its next round (empty for a gate
+    written before the jumps: its cells stepped one block per round)."""
+    with open(path) as f:
+        return {cell: int(r) for cell, r in json.load(f).get("through", {}).items()}
+
+
+def grid_round(
+    cell: str, round_: int | str, plan: ReplicatePlan, gate_path: Callable[[int], Any]
+) -> int:
+    """The block that cell `cell`'s round `round_` ends at: 0 after round 0, else the grid
+    point its previous gate chose (`round_` itself where that gate has none: a step)."""
+    k = int(round_)
+    if k == 0:
+        return 0
+    through = read_gate_through(gate_path(k - 1)).get(cell)
+    return k if through is None else plan.grid_round(through)
+
+
+def final_grid_rounds(
+    cells: Iterable[str], plan: ReplicatePlan, gate_path: Callable[[int], Any]
+) -> dict[str, int]:
+    """Each cell's last block (`grid_round` of its last round): its chunks are
+    ``plan.chunks_through`` of it."""
+    last = final_rounds(cells, plan, gate_path)
+    return {cell: grid_round(cell, k, plan, gate_path) for cell, k in last.items()}
 
 
 def final_rounds(
@@ -132,11 +198,16 @@ def final_rounds(
         return dict.fromkeys(cells, 0)
     final: dict[str, int] = {}
     active = set(cells)
-    # No gate is needed after the last round: every cell stops there (at `max`).
+    # No gate is needed after a round that reaches `max`: every cell stops there. After the
+    # plan's last round all do; a cell that jumped to `max` does so earlier.
     for k in range(plan.rounds - 1):
         going_on = set(read_gate(gate_path(k))) & active
         for cell in active - going_on:
             final[cell] = k
+        through = read_gate_through(gate_path(k))
+        for cell in [c for c in going_on if through.get(c) == plan.maximum]:
+            final[cell] = k + 1
+            going_on.discard(cell)
         active = going_on
         if not active:
             break
