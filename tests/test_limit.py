@@ -242,3 +242,23 @@ def test_plain_em_fit_whose_squarem_continuation_collapses_is_measured_to_ems_li
     limit, se = reference(stop, y)
     assert within_factor(result.distance_to_limit, np.max(np.abs(stop - limit) / se))
     assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)
+
+
+@pytest.mark.parametrize("seed", [42, 46, 50, 43])
+def test_the_trust_region_ascent_from_a_stop_reaches_the_long_runs_limit(seed):
+    """From stops where the observed information is not positive definite (42, 46, 50: Newton
+    alone cannot start) or the quadratic model is far from its maximum (43: decrement 1.9 SE),
+    the trust-region ascent ends certified at the limit of an independent long run from the
+    same stop, no lower than the stop."""
+    from emsim.limit import assess, trust_region_limit
+
+    y = slow_data(seed)
+    result = emsim.fit(y, model="full", method="em", max_iterations=300)
+    stop = stop_of(result)
+    at_stop = assess(y[None, :], stop[None, :], "full")
+    assert (not at_stop.positive[0]) or at_stop.decrement[0] > 1.0
+    ended, value, certified = trust_region_limit(y[None, :], stop[None, :], "full", np.zeros(1))
+    assert certified[0]
+    assert value[0] >= loglik(stop, y)
+    limit, se = reference(stop, y)
+    assert np.max(np.abs(ended[0] - limit) / se) < 0.02
