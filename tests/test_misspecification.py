@@ -142,3 +142,52 @@ def test_a_sandwich_coverage_target_is_judged_by_its_own_wilson_mcse():
     for measure, covered, n in (("coverage_mcse", 0.4, 5), ("coverage_sandwich_mcse", 1.0, 4)):
         wilson = math.sqrt(n * covered * (1 - covered) + z2 / 4) / (n + z2)
         assert out.loc[measure, "reached"] == pytest.approx(wilson, rel=1e-12), measure
+
+
+def family_perf(family: str, pi_empse: float, pseudo_pi: float) -> pd.DataFrame:
+    """Performance rows of two cells (n 500, 5000) of the full model in `family`."""
+    rows = []
+    for n in (500, 5000):
+        for parameter in ("pi", "mu1", "mu2", "sigma1", "sigma2"):
+            row = {**CELL, "cell_id": f"{family}{n}", "n": n, "family": family}
+            row |= {"model": "full", "method": "em", "stopping": "abs", "start": "best"}
+            row |= {"parameter": parameter, "set": "own", "n_rep": 100, "n_ok": 100}
+            row |= {"true_value": pseudo_pi if parameter == "pi" else CELL[parameter] + 0.1}
+            row |= {"bias": 0.01, "bias_mcse": 0.002, "empse": pi_empse, "empse_mcse": 0.01}
+            for se_type, cov in (("observed", 0.8), ("sandwich", 0.94)):
+                for m in SE_MEASURES:
+                    row[se_column(m, se_type)] = cov
+                    row[se_column(f"{m}_mcse", se_type)] = 0.02
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_report_section_shows_families_and_flags_weakly_identified_scenarios():
+    from emsim.study.figure_data import misspecified_rows
+    from emsim.study.report_misspecification import misspecification_section
+
+    normal = family_perf("normal", 0.01, 0.8)
+    assert misspecified_rows(normal).empty
+    assert "draws normal components" in misspecification_section(normal, {})
+    perf = pd.concat(
+        [normal, family_perf("t(df=5)", 0.18, 0.486), family_perf("t(df=4)", 0.01, 0.79)],
+        ignore_index=True,
+    )
+    rows = misspecified_rows(perf)
+    assert set(rows["family"]) == {"t(df=5)", "t(df=4)"}
+    # The data-generating value of each row is its cell's design value.
+    assert (rows["dgm_value"] == rows.apply(lambda r: r[r["parameter"]], axis=1)).all()
+    html = str(misspecification_section(perf, {}))
+    weak_note = html[html.index("Weakly identified:") :].split("</p>")[0]
+    assert "t(df=5)" in weak_note and "t(df=4)" not in weak_note
+    # pi's pseudo-true 0.486 against its data-generating 0.8 in the distance table.
+    assert "-0.314" in html
+
+
+def test_misspecification_figure_draws_families_and_says_when_there_are_none(tmp_path):
+    from emsim.study.figure_misspecification import plot_misspecification
+
+    perf = pd.concat([family_perf("normal", 0.01, 0.8), family_perf("t(df=5)", 0.18, 0.486)])
+    drawn = plot_misspecification(perf.reset_index(drop=True), tmp_path / "m.png", dpi=40)
+    empty = plot_misspecification(family_perf("normal", 0.01, 0.8), tmp_path / "e.png", dpi=40)
+    assert drawn.stat().st_size > empty.stat().st_size > 0
