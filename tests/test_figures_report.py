@@ -270,6 +270,9 @@ DEGENERATE_DRAWERS = {
     "bias": lambda d, path: figures.plot_bias(d["performance"], path),
     "rmse": lambda d, path: figures.plot_rmse(d["performance"], path),
     "coverage": lambda d, path: figures.plot_coverage(d["performance"], path),
+    "misspecification": lambda d, path: figures.plot_misspecification(
+        d["performance"].assign(family="t(df=5)"), path
+    ),
     "iterations": lambda d, path: figures.plot_iterations(d["convergence"], path),
     "rate": lambda d, path: figures.plot_rate(d["convergence"], path),
     "failures": lambda d, path: figures.plot_failures(d["convergence"], path),

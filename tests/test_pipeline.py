@@ -8,6 +8,7 @@ that changes a study works on a copy, and every run imports the session's one co
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from statistics import NormalDist
@@ -32,6 +33,7 @@ from studyrun import (
 )
 
 import emsim
+from emsim.study.measures import se_column
 from emsim.study.study import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +143,36 @@ def test_each_job_log_holds_only_its_own_job(tiny_study):
     assert "emsim.study.fit" not in summary_log
 
 
+def check_se_measures(p, est, se, truth, z, column) -> None:
+    """The SE-based measures of one SE type (`column` names their performance columns) against
+    Morris et al. (2019, Table 6), over the fits whose interval exists (finite SE)."""
+    has_se = np.isfinite(se)
+    n_se = int(has_se.sum())
+    assert p[column("n_se")] == n_se
+    if not n_se:
+        assert np.isnan(p[column("coverage")])
+        return
+    hits = ((est - z * se <= truth) & (truth <= est + z * se))[has_se]
+    covered = hits.mean()
+    assert p[column("coverage")] == pytest.approx(covered)
+    assert p[column("coverage_mcse")] == pytest.approx(np.sqrt(covered * (1 - covered) / n_se))
+    if n_se < 2:
+        return
+    se2 = se[has_se] ** 2
+    modse = np.sqrt(se2.mean())
+    empse = est[has_se].std(ddof=1)
+    assert p[column("modse")] == pytest.approx(modse)
+    assert p[column("modse_mcse")] == pytest.approx(
+        np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**2))
+    )
+    assert p[column("relerr_modse")] == pytest.approx(100 * (modse / empse - 1))
+    assert p[column("relerr_modse_mcse")] == pytest.approx(
+        100
+        * (modse / empse)
+        * np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**4) + 1 / (2 * (n_se - 1)))
+    )
+
+
 @pytest.mark.slow
 def test_summary_matches_measures_recomputed_from_fit_rows(tiny_study):
     fits = read_fits(tiny_study)
@@ -184,40 +216,15 @@ def test_summary_matches_measures_recomputed_from_fit_rows(tiny_study):
                 # Misspecified (issue 21): the target is the pseudo-true value.
                 mu, sigma = (first["mu1"], first["mu2"]), (first["sigma1"], first["sigma2"])
                 truth = emsim.pseudo_true(model, "normal", mu, sigma, first["pi"])[parameter]
-            est, se = ok[f"est_{parameter}"], ok[f"se_{parameter}"]
+            est = ok[f"est_{parameter}"]
             assert p["n_ok"] == len(ok)
             if len(ok) < 2:
                 continue
             assert p["bias"] == pytest.approx(est.mean() - truth, abs=1e-12)
             assert p["bias_mcse"] == pytest.approx(est.std(ddof=1) / np.sqrt(len(ok)))
-            # Coverage over the fits whose interval exists (finite SE).
-            has_se = np.isfinite(se)
-            if not has_se.any():
-                assert np.isnan(p["coverage"])
-                continue
-            hits = ((est - z * se <= truth) & (truth <= est + z * se))[has_se]
-            covered = hits.mean()
-            assert p["coverage"] == pytest.approx(covered)
-            assert p["coverage_mcse"] == pytest.approx(
-                np.sqrt(covered * (1 - covered) / has_se.sum())
-            )
-            # Model SE and its relative error over the same fits (Morris et al. 2019, Table 6).
-            n_se = int(has_se.sum())
-            assert p["n_se"] == n_se
-            if n_se >= 2:
-                se2 = se[has_se] ** 2
-                modse = np.sqrt(se2.mean())
-                empse = est[has_se].std(ddof=1)
-                assert p["modse"] == pytest.approx(modse)
-                assert p["modse_mcse"] == pytest.approx(
-                    np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**2))
-                )
-                assert p["relerr_modse"] == pytest.approx(100 * (modse / empse - 1))
-                assert p["relerr_modse_mcse"] == pytest.approx(
-                    100
-                    * (modse / empse)
-                    * np.sqrt(se2.var(ddof=1) / (4 * n_se * modse**4) + 1 / (2 * (n_se - 1)))
-                )
+            for se_type, se_name in (("observed", "se"), ("sandwich", "se_sandwich")):
+                column = functools.partial(se_column, se_type=se_type)
+                check_se_measures(p, est, ok[f"{se_name}_{parameter}"], truth, z, column)
             checked += 1
     assert checked > 20
 

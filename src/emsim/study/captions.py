@@ -51,6 +51,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("bias", ("performance",)),
     FigureSpec("rmse", ("performance",)),
     FigureSpec("coverage", ("performance",)),
+    FigureSpec("misspecification", ("performance",)),
     FigureSpec("iterations", ("convergence",)),
     FigureSpec("rate", ("convergence",)),
     FigureSpec("failures", ("convergence",)),

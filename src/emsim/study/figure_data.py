@@ -388,3 +388,37 @@ def replicates_rows(reps: pd.DataFrame) -> pd.DataFrame:
         row_label=labels if one_per_n else [label.split(", ", 1)[-1] for label in labels],
         stop_reason=data["stop"].fillna("") if "stop" in data.columns else "",
     )
+
+
+# --- misspecification ---------------------------------------------------------------------------
+
+# The model the misspecification figure shows: the full model, whose pseudo-true values move
+# most when the components' shape is wrong (the report's table shows every model).
+MISSPECIFICATION_MODEL = "full"
+
+
+def scenario_label(row: pd.Series) -> str:
+    """A family scenario without its n: the family and the cell's other design values."""
+    mu = f"μ=({row['mu1']:g}, {row['mu2']:g})"
+    sigma = f"σ=({row['sigma1']:g}, {row['sigma2']:g})"
+    return f"{row['family']}, {mu}, {sigma}, π={row['pi']:g}"
+
+
+def misspecified_rows(perf: pd.DataFrame) -> pd.DataFrame:
+    """The performance rows of the non-normal families (`family` other than normal): the primary
+    rule's own set at the start shown (`choose_start`), with ``scenario`` (`scenario_label`)
+    and ``dgm_value``, the parameter's data-generating value (NaN for equal_var's common
+    sigma in a cell with unequal sigmas). Empty for a study of normal components only."""
+    if perf.empty or "family" not in perf.columns:
+        return pd.DataFrame()
+    rows = one_rule_own_set(perf[perf["family"] != "normal"])
+    start = choose_start(rows)
+    rows = rows[rows["start"] == start]
+    if rows.empty:
+        return pd.DataFrame()
+    column = rows["parameter"].where(rows["parameter"] != "sigma", "sigma1")
+    design = rows.loc[:, ["pi", "mu1", "mu2", "sigma1", "sigma2"]].astype(float)
+    dgm = design.to_numpy()[np.arange(len(rows)), design.columns.get_indexer(column)]
+    unequal = (rows["parameter"] == "sigma") & (rows["sigma1"] != rows["sigma2"])
+    out = rows.assign(dgm_value=np.where(unequal, np.nan, dgm))
+    return out.assign(scenario=out.apply(scenario_label, axis=1))

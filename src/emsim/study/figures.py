@@ -31,6 +31,7 @@ from matplotlib.patches import Patch
 from emsim.study import figure_data as fd
 from emsim.study.captions import FACTOR_LABELS, FigureSpec, design_value_label, figure_spec
 from emsim.study.figure_data import MODEL_ORDER, ordered
+from emsim.study.figure_misspecification import plot_misspecification
 from emsim.study.figure_stopping import plot_distance, plot_stopping, plot_zip
 from emsim.study.figure_style import (
     DPI,
@@ -64,6 +65,7 @@ __all__ = [
     "plot_distance",
     "plot_failures",
     "plot_iterations",
+    "plot_misspecification",
     "plot_nested_loop",
     "plot_rate",
     "plot_replicates",
@@ -615,6 +617,9 @@ DRAWERS: dict[str, Drawer] = {
     "bias": lambda i, path, dpi, _: plot_bias(i.table("performance"), path, dpi=dpi),
     "rmse": lambda i, path, dpi, _: plot_rmse(i.table("performance"), path, dpi=dpi),
     "coverage": lambda i, path, dpi, _: plot_coverage(
+        i.table("performance"), path, level=i.coverage_level(), dpi=dpi
+    ),
+    "misspecification": lambda i, path, dpi, _: plot_misspecification(
         i.table("performance"), path, level=i.coverage_level(), dpi=dpi
     ),
     "iterations": lambda i, path, dpi, _: plot_iterations(i.table("convergence"), path, dpi=dpi),

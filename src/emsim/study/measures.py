@@ -58,6 +58,14 @@ COMMON_SET_KEYS: tuple[str, ...] = tuple(k for k in ROW_KEY if k not in ("method
 # replicates in which every compared method and stopping rule gave a usable fit.
 OWN_SET, COMMON_SET = "own", "common"
 SETS: tuple[str, ...] = (OWN_SET, COMMON_SET)
+# The standard errors a fit records (docs/design.md section 5): from the observed information,
+# and the sandwich H^-1 J H^-1, which stays valid when the model does not hold. Only the
+# SE-based measures (n_se, coverage, modse, relerr_modse and their MCSEs) depend on the SE;
+# the observed SE's keep their names and the sandwich's carry the suffix `_sandwich`, so a row
+# holds both and bias, EmpSE and MSE are not repeated (section 6).
+OBSERVED, SANDWICH = "observed", "sandwich"
+SE_TYPES: tuple[str, ...] = (OBSERVED, SANDWICH)
+SE_MEASURES: tuple[str, ...] = ("coverage", "modse", "relerr_modse")
 
 PERFORMANCE_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
@@ -81,6 +89,14 @@ PERFORMANCE_COLUMNS: tuple[str, ...] = (
     "modse_mcse",
     "relerr_modse",
     "relerr_modse_mcse",
+    # The same SE-based measures with the sandwich SE (`se_column`).
+    "n_se_sandwich",
+    "coverage_sandwich",
+    "coverage_sandwich_mcse",
+    "modse_sandwich",
+    "modse_sandwich_mcse",
+    "relerr_modse_sandwich",
+    "relerr_modse_sandwich_mcse",
 )
 # The convergence table's summaries of iterations and cost; each has an MCSE column
 # "<column>_mcse" (section 6).
@@ -113,6 +129,21 @@ QUANTILE_INTERVAL_LEVEL = 0.95
 
 # Reporting order of parameters (equal_var's common `sigma` sits between mu2 and sigma1).
 PARAMETER_ORDER: tuple[str, ...] = ("pi", "mu1", "mu2", "sigma", "sigma1", "sigma2")
+
+
+def se_column(measure: str, se_type: str) -> str:
+    """The performance column of an SE-based `measure` (`n_se`, a name of `SE_MEASURES`, or
+    one with `_mcse`) for `se_type`: e.g. coverage_mcse -> coverage_sandwich_mcse."""
+    if se_type not in SE_TYPES:
+        raise ValueError(f"unknown se_type {se_type!r}; choose one of {', '.join(SE_TYPES)}")
+    if se_type == OBSERVED:
+        return measure
+    base, mcse, _ = measure.partition("_mcse")
+    return f"{base}_{se_type}{'_mcse' if mcse else ''}"
+
+
+def _fit_se_column(column: str, se_type: str) -> str:
+    return f"se_{column}" if se_type == OBSERVED else f"se_{se_type}_{column}"
 
 
 def reported_parameters(model: str) -> tuple[str, ...]:
@@ -367,6 +398,26 @@ def common_set(fits: pd.DataFrame) -> pd.Series:
     return usable.groupby(keys, dropna=False).transform("min").astype(bool)
 
 
+def _se_pieces(
+    part: pd.DataFrame, rows: pd.DataFrame, column: str, ok, est, theta, z: float
+) -> None:
+    """Into `part`, per SE type, the per-fit pieces of its SE-based measures: these share one
+    set, the usable fits with a finite SE of that type (a fit row without sandwich SEs, written
+    before they were recorded, has none)."""
+    for se_type in SE_TYPES:
+        name = _fit_se_column(column, se_type)
+        se_all = rows[name].astype(float) if name in rows else pd.Series(np.nan, rows.index)
+        has_se = ok & np.isfinite(se_all)
+        se = se_all.where(has_se)
+        # Coverage also needs a truth.
+        has_interval = has_se & theta.notna()
+        covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
+        part[f"_has_se_{se_type}"] = has_se.astype(np.int64)
+        part[f"_est_se_{se_type}"] = est.where(has_se)
+        part[f"_se2_{se_type}"] = se**2
+        part[f"_covered_{se_type}"] = covered
+
+
 def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
     """One row per fit x reported parameter x set with the per-fit pieces of the measures."""
     parts = []
@@ -376,35 +427,68 @@ def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
             col = _column(parameter)
             theta = true_values(rows, parameter, str(model))
             est_all = rows[f"est_{col}"].astype(float)
-            se_all = rows[f"se_{col}"].astype(float)
             for name in SETS:
                 ok = (rows["status"] == CONVERGED) & np.isfinite(est_all)
                 if name == COMMON_SET:
                     ok &= in_common.loc[rows.index]
                 est = est_all.where(ok)
-                # The SE-based measures (coverage, model SE and its relative error) share one
-                # set: the usable fits with a finite SE.
-                has_se = ok & np.isfinite(se_all)
-                se = se_all.where(has_se)
-                est_se = est_all.where(has_se)
-                # Coverage also needs a truth.
-                has_interval = has_se & theta.notna()
-                covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
                 part = rows.loc[:, list(GROUP_KEYS)].copy()
                 part["parameter"] = parameter
                 part["set"] = name
                 part["true_value"] = theta
                 part["_ok"] = ok.astype(np.int64)
-                part["_has_se"] = has_se.astype(np.int64)
                 part["_est"] = est
-                part["_est_se"] = est_se
                 part["_sqerr"] = (est - theta) ** 2
-                part["_se2"] = se**2
-                part["_covered"] = covered
+                _se_pieces(part, rows, col, ok, est, theta, z)
                 parts.append(part)
     if not parts:
         return _empty((*GROUP_KEYS, "parameter", "set", "true_value"))
     return pd.concat(parts, ignore_index=True)
+
+
+def _se_aggregations() -> dict[str, tuple[str, str]]:
+    """The group sums and moments behind each SE type's measures."""
+    out = {}
+    for t in SE_TYPES:
+        out |= {
+            f"n_se_{t}": (f"_has_se_{t}", "sum"),
+            f"var_est_se_{t}": (f"_est_se_{t}", "var"),
+            f"n_cov_{t}": (f"_covered_{t}", "count"),
+            f"coverage_{t}": (f"_covered_{t}", "mean"),
+            f"mean_se2_{t}": (f"_se2_{t}", "mean"),
+            f"var_se2_{t}": (f"_se2_{t}", "var"),
+        }
+    return out
+
+
+def _se_measures(out: pd.DataFrame, se_type: str) -> None:
+    """Coverage, model SE and its relative error with their MCSEs for `se_type`, into `out`
+    (Morris et al. 2019, Table 6), from the group moments of `_se_aggregations`."""
+    column = functools.partial(se_column, se_type=se_type)
+    n_se = out[f"n_se_{se_type}"].astype(float)
+    out[column("n_se")] = out[f"n_se_{se_type}"].astype(np.int64)
+    cov = out[f"coverage_{se_type}"]
+    out[column("coverage")] = cov
+    out[column("coverage_mcse")] = _sqrt(
+        _ratio(cov * (1.0 - cov), out[f"n_cov_{se_type}"].astype(float))
+    )
+    sd_se = n_se >= 2
+    modse = _sqrt(out[f"mean_se2_{se_type}"])
+    var_se2 = out[f"var_se2_{se_type}"].where(sd_se)
+    empse_se = _sqrt(out[f"var_est_se_{se_type}"].where(sd_se))
+    out[column("modse")] = modse
+    # Var(se^2) / (4 n ModSE^2), by the delta method.
+    out[column("modse_mcse")] = _sqrt(_ratio(var_se2, 4.0 * n_se * modse**2))
+    ratio = _ratio(modse, empse_se)
+    out[column("relerr_modse")] = 100.0 * (ratio - 1.0)
+    out[column("relerr_modse_mcse")] = (
+        100.0
+        * ratio
+        * _sqrt(
+            _ratio(var_se2, 4.0 * n_se * modse**4)
+            + _ratio(pd.Series(1.0, index=out.index), 2.0 * (n_se - 1.0))
+        )
+    )
 
 
 def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFrame:
@@ -415,10 +499,11 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
     usable (converged) ones in the row's ``set``, over which bias, EmpSE, MSE and RMSE are
     computed, and ``n_se`` those of them with a finite SE, over which coverage, the model SE
     and its relative error are computed (the EmpSE in ``relerr_modse`` is that of this same
-    set). ``set`` is ``own`` (the group's own usable fits) or ``common`` (the replicates in
-    which every method and stopping rule of the same model and start gave a usable fit).
-    Coverage refers to the Wald interval est +- z se, z the normal quantile of
-    `coverage_level`.
+    set). The same SE-based measures with the sandwich SE are the columns with `_sandwich`
+    (`se_column`), over the fits with a finite sandwich SE (``n_se_sandwich``). ``set`` is
+    ``own`` (the group's own usable fits) or ``common`` (the replicates in which every method
+    and stopping rule of the same model and start gave a usable fit). Coverage refers to the
+    Wald interval est +- z se, z the normal quantile of `coverage_level`.
     """
     z = coverage_z(coverage_level)
     fits = with_stopping(fits)
@@ -435,20 +520,14 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
         true_value=("true_value", "first"),
         n_rep=("_ok", "size"),
         n_ok=("_ok", "sum"),
-        n_se=("_has_se", "sum"),
         mean_est=("_est", "mean"),
         var_est=("_est", "var"),
-        var_est_se=("_est_se", "var"),
         mse=("_sqerr", "mean"),
         sum_dev2=("_dev2", "sum"),
-        n_cov=("_covered", "count"),
-        coverage=("_covered", "mean"),
-        mean_se2=("_se2", "mean"),
-        var_se2=("_se2", "var"),
+        **_se_aggregations(),
     ).reset_index()
 
     n_ok = out["n_ok"].astype(float)
-    n_se = out["n_se"].astype(float)
     sd_ok = n_ok >= 2
     out["bias"] = out["mean_est"] - out["true_value"]
     out["empse"] = _sqrt(out["var_est"].where(sd_ok))
@@ -461,26 +540,9 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
     out["mse_mcse"] = _sqrt(_ratio(sum_dev2, n_ok * (n_ok - 1.0)))
     out["rmse"] = _sqrt(out["mse"])
     out["rmse_mcse"] = _ratio(out["mse_mcse"], 2.0 * out["rmse"])
-    cov = out["coverage"]
-    out["coverage_mcse"] = _sqrt(_ratio(cov * (1.0 - cov), out["n_cov"].astype(float)))
-    sd_se = n_se >= 2
-    modse = _sqrt(out["mean_se2"])
-    var_se2 = out["var_se2"].where(sd_se)
-    empse_se = _sqrt(out["var_est_se"].where(sd_se))
-    out["modse"] = modse
-    # Morris et al. (2019, Table 6): Var(se^2) / (4 n ModSE^2), by the delta method.
-    out["modse_mcse"] = _sqrt(_ratio(var_se2, 4.0 * n_se * modse**2))
-    ratio = _ratio(modse, empse_se)
-    out["relerr_modse"] = 100.0 * (ratio - 1.0)
-    out["relerr_modse_mcse"] = (
-        100.0
-        * ratio
-        * _sqrt(
-            _ratio(var_se2, 4.0 * n_se * modse**4)
-            + _ratio(pd.Series(1.0, index=out.index), 2.0 * (n_se - 1.0))
-        )
-    )
-    for name in ("n_rep", "n_ok", "n_se"):
+    for se_type in SE_TYPES:
+        _se_measures(out, se_type)
+    for name in ("n_rep", "n_ok"):
         out[name] = out[name].astype(np.int64)
     return sort_rows(out.loc[:, list(PERFORMANCE_COLUMNS)], with_parameter=True)
 
@@ -541,8 +603,8 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(out.loc[:, list(CONVERGENCE_COLUMNS)], with_parameter=False)
 
 
-_TEXT_COLUMNS = frozenset({"cell_id", FAMILY, *FIT_ID, "parameter", "set", "se_type"})
-_INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se"})
+_TEXT_COLUMNS = frozenset({"cell_id", FAMILY, *FIT_ID, "parameter", "set"})
+_INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se", "n_se_sandwich"})
 
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:

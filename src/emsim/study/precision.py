@@ -61,7 +61,13 @@ __all__ = [
 ]
 
 # The config keys of the targets and the performance column each one bounds.
-MEASURES: dict[str, str] = {"bias_mcse": "bias_mcse", "coverage_mcse": "coverage_mcse"}
+# The coverage target judges the observed SE's intervals; `coverage_sandwich_mcse` those of the
+# sandwich SE (section 6), for a study that configures it.
+MEASURES: dict[str, str] = {
+    "bias_mcse": "bias_mcse",
+    "coverage_mcse": "coverage_mcse",
+    "coverage_sandwich_mcse": "coverage_sandwich_mcse",
+}
 # A cell's state after a round: every target met; `max` replicates reached without that; one
 # round only (a fixed study); or on to the next round.
 STOP_MET, STOP_MAX, STOP_FIXED, GO_ON = "met", "max", "fixed", "continue"
@@ -72,7 +78,10 @@ ASSESSMENT_COLUMNS: tuple[str, ...] = tuple(ASSESSMENT_SCHEMA.names)
 # proportion and of the number of fits it is a share of. The decision judges them by the Wilson
 # MCSE at this level: 100 replicates that all cover then support a coverage above about 0.963
 # (the interval's lower end), which is what the MCSE has to say, and no less.
-PROPORTIONS: dict[str, tuple[str, str]] = {"coverage_mcse": ("coverage", "n_se")}
+PROPORTIONS: dict[str, tuple[str, str]] = {
+    "coverage_mcse": ("coverage", "n_se"),
+    "coverage_sandwich_mcse": ("coverage_sandwich", "n_se_sandwich"),
+}
 WILSON_LEVEL = 0.95
 
 

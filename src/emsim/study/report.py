@@ -11,7 +11,8 @@ Numbers come from the summary tables (`emsim.study.measures`) and captions from
 `Study`'s typed members, never from re-reading its config. It computes each section's values;
 the words and markup are Jinja2 templates (templates/, rendered by `report_html.render`). The
 HTML helpers live in `report_html`, the cells and the tables' order in `report_cells`, sections
-9, 10 and 13 in `report_stopping`, `report_precision` and `report_drilldown`.
+9, 10, 13 and 14 in `report_stopping`, `report_precision`, `report_drilldown` and
+`report_misspecification`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from emsim.study.report_html import (
     template_text,
     with_mcse,
 )
+from emsim.study.report_misspecification import misspecification_section
 from emsim.study.report_precision import replicates_section
 from emsim.study.report_stopping import stopping_section
 from emsim.study.schema import FIT_ID
@@ -478,6 +480,12 @@ def _sections(
             "drilldown",
             "13. Drill-down: the fits that did not converge, by cell",
             drilldown_section(failed, cells, labels, conv, orders),
+        ),
+        # Last, so that sections 1 to 13 keep the numbers the docs cite.
+        (
+            "misspecification",
+            "14. Results: misspecification",
+            misspecification_section(perf, labels),
         ),
     ]
 

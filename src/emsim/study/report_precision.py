@@ -30,7 +30,11 @@ if TYPE_CHECKING:
     from emsim.study.starts import StartSpec
     from emsim.study.study import Study
 
-MEASURE_NAMES = {"bias_mcse": "MCSE of the bias", "coverage_mcse": "MCSE of the coverage"}
+MEASURE_NAMES = {
+    "bias_mcse": "MCSE of the bias",
+    "coverage_mcse": "MCSE of the coverage",
+    "coverage_sandwich_mcse": "MCSE of the sandwich-SE coverage",
+}
 STOP_NAMES = {
     STOP_MET: "met",
     STOP_MAX: "max (target missed)",

@@ -36,6 +36,9 @@ MEASURES: tuple[str, ...] = (
     "coverage",
     "modse",
     "relerr_modse",
+    "coverage_sandwich",
+    "modse_sandwich",
+    "relerr_modse_sandwich",
 )
 TABLE_FORMATS: tuple[str, ...] = ("markdown", "latex", "csv")
 _ROW_KEYS = ("model", "stopping", "start")
