@@ -611,7 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the study's results folder (Snakemake's state is read from the folder above "
         "it); default: results",
     )
-    status_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    status_cmd.add_argument(
+        "--json", action="store_true", help="print one JSON object; default: text"
+    )
     status_cmd.set_defaults(run=_cmd_status)
     warm_cmd = commands.add_parser(
         "warmup",
@@ -673,12 +675,26 @@ def _add_simulate(sim: argparse.ArgumentParser) -> None:
         "--family",
         choices=("normal", "t", "skew_normal", "contaminated"),
         default="normal",
-        help="the components' family (default normal; the others need --rng numpy)",
+        help="the components' family; all but normal need --rng numpy (default: normal)",
     )
-    sim.add_argument("--df", type=float, help="t: degrees of freedom, > 2")
-    sim.add_argument("--alpha", type=float, help="skew_normal: Azzalini's shape")
-    sim.add_argument("--epsilon", type=float, help="contaminated: outlier probability, in (0, 1)")
-    sim.add_argument("--scale", type=float, help="contaminated: an outlier's sd factor, > 0")
+    sim.add_argument(
+        "--df", type=float, help="t: degrees of freedom, > 2 (required with --family t)"
+    )
+    sim.add_argument(
+        "--alpha",
+        type=float,
+        help="skew_normal: Azzalini's shape (required with --family skew_normal)",
+    )
+    sim.add_argument(
+        "--epsilon",
+        type=float,
+        help="contaminated: outlier probability, in (0, 1) (required with --family contaminated)",
+    )
+    sim.add_argument(
+        "--scale",
+        type=float,
+        help="contaminated: an outlier's sd factor, > 0 (required with --family contaminated)",
+    )
     sim.add_argument(
         "-o",
         "--output",
