@@ -69,6 +69,8 @@ ADAPTIVE = {
 
 KEYS = ["cell_id", "replicate", "model", "method", "stopping", "start"]
 JOB_LINE = re.compile(r"^\s*(?:local)?rule (\w+):\s*$", re.MULTILINE)
+JOB_STATS = re.compile(r"Job stats:\njob\s+count\n-+\s+-+\n((?:\S+\s+\d+\n)+)")
+JOB_COUNT = re.compile(r"^(\S+)\s+(\d+)$", re.MULTILINE)
 
 
 def copy_src(dest: Path, source: Path = ROOT / "src") -> Path:
@@ -118,8 +120,19 @@ def snakemake(workdir: Path, *args: str, cores: int = 2, check: bool = True, thr
 
 
 def jobs_of(output: str) -> list[str]:
-    """Rules of the jobs Snakemake ran (or, with -n, would run)."""
-    return JOB_LINE.findall(output)
+    """Rules of the jobs Snakemake ran (or, with -n, would run): its "rule X:" lines, or where
+    the workflow profile's `quiet: [rules, ...]` leaves them out, its first "Job stats" table."""
+    named = JOB_LINE.findall(output)
+    if named:
+        return named
+    table = JOB_STATS.search(output)
+    if table is None:
+        return []
+    jobs: list[str] = []
+    for name, count in JOB_COUNT.findall(table.group(1)):
+        if name != "total":
+            jobs += [name] * int(count)
+    return jobs
 
 
 def read_fits(workdir: Path) -> pd.DataFrame:

@@ -320,14 +320,25 @@ def trust_region_limit(y, theta, model, sigma_floor):
             score, info, complete = _score_information(y[rows], theta[rows], model, True)
             usable = np.isfinite(score).all(axis=1) & np.isfinite(complete).all(axis=(1, 2))
             usable &= np.isfinite(info).all(axis=(1, 2))
+        # EM's metric is positive definite unless a component has collapsed (no weight left).
+        usable[usable] = np.linalg.eigvalsh(complete[usable])[:, 0] > 0
         active[rows[~usable]] = False
         rows, score, info, complete = rows[usable], score[usable], info[usable], complete[usable]
         if rows.size == 0:
             break
         try:
-            step, gain, decrement = _trust_region_step(score, info, complete, radius[rows])
-        except np.linalg.LinAlgError:  # C not positive definite: a collapsed component
+            # Extreme data (a component of a few points among 10^4) under- or overflow in the
+            # small matrix products: such a row gets a non-finite step and stops here.
+            with np.errstate(all="ignore"):
+                step, gain, decrement = _trust_region_step(score, info, complete, radius[rows])
+        except np.linalg.LinAlgError:  # rounding made a barely positive C fail Cholesky
             active[rows] = False
+            break
+        finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
+        active[rows[~finite]] = False
+        rows, step, gain, decrement = rows[finite], step[finite], gain[finite], decrement[finite]
+        complete = complete[finite]
+        if rows.size == 0:
             break
         near = np.flatnonzero(decrement < CERTIFIED_DECREMENT)
         if near.size:

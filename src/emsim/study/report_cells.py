@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from emsim.models import MODELS, PARAMS, STATUSES, STOPPING_RULES
 from emsim.study.captions import add_design_factors, cell_label
 from emsim.study.measures import BEST
-from emsim.study.schema import CELL_KEYS
+from emsim.study.schema import CELL_KEYS, FIT_ID
 
 if TYPE_CHECKING:
     from emsim.study.study import Study
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # The cell's design factors, outermost first: the order of the figures against n.
 DESIGN_KEYS: tuple[str, ...] = ("n", "separation", "sigma_ratio", "pi")
 # Within a cell: the procedure and start, then the parameter and the status of a fit.
-WITHIN_CELL_KEYS: tuple[str, ...] = ("model", "method", "stopping", "start", "parameter", "status")
+WITHIN_CELL_KEYS: tuple[str, ...] = (*FIT_ID, "parameter", "status")
 
 
 def read_table(path: Path | None) -> pd.DataFrame:
