@@ -184,6 +184,30 @@ def test_report_section_shows_families_and_flags_weakly_identified_scenarios():
     assert "-0.314" in html
 
 
+def test_report_section_flags_cells_whose_estimand_is_not_the_global_fixed_point():
+    from emsim.study.report_misspecification import misspecification_section
+
+    perf = pd.concat(
+        [family_perf("t(df=5)", 0.01, 0.79), family_perf("t(df=4)", 0.01, 0.79)],
+        ignore_index=True,
+    )
+    keys = perf.loc[:, ["cell_id", "model", "parameter"]]
+    local = perf["family"] == "t(df=5)"
+    estimands = keys.assign(
+        pseudo_true_global=np.where(local, 0.5136, perf["true_value"]),
+        pseudo_true_is_global=~local,
+    )
+    html = str(misspecification_section(perf, {}, estimands))
+    note = html[html.index("Local, not global:") :].split("</p>")[0]
+    assert "t(df=5)" in note and "t(df=4)" not in note
+    assert "0.5136" in html
+    # One marked pseudo-true per t(5) row of the per-cell table (2 cells x 5 parameters).
+    assert html.count(" (local)") == 10
+    # Without the table (or its new columns) nothing is flagged.
+    for table in (None, estimands.drop(columns="pseudo_true_is_global")):
+        assert "Local, not global" not in str(misspecification_section(perf, {}, table))
+
+
 def test_misspecification_figure_draws_families_and_says_when_there_are_none(tmp_path):
     from emsim.study.figure_misspecification import plot_misspecification
 
