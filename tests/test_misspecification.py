@@ -215,3 +215,17 @@ def test_misspecification_figure_draws_families_and_says_when_there_are_none(tmp
     drawn = plot_misspecification(perf.reset_index(drop=True), tmp_path / "m.png", dpi=40)
     empty = plot_misspecification(family_perf("normal", 0.01, 0.8), tmp_path / "e.png", dpi=40)
     assert drawn.stat().st_size > empty.stat().st_size > 0
+
+
+def test_every_figure_module_is_a_code_input_of_the_figures_rule():
+    """Editing figure_misspecification.py (or any figure module) must redraw the figures."""
+    from pathlib import Path
+
+    from emsim.study import jobs
+
+    study_dir = Path(jobs.__file__).parent
+    figure_modules = {p.stem for p in study_dir.glob("figure*.py")}
+    assert "figure_misspecification" in figure_modules
+    assert figure_modules <= set(jobs.FIGURE_MODULES)
+    inputs = {jobs.module_path(name) for name in jobs.FIGURE_MODULES}
+    assert str(study_dir / "figure_misspecification.py") in inputs
