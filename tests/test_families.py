@@ -64,9 +64,12 @@ def _with_families(cfg: dict, families: list) -> dict:
 
 
 def test_default_study_keeps_its_cells() -> None:
+    # Its normal cells are those of before families; the family scenarios come after them.
     study = load_study(_default_config())
-    assert study.cell_ids == DEFAULT_CELL_IDS
-    assert {c.family for c in study.cells} == {"normal"}
+    assert study.cell_ids[: len(DEFAULT_CELL_IDS)] == DEFAULT_CELL_IDS
+    assert {c.family for c in study.cells[: len(DEFAULT_CELL_IDS)]} == {"normal"}
+    added = study.cells[len(DEFAULT_CELL_IDS) :]
+    assert [c.family for c in added] == ["t(df=4.0)", "contaminated(epsilon=0.05,scale=5.0)"]
 
 
 def test_default_study_chunk_rows_unchanged(tmp_path: Path) -> None:

@@ -184,6 +184,30 @@ def test_report_section_shows_families_and_flags_weakly_identified_scenarios():
     assert "-0.314" in html
 
 
+def test_report_section_flags_cells_whose_estimand_is_not_the_global_fixed_point():
+    from emsim.study.report_misspecification import misspecification_section
+
+    perf = pd.concat(
+        [family_perf("t(df=5)", 0.01, 0.79), family_perf("t(df=4)", 0.01, 0.79)],
+        ignore_index=True,
+    )
+    keys = perf.loc[:, ["cell_id", "model", "parameter"]]
+    local = perf["family"] == "t(df=5)"
+    estimands = keys.assign(
+        pseudo_true_global=np.where(local, 0.5136, perf["true_value"]),
+        pseudo_true_is_global=~local,
+    )
+    html = str(misspecification_section(perf, {}, estimands))
+    note = html[html.index("Local, not global:") :].split("</p>")[0]
+    assert "t(df=5)" in note and "t(df=4)" not in note
+    assert "0.5136" in html
+    # One marked pseudo-true per t(5) row of the per-cell table (2 cells x 5 parameters).
+    assert html.count(" (local)") == 10
+    # Without the table (or its new columns) nothing is flagged.
+    for table in (None, estimands.drop(columns="pseudo_true_is_global")):
+        assert "Local, not global" not in str(misspecification_section(perf, {}, table))
+
+
 def test_misspecification_figure_draws_families_and_says_when_there_are_none(tmp_path):
     from emsim.study.figure_misspecification import plot_misspecification
 
@@ -191,3 +215,17 @@ def test_misspecification_figure_draws_families_and_says_when_there_are_none(tmp
     drawn = plot_misspecification(perf.reset_index(drop=True), tmp_path / "m.png", dpi=40)
     empty = plot_misspecification(family_perf("normal", 0.01, 0.8), tmp_path / "e.png", dpi=40)
     assert drawn.stat().st_size > empty.stat().st_size > 0
+
+
+def test_every_figure_module_is_a_code_input_of_the_figures_rule():
+    """Editing figure_misspecification.py (or any figure module) must redraw the figures."""
+    from pathlib import Path
+
+    from emsim.study import jobs
+
+    study_dir = Path(jobs.__file__).parent
+    figure_modules = {p.stem for p in study_dir.glob("figure*.py")}
+    assert "figure_misspecification" in figure_modules
+    assert figure_modules <= set(jobs.FIGURE_MODULES)
+    inputs = {jobs.module_path(name) for name in jobs.FIGURE_MODULES}
+    assert str(study_dir / "figure_misspecification.py") in inputs

@@ -13,6 +13,7 @@ rule report:
         precision=rules.summary.output.precision,
         stopping_rules=rules.summary.output.stopping_rules,
         stopping_distance=rules.summary.output.stopping_distance,
+        estimands=rules.summary.output.estimands,
         figures=list(rules.figures.output),
         fits=final_outputs("fits"),
         code=report_code(),

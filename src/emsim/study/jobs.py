@@ -517,6 +517,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "figure_style",
     "figure_traces",
     "figure_stopping",
+    "figure_misspecification",
     "captions",
 )
 

@@ -15,8 +15,9 @@ because sparse or failing cells are an expected outcome of a simulation study, n
 The true value of a parameter is what its estimator converges to: the data-generating value
 where the model holds (a normal cell, and for ``equal_var`` a cell with ``sigma1 == sigma2``),
 and elsewhere the pseudo-true value (`emsim.pseudo_true`: non-normal families, and equal_var's
-parameters in a cell with unequal sigmas). The `estimands` table lists both per cell, model and
-parameter (docs/design.md section 6).
+parameters in a cell with unequal sigmas), population EM's fixed point from the data-generating
+values. The `estimands` table lists both per cell, model and parameter, with the highest fixed
+point found beside them (docs/design.md section 6).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pandas.core.groupby import DataFrameGroupBy
 
 from emsim.families import NORMAL, family_from_label
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
-from emsim.pseudo_true import pseudo_true
+from emsim.pseudo_true import fixed_points
 from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
@@ -176,25 +177,45 @@ def model_holds(rows: pd.DataFrame, model: str) -> pd.Series:
 
 
 @functools.lru_cache(maxsize=256)
-def _cell_pseudo_true(model: str, family: str, mu1, mu2, sigma1, sigma2, pi) -> dict:
-    return pseudo_true(model, family_from_label(family), (mu1, mu2), (sigma1, sigma2), pi)
+def _cell_fixed_points(model: str, family: str, mu1, mu2, sigma1, sigma2, pi) -> tuple:
+    return fixed_points(model, family_from_label(family), (mu1, mu2), (sigma1, sigma2), pi)
 
 
-def true_values(rows: pd.DataFrame, parameter: str, model: str) -> pd.Series:
-    """The value the estimator of `parameter` under `model` converges to, per row: the
-    data-generating value where the model holds (exactly: no quadrature), the pseudo-true value
-    (`emsim.pseudo_true`) elsewhere."""
-    theta = data_generating_values(rows, parameter)
+_DESIGN = ["mu1", "mu2", "sigma1", "sigma2", "pi"]
+_WHICH_INDEX = {"local": 0, "global": 1}
+
+
+def _misspecified_cells(rows: pd.DataFrame, model: str):
+    """(index, (local, global) pseudo-true dicts) of each cell of `rows` where `model` does not
+    hold."""
     holds = model_holds(rows, model)
     if holds.all():
-        return theta
-    design = ["mu1", "mu2", "sigma1", "sigma2", "pi"]
-    column = _column(parameter)
-    for key, cell in rows.loc[~holds].groupby([FAMILY, *design], sort=False):
+        return
+    for key, cell in rows.loc[~holds].groupby([FAMILY, *_DESIGN], sort=False):
         family, *values = key
-        value = _cell_pseudo_true(model, str(family), *map(float, values))[column]
-        theta.loc[cell.index] = value
+        yield cell.index, _cell_fixed_points(model, str(family), *map(float, values))
+
+
+def true_values(rows: pd.DataFrame, parameter: str, model: str, which: str = "local") -> pd.Series:
+    """The value the estimator of `parameter` under `model` converges to, per row: the
+    data-generating value where the model holds (exactly: no quadrature), the pseudo-true value
+    (`emsim.pseudo_true`) elsewhere: EM's fixed point from the data-generating values, or with
+    ``which="global"`` the highest fixed point found (the data-generating value where the model
+    holds: the true density is the global maximiser there)."""
+    theta = data_generating_values(rows, parameter)
+    column = _column(parameter)
+    for index, points in _misspecified_cells(rows, model):
+        theta.loc[index] = points[_WHICH_INDEX[which]][column]
     return theta
+
+
+def local_is_global(rows: pd.DataFrame, model: str) -> pd.Series:
+    """Per row: is the pseudo-true value (`true_values`) also the highest fixed point found?
+    True where the model holds."""
+    out = pd.Series(True, rows.index)
+    for index, (local, best) in _misspecified_cells(rows, model):
+        out.loc[index] = local == best
+    return out
 
 
 ESTIMAND_COLUMNS: tuple[str, ...] = (
@@ -204,22 +225,27 @@ ESTIMAND_COLUMNS: tuple[str, ...] = (
     "parameter",
     "dgm_value",
     "pseudo_true",
+    "pseudo_true_global",
+    "pseudo_true_is_global",
 )
 
 
 def estimands(fits: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell x model x reported parameter of `fits`: the data-generating value and
-    the true value the measures use (`true_values`; the pseudo-true where the model does not
-    hold), docs/design.md section 6."""
+    """One row per cell x model x reported parameter of `fits`: the data-generating value, the
+    true value the measures use (`true_values`: the pseudo-true where the model does not hold),
+    the highest fixed point found and whether the two agree, docs/design.md section 6."""
     parts = []
     for model, rows in fits.groupby("model", sort=False):
         cells = rows.drop_duplicates("cell_id")
         if FAMILY not in cells:
             cells = cells.assign(**{FAMILY: NORMAL.label})
+        is_global = local_is_global(cells, str(model))
         for parameter in reported_parameters(str(model)):
             part = cells.loc[:, ["cell_id", FAMILY]].assign(model=model, parameter=parameter)
             part["dgm_value"] = data_generating_values(cells, parameter)
             part["pseudo_true"] = true_values(cells, parameter, str(model))
+            part["pseudo_true_global"] = true_values(cells, parameter, str(model), "global")
+            part["pseudo_true_is_global"] = is_global
             parts.append(part)
     if not parts:
         return _empty(ESTIMAND_COLUMNS)
@@ -605,12 +631,15 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
 
 _TEXT_COLUMNS = frozenset({"cell_id", FAMILY, *FIT_ID, "parameter", "set"})
 _INT_COLUMNS = frozenset({"n", "n_rep", "n_ok", "n_se", "n_se_sandwich"})
+_BOOL_COLUMNS = frozenset({"pseudo_true_is_global"})
 
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     """A typed empty table, so that a study without results still writes a readable schema."""
 
     def dtype(c: str) -> str:
+        if c in _BOOL_COLUMNS:
+            return "bool"
         return "str" if c in _TEXT_COLUMNS else "int64" if c in _INT_COLUMNS else "float64"
 
     return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in columns})

@@ -418,6 +418,7 @@ class _Tables(NamedTuple):
     prec: pd.DataFrame
     rules: pd.DataFrame
     distance: pd.DataFrame
+    estimands: pd.DataFrame
     meta: dict[str, str]
 
     @classmethod
@@ -430,6 +431,7 @@ class _Tables(NamedTuple):
             prec=read_table(summary.precision),
             rules=read_table(summary.stopping_rules),
             distance=read_table(summary.stopping_distance),
+            estimands=read_table(summary.estimands),
             meta=dict(read_metadata(summary.performance)) if exists else {},
         )
 
@@ -442,7 +444,7 @@ def _sections(
     failed: pd.DataFrame | None,
 ) -> list[tuple[str, str, Markup]]:
     """(anchor, numbered title, HTML body) of each section, in order."""
-    perf, conv, reps, prec, rules, distance, meta = tables
+    perf, conv, reps, prec, rules, distance, estimands, meta = tables
     # The level the summary was computed at; the study's without a performance table.
     default_level = study.config["coverage"]["level"] if study is not None else 0.95
     level = float(meta.get("coverage_level", default_level))
@@ -485,7 +487,7 @@ def _sections(
         (
             "misspecification",
             "14. Results: misspecification",
-            misspecification_section(perf, labels),
+            misspecification_section(perf, labels, estimands),
         ),
     ]
 
@@ -505,8 +507,8 @@ def write_report(
     """Write the self-contained HTML report of the study to `out_html` (atomically).
 
     `summary` names the performance and convergence tables and, when the study wrote them,
-    the stopping-rule tables (stopping_rules, stopping_distance) and the replicates and
-    precision tables (the report reads no others);
+    the stopping-rule tables (stopping_rules, stopping_distance), the replicates and
+    precision tables and the estimands (the report reads no others);
     `figures` the PNGs of `emsim.study.figures.draw_all` by figure name (those of
     `FIGURE_NAMES` in that order, any other name after them); `study` is the loaded study
     (`config.load_study`: its plan, precision targets, starts, models, methods and stopping

@@ -2,7 +2,9 @@
 best normal mixture (the pseudo-true value) is from the data-generating values, and per cell
 the bias against the pseudo-true value and the coverage with observed and sandwich SEs, from
 the performance table (docs/design.md section 6). Rows chosen as in the figure
-(`figure_data.misspecified_rows`)."""
+(`figure_data.misspecified_rows`). From the estimands table it flags the cells whose estimand
+(population EM's fixed point from the data-generating values) is not the highest fixed point
+found: their measures describe the local solution."""
 
 from __future__ import annotations
 
@@ -42,6 +44,29 @@ def _weak_scenarios(rows: pd.DataFrame) -> set[str]:
     return weak
 
 
+# The estimands table's columns this section reads.
+HIGHEST = ["cell_id", "model", "parameter", "pseudo_true_global", "pseudo_true_is_global"]
+
+
+def _with_highest(rows: pd.DataFrame, estimands: pd.DataFrame | None) -> pd.DataFrame:
+    """`rows` with the highest fixed point found (``pseudo_true_global``) and whether the
+    estimand is it (``pseudo_true_is_global``), from the estimands table; without that table
+    (a summary written before it had them) the estimand counts as the global one."""
+    if estimands is None or estimands.empty or not set(HIGHEST) <= set(estimands.columns):
+        return rows.assign(pseudo_true_global=rows["true_value"], pseudo_true_is_global=True)
+    out = rows.merge(estimands.loc[:, HIGHEST], on=["cell_id", "model", "parameter"], how="left")
+    out["pseudo_true_global"] = out["pseudo_true_global"].fillna(out["true_value"])
+    # A row the table does not have (NaN) counts as global, as above.
+    out["pseudo_true_is_global"] = out["pseudo_true_is_global"].ne(False)
+    return out
+
+
+def _local_only(rows: pd.DataFrame) -> list[str]:
+    """'scenario, model' of each scenario x model with a cell whose estimand is not global."""
+    local = rows.loc[~rows["pseudo_true_is_global"], ["scenario", "model"]].drop_duplicates()
+    return [f"{scenario}, {model} model" for scenario, model in local.itertuples(index=False)]
+
+
 def _estimand_table(rows: pd.DataFrame, weak: set[str]) -> Markup:
     cells = rows.drop_duplicates(["scenario", "model", "parameter"])
     cells = cells.assign(_rank=_parameter_rank(cells)).sort_values(
@@ -59,6 +84,9 @@ def _estimand_table(rows: pd.DataFrame, weak: set[str]) -> Markup:
             "pseudo-true - data-generating": (cells["true_value"] - cells["dgm_value"]).map(
                 format_number
             ),
+            "highest fixed point": cells["pseudo_true_global"]
+            .map(format_number)
+            .where(~cells["pseudo_true_is_global"], "the pseudo-true"),
         }
     )
     return html_table(table)
@@ -76,7 +104,8 @@ def _cell_table(rows: pd.DataFrame, labels: Mapping[str, str]) -> Markup:
             "model": rows["model"],
             "method": rows["method"],
             "parameter": rows["parameter"],
-            "pseudo-true": rows["true_value"].map(format_number),
+            "pseudo-true": rows["true_value"].map(format_number)
+            + rows["pseudo_true_is_global"].map({True: "", False: " (local)"}),
             "bias": with_mcse(rows, "bias"),
             "empirical SE": with_mcse(rows, "empse"),
             "coverage % (observed SE)": with_mcse(rows, observed, 100.0),
@@ -87,18 +116,23 @@ def _cell_table(rows: pd.DataFrame, labels: Mapping[str, str]) -> Markup:
     return html_table(table)
 
 
-def misspecification_section(perf: pd.DataFrame, labels: Mapping[str, str]) -> Markup:
+def misspecification_section(
+    perf: pd.DataFrame, labels: Mapping[str, str], estimands: pd.DataFrame | None = None
+) -> Markup:
     """The section's HTML: a note when the study has no non-normal family, else the estimand
-    table (one row per scenario x model x parameter) and the per-cell table."""
+    table (one row per scenario x model x parameter, with the highest fixed point where the
+    estimand is not it, from `estimands`) and the per-cell table."""
     rows = misspecified_rows(perf)
     if rows.empty:
         return render("sections/misspecification.html.j2", estimands=None)
+    rows = _with_highest(rows, estimands)
     weak = _weak_scenarios(rows)
     return render(
         "sections/misspecification.html.j2",
         estimands=_estimand_table(rows, weak),
         cells=_cell_table(rows, labels),
         weak=sorted(weak),
+        local_only=_local_only(rows),
         start=rows["start"].iloc[0],
         stopping=rows["stopping"].iloc[0],
         weak_empse=WEAK_EMPSE_PI,
