@@ -12,7 +12,13 @@ rule cell_summary:
         ),
         code=[
             jobs.module_path(name)
-            for name in ("summary", "measures", "stopping", "precision")
+            for name in (
+                "summary",
+                "measures",
+                "stopping",
+                "precision",
+                "emsim.pseudo_true",
+            )
         ],
     output:
         **{table: STUDY.cell_summary_pattern(table) for table in jobs.SUMMARY_TABLES},

@@ -85,13 +85,14 @@ __all__ = [
 
 
 def module_path(name: str) -> str:
-    """File of module emsim.study.<name> as Python would import it (without importing it).
+    """File of module emsim.study.<name> (or of a full name `emsim.<name>`) as Python would
+    import it (without importing it).
 
     Used as a rule input so that editing, e.g., the plotting code reruns the figures; resolved
     through the import system, so it is the file the job will actually run, wherever emsim is
     installed or whatever PYTHONPATH says.
     """
-    spec = importlib.util.find_spec(f"emsim.study.{name}")
+    spec = importlib.util.find_spec(name if name.startswith("emsim.") else f"emsim.study.{name}")
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(f"emsim.study.{name}")
     return spec.origin
