@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -22,6 +21,7 @@ from emsim.study.figure_style import (
     bottom_legend,
     empty_figure,
     figure_size,
+    log_n_axis,
     save_png,
     styled,
 )
@@ -33,15 +33,6 @@ NO_FAMILY = "no non-normal family in this study"
 # The coverage of each SE type: the sandwich solid (the interval meant to hold under
 # misspecification), the observed information's dashed.
 SE_LINESTYLES = {"observed": "--", "sandwich": "-"}
-
-
-def _log_n(ax: Axes, sizes: list[float]) -> None:
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(sizes))
-    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
-    if len(sizes) == 1:
-        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
 
 
 def _series(ax: Axes, rows: pd.DataFrame, column: str, color, offset: float, style: str) -> None:
@@ -79,7 +70,7 @@ def _panels(ax_bias: Axes, ax_cov: Axes, rows: pd.DataFrame, colors: dict, level
     ax_bias.axhline(0.0, color="0.2", linewidth=0.8, linestyle=":")
     sizes = sorted(rows["n"].astype(float).unique())
     for ax in (ax_bias, ax_cov):
-        _log_n(ax, sizes)
+        log_n_axis(ax, sizes)
 
 
 @styled

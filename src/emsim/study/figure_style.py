@@ -146,3 +146,13 @@ def series_legend(models: list[str], methods: list[str], colors: dict) -> tuple[
 
 def figure_size(n_rows: int, n_cols: int, w: float = 3.3, h: float = 2.6) -> tuple[float, float]:
     return (max(5.5, w * n_cols), max(3.2, h * n_rows + 1.2))
+
+
+def log_n_axis(ax: Axes, sizes: list[float]) -> None:
+    """A log n axis with ticks at the design's sample sizes, written plainly (100, 1000)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    if len(sizes) == 1:
+        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)

@@ -19,7 +19,6 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -42,6 +41,7 @@ from emsim.study.figure_style import (
     empty_figure,
     facets,
     figure_size,
+    log_n_axis,
     model_colors,
     no_data_panel,
     plain_log_ticks,
@@ -77,16 +77,6 @@ __all__ = [
 ]
 
 # --- figures by n (bias, RMSE, coverage) ------------------------------------------------------
-
-
-def _log_n_axis(ax: Axes, sizes: list[float]) -> None:
-    """A log n axis with ticks at the design's sample sizes, written plainly (100, 1000)."""
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(sizes))
-    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
-    if len(sizes) == 1:
-        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
 
 
 def _plot_against_n(
@@ -150,7 +140,7 @@ def _plot_against_n(
             reference(ax, subset)
         if limits is not None:
             ax.set_ylim(*limits)
-        _log_n_axis(ax, sorted(data["n"].astype(float).unique()))
+        log_n_axis(ax, sorted(data["n"].astype(float).unique()))
     for ax in fig.axes:
         if ax.get_subplotspec().is_last_row():
             ax.set_xlabel("n (log scale)")
