@@ -116,3 +116,45 @@ def test_a_changed_value_in_any_chunk_changes_the_cell_hash(tmp_path):
     changed = mf.build_manifest(tmp_path / "b", _write_chunks(tmp_path / "b", chunks))
     assert changed["files"][0]["hash"] == reference["files"][0]["hash"]
     assert changed["cells"]["c1"]["fits"]["hash"] != reference["cells"]["c1"]["fits"]["hash"]
+
+
+def _cell_files(root: Path, cell: str, chunks: list[pa.Table]) -> list[Path]:
+    paths = []
+    for k, table in enumerate(chunks):
+        table = table.set_column(0, "cell_id", pa.array([cell] * table.num_rows, pa.string()))
+        path = root / "fits" / f"cell={cell}" / f"chunk={k}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {ROWS_HASH_KEY: mf.table_hash(table), "config_hash": "cfg"}
+        pq.write_table(table.replace_schema_metadata(meta), path)
+        paths.append(path)
+    return paths
+
+
+def test_manifest_from_parts_is_the_manifest_and_rehashes_a_file_changed_since(tmp_path):
+    from emsim.study import manifest_cells as mc
+
+    files = {
+        cell: _cell_files(tmp_path, cell, [_rows(range(0, 3), 1), _rows(range(3, 5), 2)])
+        for cell in ("a", "b")
+    }
+    parts = []
+    for cell, paths in files.items():
+        parts.append(tmp_path / "hashes" / f"cell={cell}.json")
+        mc.write_part(parts[-1], mc.cell_part(tmp_path, paths, "cfg"))
+    every = [p for paths in files.values() for p in paths]
+    reference = mf.build_manifest(tmp_path, every, {"seed": 1}, "cfg", require_rows_hash=True)
+    built, again = mc.build_from_parts(tmp_path, every, parts, {"seed": 1}, "cfg")
+    assert built == reference and again == []
+    # A missing part, or one of another fit config: that cell is hashed from its rows.
+    parts[0].unlink()
+    built, again = mc.build_from_parts(tmp_path, every, parts, {"seed": 1}, "cfg")
+    assert built == reference and again == ["a"]
+    with pytest.raises(mf.ManifestError, match="stale"):
+        mc.build_from_parts(tmp_path, every, parts, {"seed": 1}, "other")
+    # A file edited after its part was written (its stamp changed) is hashed again and caught.
+    table = pq.read_table(files["b"][1])
+    values = table["est_pi"].to_pylist()
+    values[0] = 0.123
+    pq.write_table(table.set_column(6, "est_pi", pa.array(values)), files["b"][1])
+    with pytest.raises(mf.UnreadableFile, match="its rows changed after"):
+        mc.build_from_parts(tmp_path, every, parts, {"seed": 1}, "cfg")

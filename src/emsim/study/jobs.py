@@ -68,11 +68,15 @@ __all__ = [
     "FIGURE_TABLES",
     "all_cell_summaries",
     "caption_path",
+    "cell_final_outputs",
+    "cell_hash_parts",
+    "cell_hash_path",
     "figure_pool",
     "fit_provenance",
     "job_logging",
     "module_path",
     "parquet_damage",
+    "run_cell_hashes",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -269,6 +273,26 @@ def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
     return study.outputs(kind, final_grid_rounds(study.cell_ids, study.plan, gate))
 
 
+def cell_final_outputs(study: Study, cell_id: str, gate: Any) -> list[str]:
+    """One cell's fits and traces files through its last round (its manifest part's input)."""
+    from emsim.study.rounds import final_grid_rounds
+    from emsim.study.schema import result_path
+
+    last = final_grid_rounds([cell_id], study.plan, gate)
+    chunks = study.cell_chunks(cell_id, last)
+    return [result_path(kind, cell_id, k) for kind in ("fits", "traces") for k in chunks]
+
+
+def cell_hash_parts(study: Study) -> list[str]:
+    """Every cell's manifest part (`manifest_cells`), in cell order."""
+    return [cell_hash_path(cell) for cell in sorted(study.cell_ids)]
+
+
+def cell_hash_path(cell_id: str = "{cell}") -> str:
+    """A cell's manifest part; a Snakemake pattern by default."""
+    return f"results/hashes/cell={cell_id}.json"
+
+
 def all_cell_summaries(study: Study, gate: Any) -> list[str]:
     """Every summary table of every cell after each of its rounds: rule all asks for them, so
     that a deleted one is rebuilt."""
@@ -327,7 +351,7 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
     cell and for the whole study (`emsim.study.manifest`). Provenance is limited to what the
     fits depend on (the fit config hash, as in their metadata), so that editing, e.g., figure
     options leaves the manifest current; a file written for another fit config is refused."""
-    from emsim.study import manifest
+    from emsim.study import manifest, manifest_cells
     from emsim.study.parquet_io import emsim_version, git_commit
 
     files = [*input.fits, *input.traces]
@@ -345,12 +369,12 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "chunk_size": study.chunk_size,
         }
         try:
-            built = manifest.build_manifest(
+            built, rehashed = manifest_cells.build_from_parts(
                 Path(output.manifest).parent,
                 files,
+                input.parts,
                 provenance=provenance,
                 expect_config_hash=study.fit_hash,
-                require_rows_hash=True,
             )
         except manifest.UnreadableFile as err:
             # Damaged or edited after the workflow's start-up check: moved aside, so that the
@@ -361,11 +385,32 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             raise RuntimeError(f"{err}; moved it to {where}: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
         logger.info(
-            "manifest of %d files (%s) in %.1f s: study hash %s",
+            "manifest of %d files (%s) in %.1f s: study hash %s; %d cell(s) hashed again "
+            "from their rows (changed since their part was written)%s",
             len(files),
             ", ".join(f"{k}: {v['rows']} rows" for k, v in built["totals"].items()),
             time.perf_counter() - t0,
             built["study_hash"],
+            len(rehashed),
+            f": {', '.join(rehashed)}" if rehashed else "",
+        )
+
+
+def run_cell_hashes(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
+    """A cell's manifest part (`manifest_cells.cell_part`): the content hashes of its fits and
+    traces, computed while other cells fit, so that the manifest job reads no rows."""
+    from emsim.study import manifest_cells
+
+    files = [f for f in input if f.endswith(".parquet")]
+    with job_logging(log[0]) as logger:
+        t0 = time.perf_counter()
+        part = manifest_cells.cell_part("results", files, study.fit_hash)
+        manifest_cells.write_part(output.part, part)
+        logger.info(
+            "hashed the %d files of cell %s in %.1f s",
+            len(files),
+            wildcards.cell,
+            time.perf_counter() - t0,
         )
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "ManifestError",
     "Mismatch",
     "UnreadableFile",
+    "assemble_manifest",
     "build_manifest",
     "canonical_bytes",
     "canonical_table",
@@ -441,21 +442,31 @@ def build_manifest(
         raise UnreadableFile(root / first, f"{first}: {scan.edited[first]}")
     if scan.missing:
         raise ManifestError(f"{scan.missing[0]}: no such file ({len(scan.missing)} missing)")
+    return assemble_manifest(scan.cells, [{"path": p, **scan.files[p]} for p in rel], provenance)
+
+
+def assemble_manifest(
+    cells: Mapping[str, Mapping[str, Any]],
+    files: list[dict[str, Any]],
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of the cells' and files' entries (as `build_manifest` computes them; files
+    in path order): the study hash, totals and the scheme added."""
     totals = {
         kind: {
-            "files": sum(1 for f in scan.files.values() if f["kind"] == kind),
-            "rows": sum(f["rows"] for f in scan.files.values() if f["kind"] == kind),
+            "files": sum(1 for f in files if f["kind"] == kind),
+            "rows": sum(f["rows"] for f in files if f["kind"] == kind),
         }
         for kind in KINDS
     }
     return {
         "format": FORMAT,
-        "study_hash": study_hash(scan.cells),
+        "study_hash": study_hash(cells),
         **dict(provenance or {}),
         "hashing": SCHEME,
         "totals": totals,
-        "cells": scan.cells,
-        "files": [{"path": p, **scan.files[p]} for p in rel],
+        "cells": dict(sorted(cells.items())),
+        "files": files,
     }
 
 
