@@ -7,14 +7,16 @@ job's start and end from Snakemake's records (.snakemake/metadata, as benchmarks
 The tail is from the last fit job's end to the command's end; each rule's jobs in it are listed
 with their summed and spanned seconds. Then it reruns only the steps after the fits
 (`--forcerun cell_summary summary figures report manifest`) `--tail-repeats` times on the same
-fits: the tail's cost without the noise of the fits before it.
+fits: the tail's cost without the noise of the fits before it (the cells' summaries, which a
+study runs while other cells fit, all in it; the cells' hashes, `cell_hashes`, not).
 
 `scaling` runs a small fits-only study (2 cells at n = 500, 2 at n = 100) with `--cores 1` and
 `--cores 2`, jobs as threads of Snakemake's process (`--force-use-threads`, the default profile)
 and as processes of their own, and prints the fit phase's wall time of each: jobs scale when
 the 2-core time is half the 1-core time.
 
-    python benchmarks/tail.py tail [--replicates 100 --chunk-size 50]
+    python benchmarks/tail.py tail [--replicates 100 --chunk-size 50] [--keep DIR]
+    python benchmarks/tail.py tail --rerun-tail DIR/study   # the tail again, on kept fits
     python benchmarks/tail.py scaling [--replicates 120 --chunk-size 30]
 """
 
@@ -25,6 +27,7 @@ import base64
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,19 +64,29 @@ def workdir(tmp: Path, config: dict) -> Path:
 
 def run(work: Path, cores: int, *args: str, threads: bool = True) -> float:
     """Wall seconds of one Snakemake command in `work`, with the default profile's options
-    (jobs as threads unless `threads` is false)."""
+    (jobs as threads unless `threads` is false); its CPU seconds (with everything it started)
+    are appended to `CPU_S`."""
     command = [str(SNAKEMAKE), "--cores", str(cores), "--workflow-profile", "none"]
     command += ["--rerun-incomplete", "--keep-going", *args]
     if threads:
         command.append("--force-use-threads")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MPLBACKEND="Agg")
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), children_cpu_s()
     with open(work / "snakemake.log", "a") as log:
         rc = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - began
+    CPU_S.append(children_cpu_s() - cpu)
     if rc.returncode != 0:
         raise SystemExit(f"snakemake failed:\n{(work / 'snakemake.log').read_text()[-3000:]}")
     return wall
+
+
+CPU_S: list[float] = []
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def jobs_of(work: Path) -> list[dict]:
@@ -131,20 +144,31 @@ def bench_tail(args: argparse.Namespace, tmp: Path) -> dict:
     last_fit = max(j["end"] for j in jobs if j["rule"] == "fit")
     result = {
         "wall_s": round(wall, 1),
+        "cpu_s": round(CPU_S[-1], 1),
         "tail_s": round(ended - last_fit, 1),
         "tail_share": round((ended - last_fit) / wall, 3),
         "tail_jobs": rule_times(jobs, last_fit),
     }
-    reruns = []
-    for _ in range(args.tail_repeats):
-        began = time.time()
-        wall = run(work, args.cores, "--forcerun", *TAIL_RULES)
-        reruns.append({"wall_s": round(wall, 1), "jobs": rule_times(jobs_of(work), began)})
-    result["tail_reruns"] = reruns
+    result["tail_reruns"] = rerun_tail(work, args)
     manifest = json.loads((work / "results" / "manifest.json").read_text())
     result["study_hash"] = manifest["study_hash"]
     result["fit_rows"] = manifest["totals"]["fits"]["rows"]
     return result
+
+
+def rerun_tail(work: Path, args: argparse.Namespace) -> list[dict]:
+    reruns = []
+    for _ in range(args.tail_repeats):
+        began = time.time()
+        wall = run(work, args.cores, "--forcerun", *args.tail_rules)
+        reruns.append(
+            {
+                "wall_s": round(wall, 1),
+                "cpu_s": round(CPU_S[-1], 1),
+                "jobs": rule_times(jobs_of(work), began),
+            }
+        )
+    return reruns
 
 
 def scaling_config(replicates: int, chunk_size: int) -> dict:
@@ -176,7 +200,8 @@ def bench_scaling(args: argparse.Namespace, tmp: Path) -> dict:
                 "wall_s": round(wall, 1),
                 "fit_phase_s": round(span, 1),
                 "fit_jobs": len(jobs),
-                "mean_job_s": round(busy / len(jobs), 2),
+                # A job run as a process of its own is recorded with its start at its end.
+                "mean_job_s": round(busy / len(jobs), 2) if busy > 0 else None,
             }
             print(label, out[label], flush=True)
     for mode in ("threads", "processes"):
@@ -204,6 +229,12 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--tail-repeats", type=int, default=2)
     parser.add_argument("--keep", help="keep the study folder here (for inspection)")
+    parser.add_argument(
+        "--rerun-tail",
+        metavar="STUDY",
+        help="only rerun the tail of the study kept (--keep) in this folder, not a new study",
+    )
+    parser.add_argument("--tail-rules", nargs="+", default=list(TAIL_RULES))
     args = parser.parse_args()
     if args.what == "tail":
         args.replicates = args.replicates or 100
@@ -212,6 +243,9 @@ def main() -> None:
         args.replicates = args.replicates or 120
         args.chunk_size = args.chunk_size or 30
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
+    if args.rerun_tail:
+        print(json.dumps({"tail_reruns": rerun_tail(Path(args.rerun_tail), args)}, indent=1))
+        return
     with tempfile.TemporaryDirectory(prefix="emsim-tail-") as tmp:
         bench = bench_tail if args.what == "tail" else bench_scaling
         result = bench(args, Path(tmp))
