@@ -86,6 +86,7 @@ rule all:
     input:
         rules.report.output.html,
         rules.manifest.output.manifest,
+        jobs.cell_hash_parts(STUDY),
         rules.study_config.output.config,
         list(rules.summary.output),
         list(rules.figures.output),

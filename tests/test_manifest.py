@@ -343,9 +343,10 @@ def _plan(workdir: Path, override_file: Path, override: dict) -> tuple[list[str]
 def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # complete, manifest included
-    # Each of the 2 cells is summarised by a job of its own, then gathered.
+    # Each of the 2 cells is summarised and hashed by jobs of its own, then gathered.
     # A new config is recorded again in results/config.yaml (`study_config`).
-    downstream = ["all", "cell_summary", "cell_summary", "figures", "manifest", "report"]
+    downstream = ["all", "cell_hashes", "cell_hashes", "cell_summary", "cell_summary"]
+    downstream += ["figures", "manifest", "report"]
     downstream += ["study_config", "summary"]
     every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
     jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
@@ -356,10 +357,10 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     assert plan.count("reason: Params have changed since last execution") == len(every_fit) + 1
     # An EM setting and a figure option: test_pipeline's test_config_changes_rerun_only_what_
     # they_affect plans them on this same study (manifest rerun with the fits, not with figures).
-    # Editing the manifest code (a code input; content, not just time) reruns only the manifest.
-    # The code is the session's shared copy, edited for this dry run only.
+    # Editing the manifest code (a code input; content, not just time) reruns only the manifest
+    # and the cells' hashes. The code is the session's shared copy, edited for this dry run only.
     with edited(study / "src" / "emsim" / "study" / "manifest.py", "\n# an edit\n"):
         _, plan = snakemake(study, "-n")
-        assert sorted(jobs_of(plan)) == ["all", "manifest"]
+        assert sorted(jobs_of(plan)) == ["all", "cell_hashes", "cell_hashes", "manifest"]
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []

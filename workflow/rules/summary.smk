@@ -24,6 +24,10 @@ rule cell_summary:
         **{table: STUDY.cell_summary_pattern(table) for table in jobs.SUMMARY_TABLES},
     log:
         "results/logs/cells/cell={cell}/round={round}.log",
+    # Before any fit job (whose priorities are at most n x chunk_size): a cell is summarised
+    # as soon as its fits exist, while other cells fit, not all at once after the last fit
+    # (issue 22: the tail), and an adaptive cell's next round is decided without delay.
+    priority: 2**50
     localrule: True
     params:
         coverage_level=STUDY.config["coverage"]["level"],
@@ -42,6 +46,7 @@ checkpoint round_gate:
         gate=STUDY.gate_pattern(),
     log:
         "results/logs/rounds/round={round}.log",
+    priority: 2**50
     localrule: True
     run:
         jobs.run_round_gate(STUDY, wildcards, input, output, log)

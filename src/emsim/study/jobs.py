@@ -68,11 +68,15 @@ __all__ = [
     "FIGURE_TABLES",
     "all_cell_summaries",
     "caption_path",
+    "cell_final_outputs",
+    "cell_hash_parts",
+    "cell_hash_path",
     "figure_pool",
     "fit_provenance",
     "job_logging",
     "module_path",
     "parquet_damage",
+    "run_cell_hashes",
     "run_figures",
     "run_fit",
     "run_manifest",
@@ -270,6 +274,26 @@ def final_outputs(study: Study, kind: str, gate: Any) -> list[str]:
     return study.outputs(kind, final_grid_rounds(study.cell_ids, study.plan, gate))
 
 
+def cell_final_outputs(study: Study, cell_id: str, gate: Any) -> list[str]:
+    """One cell's fits and traces files through its last round (its manifest part's input)."""
+    from emsim.study.rounds import final_grid_rounds
+    from emsim.study.schema import result_path
+
+    last = final_grid_rounds([cell_id], study.plan, gate)
+    chunks = study.cell_chunks(cell_id, last)
+    return [result_path(kind, cell_id, k) for kind in ("fits", "traces") for k in chunks]
+
+
+def cell_hash_parts(study: Study) -> list[str]:
+    """Every cell's manifest part (`manifest_cells`), in cell order."""
+    return [cell_hash_path(cell) for cell in sorted(study.cell_ids)]
+
+
+def cell_hash_path(cell_id: str = "{cell}") -> str:
+    """A cell's manifest part; a Snakemake pattern by default."""
+    return f"results/hashes/cell={cell_id}.json"
+
+
 def all_cell_summaries(study: Study, gate: Any) -> list[str]:
     """Every summary table of every cell after each of its rounds: rule all asks for them, so
     that a deleted one is rebuilt."""
@@ -328,7 +352,7 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
     cell and for the whole study (`emsim.study.manifest`). Provenance is limited to what the
     fits depend on (the fit config hash, as in their metadata), so that editing, e.g., figure
     options leaves the manifest current; a file written for another fit config is refused."""
-    from emsim.study import manifest
+    from emsim.study import manifest, manifest_cells
     from emsim.study.parquet_io import emsim_version, git_commit
 
     files = [*input.fits, *input.traces]
@@ -346,12 +370,12 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             "chunk_size": study.chunk_size,
         }
         try:
-            built = manifest.build_manifest(
+            built, rehashed = manifest_cells.build_from_parts(
                 Path(output.manifest).parent,
                 files,
+                input.parts,
                 provenance=provenance,
                 expect_config_hash=study.fit_hash,
-                require_rows_hash=True,
             )
         except manifest.UnreadableFile as err:
             # Damaged or edited after the workflow's start-up check: moved aside, so that the
@@ -362,11 +386,32 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             raise RuntimeError(f"{err}; moved it to {where}: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
         logger.info(
-            "manifest of %d files (%s) in %.1f s: study hash %s",
+            "manifest of %d files (%s) in %.1f s: study hash %s; %d cell(s) hashed again "
+            "from their rows (changed since their part was written)%s",
             len(files),
             ", ".join(f"{k}: {v['rows']} rows" for k, v in built["totals"].items()),
             time.perf_counter() - t0,
             built["study_hash"],
+            len(rehashed),
+            f": {', '.join(rehashed)}" if rehashed else "",
+        )
+
+
+def run_cell_hashes(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
+    """A cell's manifest part (`manifest_cells.cell_part`): the content hashes of its fits and
+    traces, computed while other cells fit, so that the manifest job reads no rows."""
+    from emsim.study import manifest_cells
+
+    files = [f for f in input if f.endswith(".parquet")]
+    with job_logging(log[0]) as logger:
+        t0 = time.perf_counter()
+        part = manifest_cells.cell_part("results", files, study.fit_hash)
+        manifest_cells.write_part(output.part, part)
+        logger.info(
+            "hashed the %d files of cell %s in %.1f s",
+            len(files),
+            wildcards.cell,
+            time.perf_counter() - t0,
         )
 
 
@@ -527,8 +572,8 @@ def run_figures(
     study: Study, input: Any, output: Any, params: Any, log: Any, threads: int = 1
 ) -> None:
     """Draw each figure into its named output, in up to `threads` processes at once (the
-    longest, traces, first). Processes, not threads: drawing holds the GIL. They are spawned,
-    not forked, because Snakemake's process runs threads of its own."""
+    longest first). Processes, not threads: drawing holds the GIL. They are forked from a
+    fork server (`figure_pool`), not from Snakemake's process, which runs threads of its own."""
     traces = [str(f) for f in input.traces]
     summary = _summary_files(input)
     with job_logging(log[0]) as logger:
@@ -540,7 +585,7 @@ def run_figures(
             with figure_pool(workers) as pool:
                 futures = [
                     pool.submit(_draw_figure, name, str(output[name]), *task)
-                    for name in FIGURE_NAMES
+                    for name in _longest_first(FIGURE_NAMES)
                 ]
                 paths = [future.result() for future in futures]
         else:
@@ -556,25 +601,68 @@ def run_figures(
             raise RuntimeError(f"the figures job did not write {missing}")
 
 
+# The figures that take longest to draw (about 2.5, 1.9 and 1.1 s of the 11 s of all twelve on
+# a 100-replicate default study, benchmarks/tail.py): submitted first, so that no worker starts
+# a long one while the others have finished (longest-processing-time-first).
+_SLOWEST_FIGURES: tuple[str, ...] = ("traces", "stopping", "iterations")
+
+
+def _longest_first(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    first = [name for name in _SLOWEST_FIGURES if name in names]
+    return first + [name for name in names if name not in first]
+
+
 def figure_pool(workers: int) -> ProcessPoolExecutor:
-    """The figure workers: spawned, not forked (Snakemake's process runs threads of its own),
-    and each exits when this process is gone (`_die_with_parent`)."""
+    """The figure workers, forked from multiprocessing's fork server: a fresh process (not a
+    fork of Snakemake's, which runs threads of its own) that imports the plotting code and the
+    modules the main program uses once (`_server_preload`), so that each worker does not
+    import them again, as a spawned one does (about 2.3 s of CPU each, Snakemake's command line
+    included: a worker runs the main program's module again). Each worker exits when this
+    process is gone (`_die_with_parent`)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_server_preload())
     return ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
+        workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
 
 
-def _die_with_parent(parent: int, interval: float = 0.5) -> None:
-    """In a figure worker: exit as soon as the process that started it is gone. A Snakemake
-    killed with SIGKILL cannot stop its workers, which would otherwise draw on as orphans (and
-    a worker idle in the pool waits for work forever). Checks the parent pid twice a second
-    from a daemon thread: an orphan is adopted by another process, so its parent pid changes."""
+def _server_preload() -> list[str]:
+    """The plotting code, and the modules the main program took its names from (Snakemake's
+    command line: `snakemake.cli`): a worker runs the main program's module again, which is
+    then quick."""
+    import sys
+
+    main = vars(sys.modules["__main__"]).values()
+    used = {getattr(value, "__module__", None) for value in main if callable(value)}
+    used |= {value.__name__ for value in main if isinstance(value, type(sys))}
+    return ["emsim.study.figures", *sorted(m for m in used if m and m != "__main__")]
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of process `pid` (Linux's /proc), or None where it cannot be read."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _die_with_parent(origin: int, interval: float = 0.5) -> None:
+    """In a figure worker: exit as soon as the process `origin` that started the pool is gone.
+    A Snakemake killed with SIGKILL cannot stop its workers, which would otherwise draw on as
+    orphans (and a worker idle in the pool waits for work forever). Checks twice a second from
+    a daemon thread whether the worker's parent, the fork server, is still there and still the
+    child of `origin` (an orphan is adopted by another process, so its parent pid changes).
+    The fork server does not end by itself while its workers live: they hold its pipe open."""
+    server = os.getppid()
+
+    def gone() -> bool:
+        if os.getppid() != server:
+            return True
+        return server != origin and _parent_of(server) not in (origin, None)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while not gone():
             time.sleep(interval)
         os._exit(1)
 

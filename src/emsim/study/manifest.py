@@ -29,6 +29,7 @@ two studies with the same study hash computed the same numbers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shlex
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from emsim.study.schema import HIVE_FILE, RESULT_KINDS, TRACE_KEY
@@ -51,6 +53,7 @@ __all__ = [
     "ManifestError",
     "Mismatch",
     "UnreadableFile",
+    "assemble_manifest",
     "build_manifest",
     "canonical_bytes",
     "canonical_table",
@@ -102,26 +105,73 @@ class UnreadableFile(ManifestError):
 # --- hashing ------------------------------------------------------------------------------------
 
 
-def _read_values(path: str | os.PathLike[str]) -> pa.Table:
+def _read_values(path: str | os.PathLike[str]) -> tuple[pa.Table, Mapping[bytes, bytes]]:
+    """The file's rows without metadata, and its key-value metadata: one read of the file."""
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a truncated or foreign file
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UnreadableFile(path, f"{path}: cannot read as parquet: {first}") from None
-    return table.replace_schema_metadata(None)
+    return table.replace_schema_metadata(None), table.schema.metadata or {}
 
 
 def canonical_table(table: pa.Table) -> pa.Table:
     """The table as it is hashed: no metadata, no wall-clock columns, rows sorted by the key
     columns it has (by every column if the keys repeat, which no study file does)."""
+    return _canonical(table)[0]
+
+
+def _canonical(table: pa.Table) -> tuple[pa.Table, bool]:
+    """`canonical_table`, and whether its rows are sorted by unique keys (not by every
+    column)."""
     table = table.replace_schema_metadata(None)
     table = table.select([c for c in table.column_names if c not in EXCLUDED_COLUMNS])
     keys = [k for k in SORT_KEYS if k in table.column_names]
-    if keys and table.num_rows > 1:
-        table = table.sort_by([(k, "ascending") for k in keys])
-        if table.group_by(keys).aggregate([]).num_rows < table.num_rows:
-            table = table.sort_by([(c, "ascending") for c in table.column_names])
-    return table
+    if not keys:
+        return table, False
+    if table.num_rows < 2:
+        return table, True
+    order = _unique_key_order(table, keys)
+    if order is not None:
+        return table.take(order), True
+    table = table.sort_by([(k, "ascending") for k in keys])
+    if table.group_by(keys).aggregate([]).num_rows < table.num_rows:
+        return table.sort_by([(c, "ascending") for c in table.column_names]), False
+    return table, True
+
+
+def _sort_codes(column: pa.ChunkedArray) -> np.ndarray | None:
+    """Integers that sort as the column's values do (strings by their rank in Arrow's own
+    order), or None for a column with nulls or of another type."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if array.null_count:
+        return None
+    if pa.types.is_integer(array.type):
+        return array.to_numpy()
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        encoded = array.dictionary_encode()
+        by_value = pc.sort_indices(encoded.dictionary).to_numpy()
+        rank = np.empty(len(by_value), np.int64)
+        rank[by_value] = np.arange(len(by_value))
+        return rank[encoded.indices.to_numpy()]
+    return None
+
+
+def _unique_key_order(table: pa.Table, keys: list[str]) -> np.ndarray | None:
+    """The row order that sorts `table` by `keys` when no two rows share their keys, or None
+    (keys repeat, or hold nulls or values of other types: Arrow's sort decides then).
+
+    A numpy sort of integer codes: about three times faster than Arrow's multi-key sort with
+    its group-by check, and the same order, because with unique keys there is only one."""
+    codes = [_sort_codes(table[k]) for k in keys]
+    if any(c is None for c in codes):
+        return None
+    order = np.lexsort(codes[::-1])
+    differ = np.zeros(len(order) - 1, bool)
+    for code in codes:
+        ranked = code[order]
+        differ |= ranked[1:] != ranked[:-1]
+    return order if differ.all() else None
 
 
 def column_parts(name: str, column: pa.ChunkedArray) -> Iterator[bytes]:
@@ -158,7 +208,11 @@ def canonical_bytes(table: pa.Table) -> bytes:
 
 
 def _parts(table: pa.Table) -> Iterator[bytes]:
-    table = canonical_table(table)
+    return _canonical_parts(canonical_table(table))
+
+
+def _canonical_parts(table: pa.Table) -> Iterator[bytes]:
+    """`_parts` of a table that is its own `canonical_table`."""
     yield f"{SCHEME_ID}\n{table.num_rows}\n".encode()
     for name, column in zip(table.column_names, table.columns, strict=True):
         yield from column_parts(name, column)
@@ -166,8 +220,12 @@ def _parts(table: pa.Table) -> Iterator[bytes]:
 
 def table_hash(table: pa.Table) -> str:
     """sha256 (hex) of the canonical byte form of `table`'s values (module docstring)."""
+    return _digest(_parts(table))
+
+
+def _digest(parts: Iterable[bytes]) -> str:
     digest = hashlib.sha256()
-    for part in _parts(table):
+    for part in parts:
         digest.update(part)
     return digest.hexdigest()
 
@@ -238,14 +296,32 @@ class _Scan:
     edited: dict[str, str] = field(default_factory=dict)
 
 
-def _rows_hash_problem(path: Path, digest: str, required: bool) -> str | None:
-    """Why the rows of `path` (hashing to `digest`) are not what its writer stored, or None;
-    a file without a stored hash passes unless one is `required`."""
-
-    schema = pq.read_schema(path)
-    if not required and ROWS_HASH_KEY.encode() not in (schema.metadata or {}):
+def _rows_hash_problem(metadata: Mapping[bytes, bytes], digest: str, required: bool) -> str | None:
+    """Why rows hashing to `digest` are not what the writer of a file with `metadata` stored,
+    or None; a file without a stored hash passes unless one is `required`."""
+    if not required and ROWS_HASH_KEY.encode() not in metadata:
         return None
-    return rows_hash_problem(schema.metadata, digest)
+    return rows_hash_problem(metadata, digest)
+
+
+def _in_key_order(tables: list[pa.Table]) -> bool:
+    """Whether tables, each its own `canonical_table` sorted by unique keys, are still sorted
+    by unique keys when concatenated in their order: each one's last key comes before the next
+    one's first. A cell's chunks hold consecutive replicates, so they are; the concatenation
+    is then its own canonical table, hashed without sorting again."""
+    keys = [k for k in SORT_KEYS if k in tables[0].column_names]
+    if not keys or any(t.column_names != tables[0].column_names for t in tables):
+        return False
+    ends = []
+    for table in tables:
+        if table.num_rows == 0:
+            continue
+        first = table.select(keys).slice(0, 1).to_pylist()[0]
+        last = table.select(keys).slice(table.num_rows - 1, 1).to_pylist()[0]
+        ends.append((tuple(first[k] for k in keys), tuple(last[k] for k in keys)))
+    if any(None in first or None in last for first, last in ends):
+        return False
+    return all(prev[1] < nxt[0] for prev, nxt in itertools.pairwise(ends))
 
 
 def _scan(
@@ -260,14 +336,16 @@ def _scan(
     and left out of the cell hashes; with `tolerate_unreadable`, so is one that is not readable
     Parquet (in `unreadable`, with the reason), which otherwise raises UnreadableFile. A file
     whose rows differ from the hash stored in its metadata at write time is listed in `edited`;
-    with `require_rows_hash` it raises UnreadableFile, as does one without a stored hash."""
+    with `require_rows_hash` it raises UnreadableFile, as does one without a stored hash.
+    Each file is read once and sorted once: its sorted rows give its own hash and, in chunk
+    order, the cell's."""
     scan = _Scan()
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for rel in rel_paths:
         kind, cell_id, chunk = _describe(rel)
         groups.setdefault((cell_id, kind), []).append((chunk, rel))
     for (cell_id, kind), members in sorted(groups.items()):
-        tables: list[pa.Table] = []
+        tables: list[tuple[pa.Table, bool]] = []
         hashed: list[str] = []
         for chunk, rel in sorted(members):
             path = root / rel
@@ -275,16 +353,17 @@ def _scan(
                 scan.missing.append(rel)
                 continue
             try:
-                table = _read_values(path)
+                table, metadata = _read_values(path)
             except UnreadableFile as err:
                 if not tolerate_unreadable:
                     raise
                 scan.unreadable[rel] = str(err).split(": cannot read as parquet: ", 1)[-1]
                 continue
             if expect_config_hash is not None:
-                _check_config_hash(path, rel, expect_config_hash)
-            digest = table_hash(table)
-            edited = _rows_hash_problem(path, digest, require_rows_hash)
+                _check_config_hash(metadata, rel, expect_config_hash)
+            canonical, by_keys = _canonical(table)
+            digest = _digest(_canonical_parts(canonical))
+            edited = _rows_hash_problem(metadata, digest, require_rows_hash)
             if edited is not None:
                 scan.edited[rel] = edited
                 if require_rows_hash:
@@ -296,32 +375,40 @@ def _scan(
                 "rows": table.num_rows,
                 "hash": digest,
             }
-            tables.append(table)
+            tables.append((canonical, by_keys))
             hashed.append(rel)
-        if not tables:
-            continue
-        if len(tables) == 1:  # the same definition: the rows of the cell
-            rows, digest = tables[0].num_rows, scan.files[hashed[0]]["hash"]
-        else:
-            try:
-                whole = pa.concat_tables(tables)
-            except pa.ArrowInvalid:
+        if tables:
+            rows, digest = _cell_hash(tables, [scan.files[rel]["hash"] for rel in hashed])
+            if digest is None:
                 raise ManifestError(
                     f"{kind} files of cell {cell_id} do not share one schema: {', '.join(hashed)}"
-                ) from None
-            rows, digest = whole.num_rows, table_hash(whole)
-        scan.cells.setdefault(cell_id, {})[kind] = {
-            "rows": rows,
-            "files": len(tables),
-            "hash": digest,
-        }
+                )
+            scan.cells.setdefault(cell_id, {})[kind] = {
+                "rows": rows,
+                "files": len(tables),
+                "hash": digest,
+            }
     scan.missing.sort()
     return scan
 
 
-def _check_config_hash(path: Path, rel: str, expected: str) -> None:
-    meta = pq.read_schema(path).metadata or {}
-    found = meta.get(b"config_hash", b"").decode()
+def _cell_hash(tables: list[tuple[pa.Table, bool]], hashes: list[str]) -> tuple[int, str | None]:
+    """Rows and hash of a cell's rows, from its files' canonical tables (with whether each is
+    sorted by unique keys) and hashes, in chunk order; None for files of different schemas."""
+    if len(tables) == 1:  # the same definition: the rows of the cell
+        return tables[0][0].num_rows, hashes[0]
+    canonical = [table for table, _ in tables]
+    try:
+        whole = pa.concat_tables(canonical)
+    except pa.ArrowInvalid:
+        return 0, None
+    if all(by_keys for _, by_keys in tables) and _in_key_order(canonical):
+        return whole.num_rows, _digest(_canonical_parts(whole))
+    return whole.num_rows, table_hash(whole)
+
+
+def _check_config_hash(metadata: Mapping[bytes, bytes], rel: str, expected: str) -> None:
+    found = metadata.get(b"config_hash", b"").decode()
     if found != expected:
         raise ManifestError(
             f"{rel}: stale: written for fit config {found[:12] or '(none)'}, "
@@ -355,21 +442,31 @@ def build_manifest(
         raise UnreadableFile(root / first, f"{first}: {scan.edited[first]}")
     if scan.missing:
         raise ManifestError(f"{scan.missing[0]}: no such file ({len(scan.missing)} missing)")
+    return assemble_manifest(scan.cells, [{"path": p, **scan.files[p]} for p in rel], provenance)
+
+
+def assemble_manifest(
+    cells: Mapping[str, Mapping[str, Any]],
+    files: list[dict[str, Any]],
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of the cells' and files' entries (as `build_manifest` computes them; files
+    in path order): the study hash, totals and the scheme added."""
     totals = {
         kind: {
-            "files": sum(1 for f in scan.files.values() if f["kind"] == kind),
-            "rows": sum(f["rows"] for f in scan.files.values() if f["kind"] == kind),
+            "files": sum(1 for f in files if f["kind"] == kind),
+            "rows": sum(f["rows"] for f in files if f["kind"] == kind),
         }
         for kind in KINDS
     }
     return {
         "format": FORMAT,
-        "study_hash": study_hash(scan.cells),
+        "study_hash": study_hash(cells),
         **dict(provenance or {}),
         "hashing": SCHEME,
         "totals": totals,
-        "cells": scan.cells,
-        "files": [{"path": p, **scan.files[p]} for p in rel],
+        "cells": dict(sorted(cells.items())),
+        "files": files,
     }
 
 

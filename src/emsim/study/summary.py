@@ -84,7 +84,7 @@ SummaryFiles = make_dataclass(
     ],
     frozen=True,
     namespace={
-        "__module__": __name__,  # so that the spawned figure workers can unpickle it
+        "__module__": __name__,  # so that the figure workers can unpickle it
         "__post_init__": _paths_as_paths,
         "in_folder": classmethod(_in_folder),
     },
