@@ -38,7 +38,16 @@ def chunk_files(workdir):
 
 @pytest.fixture
 def copied(tiny_study, tmp_path):
-    return copy_study(tiny_study, tmp_path / "w")
+    """A copy of the tiny study with only the log of the run that fitted it: other tests run
+    Snakemake in the shared study too (dry runs, lint), and each run writes a log."""
+    workdir = copy_study(tiny_study, tmp_path / "w")
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    fitted = [log for log in logs if "rule fit:" in log.read_text()]
+    assert fitted, "no log of the run that fitted the tiny study"
+    for log in logs:
+        if log != fitted[0]:
+            log.unlink()
+    return workdir
 
 
 def test_a_finished_study_is_all_done_with_nothing_running(capsys, tiny_study):
