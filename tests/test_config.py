@@ -553,7 +553,7 @@ def test_manifest_job_deletes_a_result_damaged_past_the_start_up_check(tmp_path,
     assert jobs.parquet_damage(bad) is None  # beyond what the 12-byte check sees
     assert jobs.parquet_damage(Path(traces[0])) is None
     job = SimpleNamespace(
-        input=SimpleNamespace(fits=fits, traces=traces),
+        input=SimpleNamespace(fits=fits, traces=traces, parts=[]),
         output=SimpleNamespace(manifest="results/manifest.json"),
         log=["results/logs/manifest.log"],
     )

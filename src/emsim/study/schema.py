@@ -267,6 +267,11 @@ def cell_summary_path(
     return f"{root}/{_CELL_SUMMARY_FILE.format(cell=cell, round=round_, table=table)}"
 
 
+def cell_hash_path(cell: str = "{cell}", root: str = "results") -> str:
+    """A cell's manifest part (its files' hashes, `manifest_cells`); a pattern by default."""
+    return f"{root}/hashes/cell={cell}.json"
+
+
 def gate_path(round_: object = "{round}", root: str = "results") -> str:
     """The gate after round `round_` (the cells that run the next); a pattern by default."""
     return f"{root}/{_GATE_FILE.format(round=round_)}"
