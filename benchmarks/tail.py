@@ -23,11 +23,9 @@ the 2-core time is half the 1-core time.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,6 +34,10 @@ import time
 from pathlib import Path
 
 import yaml
+
+# The job-record reader and the CPU clock of scale.py, the end-to-end benchmark beside this one.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import children_cpu_s, snakemake_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -84,32 +86,6 @@ def run(work: Path, cores: int, *args: str, threads: bool = True) -> float:
 CPU_S: list[float] = []
 
 
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def jobs_of(work: Path) -> list[dict]:
-    """Every job Snakemake recorded: rule, start (outputs marked incomplete) and end (last
-    output's mtime), from .snakemake/metadata."""
-    root = work / ".snakemake" / "metadata"
-    by_job: dict[object, dict] = {}
-    for path in root.rglob("*"):
-        if not path.is_file():
-            continue
-        parts = path.relative_to(root).parts
-        output = base64.urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
-        record = json.loads(path.read_text())
-        job = by_job.setdefault(
-            record["job_hash"],
-            {"rule": record["rule"], "outputs": [], "start": math.inf, "end": -math.inf},
-        )
-        job["outputs"].append(output)
-        job["start"] = min(job["start"], record["starttime"])
-        job["end"] = max(job["end"], record["endtime"])
-    return sorted(by_job.values(), key=lambda j: j["start"])
-
-
 def rule_times(jobs: list[dict], after: float) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for job in jobs:
@@ -140,7 +116,7 @@ def bench_tail(args: argparse.Namespace, tmp: Path) -> dict:
     began = time.time()
     wall = run(work, args.cores)
     ended = began + wall
-    jobs = jobs_of(work)
+    jobs = snakemake_jobs(work)
     last_fit = max(j["end"] for j in jobs if j["rule"] == "fit")
     result = {
         "wall_s": round(wall, 1),
@@ -165,7 +141,7 @@ def rerun_tail(work: Path, args: argparse.Namespace) -> list[dict]:
             {
                 "wall_s": round(wall, 1),
                 "cpu_s": round(CPU_S[-1], 1),
-                "jobs": rule_times(jobs_of(work), began),
+                "jobs": rule_times(snakemake_jobs(work), began),
             }
         )
     return reruns
@@ -193,7 +169,7 @@ def bench_scaling(args: argparse.Namespace, tmp: Path) -> dict:
             targets = [str(p) for p in sorted(fit_targets(work))]
             began = time.time()
             wall = run(work, cores, *targets, threads=threads)
-            jobs = [j for j in jobs_of(work) if j["rule"] == "fit"]
+            jobs = [j for j in snakemake_jobs(work) if j["rule"] == "fit"]
             span = max(j["end"] for j in jobs) - began
             busy = sum(j["end"] - j["start"] for j in jobs)
             out[label] = {
