@@ -374,13 +374,16 @@ def _trust_region_finish(y, state, rows, model, sigma_floor, floor_loglik) -> No
     theta, value, done = trust_region_limit(
         y[rows], state["params"][rows], model, sigma_floor[rows]
     )
-    checked = assess(y[rows], theta, model)
-    slack = 1e-12 * (np.abs(value) + y.shape[1])
-    accept = done & checked.certified
-    accept &= value >= np.maximum(state["loglik"][rows], floor_loglik[rows]) - slack
-    chosen = rows[accept]
-    state["params"][chosen] = theta[accept]
-    state["loglik"][chosen] = value[accept]
+    # Only a certified end can be kept, so only those are assessed again (for their SEs): the
+    # ascent gave up on the others, often most of the rows where a component collapses.
+    ended = np.flatnonzero(done)
+    checked = assess(y[rows[ended]], theta[ended], model)
+    slack = 1e-12 * (np.abs(value[ended]) + y.shape[1])
+    floor = np.maximum(state["loglik"][rows[ended]], floor_loglik[rows[ended]])
+    accept = checked.certified & (value[ended] >= floor - slack)
+    chosen = rows[ended[accept]]
+    state["params"][chosen] = theta[ended[accept]]
+    state["loglik"][chosen] = value[ended[accept]]
     for name in ("positive", "decrement", "residual", "se"):
         getattr(state["assessment"], name)[chosen] = getattr(checked, name)[accept]
 
