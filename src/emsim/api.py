@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import engine, working_scale
-from .information import information, pi_information, sandwich_se
+from .information import information_with_sandwich
 from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
 from .limit import find_limits
 from .models import (
@@ -721,7 +721,7 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
         rows = np.flatnonzero(todo)
         if rows.size == y.shape[0]:
             found.append(
-                _information(
+                information_with_sandwich(
                     y,
                     np.ascontiguousarray(out.params[:, k]),
                     np.ascontiguousarray(out.stats[:, k]),
@@ -731,7 +731,7 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
             continue
         wholes = tuple(np.empty_like(a) for a in found[0])
         if rows.size:
-            computed = _information(
+            computed = information_with_sandwich(
                 y[rows],
                 np.ascontiguousarray(out.params[rows, k]),
                 np.ascontiguousarray(out.stats[rows, k]),
@@ -744,14 +744,6 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
                 whole[same] = earlier[same]
         found.append(wholes)
     return found
-
-
-def _information(y, params, stats, model):
-    if model == "pi":
-        observed = pi_information(stats, params, y.shape[1])
-    else:
-        observed = information(y, params, model)
-    return (*observed, sandwich_se(y, params, model))
 
 
 @dataclass(frozen=True)

@@ -373,12 +373,15 @@ def mstep(model, n, p, stats, out):
 
 
 @njit(**_JIT)
-def information_sums(y, params, model, complete, missing):
+def information_sums(y, params, model, complete, missing, moments):
     """Per row of y at its fitted params, the two terms of Louis' identity (see information.py)
     over the model's estimated parameters, in one pass over the data: complete receives
     I_complete and missing I_missing = sum tau (1 - tau) G G^T, where G is the gap between the
     two components' complete-data scores (for the models estimating means and sigmas; model
-    1 has one common sigma, so 4 parameters, model 2 has 5).
+    1 has one common sigma, so 4 parameters, model 2 has 5). moments receives the sums the
+    pass needs anyway, (sum tau, sum tau e1, sum tau e1^2, sum (1 - tau), sum (1 - tau) e2,
+    sum (1 - tau) e2^2) with e_k = y - mu_k: the score and one EM step follow from them
+    (emsim.limit), with no second pass.
 
     The pass keeps scalar sums only (I_complete needs five moments of tau and 1 - tau; G's
     first entry is constant per row), which LLVM holds in registers: writing the k x k sums
@@ -441,6 +444,12 @@ def information_sums(y, params, model, complete, missing):
             w33 += wg3 * g3
             w34 += wg3 * g4
             w44 += w * g4 * g4
+        moments[row, 0] = s_tau
+        moments[row, 1] = s_tau_e1
+        moments[row, 2] = s_tau_e1sq
+        moments[row, 3] = s_untau
+        moments[row, 4] = s_untau_e2
+        moments[row, 5] = s_untau_e2sq
         full = complete[row]
         lost = missing[row]
         full[:, :] = 0.0
@@ -478,6 +487,102 @@ def information_sums(y, params, model, complete, missing):
             for b in range(a):
                 full[a, b] = full[b, a]
                 lost[a, b] = lost[b, a]
+
+
+@njit(**_JIT)
+def score_outer_sums(y, params, model, outer):
+    """Per row of y at its params, J = sum_i s_i s_i^T over the model's estimated parameters,
+    s_i the score of point i (the tau-weighted component scores; see information.py): the
+    sandwich's middle matrix, in one pass with scalar sums as in information_sums. Forming the
+    rows x n x k scores in numpy and contracting them with einsum cost 300 E per row (E one
+    numpy exp pass over the same points); this costs about 20 E."""
+    n = y.shape[1]
+    for row in range(y.shape[0]):
+        pi, mu1, mu2, s1, s2 = (
+            params[row, 0],
+            params[row, 1],
+            params[row, 2],
+            params[row, 3],
+            params[row, 4],
+        )
+        c = (math.log(pi) - math.log(s1)) - (math.log1p(-pi) - math.log(s2))
+        u1 = 1.0 / s1
+        u2 = 1.0 / s2
+        u1_2, u2_2 = u1 * u1, u2 * u2
+        u1_3, u2_3 = u1_2 * u1, u2_2 * u2
+        mix = 1.0 / (pi * (1.0 - pi))
+        j00 = j01 = j02 = j03 = j04 = j11 = j12 = j13 = j14 = 0.0
+        j22 = j23 = j24 = j33 = j34 = j44 = 0.0
+        for i in range(n):
+            e1 = y[row, i] - mu1
+            e2 = y[row, i] - mu2
+            z1 = e1 * u1
+            z2 = e2 * u2
+            tau = 1.0 / (1.0 + math.exp(-c + 0.5 * (z1 * z1 - z2 * z2)))
+            untau = 1.0 - tau
+            g0 = (tau - pi) * mix
+            j00 += g0 * g0
+            if model == 0:
+                continue
+            g1 = tau * e1 * u1_2
+            g2 = untau * e2 * u2_2
+            if model == 2:
+                g3 = tau * (e1 * e1 * u1_3 - u1)
+                g4 = untau * (e2 * e2 * u2_3 - u2)
+            else:
+                g3 = (tau * e1 * e1 + untau * e2 * e2) * u1_3 - u1
+                g4 = 0.0
+            j01 += g0 * g1
+            j02 += g0 * g2
+            j03 += g0 * g3
+            j04 += g0 * g4
+            j11 += g1 * g1
+            j12 += g1 * g2
+            j13 += g1 * g3
+            j14 += g1 * g4
+            j22 += g2 * g2
+            j23 += g2 * g3
+            j24 += g2 * g4
+            j33 += g3 * g3
+            j34 += g3 * g4
+            j44 += g4 * g4
+        meat = outer[row]
+        meat[:, :] = 0.0
+        meat[0, 0] = j00
+        if model == 0:
+            continue
+        meat[0, 1], meat[0, 2], meat[0, 3] = j01, j02, j03
+        meat[1, 1], meat[1, 2], meat[1, 3] = j11, j12, j13
+        meat[2, 2], meat[2, 3], meat[3, 3] = j22, j23, j33
+        if model == 2:
+            meat[0, 4], meat[1, 4], meat[2, 4], meat[3, 4], meat[4, 4] = j04, j14, j24, j34, j44
+        k = 5 if model == 2 else 4
+        for a in range(k):
+            for b in range(a):
+                meat[a, b] = meat[b, a]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def trust_region_shifts(along, values, radius, low, high, halvings):
+    """Bisection for the trust-region multiplier (emsim.limit._trust_region_step), per row:
+    `halvings` times, halve [low, high] towards where sqrt(sum_i (along_i / (values_i +
+    shift))^2) equals the radius; high receives the end. The same arithmetic as the numpy
+    loop it replaces, without FMA contraction (so the same bits): at 60 numpy calls per step
+    that loop was two thirds of the trust region's time."""
+    for row in range(along.shape[0]):
+        lo = low[row]
+        hi = high[row]
+        for _ in range(halvings):
+            middle = 0.5 * (lo + hi)
+            total = 0.0
+            for i in range(along.shape[1]):
+                v = along[row, i] / (values[row, i] + middle)
+                total += v * v
+            if math.sqrt(total) > radius[row]:
+                lo = middle
+            else:
+                hi = middle
+        high[row] = hi
 
 
 # A fit whose mixing weight leaves [PI_EPS, 1 - PI_EPS] is on the boundary of the parameter space.
@@ -775,7 +880,8 @@ def newton_decrement(y, p, stats, model, complete, missing):
             g[4] = w2 * (stats[5] - 1.0) / p[4]
         else:
             g[3] = (w1 * (stats[2] - 1.0) + w2 * (stats[5] - 1.0)) / p[3]
-        information_sums(y.reshape((1, n)), p.reshape((1, 5)), model, complete, missing)
+        moments = np.empty((1, N_STATS))
+        information_sums(y.reshape((1, n)), p.reshape((1, 5)), model, complete, missing, moments)
     a = np.empty((k, k))
     scale = np.empty(k)
     for i in range(k):

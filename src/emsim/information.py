@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import MODEL_CODES, PI, information_sums
+from .engine import MODEL_CODES, N_STATS, PI, information_sums, score_outer_sums
 
 # A symmetric matrix scaled to unit diagonal (see _scaled) whose smallest eigenvalue is below this
 # is treated as not positive definite: its condition number exceeds 1e10, so an inverse (and an
@@ -47,21 +47,39 @@ def positive_definite_inverse_diagonal(matrices: np.ndarray) -> tuple[np.ndarray
     return ok, np.where(ok[:, None], inverse_diag, np.nan)
 
 
-def pi_information(
-    stats: np.ndarray, params: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pi model's (standard error, rate, information positive) from the E-step's sums of
-    tau and tau (1 - tau): I_complete = sum tau / pi^2 + sum (1 - tau) / (1 - pi)^2 and
-    I_missing = sum tau (1 - tau) / (pi (1 - pi))^2, so no extra pass over the data is needed."""
+def _pi_louis(stats: np.ndarray, params: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pi model's (complete-data, missing) information from the E-step's sums of tau and
+    tau (1 - tau): I_complete = sum tau / pi^2 + sum (1 - tau) / (1 - pi)^2 and I_missing =
+    sum tau (1 - tau) / (pi (1 - pi))^2, so no extra pass over the data is needed."""
     pi = params[:, PI]
     with np.errstate(all="ignore"):
         complete = stats[:, 0] / pi**2 + (n - stats[:, 0]) / (1.0 - pi) ** 2
         missing = stats[:, 1] / (pi * (1.0 - pi)) ** 2
+    return complete, missing
+
+
+def pi_information(
+    stats: np.ndarray, params: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pi model's (standard error, rate, information positive) (see _pi_louis)."""
+    complete, missing = _pi_louis(stats, params, n)
+    with np.errstate(all="ignore"):
         observed = complete - missing
         positive = observed > 0
         se = np.where(positive, 1.0 / np.sqrt(observed), np.nan)
         rate = np.where(complete > 0, missing / complete, np.nan)
     return se[:, None], rate, positive
+
+
+def _louis_sums(y: np.ndarray, params: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(I_complete, I_missing) per row over the model's estimated parameters (means and sigmas
+    estimated), from one compiled pass over the data."""
+    n_est = {"equal_var": 4, "full": 5}[model]
+    complete = np.empty((y.shape[0], n_est, n_est))
+    missing = np.empty((y.shape[0], n_est, n_est))
+    moments = np.empty((y.shape[0], N_STATS))
+    information_sums(y, params, MODEL_CODES[model], complete, missing, moments)
+    return complete, missing
 
 
 def information(
@@ -70,11 +88,26 @@ def information(
     """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate,
     whether the observed information is positive definite) for the models that estimate means
     and sigmas. Standard errors are NaN where the information is not positive definite."""
-    n_rows = y.shape[0]
-    n_est = {"equal_var": 4, "full": 5}[model]
-    complete = np.empty((n_rows, n_est, n_est))
-    missing = np.empty((n_rows, n_est, n_est))
-    information_sums(y, params, MODEL_CODES[model], complete, missing)
+    return _from_louis_sums(*_louis_sums(y, params, model))
+
+
+def information_with_sandwich(
+    y: np.ndarray, params: np.ndarray, stats: np.ndarray, model: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`information` (or `pi_information`, from the E-step's stats at params) and the sandwich
+    SEs, sharing one pass for the observed information."""
+    if model == "pi":
+        complete, missing = _pi_louis(stats, params, y.shape[1])
+        observed = (complete - missing)[:, None, None]
+        return (*pi_information(stats, params, y.shape[1]), _sandwich(y, params, model, observed))
+    complete, missing = _louis_sums(y, params, model)
+    observed = complete - missing
+    return (*_from_louis_sums(complete, missing), _sandwich(y, params, model, observed))
+
+
+def _from_louis_sums(
+    complete: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.errstate(all="ignore"):
         positive, inverse_diag = positive_definite_inverse_diagonal(complete - missing)
         se = np.sqrt(inverse_diag)
@@ -119,36 +152,14 @@ def _responsibilities(y: np.ndarray, params: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * log_odds))  # the logistic, without overflow
 
 
-def observation_scores(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
-    """Each point's score (gradient of its log-likelihood) over the model's estimated
-    parameters, rows x n x k: E[complete-data score | y_i], tau-weighted component scores."""
-    tau = _responsibilities(y, params)
-    pi, mu1, mu2, s1, s2 = (params[:, j, None] for j in range(5))
-    scores = [(tau - pi) / (pi * (1.0 - pi))]
-    if model == "pi":
-        return np.stack(scores, axis=2)
-    e1, e2 = y - mu1, y - mu2
-    scores += [tau * e1 / s1**2, (1.0 - tau) * e2 / s2**2]
-    if model == "full":
-        scores += [tau * (e1**2 / s1**3 - 1.0 / s1), (1.0 - tau) * (e2**2 / s2**3 - 1.0 / s2)]
-    else:  # one common sigma (s1 == s2)
-        scores += [(tau * e1**2 + (1.0 - tau) * e2**2) / s1**3 - 1.0 / s1]
-    return np.stack(scores, axis=2)
-
-
 def _observed_information(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
     """I_obs = I_complete - I_missing per row (Louis' identity, module docstring)."""
     if model == "pi":
         tau = _responsibilities(y, params)
-        pi = params[:, PI]
-        n = y.shape[1]
-        complete = tau.sum(axis=1) / pi**2 + (n - tau.sum(axis=1)) / (1.0 - pi) ** 2
-        missing = (tau * (1.0 - tau)).sum(axis=1) / (pi * (1.0 - pi)) ** 2
+        stats = np.column_stack([tau.sum(axis=1), (tau * (1.0 - tau)).sum(axis=1)])
+        complete, missing = _pi_louis(stats, params, y.shape[1])
         return (complete - missing)[:, None, None]
-    k = {"equal_var": 4, "full": 5}[model]
-    complete = np.empty((y.shape[0], k, k))
-    missing = np.empty((y.shape[0], k, k))
-    information_sums(y, params, MODEL_CODES[model], complete, missing)
+    complete, missing = _louis_sums(y, params, model)
     return complete - missing
 
 
@@ -158,10 +169,15 @@ def sandwich_se(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
     outer products of the points' scores at the estimate. Where the model is true J and H
     estimate the same matrix and the two SEs agree; under misspecification only this one
     describes the estimator's spread (White 1982). NaN where H is not positive definite."""
+    return _sandwich(y, params, model, _observed_information(y, params, model))
+
+
+def _sandwich(y: np.ndarray, params: np.ndarray, model: str, observed: np.ndarray) -> np.ndarray:
+    k = observed.shape[1]
+    outer = np.empty((y.shape[0], k, k))
+    score_outer_sums(y, np.ascontiguousarray(params), MODEL_CODES[model], outer)
     with np.errstate(all="ignore"):
-        scores = observation_scores(y, params, model)
-        outer = np.einsum("rni,rnj->rij", scores, scores)
-        positive, inverse = _positive_definite_inverse(_observed_information(y, params, model))
+        positive, inverse = _positive_definite_inverse(observed)
         covariance = inverse @ outer @ inverse
         variance = np.diagonal(covariance, axis1=1, axis2=2)
         return np.where(positive[:, None] & (variance >= 0), np.sqrt(variance), np.nan)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import MODEL_CODES, information_sums, run
+from .engine import MODEL_CODES, N_STATS, information_sums, run, trust_region_shifts
 from .information import positive_definite_inverse_diagonal
 
 # A point is the limit when the Newton decrement and one EM step are below this many SEs: far
@@ -56,6 +56,8 @@ CONTINUATION_ROUNDS = (100, 300, 1000, 3000, 10000)
 TRUST_REGION_STEPS = 50
 TRUST_RADIUS_START = 1.0
 RADIUS_SHRINK = 0.25
+# Halvings of the bracket for the subproblem's multiplier: 2^-60 of it, below rounding.
+SHIFT_HALVINGS = 60
 # Newton stops when every parameter's step is below this many of its standard errors.
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
@@ -78,34 +80,70 @@ def loglik(y: np.ndarray, theta: np.ndarray) -> np.ndarray:
         return (top + np.log1p(np.exp(-np.abs(a - b)))).sum(axis=1)
 
 
-def _score_information(y: np.ndarray, theta: np.ndarray, model: str, with_complete=False):
-    """(score, observed information) over the model's estimated parameters, per row (and the
-    complete-data information, EM's own metric, with `with_complete`; not for the pi model)."""
-    a, b = _log_parts(y, theta)
-    with np.errstate(all="ignore"):
-        tau = 1.0 / (1.0 + np.exp(b - a))
-        untau = 1.0 - tau
-        pi, mu1, mu2, s1, s2 = (theta[:, k : k + 1] for k in range(5))
-        score_pi = (tau / pi - untau / (1.0 - pi)).sum(axis=1)
-        if model == "pi":
+@dataclass(frozen=True)
+class _Louis:
+    """At each row's point, over the model's estimated parameters: the score, the observed
+    information, the complete-data information (EM's own metric; None for the pi model) and
+    the tau-moments of engine.information_sums, from which one EM step follows."""
+
+    score: np.ndarray
+    info: np.ndarray
+    complete: np.ndarray | None
+    moments: np.ndarray
+
+    def rows(self, picked: np.ndarray) -> _Louis:
+        complete = None if self.complete is None else self.complete[picked]
+        return _Louis(self.score[picked], self.info[picked], complete, self.moments[picked])
+
+
+def _louis(y: np.ndarray, theta: np.ndarray, model: str) -> _Louis:
+    """Score, information and tau-moments in one compiled pass over the data (the score and EM
+    step are sums the information needs anyway: a second numpy pass for them cost 2x the pass)."""
+    if model == "pi":
+        a, b = _log_parts(y, theta)
+        with np.errstate(all="ignore"):
+            tau = 1.0 / (1.0 + np.exp(b - a))
+            pi = theta[:, 0:1]
+            per_point = tau / pi - (1.0 - tau) / (1.0 - pi)
             # d2/dpi2 of sum log(pi f1 + (1 - pi) f2) is -sum (f1 - f2)^2 / f^2.
-            info = ((tau / pi - untau / (1.0 - pi)) ** 2).sum(axis=1)
-            return score_pi[:, None], info[:, None, None]
-        e1, e2 = y - mu1, y - mu2
-        scores = [score_pi, (tau * e1).sum(axis=1) / s1[:, 0] ** 2]
-        scores.append((untau * e2).sum(axis=1) / s2[:, 0] ** 2)
-        if model == "full":
-            scores.append((tau * (e1**2 / s1**3 - 1.0 / s1)).sum(axis=1))
-            scores.append((untau * (e2**2 / s2**3 - 1.0 / s2)).sum(axis=1))
-        else:
-            scores.append(((tau * e1**2 + untau * e2**2) / s1**3 - 1.0 / s1).sum(axis=1))
-    k = len(scores)
+            info = (per_point**2).sum(axis=1)[:, None, None]
+        moments = np.zeros((y.shape[0], N_STATS))
+        moments[:, 0] = tau.sum(axis=1)
+        return _Louis(per_point.sum(axis=1)[:, None], info, None, moments)
+    k = 5 if model == "full" else 4
     complete = np.empty((y.shape[0], k, k))
     missing = np.empty((y.shape[0], k, k))
-    information_sums(y, np.ascontiguousarray(theta), MODEL_CODES[model], complete, missing)
-    if with_complete:
-        return np.stack(scores, axis=1), complete - missing, complete
-    return np.stack(scores, axis=1), complete - missing
+    moments = np.empty((y.shape[0], N_STATS))
+    theta = np.ascontiguousarray(theta)
+    information_sums(y, theta, MODEL_CODES[model], complete, missing, moments)
+    w1, t1, q1, w2, t2, q2 = moments.T
+    pi, s1, s2 = theta[:, 0], theta[:, 3], theta[:, 4]
+    with np.errstate(all="ignore"):
+        scores = [w1 / pi - w2 / (1.0 - pi), t1 / s1**2, t2 / s2**2]
+        if model == "full":
+            scores += [q1 / s1**3 - w1 / s1, q2 / s2**3 - w2 / s2]
+        else:
+            scores.append((q1 + q2) / s1**3 - y.shape[1] / s1)
+    return _Louis(np.stack(scores, axis=1), complete - missing, complete, moments)
+
+
+def _em_step_change(theta: np.ndarray, moments: np.ndarray, n: int, model: str) -> np.ndarray:
+    """One EM step's change of each estimated parameter, from the tau-moments at theta (the
+    engine's M-step in closed form; a mean moves by the tau-weighted mean of y - mu)."""
+    w1, t1, q1, w2, t2, q2 = moments.T
+    change = [w1 / n - theta[:, 0]]
+    if model == "pi":
+        return np.stack(change, axis=1)
+    with np.errstate(all="ignore"):
+        shift1, shift2 = t1 / w1, t2 / w2
+        var1 = q1 / w1 - shift1**2
+        var2 = q2 / w2 - shift2**2
+        change += [shift1, shift2, np.sqrt(var1) - theta[:, 3]]
+        if model == "equal_var":
+            change[3] = np.sqrt((w1 * var1 + w2 * var2) / n) - theta[:, 3]
+        else:
+            change.append(np.sqrt(var2) - theta[:, 4])
+    return np.stack(change, axis=1)
 
 
 def _expand(step: np.ndarray, model: str) -> np.ndarray:
@@ -142,7 +180,8 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
         rows = np.flatnonzero(active & ~done)
         if rows.size == 0:
             break
-        score, info = _score_information(y[rows], theta[rows], model)
+        at = _louis(y[rows], theta[rows], model)
+        score, info = at.score, at.info
         positive, inverse_diag = positive_definite_inverse_diagonal(info)
         with np.errstate(all="ignore"):
             safe = np.where(positive[:, None, None], info, np.eye(info.shape[1]))
@@ -183,31 +222,9 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
 def standard_errors(y: np.ndarray, theta: np.ndarray, model: str) -> np.ndarray:
     """Standard errors over the model's estimated parameters (NaN where the observed information
     is not positive definite), from the same information Newton uses."""
-    _, info = _score_information(y, theta, model)
-    positive, inverse_diag = positive_definite_inverse_diagonal(info)
+    positive, inverse_diag = positive_definite_inverse_diagonal(_louis(y, theta, model).info)
     with np.errstate(invalid="ignore"):
         return np.where(positive[:, None], np.sqrt(inverse_diag), np.nan)
-
-
-def em_step(y: np.ndarray, theta: np.ndarray, model: str) -> np.ndarray:
-    """One EM step from each row's theta (numpy; the engine's M-step in closed form)."""
-    a, b = _log_parts(y, theta)
-    with np.errstate(all="ignore"):
-        tau = 1.0 / (1.0 + np.exp(b - a))
-        new = np.array(theta, dtype=np.float64, copy=True)
-        new[:, 0] = tau.mean(axis=1)
-        if model == "pi":
-            return new
-        untau = 1.0 - tau
-        w1, w2 = tau.sum(axis=1), untau.sum(axis=1)
-        new[:, 1] = (tau * y).sum(axis=1) / w1
-        new[:, 2] = (untau * y).sum(axis=1) / w2
-        var1 = (tau * (y - new[:, 1:2]) ** 2).sum(axis=1) / w1
-        var2 = (untau * (y - new[:, 2:3]) ** 2).sum(axis=1) / w2
-        if model == "equal_var":
-            var1 = var2 = (w1 * var1 + w2 * var2) / y.shape[1]
-        new[:, 3], new[:, 4] = np.sqrt(var1), np.sqrt(var2)
-    return new
 
 
 _ESTIMATED_COLUMNS = {"pi": [0], "equal_var": [0, 1, 2, 3], "full": [0, 1, 2, 3, 4]}
@@ -233,8 +250,10 @@ class Assessment:
         )
 
 
-def assess(y: np.ndarray, theta: np.ndarray, model: str) -> Assessment:
-    score, info = _score_information(y, theta, model)
+def assess(y: np.ndarray, theta: np.ndarray, model: str, at: _Louis | None = None) -> Assessment:
+    """The certification's measures at each row's theta (`at`: its _louis, where computed)."""
+    at = _louis(y, theta, model) if at is None else at
+    score, info = at.score, at.info
     positive, inverse_diag = positive_definite_inverse_diagonal(info)
     k = info.shape[1]
     with np.errstate(all="ignore"):
@@ -242,8 +261,8 @@ def assess(y: np.ndarray, theta: np.ndarray, model: str) -> Assessment:
         step = np.linalg.solve(safe, score[:, :, None])[:, :, 0]
         decrement = np.sqrt(np.abs(np.einsum("ri,ri->r", score, step)))
         se = np.where(positive[:, None], np.sqrt(inverse_diag), np.nan)
-        moved = em_step(y, theta, model)[:, _ESTIMATED_COLUMNS[model]]
-        residual = np.max(np.abs(moved - theta[:, _ESTIMATED_COLUMNS[model]]) / se, axis=1)
+        moved = _em_step_change(theta, at.moments, y.shape[1], model)
+        residual = np.max(np.abs(moved) / se, axis=1)
     decrement = np.where(positive & np.isfinite(decrement), decrement, np.inf)
     residual = np.where(positive & np.isfinite(residual), residual, np.inf)
     return Assessment(positive, decrement, residual, se)
@@ -288,11 +307,14 @@ def _trust_region_step(score, info, complete, radius):
     newton_fits = positive & (length(np.zeros(values.shape[0])) <= radius)
     low = np.maximum(0.0, -values[:, 0])
     high = low + np.linalg.norm(g, axis=1) / radius + 1.0
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        too_long = length(middle) > radius
-        low = np.where(too_long, middle, low)
-        high = np.where(too_long, high, middle)
+    trust_region_shifts(
+        np.ascontiguousarray(along),
+        np.ascontiguousarray(values),
+        np.ascontiguousarray(radius, dtype=np.float64),
+        low,
+        high,
+        SHIFT_HALVINGS,
+    )
     shift = np.where(newton_fits, 0.0, high)
     q = np.einsum("rij,rj->ri", vectors, along / (values + shift[:, None]))
     gain = (g * q).sum(axis=1) - 0.5 * np.einsum("ri,rij,rj->r", q, curvature, q)
@@ -317,13 +339,15 @@ def trust_region_limit(y, theta, model, sigma_floor):
         if rows.size == 0:
             break
         with np.errstate(all="ignore"):
-            score, info, complete = _score_information(y[rows], theta[rows], model, True)
+            at = _louis(y[rows], theta[rows], model)
+            score, info, complete = at.score, at.info, at.complete
             usable = np.isfinite(score).all(axis=1) & np.isfinite(complete).all(axis=(1, 2))
             usable &= np.isfinite(info).all(axis=(1, 2))
         # EM's metric is positive definite unless a component has collapsed (no weight left).
         usable[usable] = np.linalg.eigvalsh(complete[usable])[:, 0] > 0
         active[rows[~usable]] = False
-        rows, score, info, complete = rows[usable], score[usable], info[usable], complete[usable]
+        rows, at = rows[usable], at.rows(usable)
+        score, info, complete = at.score, at.info, at.complete
         if rows.size == 0:
             break
         try:
@@ -337,12 +361,13 @@ def trust_region_limit(y, theta, model, sigma_floor):
         finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
         active[rows[~finite]] = False
         rows, step, gain, decrement = rows[finite], step[finite], gain[finite], decrement[finite]
-        complete = complete[finite]
+        complete, at = complete[finite], at.rows(finite)
         if rows.size == 0:
             break
         near = np.flatnonzero(decrement < CERTIFIED_DECREMENT)
         if near.size:
-            certified[rows[near]] = assess(y[rows[near]], theta[rows[near]], model).certified
+            measured = assess(y[rows[near]], theta[rows[near]], model, at.rows(near))
+            certified[rows[near]] = measured.certified
         moving = ~certified[rows]
         candidate = theta[rows] + _expand(step, model)
         ok = moving & _valid(candidate)

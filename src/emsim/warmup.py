@@ -34,8 +34,17 @@ def entry_points() -> list[tuple[object, tuple]]:
         engine.MODEL_CODES["full"],
         np.empty((1, n_est, n_est)),
         np.empty((1, n_est, n_est)),
+        np.empty((1, engine.N_STATS)),
     )
-    return [(engine.fit_rows, run), (engine.information_sums, sums)]
+    outer = (y, start.copy(), engine.MODEL_CODES["full"], np.empty((1, n_est, n_est)))
+    row = np.ones((1, n_est))
+    shifts = (row, row.copy(), np.ones(1), np.zeros(1), np.ones(1), 60)
+    return [
+        (engine.fit_rows, run),
+        (engine.information_sums, sums),
+        (engine.score_outer_sums, outer),
+        (engine.trust_region_shifts, shifts),
+    ]
 
 
 def compiled_entry_points() -> list[object]:
