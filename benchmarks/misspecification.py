@@ -1,5 +1,6 @@
 """Coverage of the sandwich and observed-information intervals under misspecified components
-(issue 21): t(df) components, mu (0, 4), sigma 1, pi 0.8, a model (default full), EM started
+(issue 21): t(df) components (or `--family skew_normal --alpha A`, `--family contaminated
+--epsilon E --scale S`), mu (0, 4), sigma 1, pi 0.8, a model (default full), EM started
 at the data-generating values, `--replicates` data sets at each n. The fits become fit rows
 and go through the study's own `emsim.study.measures.performance`, so the table printed is the
 performance table's coverage per SE type with its MCSE, against the estimand: the pseudo-true
@@ -7,8 +8,11 @@ value population EM reaches from the data-generating values (docs/design.md sect
 estimands table is printed first, with the highest fixed point found beside it: at mu (0, 4)
 under t(5) they differ, and coverage against the highest one would be 0.6-30%.
 
-    python benchmarks/misspecification.py [--replicates 1000] [--n 2000 5000] [--df 5]
-        [--mu2 4] [--model full] [--seed 21] [--out fits.parquet]
+    python benchmarks/misspecification.py [--replicates 1000] [--n 2000 5000] [--family t]
+        [--df 5] [--alpha 4] [--epsilon 0.05] [--scale 5] [--mu2 4] [--model full]
+        [--seed 21] [--out fits.parquet]
+
+`--seed` keys the replicates' generator (with n): a second seed is an independent set.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from emsim.study.measures import SE_TYPES, estimands, performance, se_column
 
 
 def fit_rows(n: int, replicates: int, family, mu2: float, model: str, seed: int) -> pd.DataFrame:
-    """`replicates` t-component data sets of n points, fitted from the truth, as fit rows."""
+    """`replicates` data sets of n points with `family` components, fitted from the truth, as
+    fit rows."""
     truth = {"pi": 0.8, "mu1": 0.0, "mu2": mu2, "sigma1": 1.0, "sigma2": 1.0}
     rng = np.random.default_rng([seed, n])
     Y = np.stack(
@@ -72,13 +77,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=1000)
     parser.add_argument("--n", type=int, nargs="+", default=[2000, 5000])
-    parser.add_argument("--df", type=float, default=5.0)
+    parser.add_argument("--family", default="t", choices=["t", "skew_normal", "contaminated"])
+    parser.add_argument("--df", type=float, default=5.0, help="the t's degrees of freedom")
+    parser.add_argument("--alpha", type=float, default=4.0, help="skew_normal's shape")
+    parser.add_argument("--epsilon", type=float, default=0.05, help="contaminated's share")
+    parser.add_argument("--scale", type=float, default=5.0, help="contaminated's sd factor")
     parser.add_argument("--mu2", type=float, default=4.0)
     parser.add_argument("--model", default="full", choices=list(MODELS))
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--out", help="also write the fit rows here (Parquet)")
     args = parser.parse_args()
-    family = {"name": "t", "df": args.df}
+    shape = {"t": ("df",), "skew_normal": ("alpha",), "contaminated": ("epsilon", "scale")}
+    family = {"name": args.family, **{k: getattr(args, k) for k in shape[args.family]}}
     began = time.perf_counter()
     fits = pd.concat(
         [fit_rows(n, args.replicates, family, args.mu2, args.model, args.seed) for n in args.n],

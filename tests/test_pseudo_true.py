@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 import emsim
+import emsim.pseudo_true
 from emsim.study.config import load_study
 from emsim.study.fitjob import fit_chunk
 from emsim.study.summary import cell_table, summarise_cell
@@ -21,6 +23,8 @@ integrate = pytest.importorskip("scipy.integrate")
 special = pytest.importorskip("scipy.special")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The module, not the function `emsim.pseudo_true` that shadows it on the package.
+pseudo_true_module = sys.modules["emsim.pseudo_true"]
 FAMILIES = {
     "t5": {"name": "t", "df": 5},
     "skew4": {"name": "skew_normal", "alpha": 4},
@@ -166,6 +170,29 @@ def test_t5_far_apart_estimand_is_the_local_fixed_point_not_the_global_one() -> 
     }
     assert loglik["global"] > loglik["local"] + 0.01, loglik
     assert emsim.pseudo_true("full", FAMILIES["t5"], mu, SIGMA, PI, which="local") == local
+
+
+def test_a_spread_start_merging_into_one_normal_is_dropped_not_followed() -> None:
+    # equal_var under t(4) at mu (0, 4): the pi = 0.2 spread start crawls towards one normal
+    # (g's mean and sd), which fits g worse than the local fixed point, so it is dropped once
+    # merged instead of followed for 20,000 iterations.
+    family = {"name": "t", "df": 4}
+    nodes, weights = pseudo_true_module.true_distribution(family, (0.0, 4.0), SIGMA, PI)
+    local = emsim.pseudo_true("equal_var", family, (0.0, 4.0), SIGMA, PI)
+    one_normal = pseudo_true_module._one_normal_loglik(nodes, weights)
+    local_loglik = pseudo_true_module.expected_loglik(nodes, weights, list(local.values()))
+    assert one_normal < local_loglik - 0.05
+    start = pseudo_true_module._spread_starts(nodes, weights)[0]
+    with pytest.raises(RuntimeError, match="merging into one normal"):
+        pseudo_true_module.population_em(nodes, weights, "equal_var", start, 20_000, True)
+    params = np.array(start)
+    params[3:] = math.sqrt(0.5 * (start[3] ** 2 + start[4] ** 2))
+    for _ in range(pseudo_true_module.MERGE_CHECK_FROM):
+        params = pseudo_true_module._em_map(nodes, weights, params, "equal_var")
+    assert abs(params[1] - params[2]) < 0.01 * params[3]
+    # Merged, the path is below even one normal, creeping up towards it (EM ascends).
+    assert pseudo_true_module.expected_loglik(nodes, weights, params) <= one_normal
+    assert emsim.pseudo_true("equal_var", family, (0.0, 4.0), SIGMA, PI, which="global") == local
 
 
 def test_which_is_checked() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import emsim
+from emsim.information import observation_scores, sandwich_se
 
 KNOWN_PI_MODEL = {"mu1": 0.0, "mu2": 3.0, "sigma1": 1.0, "sigma2": 1.0}
 
@@ -99,3 +100,44 @@ def test_batch_rows_and_equal_var_layout() -> None:
     batch = emsim.fit_batch(Y, model="equal_var")
     np.testing.assert_array_equal(batch.se_sandwich["sigma1"], batch.se_sandwich["sigma2"])
     assert batch.row(1).se_sandwich["mu1"] == float(batch.se_sandwich["mu1"][1])
+
+
+def test_sandwich_is_taken_at_the_reported_estimate_where_centring_j_does_not_matter() -> None:
+    # t(5) components, the issue's coverage design: the SE a fit reports is H^-1 J H^-1 at the
+    # estimate it reports, and there the scores sum to ~0, so J of uncentred scores (the
+    # module's) and their covariance (centred) give the same SE.
+    y = emsim.simulate(
+        2000, (0.0, 4.0), 1.0, 0.8, np.random.default_rng(21), family={"name": "t", "df": 5}
+    )
+    fit = emsim.fit(
+        y, model="full", start={"pi": 0.8, "mu1": 0.0, "mu2": 4.0, "sigma1": 1.0, "sigma2": 1.0}
+    )
+    assert fit.status == "converged"
+    theta = np.array([[fit.params[p] for p in emsim.PARAMS]])
+    reported = np.array([fit.se_sandwich[p] for p in emsim.PARAMS])
+    np.testing.assert_array_equal(sandwich_se(y[None, :], theta, "full")[0], reported)
+    scores = observation_scores(y[None, :], theta, "full")[0]
+    root_j = np.sqrt((scores**2).sum(axis=0))
+    assert np.max(np.abs(scores.sum(axis=0)) / root_j) < 0.01
+    h_inverse = np.linalg.inv(_finite_difference_information(y, theta[0]))
+    centred = scores - scores.mean(axis=0)
+    for j in (scores.T @ scores, centred.T @ centred):
+        np.testing.assert_allclose(np.sqrt(np.diag(h_inverse @ j @ h_inverse)), reported, rtol=1e-4)
+
+
+def _finite_difference_information(y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """-Hessian of the full model's log-likelihood by central differences of its gradient."""
+    h, k = 1e-5, len(theta)
+    steps = np.eye(k) * h
+
+    def gradient(t: np.ndarray) -> np.ndarray:
+        return np.array(
+            [
+                (_point_logliks(y, t + d, "full") - _point_logliks(y, t - d, "full")).sum()
+                / (2 * h)
+                for d in steps
+            ]
+        )
+
+    hessian = np.stack([(gradient(theta + d) - gradient(theta - d)) / (2 * h) for d in steps])
+    return -0.5 * (hessian + hessian.T)
