@@ -53,12 +53,15 @@ def within_scale(y: np.ndarray) -> np.ndarray:
     Whatever the mixture, one half lies mostly within one component, so its spread is of a
     component's order, not of the distance between the components.
     """
-    ordered = np.sort(np.atleast_2d(y), axis=1)
-    half = ordered.shape[1] // 2
+    y = np.atleast_2d(y)
+    half = y.shape[1] // 2
+    # A partition at the median splits the data into the same halves as a sort at a third of
+    # its cost (this runs for every batch of fits).
+    ordered = np.partition(y, half - 1, axis=1) if half else y
     spreads = np.stack([ordered[:, :half].std(axis=1), ordered[:, half:].std(axis=1)])
     spreads[spreads == 0] = np.inf
     smaller = spreads.min(axis=0)
-    return np.where(np.isfinite(smaller), smaller, ordered.std(axis=1))
+    return np.where(np.isfinite(smaller), smaller, y.std(axis=1))
 
 
 def choose(y: np.ndarray) -> WorkingScale:
