@@ -195,6 +195,50 @@ def test_a_spread_start_merging_into_one_normal_is_dropped_not_followed() -> Non
     assert emsim.pseudo_true("equal_var", family, (0.0, 4.0), SIGMA, PI, which="global") == local
 
 
+def test_a_cell_whose_population_em_merges_has_no_estimand_and_no_crash() -> None:
+    # equal_var under contamination at mu (0, 2), pi 0.5: from the data-generating values the
+    # population EM map merges the two components into one normal (its path never settles at
+    # 1e-12; it crawled 10^6 iterations and raised, failing a study's summary). The estimand
+    # is then missing (NaN), found in seconds; the public function says why.
+    family = {"name": "contaminated", "epsilon": 0.05, "scale": 5.0}
+    nodes, weights = pseudo_true_module.true_distribution(family, (0.0, 2.0), (1.0, 1.0), 0.5)
+    start = np.array([0.5, 0.0, 2.0, 1.0, 1.0])
+    params = start
+    for _ in range(3000):
+        params = pseudo_true_module._em_map(nodes, weights, params, "equal_var")
+    assert abs(params[1] - params[2]) < 0.05 * params[3]  # heading for one normal
+    local, best = pseudo_true_module.fixed_points("equal_var", family, (0.0, 2.0), 1.0, 0.5)
+    assert all(math.isnan(v) for v in local.values())
+    assert all(math.isfinite(v) for v in best.values())
+    with pytest.raises(RuntimeError, match="merging into one normal"):
+        emsim.pseudo_true("equal_var", family, (0.0, 2.0), 1.0, 0.5)
+
+
+def test_a_summary_of_a_cell_without_an_estimand_reports_it_missing(tmp_path: Path) -> None:
+    with open(ROOT / "config.yaml") as f:
+        cfg = yaml.safe_load(f)
+    family = {"name": "contaminated", "epsilon": 0.05, "scale": 5.0}
+    cfg.update(
+        grid={"n": [200], "mu": [[0, 2]], "sigma": [1], "pi": [0.5], "family": [family]},
+        scenarios=[],
+        starts=[{"name": "truth", "strategy": "truth"}],
+        methods=["em"],
+        em=dict(cfg["em"], stopping=["abs"]),
+        replicates=4,
+        chunk_size=4,
+    )
+    study = load_study(cfg)
+    (cell,) = study.cells
+    out = tmp_path / "fits.parquet"
+    fit_chunk(study.fit_task(cell.cell_id, 0), out, tmp_path / "traces.parquet")
+    summary = summarise_cell(cell_table([out]), oracle_starts=("truth",))
+    est = summary.estimands.set_index(["model", "parameter"])
+    assert est.loc["equal_var", "pseudo_true"].isna().all()
+    assert est.loc["full", "pseudo_true"].notna().all()
+    bias = summary.performance.set_index(["model", "parameter"])["bias"]
+    assert bias.loc["equal_var"].isna().all() and bias.loc["full"].notna().all()
+
+
 def test_which_is_checked() -> None:
     with pytest.raises(ValueError, match="which must be one of local, global, got 'best'"):
         emsim.pseudo_true("full", "normal", (0, 2), 1, 0.8, which="best")

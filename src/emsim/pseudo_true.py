@@ -251,7 +251,7 @@ def _local_fixed_point(model, family, mu, sigma, pi):
     s1, s2 = (sigma, sigma) if np.ndim(sigma) == 0 else sigma
     dgm = np.array([pi, mu[0], mu[1], s1, s2], dtype=np.float64)
     nodes, weights = true_distribution(family, mu, (s1, s2), pi)
-    local, _ = population_em(nodes, weights, model, dgm)
+    local, _ = population_em(nodes, weights, model, dgm, stop_merged=True)
     return nodes, weights, local
 
 
@@ -266,11 +266,19 @@ def fixed_points(
     {parameter: value} over `emsim.PARAMS`: population EM's fixed point from the data-generating
     values, and the one of highest expected log-likelihood among it and the spread starts' (the
     local one itself unless another is higher by more than 1e-10: then the two are equal)."""
-    nodes, weights, local = _local_fixed_point(model, family, mu, sigma, pi)
+    try:
+        nodes, weights, local = _local_fixed_point(model, family, mu, sigma, pi)
+        best_loglik = expected_loglik(nodes, weights, local)
+    except RuntimeError:
+        # No estimand: from the data-generating values population EM merges the components
+        # into one normal (pi then means nothing) or reaches a boundary.
+        s1, s2 = (sigma, sigma) if np.ndim(sigma) == 0 else sigma
+        nodes, weights = true_distribution(family, mu, (s1, s2), pi)
+        local, best_loglik = np.full(len(PARAMS), np.nan), -math.inf
     best = local
     if model != "pi":
-        best_loglik = expected_loglik(nodes, weights, local)
         stop_merged = _one_normal_loglik(nodes, weights) < best_loglik - LOGLIK_MARGIN
+        stop_merged |= not np.isfinite(local).all()
         for start in _spread_starts(nodes, weights):
             try:
                 found, _ = population_em(
