@@ -129,9 +129,27 @@ def test_a_running_job_and_the_eta_of_what_is_left(capsys, copied):
     assert report["running"] is True
     cell = next(c for c in report["cells"] if c["cell_id"] == cell_id)
     assert cell["running"] == [1] and cell["failed"] == []
-    meta = pq.read_schema(kept).metadata
-    per_replicate = float(meta[b"job_elapsed_s"]) / 3
-    # One job runs: it finishes the rest alone.
+    # The chunk costs as many CPU seconds as its cell's other chunk took (3 replicates each)
+    # at the slowdown, wall over CPU seconds, of the run's (at most 4) latest chunks; one job
+    # runs (one chunk is left, of the log's 2 cores): it finishes the rest alone.
+    footers = [
+        {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
+        for path in chunk_files(copied)
+    ]
+
+    def ended(m):
+        return dt.datetime.fromisoformat(m["job_started"]).timestamp() + float(m["job_elapsed_s"])
+
+    footers.sort(key=ended)
+    walls = [float(m["job_elapsed_s"]) for m in footers]
+    cpus = [
+        w - float(m["em_elapsed_s"]) + float(m["em_cpu_s"])
+        for w, m in zip(walls, footers, strict=True)
+    ]
+    slowdown = sum(walls[-4:]) / sum(cpus[-4:])
+    meta = {k.decode(): v.decode() for k, v in pq.read_schema(kept).metadata.items()}
+    kept_cpu = float(meta["job_elapsed_s"]) - float(meta["em_elapsed_s"]) + float(meta["em_cpu_s"])
+    per_replicate = slowdown * kept_cpu / 3
     assert report["eta_fits_s"] == pytest.approx(3 * per_replicate, rel=1e-9)
     assert report["rate_fits_per_s"] > 0
     text = status(capsys, copied)

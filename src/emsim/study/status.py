@@ -11,18 +11,22 @@ progress is not slowed: nothing is locked, written or fitted.
 The recorded config was validated when the run started, so it is parsed without validating it
 again (`config.parse_validated`): that saved about a quarter of the command's time.
 
-The ETA is of the fit jobs (the summary, figures and report after them take seconds to a
-minute). Remaining work is costed per cell: the job seconds per replicate its finished chunks
-took, or, for a cell with none yet, the cost model of `status_cost` fitted to all finished
-chunks, which knows a cell's n and its separation (as the E-steps its population rate asks
-for: overlapping cells take many more), so that a run whose first chunks are cheap, or dear,
-does not cost the rest like them. A running job has done as many seconds as it has run (its
-start: Snakemake's log, or its marker in `.snakemake/incomplete`, which Snakemake dates at the
-job's start whatever its console shows); one that has run beyond its cost needs, on average,
-as long again, and so do its cell's other chunks when no chunk of the cell has finished. What
-is left is divided by the fit jobs running now (as many as the run's cores or cluster slots
-allow), or, where none shows, by the concurrency this run achieved: the job seconds of the
-chunks it finished over the wall time since it started.
+The study's ETA (`eta_s`) is the fit jobs' (`eta_fits_s`) and the steps after the last fit
+(`after_fits_seconds`: the summary, figures and report, as long as Snakemake's records say they
+took last time, else a tenth of the fits' time). Remaining work is costed per cell: the CPU
+seconds per replicate its finished chunks took, or, for a cell with none yet, the cost model of
+`status_cost` fitted to all finished chunks, which knows a cell's n and its separation (as the
+E-steps its population rate asks for: overlapping cells take many more), so that a run whose
+first chunks are cheap, or dear, does not cost the rest like them; CPU seconds become wall
+seconds at the slowdown (wall over CPU) of the run's latest chunks, so that a share of the cores
+taken by other work, or given back, counts as it is now. A running job has done as many seconds
+as it has run (its start: Snakemake's log, or its marker in `.snakemake/incomplete`, which
+Snakemake dates at the job's start whatever its console shows); one that has run beyond its cost
+needs, on average, as long again, and so do its cell's other chunks when no chunk of the cell
+has finished. What is left is divided by the jobs the run may run at once (its log's "Provided
+cores", or nodes of a cluster executor; fewer if fewer chunks are left), or, where the log does
+not say, by the fit jobs running now, or by the concurrency this run achieved: the job seconds
+of the chunks it finished over the wall time since it started.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
+import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from emsim.study.schema import (
+    FOOTER_EM_CPU_S,
     FOOTER_EM_ELAPSED_S,
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
@@ -56,6 +62,7 @@ _JOB = re.compile(
 )
 _FINISHED = re.compile(r"^Finished jobid: (\d+)", re.M)
 _FAILED = re.compile(r"^Error in rule fit:\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)", re.M)
+_SLOTS = re.compile(r"^Provided (?:cores|remote nodes|cluster nodes): (\d+)", re.M)
 _LOG_NAME = re.compile(r"^(\d{4}-\d\d-\d\dT\d{6}\.\d+)\.snakemake\.log$")
 # Snakemake marks each output of a job it started, until the job ends, with a file in
 # .snakemake/incomplete named after the output's path (base64): the marker's time is the job's
@@ -111,6 +118,16 @@ class _Chunk:
     n: int = 0
     # The cell's separation as E-steps (status_cost.separation_steps).
     steps: float = 1.0
+    # The CPU seconds of the job's thread inside EM (None in files written before they were).
+    em_cpu_seconds: float | None = None
+
+    def on_the_cpu(self) -> _Chunk:
+        """The chunk with its seconds inside EM counted as CPU seconds, which other work on
+        the machine does not stretch (the seconds outside EM are few: kept as they are)."""
+        if self.em_cpu_seconds is None:
+            return self
+        job = self.job_seconds - self.em_seconds + self.em_cpu_seconds
+        return replace(self, job_seconds=job, em_seconds=self.em_cpu_seconds)
 
 
 def _finished_chunks(root: Path, study) -> list[_Chunk]:
@@ -137,6 +154,7 @@ def _finished_chunks(root: Path, study) -> list[_Chunk]:
                     float(meta.get(FOOTER_EM_ELAPSED_S, job_seconds)),
                     study.cell(cell_id).n,
                     steps[cell_id],
+                    float(meta[FOOTER_EM_CPU_S]) if FOOTER_EM_CPU_S in meta else None,
                 )
             )
         except (OSError, KeyError, ValueError):  # written now, or damaged: the next run redoes it
@@ -241,6 +259,17 @@ def _running_markers(checkout: Path) -> dict[tuple[str, int], _dt.datetime]:
     return found
 
 
+def _log_slots(log: Path | None) -> int | None:
+    """The jobs the run may run at once, as its log's header gives them (local cores, or
+    the nodes of a cluster executor)."""
+    try:
+        head = log.read_text(errors="replace")[:4000] if log else ""
+    except OSError:
+        return None
+    match = _SLOTS.search(head)
+    return int(match.group(1)) if match else None
+
+
 def _log_started(log: Path | None) -> _dt.datetime | None:
     match = _LOG_NAME.match(log.name) if log else None
     if not match:
@@ -249,26 +278,44 @@ def _log_started(log: Path | None) -> _dt.datetime | None:
     return _dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H%M%S.%f").astimezone()
 
 
-def _eta(study, cells, chunks, run_start, now, running_since) -> tuple[float | None, float | None]:
+def _eta(
+    study, cells, chunks, run_start, now, running_since, slots=None
+) -> tuple[float | None, float | None]:
     """(fits per second this run, seconds of fit jobs still to run): see the module's note."""
     running = sum(len(cell.running) for cell in cells)
     this_run = [c for c in chunks if run_start and c.started and c.started >= run_start]
     if run_start is None or not this_run:
         return None, None
     wall = (now - run_start).total_seconds()
-    # The jobs running now, as many as the run's cores allow, finish the rest; without them
-    # in the log (another executor), the run's concurrency so far.
-    done_rate = sum(c.job_seconds for c in this_run) / max(wall, 1e-9)
-    concurrency = float(running) if running else max(1.0, done_rate)
     per = study.fits_per_replicate
+    # As many jobs as the run's cores (or cluster slots) allow finish the rest, or as many
+    # chunks as are left if fewer: not the fit jobs running at this moment, one of which
+    # may be giving its core to a cell's summary. Where the log does not say, the jobs
+    # running now, else the run's concurrency so far.
+    done_rate = sum(c.job_seconds for c in this_run) / max(wall, 1e-9)
+    chunks_left = sum(
+        math.ceil((cell.fits_planned - cell.fits_done) / per / study.chunk_size) for cell in cells
+    )
+    if slots:
+        concurrency = float(max(1, min(slots, chunks_left)))
+    else:
+        concurrency = float(running) if running else max(1.0, done_rate)
     rate = sum(c.replicates for c in this_run) * per / max(wall, 1e-9)
-    model = fit_cost_model(chunks)
+    # Costs in CPU seconds, turned into wall seconds at the slowdown (wall over CPU) of the
+    # run's latest chunks: a chunk measured while other work shared the cores does not cost
+    # the rest as if it still did, nor the other way round.
+    on_cpu = [c.on_the_cpu() for c in chunks]
+    slowdown = _slowdown(this_run)
+    model = fit_cost_model(on_cpu)
     steps = cell_steps(study)
+    cpu_of_cell: dict[str, float] = {}
+    for c in on_cpu:
+        cpu_of_cell[c.cell_id] = cpu_of_cell.get(c.cell_id, 0.0) + c.job_seconds
     remaining = 0.0
     for cell in cells:
         done = cell.fits_done / per
         predicted = model.replicate_seconds(cell.n, steps[cell.cell_id])
-        cost = cell.job_seconds / done if done else predicted
+        cost = slowdown * (cpu_of_cell[cell.cell_id] / done if done else predicted)
         ran = {
             chunk: max((now - running_since[(cell.cell_id, chunk)]).total_seconds(), 0.0)
             for chunk in cell.running
@@ -281,6 +328,18 @@ def _eta(study, cells, chunks, run_start, now, running_since) -> tuple[float | N
             measured=bool(done),
         )
     return rate, remaining / concurrency
+
+
+# The latest finished chunks whose wall over CPU seconds is the slowdown to come.
+RECENT_CHUNKS = 4
+
+
+def _slowdown(this_run: list[_Chunk]) -> float:
+    """Wall over CPU seconds of the run's `RECENT_CHUNKS` latest finished chunks."""
+    latest = sorted(this_run, key=lambda c: c.started + _dt.timedelta(seconds=c.job_seconds))
+    latest = latest[-RECENT_CHUNKS:]
+    cpu = sum(c.on_the_cpu().job_seconds for c in latest)
+    return sum(c.job_seconds for c in latest) / cpu if cpu > 0 else 1.0
 
 
 def _cell_seconds_left(
@@ -348,7 +407,9 @@ def _assemble(study, cells, chunks, snakemake, now=None) -> StudyStatus:
     done = sum(c.fits_done for c in cells)
     total = sum(c.fits_planned for c in cells)
     rate, eta_fits = (
-        _eta(study, cells, chunks, run_start, now, running_since) if running else (None, None)
+        _eta(study, cells, chunks, run_start, now, running_since, _log_slots(log))
+        if running
+        else (None, None)
     )
     eta = None
     if done >= total:
