@@ -13,8 +13,11 @@ DIR/eta_polls.jsonl and the status text at 10% in DIR/status_at_10pct.txt).
 
 `replay DIR` recomputes those ETAs on a kept study with the checkout's code now: the state at
 each moment is rebuilt from the study's files (the fit files that had finished, Snakemake's log
-cut there, a lock held) and `read_status` is asked as of then. It needs no new run, so a cost
-model can be compared with another on the same timeline.
+cut there, markers of the jobs running then, a lock held) and `read_status` is asked as of
+then. It needs no new run, so a cost model can be compared with another on the same timeline.
+It also prints the cost model's own error, in CPU seconds (`cost_model_cpu`): on a shared
+machine the wall-clock ETA is mostly as right as the guess that the share of the cores other
+work takes stays as it is now.
 
     python benchmarks/eta_accuracy.py run [--cores 2] [--interval 5] [--keep DIR]
     python benchmarks/eta_accuracy.py replay DIR
@@ -26,6 +29,7 @@ import argparse
 import base64
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -179,6 +183,49 @@ def state_at(study: Path, when: float, into: Path) -> Path:
     return results
 
 
+def cost_model_errors(study: Path) -> list[dict]:
+    """The cost model alone, other work on the machine aside: at each share of the fit jobs
+    finished (in the order they ended), the CPU seconds the remaining chunks were costed at
+    (their cell's finished chunks per replicate, else the model fitted to the finished ones)
+    against the CPU seconds they took."""
+    from emsim.study.status import _finished_chunks, _study_of, cell_steps, fit_cost_model
+
+    root = study / "results"
+    plan = _study_of(root, study)
+    steps = cell_steps(plan)
+    chunks = sorted(
+        _finished_chunks(root, plan), key=lambda c: c.started.timestamp() + c.job_seconds
+    )
+    rows = []
+    for share in SHARES:
+        k = math.ceil(share * len(chunks))
+        done = [c.on_the_cpu() for c in chunks[:k]]
+        model = fit_cost_model(done)
+        per_cell: dict[str, list[float]] = {}
+        for c in done:
+            seconds, replicates = per_cell.get(c.cell_id, (0.0, 0))
+            per_cell[c.cell_id] = [seconds + c.job_seconds, replicates + c.replicates]
+        predicted = sum(
+            c.replicates
+            * (
+                per_cell[c.cell_id][0] / per_cell[c.cell_id][1]
+                if c.cell_id in per_cell
+                else model.replicate_seconds(c.n, steps[c.cell_id])
+            )
+            for c in chunks[k:]
+        )
+        real = sum(c.on_the_cpu().job_seconds for c in chunks[k:])
+        rows.append(
+            {
+                "share": share,
+                "cpu_s_left_predicted": round(predicted, 1),
+                "cpu_s_left": round(real, 1),
+                "error": round(predicted / real - 1, 3),
+            }
+        )
+    return rows
+
+
 def bench_replay(args: argparse.Namespace, tmp: Path) -> dict:
     from emsim.study.status import read_status
 
@@ -194,7 +241,10 @@ def bench_replay(args: argparse.Namespace, tmp: Path) -> dict:
         replayed.append({**p, "eta_s": status.eta_s, "done": status.fits_done})
         if status.fits_done >= SHARES[-1] * status.fits_total and status.eta_s is not None:
             break
-    return {"eta": errors(replayed, fits_end, run_end)}
+    return {
+        "eta": errors(replayed, fits_end, run_end),
+        "cost_model_cpu": cost_model_errors(study),
+    }
 
 
 def main() -> None:
