@@ -9,16 +9,19 @@ Skipped when chromium is missing, except in CI (CI=true), where .ci/run installs
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from test_report_navigation import build_report
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CHROMIUM = next(
     (
         p
@@ -149,3 +152,48 @@ def test_cell_link_lands_on_its_drilldown(probed):
     assert probed["target_matches"]
     # Scrolled to it: its top at the top of the window (not where the table was).
     assert probed["target_top"] is not None and abs(probed["target_top"]) < 5
+
+
+def test_page_load_time_is_measured(probed, tmp_path, capsys):
+    """The page's own load time (navigation timing: from the start of navigation to its load
+    event, without the browser's start-up) and its size, printed: a number to watch (the
+    default study's report should open in under 3 s), not asserted, as timing on shared
+    machines is noise. Measured without the virtual time the probe runs under, by
+    benchmarks/report_load.py's code."""
+    spec = importlib.util.spec_from_file_location("report_load", BENCHMARKS / "report_load.py")
+    report_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report_load)
+    page = tmp_path / "report.html"
+    page.write_text(probed["report"]["html"], encoding="utf-8")
+    measured = report_load.measure(page, repeats=1)
+    assert measured["page_load_s"] > 0 and measured["page_dom_s"] <= measured["page_load_s"]
+    with capsys.disabled():
+        print(
+            f"\nreport page load {measured['page_load_s']:.3f} s (DOM ready "
+            f"{measured['page_dom_s']:.3f} s; browser run {measured['browser_wall_s']:.2f} s, "
+            f"empty page {measured['blank_page_wall_s']:.2f} s), {measured['size_mb']} MB"
+        )
+
+
+def test_an_embedded_image_gets_its_own_size(tmp_path):
+    """The figures load lazily and hold their place meanwhile: each <img> carries the width
+    and height read from its PNG's header, here those matplotlib drew (3 x 2 in at 50 dpi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emsim.study.report_html import embed_png, png_size, render
+
+    figure = plt.figure(figsize=(3, 2), dpi=50)
+    figure.savefig(tmp_path / "f.png", dpi=50)
+    plt.close(figure)
+    src = embed_png(tmp_path / "f.png")
+    assert png_size(src) == (150, 100)
+    assert png_size("data:image/jpeg;base64,/9j/4AAQ") is None
+    page = render(
+        "sections/figures.html.j2",
+        figures=[{"name": "f", "src": src, "number": 1, "caption": "c", "rows": []}],
+        extra=[],
+    )
+    assert re.search(r'<img [^>]*width="150" height="100" loading="lazy"', page)

@@ -129,16 +129,90 @@ def test_a_running_job_and_the_eta_of_what_is_left(capsys, copied):
     assert report["running"] is True
     cell = next(c for c in report["cells"] if c["cell_id"] == cell_id)
     assert cell["running"] == [1] and cell["failed"] == []
-    meta = pq.read_schema(kept).metadata
-    per_replicate = float(meta[b"job_elapsed_s"]) / 3
-    # One job runs: it finishes the rest alone.
-    assert report["eta_s"] == pytest.approx(3 * per_replicate, rel=1e-9)
+    # The chunk costs as many CPU seconds as its cell's other chunk took (3 replicates each)
+    # at the slowdown, wall over CPU seconds, of the run's (at most 4) latest chunks; one job
+    # runs (one chunk is left, of the log's 2 cores): it finishes the rest alone.
+    footers = [
+        {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
+        for path in chunk_files(copied)
+    ]
+
+    def ended(m):
+        return dt.datetime.fromisoformat(m["job_started"]).timestamp() + float(m["job_elapsed_s"])
+
+    footers.sort(key=ended)
+    walls = [float(m["job_elapsed_s"]) for m in footers]
+    cpus = [
+        w - float(m["em_elapsed_s"]) + float(m["em_cpu_s"])
+        for w, m in zip(walls, footers, strict=True)
+    ]
+    slowdown = sum(walls[-4:]) / sum(cpus[-4:])
+    meta = {k.decode(): v.decode() for k, v in pq.read_schema(kept).metadata.items()}
+    kept_cpu = float(meta["job_elapsed_s"]) - float(meta["em_elapsed_s"]) + float(meta["em_cpu_s"])
+    per_replicate = slowdown * kept_cpu / 3
+    assert report["eta_fits_s"] == pytest.approx(3 * per_replicate, rel=1e-9)
     assert report["rate_fits_per_s"] > 0
     text = status(capsys, copied)
     assert re.search(rf"{cell_id}\s+0\s+108\s+216\s+216\s+#1\s+-", text), text
     _stamp_job_start(copied, jobid, dt.datetime.now() - dt.timedelta(seconds=600))
-    assert 3 * per_replicate < 1
-    assert status(capsys, copied, "--json")["eta_s"] == pytest.approx(600, abs=5)
+    assert 3 * per_replicate < 600  # it has run beyond its cost
+    assert status(capsys, copied, "--json")["eta_fits_s"] == pytest.approx(600, abs=5)
+
+
+def _running_without_a_log_of_jobs(copied):
+    """The copy mid-run as the default (quiet) profile leaves it: one chunk missing, its job
+    in the making (Snakemake's marker of its output, dated 30 s ago), a lock held, and a log
+    of this run that names no job. Returns the cell."""
+    import base64
+    import datetime as dt
+    import os
+    import time
+
+    gone = chunk_files(copied)[1]
+    cell_id = gone.parent.name.removeprefix("cell=")
+    gone.unlink()
+    snake = copied / ".snakemake"
+    for log in (snake / "log").glob("*.snakemake.log"):
+        log.unlink()
+    started = dt.datetime.now() - dt.timedelta(seconds=120)
+    (snake / "log" / f"{started.strftime('%Y-%m-%dT%H%M%S.%f')}.snakemake.log").write_text("")
+    (snake / "locks").mkdir(exist_ok=True)
+    (snake / "locks" / "0.input.lock").write_text("")
+    (snake / "incomplete").mkdir(exist_ok=True)
+    output = str(gone.relative_to(copied)).encode()
+    marker = snake / "incomplete" / base64.urlsafe_b64encode(output).decode()
+    marker.write_text('{"external_jobid": null}')
+    os.utime(marker, (time.time() - 30, time.time() - 30))
+    return cell_id
+
+
+def test_a_job_the_log_does_not_name_is_found_by_its_marker(capsys, copied):
+    cell_id = _running_without_a_log_of_jobs(copied)
+    report = status(capsys, copied, "--json")
+    cell = next(c for c in report["cells"] if c["cell_id"] == cell_id)
+    assert report["running"] is True and cell["running"] == [1]
+
+
+def test_the_study_eta_adds_the_steps_after_the_fits(capsys, copied):
+    """Where Snakemake has records of the summary, figures and report, they take as long
+    again; without, AFTER_FITS_SHARE of the fit jobs' wall time (elapsed and to come)."""
+    import base64
+    import json as json_
+
+    from emsim.study.status import AFTER_FITS_SHARE, after_fits_seconds
+
+    metadata = copied / ".snakemake" / "metadata"
+    shutil.rmtree(metadata, ignore_errors=True)
+    assert after_fits_seconds(copied, 200.0) == pytest.approx(AFTER_FITS_SHARE * 200.0)
+    metadata.mkdir()
+    spans = {"summary": 12.5, "figures": 20.0, "report": 3.25, "fit": 99.0}
+    for rule, seconds in spans.items():
+        output = f"results/{rule}/x.parquet" if rule != "fit" else "results/fits/x.parquet"
+        name = base64.urlsafe_b64encode(output.encode()).decode()
+        entry = {"rule": rule, "starttime": 1000.0, "endtime": 1000.0 + seconds}
+        (metadata / name).write_text(json_.dumps(entry))
+    # The fit's record is not of a step after the fits.
+    assert after_fits_seconds(copied, 200.0) == pytest.approx(12.5 + 20.0 + 3.25)
 
 
 def test_a_failed_job_is_named(capsys, copied):
@@ -174,49 +248,89 @@ def test_no_study_is_one_line(capsys, tmp_path):
 
 
 def _footers(costs):
-    """Finished chunks as their footers give them: (n, replicates, job seconds, EM seconds)."""
+    """Finished chunks as their footers give them, one cell each: (n, separation steps,
+    replicates, job seconds, EM seconds)."""
     from emsim.study.status import _Chunk
 
     return [
-        _Chunk(f"c{i}", 0, reps, seconds, None, em, n)
-        for i, (n, reps, seconds, em) in enumerate(costs)
+        _Chunk(f"c{i}", 0, reps, seconds, None, em, n, steps)
+        for i, (n, steps, reps, seconds, em) in enumerate(costs)
     ]
 
 
-def test_the_cost_model_recovers_a_fixed_cost_and_a_cost_per_point():
-    """Chunks whose job seconds are exactly reps x (a + b n): the fit gives a and b back, and
-    so costs a cell of an n no chunk had; a cost in proportion to n alone would not."""
+def test_the_cost_model_recovers_the_costs_of_n_and_of_separation():
+    """Chunks whose EM seconds are exactly reps x exp(a) n^g steps^b and whose other seconds
+    are reps x f: the fit gives f, a, g and b back, and so costs a cell whose n and separation
+    no finished cell had; a cost in proportion to n alone would not."""
+    import math
+
     from emsim.study.status import fit_cost_model
 
-    a, b = 0.05, 2e-5
-    sizes = [(5000, 20), (5000, 30), (1000, 20), (200, 10)]
-    model = fit_cost_model(_footers([(n, r, r * (a + b * n), r * b * n) for n, r in sizes]))
-    assert model.fixed == pytest.approx(a, rel=1e-9)
-    assert model.per_point == pytest.approx(b, rel=1e-9)
-    assert model.replicate_seconds(50) == pytest.approx(a + b * 50, rel=1e-9)
-    proportional = sum(r * (a + b * n) for n, r in sizes) / sum(r * n for n, r in sizes) * 50
-    assert proportional < 0.2 * model.replicate_seconds(50)
+    f, a, g, b = 0.004, -11.0, 0.8, 0.3
+    cells = [(5000, 1000.0, 20), (5000, 4.0, 30), (500, 245.0, 20), (50, 1000.0, 10)]
+    costs = []
+    for n, steps, reps in cells:
+        em = reps * math.exp(a) * n**g * steps**b
+        costs.append((n, steps, reps, em + reps * f, em))
+    model = fit_cost_model(_footers(costs))
+    assert model.fixed == pytest.approx(f, rel=1e-9)
+    assert (model.log_scale, model.n_power, model.steps_power) == pytest.approx((a, g, b))
+    expected = f + math.exp(a) * 50**g * 4.0**b
+    assert model.replicate_seconds(50, 4.0) == pytest.approx(expected, rel=1e-9)
+    seconds = sum(c[3] for c in costs)
+    proportional = seconds / sum(reps * n for n, _, reps in cells) * 50
+    assert proportional < 0.5 * expected
 
 
-def test_with_one_cell_size_the_seconds_outside_em_are_the_fixed_cost():
-    """One n gives no slope: the footer's EM seconds grow with n, the rest is fixed."""
+def test_what_the_finished_cells_do_not_identify_takes_its_prior():
+    """One cell: its seconds outside EM are the fixed cost, its EM seconds grow as n (prior
+    g = 1) and not with separation (b = 0)."""
     from emsim.study.status import fit_cost_model
+    from emsim.study.status_cost import N_POWER_PRIOR, STEPS_POWER_PRIOR
 
-    model = fit_cost_model(_footers([(5000, 20, 12.0, 10.0)]))
+    model = fit_cost_model(_footers([(5000, 245.0, 20, 12.0, 10.0)]))
+    assert (model.n_power, model.steps_power) == (N_POWER_PRIOR, STEPS_POWER_PRIOR) == (1, 0)
     assert model.fixed == pytest.approx(2.0 / 20, rel=1e-12)
-    assert model.per_point == pytest.approx(10.0 / 20 / 5000, rel=1e-12)
+    assert model.replicate_seconds(500, 4.0) == pytest.approx(0.1 + 10.0 / 20 / 10, rel=1e-12)
     assert fit_cost_model([]) is None
 
 
-def test_a_negative_intercept_or_slope_is_not_extrapolated():
+def test_an_exponent_a_few_cells_pull_out_of_range_takes_its_prior():
+    """Dearer small cells (their fits reach the cap of iterations) would give cost falling
+    with n: the n exponent is set to its prior 1, and the separation's is fitted alone."""
     from emsim.study.status import fit_cost_model
 
-    # Dearer small cells (a cap of iterations reached at small n): a flat cost, the mean.
-    flat = fit_cost_model(_footers([(100, 10, 10 * 0.3, 0.0), (1000, 10, 10 * 0.1, 0.0)]))
-    assert (flat.fixed, flat.per_point) == (pytest.approx(0.2), 0.0)
-    # A line through both points would cost a cell of n = 10 below 0: through the origin.
-    origin = fit_cost_model(_footers([(100, 10, 10 * 0.01, 0.0), (1000, 10, 10 * 0.5, 0.0)]))
-    assert origin.fixed == 0.0 and origin.replicate_seconds(10) > 0
+    cells = [(100, 10.0, 10, 3.0), (1000, 10.0, 10, 1.0), (1000, 100.0, 10, 2.0)]
+    model = fit_cost_model(_footers([(n, s, r, em, em) for n, s, r, em in cells]))
+    assert model.n_power == 1.0 and 0 <= model.steps_power <= 1
+    assert model.replicate_seconds(10, 10.0) > 0
+
+
+def test_the_separation_cost_is_emss_own_rate_at_the_truth():
+    """status_cost's quadrature rate equals the largest eigenvalue of I_complete^-1 I_missing
+    that emsim's engine computes (information.information, Louis' sums) on a large sample
+    drawn from the cell's mixture, at the data-generating values."""
+    import numpy as np
+
+    from emsim.information import information
+    from emsim.study.status_cost import population_rate, separation_steps
+
+    rng = np.random.default_rng(7)
+    for pi, mu2, sigma2 in [(0.5, 2.0, 1.0), (0.8, 3.0, 1.5), (0.95, 4.0, 1.0)]:
+        n = 400_000
+        first = rng.random(n) < pi
+        y = np.where(first, rng.normal(0.0, 1.0, n), rng.normal(mu2, sigma2, n))
+        params = np.array([[pi, 0.0, mu2, 1.0, sigma2]])
+        _, sample_rate, _ = information(y[None, :], params, "full")
+        assert population_rate(pi, 0.0, mu2, 1.0, sigma2) == pytest.approx(sample_rate[0], abs=0.01)
+
+    class Cell:
+        pi, mu1, mu2, sigma1, sigma2 = 0.8, 0.0, 1.0, 1.0, 1.0
+
+    # Separation 1: the population rate is 1 to within the cap's resolution.
+    assert separation_steps(Cell, 1000) == 1000.0
+    Cell.mu2 = 4.0
+    assert 1.0 < separation_steps(Cell, 1000) < 10.0
 
 
 def test_a_running_chunk_counts_what_it_has_done_and_what_it_shows():

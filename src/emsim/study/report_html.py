@@ -77,7 +77,7 @@ def esc(text: object) -> str:
 def _environment() -> jinja2.Environment:
     # Autoescaping escapes every value a section passes, so that Python never builds markup by
     # hand; StrictUndefined turns a misspelt name in a template into an error, not a blank.
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("emsim.study", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -85,6 +85,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    environment.filters["png_size"] = png_size
+    return environment
 
 
 def render(template: str, **context: object) -> Markup:
@@ -124,6 +126,23 @@ def html_table(
 def kv_table(pairs: Mapping[str, object]) -> Markup:
     frame = pd.DataFrame({"": list(pairs), "value": [str(v) for v in pairs.values()]})
     return html_table(frame, "kv")
+
+
+def png_size(src: str) -> tuple[int, int] | None:
+    """(width, height) of the PNG in a data URI (`embed_png`'s), from its header; None for
+    anything else. The page gives each image its size, so that an image not yet decoded (they
+    load lazily) holds its place and a link below it lands where it points."""
+    prefix = "data:image/png;base64,"
+    if not src.startswith(prefix):
+        return None
+    try:
+        # The 8-byte signature, then the IHDR chunk: length, type, width, height (big-endian).
+        header = base64.b64decode(src[len(prefix) : len(prefix) + 32])
+    except ValueError:
+        return None
+    if len(header) < 24 or header[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
 def embed_png(path: Path) -> str:

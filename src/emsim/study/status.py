@@ -5,35 +5,43 @@ a run has written it: the cells and the replicate plan),
 the footers of the finished fit files (their replicates and `job_elapsed_s`, a few KB each, never
 the rows), the gates of an adaptive study, and Snakemake's state in the checkout (a lock in
 `.snakemake/locks` while a Snakemake process holds the folder; its newest log, which names every
-job it started, finished or saw fail). A study in progress is not slowed: nothing is locked,
-written or fitted.
+job it started, finished or saw fail; its markers of the outputs jobs are making). A study in
+progress is not slowed: nothing is locked, written or fitted.
 
 The recorded config was validated when the run started, so it is parsed without validating it
 again (`config.parse_validated`): that saved about a quarter of the command's time.
 
-The ETA is of the fit jobs (the summary, figures and report after them take seconds to a
-minute). Remaining work is costed per cell: the job seconds per replicate its finished chunks
-took, or, for a cell with none yet, `fixed + per_point * n` fitted to all finished chunks
-(`fit_cost_model`: a fit's set-up, starting values and rows cost the same at any n, which a
-cost in proportion to n misses). A running job has done as many seconds as it has run (its
-start is in Snakemake's log); one that has run beyond its cost needs, on average, as long again,
-and so do its cell's other chunks when no chunk of the cell has finished. What is left is
-divided by the fit jobs running now (Snakemake's log names them; as many as the run's cores or
-cluster slots allow), or, where the log does not show them, by the concurrency this run
-achieved: the job seconds of the chunks it finished over the wall time since it started.
-The cost of a cell depends on more than n (overlapping components take many more iterations),
-so early in a run, before any chunk of a dear cell has finished, the ETA is low.
+The study's ETA (`eta_s`) is the fit jobs' (`eta_fits_s`) and the steps after the last fit
+(`after_fits_seconds`: the summary, figures and report, as long as Snakemake's records say they
+took last time, else a tenth of the fits' time). Remaining work is costed per cell: the CPU
+seconds per replicate its finished chunks took, or, for a cell with none yet, the cost model of
+`status_cost` fitted to all finished chunks, which knows a cell's n and its separation (as the
+E-steps its population rate asks for: overlapping cells take many more), so that a run whose
+first chunks are cheap, or dear, does not cost the rest like them; CPU seconds become wall
+seconds at the slowdown (wall over CPU) of the run's latest chunks, so that a share of the cores
+taken by other work, or given back, counts as it is now. A running job has done as many seconds
+as it has run (its start: Snakemake's log, or its marker in `.snakemake/incomplete`, which
+Snakemake dates at the job's start whatever its console shows); one that has run beyond its cost
+needs, on average, as long again, and so do its cell's other chunks when no chunk of the cell
+has finished. What is left is divided by the jobs the run may run at once (its log's "Provided
+cores", or nodes of a cluster executor; fewer if fewer chunks are left), or, where the log does
+not say, by the fit jobs running now, or by the concurrency this run achieved: the job seconds
+of the chunks it finished over the wall time since it started.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
+import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from emsim.study.schema import (
+    FOOTER_EM_CPU_S,
     FOOTER_EM_ELAPSED_S,
     FOOTER_JOB_ELAPSED_S,
     FOOTER_JOB_STARTED,
@@ -42,6 +50,7 @@ from emsim.study.schema import (
     hive_files,
     kind_folder,
 )
+from emsim.study.status_cost import CostModel, fit_cost_model, separation_steps
 
 __all__ = ["CellStatus", "CostModel", "StudyStatus", "fit_cost_model", "read_status", "render"]
 
@@ -53,7 +62,12 @@ _JOB = re.compile(
 )
 _FINISHED = re.compile(r"^Finished jobid: (\d+)", re.M)
 _FAILED = re.compile(r"^Error in rule fit:\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)", re.M)
+_SLOTS = re.compile(r"^Provided (?:cores|remote nodes|cluster nodes): (\d+)", re.M)
 _LOG_NAME = re.compile(r"^(\d{4}-\d\d-\d\dT\d{6}\.\d+)\.snakemake\.log$")
+# Snakemake marks each output of a job it started, until the job ends, with a file in
+# .snakemake/incomplete named after the output's path (base64): the marker's time is the job's
+# start, whatever the console shows (the default profile's quiet log names no job).
+_FIT_OUTPUT = re.compile(r"(?:^|/)fits/cell=([^/]+)/chunk=(\d+)\.parquet$")
 
 
 @dataclass
@@ -82,9 +96,11 @@ class StudyStatus:
     log: str | None
     run_elapsed_s: float | None
     rate_fits_per_s: float | None
+    # The study's: the fit jobs' (eta_fits_s) and the steps after the last fit.
     eta_s: float | None
     note: str
     cells: list[CellStatus]
+    eta_fits_s: float | None = None
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -100,6 +116,18 @@ class _Chunk:
     # The job's seconds inside EM (the rest: simulating, starting values, writing the rows).
     em_seconds: float
     n: int = 0
+    # The cell's separation as E-steps (status_cost.separation_steps).
+    steps: float = 1.0
+    # The CPU seconds of the job's thread inside EM (None in files written before they were).
+    em_cpu_seconds: float | None = None
+
+    def on_the_cpu(self) -> _Chunk:
+        """The chunk with its seconds inside EM counted as CPU seconds, which other work on
+        the machine does not stretch (the seconds outside EM are few: kept as they are)."""
+        if self.em_cpu_seconds is None:
+            return self
+        job = self.job_seconds - self.em_seconds + self.em_cpu_seconds
+        return replace(self, job_seconds=job, em_seconds=self.em_cpu_seconds)
 
 
 def _finished_chunks(root: Path, study) -> list[_Chunk]:
@@ -107,6 +135,7 @@ def _finished_chunks(root: Path, study) -> list[_Chunk]:
     from emsim.study.parquet_io import read_metadata
 
     chunks = []
+    steps = cell_steps(study)
     for path, cell_id, chunk in hive_files(Path(kind_folder("fits", str(root)))):
         if cell_id not in study.cell_ids or chunk >= study.n_chunks:
             continue
@@ -124,11 +153,18 @@ def _finished_chunks(root: Path, study) -> list[_Chunk]:
                     _dt.datetime.fromisoformat(started) if started else None,
                     float(meta.get(FOOTER_EM_ELAPSED_S, job_seconds)),
                     study.cell(cell_id).n,
+                    steps[cell_id],
+                    float(meta[FOOTER_EM_CPU_S]) if FOOTER_EM_CPU_S in meta else None,
                 )
             )
         except (OSError, KeyError, ValueError):  # written now, or damaged: the next run redoes it
             continue
     return chunks
+
+
+def cell_steps(study) -> dict[str, float]:
+    cap = int(study.config["em"]["max_iterations"])
+    return {cell.cell_id: separation_steps(cell, cap) for cell in study.cells}
 
 
 def _study_of(root: Path, checkout: Path):
@@ -169,30 +205,69 @@ def _current_round(root: Path, study, cell_id: str) -> int:
 
 
 def _snakemake_state(checkout: Path) -> tuple[bool, Path | None, dict, set[str], dict]:
-    """(a Snakemake process holds the folder, its newest log, the fit jobs that log started
-    and did not finish {(cell, chunk): jobid}, the jobids that failed, when each of those
-    jobs started {(cell, chunk): datetime})."""
+    """(a Snakemake process holds the folder, its newest log, the fit jobs started and not
+    finished {(cell, chunk): jobid}, the jobids that failed, when each of those jobs started
+    {(cell, chunk): datetime}). Jobs are read from the log and, while a process holds the
+    folder, from its markers of outputs in the making (`_running_markers`)."""
     locks = checkout / ".snakemake" / "locks"
     running = locks.is_dir() and any(locks.iterdir())
     logs = sorted((checkout / ".snakemake" / "log").glob("*.snakemake.log"))
-    if not logs:
-        return running, None, {}, set(), {}
-    text = logs[-1].read_text(errors="replace")
-    finished = set(_FINISHED.findall(text))
-    failed = set(_FAILED.findall(text))
-    blocks = _JOB.findall(text)
-    started = {(cell, int(chunk)): job for _, job, cell, chunk in blocks}
-    open_jobs = {key: job for key, job in started.items() if job not in finished}
-    since = {}
-    for stamp, _, cell, chunk in blocks:
-        if (cell, int(chunk)) in open_jobs and stamp:
-            try:
-                # Snakemake stamps a job with the local time, as ctime() writes it.
-                when = _dt.datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").astimezone()
-            except ValueError:
+    open_jobs: dict[tuple[str, int], str] = {}
+    failed: set[str] = set()
+    since: dict[tuple[str, int], _dt.datetime] = {}
+    if logs:
+        text = logs[-1].read_text(errors="replace")
+        finished = set(_FINISHED.findall(text))
+        failed = set(_FAILED.findall(text))
+        blocks = _JOB.findall(text)
+        started = {(cell, int(chunk)): job for _, job, cell, chunk in blocks}
+        open_jobs = {key: job for key, job in started.items() if job not in finished}
+        for stamp, _, cell, chunk in blocks:
+            if (cell, int(chunk)) in open_jobs and stamp:
+                try:
+                    # Snakemake stamps a job with the local time, as ctime() writes it.
+                    when = _dt.datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").astimezone()
+                except ValueError:
+                    continue
+                since[(cell, int(chunk))] = when
+    if running:
+        for key, when in _running_markers(checkout).items():
+            open_jobs.setdefault(key, f"{key[0]}/{key[1]}")
+            since.setdefault(key, when)
+    return running, logs[-1] if logs else None, open_jobs, failed, since
+
+
+def _running_markers(checkout: Path) -> dict[tuple[str, int], _dt.datetime]:
+    """{(cell, chunk): start} of the fit jobs Snakemake marks as making their output."""
+    found = {}
+    folder = checkout / ".snakemake" / "incomplete"
+    for marker in folder.rglob("*") if folder.is_dir() else ():
+        # Snakemake's name: the output's path in URL-safe base64, cut into folders ("@" + part)
+        # where it is longer than a file name may be; the marker's time is the job's start.
+        name = "".join(p.removeprefix("@") for p in marker.relative_to(folder).parts)
+        try:
+            if not marker.is_file():
                 continue
-            since[(cell, int(chunk))] = when
-    return running, logs[-1], open_jobs, failed, since
+            output = base64.urlsafe_b64decode(name).decode()
+            started = marker.stat().st_mtime
+        except (binascii.Error, UnicodeDecodeError, OSError):
+            continue
+        match = _FIT_OUTPUT.search(output)
+        if match:
+            when = _dt.datetime.fromtimestamp(started, _dt.UTC)
+            found[(match.group(1), int(match.group(2)))] = when
+    return found
+
+
+def _log_slots(log: Path | None) -> int | None:
+    """The jobs the run may run at once, as its log's header gives them (local cores, or
+    the nodes of a cluster executor)."""
+    try:
+        head = log.read_text(errors="replace")[:4000] if log else ""
+    except OSError:
+        return None
+    match = _SLOTS.search(head)
+    return int(match.group(1)) if match else None
 
 
 def _log_started(log: Path | None) -> _dt.datetime | None:
@@ -203,69 +278,44 @@ def _log_started(log: Path | None) -> _dt.datetime | None:
     return _dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H%M%S.%f").astimezone()
 
 
-@dataclass(frozen=True)
-class CostModel:
-    """Job seconds of one replicate of a cell of n points: `fixed + per_point * n`. The fixed
-    part (a fit's set-up, its starting values, its rows) is what a cost in proportion to n
-    misses, and it is most of a small cell's cost."""
-
-    fixed: float
-    per_point: float
-
-    def replicate_seconds(self, n: int) -> float:
-        return self.fixed + self.per_point * n
-
-
-def fit_cost_model(chunks: list[_Chunk]) -> CostModel | None:
-    """`fixed + per_point * n` fitted to the finished chunks' job seconds per replicate,
-    weighted by their replicates (least squares, neither part below 0). The footers hold a
-    chunk's seconds, not each model's or method's; every chunk runs all of them, so a chunk's
-    seconds per replicate is the cost to model. With one n only (one finished chunk, or
-    several of one cell size) the slope is not identified: the seconds outside EM are taken
-    as fixed and the EM seconds as growing with n."""
-    if not chunks:
-        return None
-    weights = [float(c.replicates) for c in chunks]
-    xs = [float(c.n) for c in chunks]
-    ys = [c.job_seconds / c.replicates for c in chunks]
-    total = sum(weights)
-    mean_x = sum(w * x for w, x in zip(weights, xs, strict=True)) / total
-    mean_y = sum(w * y for w, y in zip(weights, ys, strict=True)) / total
-    sxx = sum(w * (x - mean_x) ** 2 for w, x in zip(weights, xs, strict=True))
-    if sxx <= 1e-12 * max(mean_x, 1.0) ** 2 * total:
-        em = sum(c.em_seconds for c in chunks) / sum(c.replicates for c in chunks)
-        em = min(max(em, 0.0), mean_y)
-        return CostModel(mean_y - em, em / mean_x)
-    sxy = sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(weights, xs, ys, strict=True))
-    slope = sxy / sxx
-    fixed = mean_y - slope * mean_x
-    if slope < 0:
-        return CostModel(mean_y, 0.0)
-    if fixed < 0:
-        # Through the origin: the cost in proportion to n that fits the chunks best.
-        sxy0 = sum(w * x * y for w, x, y in zip(weights, xs, ys, strict=True))
-        return CostModel(0.0, sxy0 / sum(w * x * x for w, x in zip(weights, xs, strict=True)))
-    return CostModel(fixed, slope)
-
-
-def _eta(study, cells, chunks, run_start, now, running_since) -> tuple[float | None, float | None]:
+def _eta(
+    study, cells, chunks, run_start, now, running_since, slots=None
+) -> tuple[float | None, float | None]:
     """(fits per second this run, seconds of fit jobs still to run): see the module's note."""
     running = sum(len(cell.running) for cell in cells)
     this_run = [c for c in chunks if run_start and c.started and c.started >= run_start]
     if run_start is None or not this_run:
         return None, None
     wall = (now - run_start).total_seconds()
-    # The jobs running now, as many as the run's cores allow, finish the rest; without them
-    # in the log (another executor), the run's concurrency so far.
-    done_rate = sum(c.job_seconds for c in this_run) / max(wall, 1e-9)
-    concurrency = float(running) if running else max(1.0, done_rate)
     per = study.fits_per_replicate
+    # As many jobs as the run's cores (or cluster slots) allow finish the rest, or as many
+    # chunks as are left if fewer: not the fit jobs running at this moment, one of which
+    # may be giving its core to a cell's summary. Where the log does not say, the jobs
+    # running now, else the run's concurrency so far.
+    done_rate = sum(c.job_seconds for c in this_run) / max(wall, 1e-9)
+    chunks_left = sum(
+        math.ceil((cell.fits_planned - cell.fits_done) / per / study.chunk_size) for cell in cells
+    )
+    if slots:
+        concurrency = float(max(1, min(slots, chunks_left)))
+    else:
+        concurrency = float(running) if running else max(1.0, done_rate)
     rate = sum(c.replicates for c in this_run) * per / max(wall, 1e-9)
-    model = fit_cost_model(chunks)
+    # Costs in CPU seconds, turned into wall seconds at the slowdown (wall over CPU) of the
+    # run's latest chunks: a chunk measured while other work shared the cores does not cost
+    # the rest as if it still did, nor the other way round.
+    on_cpu = [c.on_the_cpu() for c in chunks]
+    slowdown = _slowdown(this_run)
+    model = fit_cost_model(on_cpu)
+    steps = cell_steps(study)
+    cpu_of_cell: dict[str, float] = {}
+    for c in on_cpu:
+        cpu_of_cell[c.cell_id] = cpu_of_cell.get(c.cell_id, 0.0) + c.job_seconds
     remaining = 0.0
     for cell in cells:
         done = cell.fits_done / per
-        cost = cell.job_seconds / done if done else model.replicate_seconds(cell.n)
+        predicted = model.replicate_seconds(cell.n, steps[cell.cell_id])
+        cost = slowdown * (cpu_of_cell[cell.cell_id] / done if done else predicted)
         ran = {
             chunk: max((now - running_since[(cell.cell_id, chunk)]).total_seconds(), 0.0)
             for chunk in cell.running
@@ -278,6 +328,18 @@ def _eta(study, cells, chunks, run_start, now, running_since) -> tuple[float | N
             measured=bool(done),
         )
     return rate, remaining / concurrency
+
+
+# The latest finished chunks whose wall over CPU seconds is the slowdown to come.
+RECENT_CHUNKS = 4
+
+
+def _slowdown(this_run: list[_Chunk]) -> float:
+    """Wall over CPU seconds of the run's `RECENT_CHUNKS` latest finished chunks."""
+    latest = sorted(this_run, key=lambda c: c.started + _dt.timedelta(seconds=c.job_seconds))
+    latest = latest[-RECENT_CHUNKS:]
+    cpu = sum(c.on_the_cpu().job_seconds for c in latest)
+    return sum(c.job_seconds for c in latest) / cpu if cpu > 0 else 1.0
 
 
 def _cell_seconds_left(
@@ -300,8 +362,11 @@ def _cell_seconds_left(
     return left + max(replicates_left, 0) * cost
 
 
-def read_status(results: str | os.PathLike[str] = "results") -> StudyStatus:
-    """The study in `results` as it stands on disk (its checkout: the folder above it)."""
+def read_status(
+    results: str | os.PathLike[str] = "results", now: _dt.datetime | None = None
+) -> StudyStatus:
+    """The study in `results` as it stands on disk (its checkout: the folder above it), as of
+    `now` (default: now; another moment for benchmarks/eta_accuracy.py's replay)."""
     root = Path(results)
     checkout = root.resolve().parent
     study = _study_of(root, checkout)
@@ -332,21 +397,29 @@ def read_status(results: str | os.PathLike[str] = "results") -> StudyStatus:
                 ),
             )
         )
-    return _assemble(study, cells, chunks, running, log, running_since)
+    return _assemble(study, cells, chunks, (running, log, running_since, checkout), now)
 
 
-def _assemble(study, cells, chunks, running, log, running_since) -> StudyStatus:
-    now = _dt.datetime.now(_dt.UTC)
+def _assemble(study, cells, chunks, snakemake, now=None) -> StudyStatus:
+    running, log, running_since, checkout = snakemake
+    now = now or _dt.datetime.now(_dt.UTC)
     run_start = _log_started(log) if running else None
     done = sum(c.fits_done for c in cells)
     total = sum(c.fits_planned for c in cells)
-    rate, eta = (
-        _eta(study, cells, chunks, run_start, now, running_since) if running else (None, None)
+    rate, eta_fits = (
+        _eta(study, cells, chunks, run_start, now, running_since, _log_slots(log))
+        if running
+        else (None, None)
     )
+    eta = None
     if done >= total:
-        eta, note = 0.0, "every planned fit is done"
+        eta = eta_fits = 0.0
+        note = "every planned fit is done"
     elif running:
-        note = "running" if eta is not None else "running; no chunk finished yet in this run"
+        note = "running" if eta_fits is not None else "running; no chunk finished yet in this run"
+        if eta_fits is not None:
+            fits_wall = (now - run_start).total_seconds() + eta_fits
+            eta = eta_fits + after_fits_seconds(checkout, fits_wall)
     else:
         note = "nothing running: no Snakemake process holds this folder"
     if not running and done >= total:
@@ -363,7 +436,41 @@ def _assemble(study, cells, chunks, running, log, running_since) -> StudyStatus:
         eta_s=eta,
         note=note,
         cells=cells,
+        eta_fits_s=eta_fits,
     )
+
+
+# The steps after the last fit (summary, figures, report), as a share of the fit jobs' wall
+# time, where no run of them is on record: 10% on the default study, 2 cores (README).
+AFTER_FITS_SHARE = 0.10
+_AFTER_FITS_RULES = ("summary", "figures", "report")
+
+
+def after_fits_seconds(checkout: Path, fits_wall_s: float) -> float:
+    """Seconds the steps after the last fit will take: as long as their last recorded run
+    (Snakemake's records in .snakemake/metadata: each output's rule, start and end), or,
+    without a record of each, `AFTER_FITS_SHARE` of the fit jobs' wall time."""
+    import json
+
+    spans: dict[str, float] = {}
+    folder = checkout / ".snakemake" / "metadata"
+    for record in folder.iterdir() if folder.is_dir() else ():
+        try:
+            output = base64.urlsafe_b64decode(record.name.removeprefix("@")).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if not output.startswith(("results/summary/", "results/figures/", "results/report/")):
+            continue
+        try:
+            entry = json.loads(record.read_text())
+            rule, seconds = entry["rule"], float(entry["endtime"]) - float(entry["starttime"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if rule in _AFTER_FITS_RULES:
+            spans[rule] = max(spans.get(rule, 0.0), seconds)
+    if all(rule in spans for rule in _AFTER_FITS_RULES):
+        return sum(spans.values())
+    return AFTER_FITS_SHARE * max(fits_wall_s, 0.0)
 
 
 def _duration(seconds: float | None) -> str:
@@ -395,7 +502,11 @@ def render(status: StudyStatus) -> str:
             f"{cell.fits_max:>9,}  {_chunks(cell.running):<7}  {_chunks(cell.failed)}"
         )
     rate = f"{status.rate_fits_per_s:,.0f} fits/s" if status.rate_fits_per_s else "no rate yet"
-    lines += ["", f"rate this run: {rate}; ETA of the fits: {_duration(status.eta_s)}"]
+    lines += [
+        "",
+        f"rate this run: {rate}; ETA of the fits: {_duration(status.eta_fits_s)}, of the "
+        f"study (summary, figures and report after them): {_duration(status.eta_s)}",
+    ]
     failed = sum(len(c.failed) for c in status.cells)
     if failed:
         lines.append(
