@@ -244,6 +244,22 @@ def test_plain_em_fit_whose_squarem_continuation_collapses_is_measured_to_ems_li
     assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)
 
 
+def test_an_ascent_that_reaches_the_maximum_on_its_last_step_is_certified():
+    """Seed 31292 (the slow cell, plain EM, abs rule): the continuation's last trust-region
+    ascent reached the limit on its 50th step, but a step checks the point it starts from, so
+    the end went unchecked and the distance was reported to a ridge point (0.048 SE) while the
+    iteration's limit, by an independent long run from the stop, is 72.5 SE away."""
+    y = slow_data(31292)
+    result = emsim.fit(y, model="full", method="em")
+    assert result.status == "premature"
+    stop = stop_of(result)
+    limit, se = reference(stop, y)
+    expected = np.max(np.abs(stop - limit) / se)
+    assert expected > 50
+    assert within_factor(result.distance_to_limit, expected)
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)
+
+
 @pytest.mark.parametrize("seed", [42, 46, 50, 43])
 def test_the_trust_region_ascent_from_a_stop_reaches_the_long_runs_limit(seed):
     """From stops where the observed information is not positive definite (42, 46, 50: Newton
