@@ -76,6 +76,7 @@ __all__ = [
     "job_logging",
     "module_path",
     "parquet_damage",
+    "prepare_figures",
     "run_cell_hashes",
     "run_figures",
     "run_fit",
@@ -203,6 +204,20 @@ def warm_engine(say: Any = None) -> float:
             f"(cached in {compiled[0].stats.cache_path})"
         )
     return seconds
+
+
+def prepare_figures(workflow: Any) -> bool:
+    """Snakemake's `onstart`: when this run draws the figures in parallel (its DAG has the
+    figures job to run, and more than one core), start their workers' fork server while the
+    fits run (`figure_workers.start_figure_server`)."""
+    cores = getattr(workflow.resource_settings, "cores", None) or 1
+    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    if cores < 2 or "figures" not in rules_to_run:
+        return False
+    from emsim.study.figure_workers import start_figure_server
+
+    start_figure_server()
+    return True
 
 
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
