@@ -49,8 +49,11 @@ if workflow.is_main_process:
 
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new
 # process that then loads it from numba's cache instead of compiling it (README, "Run on a
-# cluster"). Not run by dry runs or by the jobs' own Snakemake processes.
+# cluster"). Not run by dry runs or by the jobs' own Snakemake processes. A run that draws the
+# figures starts their workers' fork server first: it imports the plotting code while the fits
+# run, not after the last one (issue 22: the tail).
 onstart:
+    jobs.prepare_figures(workflow)
     jobs.warm_engine()
 
 

@@ -12,6 +12,10 @@ same design, from their results folders.
 3. Cost: fits, fit jobs, summed EM CPU seconds and the wall-clock span of the fit jobs (from
    the Parquet footers, `jobs.fit_provenance`) of each study; `--wall-fixed`/`--wall-adaptive`
    add the whole runs' wall times measured outside (e.g. `/usr/bin/time`).
+4. Schedule (from Snakemake's job records beside each results folder, as benchmarks/scale.py
+   reads them): the span of the run's jobs, how busy the cores were with fit jobs over the fit
+   phase, and when each cell's last fit ended. Gates that wait for the slowest cell leave
+   cores idle between rounds and make the cheap cells end late; a gate per cell does neither.
 
     python benchmarks/adaptive_cost.py --fixed results --write-config cost.yaml
     snakemake --cores 2 --configfile cost.yaml   # in another checkout or results folder
@@ -90,6 +94,35 @@ def replay(fixed: Path, study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def schedule(results: Path, cores: int) -> dict | None:
+    """Span, fit-phase core use and cells' end times of the run that wrote `results`."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale import snakemake_jobs
+
+    jobs = snakemake_jobs(results.parent)
+    fits = [j for j in jobs if j["rule"] == "fit"]
+    if not fits:
+        return None
+    begin = min(j["start"] for j in jobs)
+    fit_span = max(j["end"] for j in fits) - min(j["start"] for j in fits)
+    busy = sum(j["end"] - j["start"] for j in fits)
+    cell_end: dict[str, float] = {}
+    for job in fits:
+        cell = job["outputs"][0].split("cell=")[1].split("/")[0]
+        cell_end[cell] = max(cell_end.get(cell, 0.0), job["end"] - begin)
+    ends = sorted(cell_end.values())
+    return {
+        "span_s": round(max(j["end"] for j in jobs) - begin, 1),
+        "fit_phase_s": round(fit_span, 1),
+        "fit_core_use": round(busy / (cores * fit_span), 3),
+        "cell_end_median_s": round(ends[len(ends) // 2], 1),
+        "cell_end_max_s": round(ends[-1], 1),
+        "checkpoint_jobs": sum(j["rule"] in ("round_gate", "cell_gate") for j in jobs),
+    }
+
+
 def cost(results: Path) -> dict:
     files = sorted(glob.glob(str(results / "fits" / "cell=*" / "chunk=*.parquet")))
     return fit_provenance(files)
@@ -104,6 +137,14 @@ def main() -> None:
     ap.add_argument("--plan", default="100,500,100", help="min,max,step of the adaptive plan")
     ap.add_argument("--wall-fixed", type=float, help="wall seconds of the whole fixed run")
     ap.add_argument("--wall-adaptive", type=float, help="wall seconds of the whole adaptive run")
+    ap.add_argument(
+        "--also-adaptive",
+        type=Path,
+        action="append",
+        default=[],
+        help="more adaptive results folders of the same design (e.g. another gate layout): cost",
+    )
+    ap.add_argument("--cores", type=int, default=2, help="cores the runs had (for core use)")
     args = ap.parse_args()
 
     perf = pd.read_parquet(args.fixed / "summary" / "performance.parquet")
@@ -177,6 +218,16 @@ def main() -> None:
         print(f"EM CPU adaptive / fixed: {ratio:.3f}")
         if args.wall_fixed and args.wall_adaptive:
             print(f"whole-run wall adaptive / fixed: {args.wall_adaptive / args.wall_fixed:.3f}")
+    for label, results in [("fixed", args.fixed), ("adaptive", args.adaptive)] + [
+        (f"also {p}", p) for p in args.also_adaptive
+    ]:
+        if results is None:
+            continue
+        found = schedule(results, args.cores)
+        print(f"schedule {label}:", found)
+        if label.startswith("also"):
+            other = cost(results)
+            print(f"  EM CPU / fixed: {other['em_cpu_time_s'] / fixed_cost['em_cpu_time_s']:.3f}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,14 @@ from emsim.study.precision import (
     decide,
     projected_replicates,
 )
-from emsim.study.rounds import ReplicatePlan
+from emsim.study.rounds import (
+    ReplicatePlan,
+    final_grid_rounds,
+    final_rounds,
+    grid_round,
+    read_gate,
+    write_gate,
+)
 from emsim.study.summary import summarise
 
 # A valid config of one cell: the schema's defaults fill the rest.
@@ -151,6 +158,40 @@ def test_fixed_plan_is_one_round_of_the_old_chunks():
         range(4, 8),
         range(8, 10),
     ]
+
+
+def test_a_cell_s_rounds_read_its_own_gates_only(tmp_path):
+    """Each cell's last round and blocks come from its own gates: a lookup of another cell's
+    gate (in the workflow, a wait for it) is never made, and a missing gate of the cell is."""
+    plan = ReplicatePlan(20, 100, 20, 10)
+    # "cheap" stops after round 0; "jumper" goes to 60 then to max (100): no gate after that;
+    # "stepper" steps to 40 and stops there.
+    written = {"cheap": [None], "jumper": [60, 100], "stepper": [40, None]}
+    for cell, throughs in written.items():
+        for k, through in enumerate(throughs):
+            write_gate(tmp_path / f"{cell}-{k}.json", cell, k, through)
+
+    def own_gates_of(cell):
+        def lookup(asked, k):
+            assert asked == cell, f"{cell} asked for {asked}'s gate"
+            path = tmp_path / f"{asked}-{k}.json"
+            if not path.exists():
+                raise LookupError(f"{asked} round {k}")  # the checkpoint's wait
+            return path
+
+        return lookup
+
+    for cell, (last, block) in {"cheap": (0, 0), "jumper": (2, 4), "stepper": (1, 1)}.items():
+        assert final_rounds([cell], plan, own_gates_of(cell)) == {cell: last}
+        assert final_grid_rounds([cell], plan, own_gates_of(cell)) == {cell: block}
+    assert read_gate(tmp_path / "jumper-0.json") == 60
+    assert grid_round("jumper", 1, plan, own_gates_of("jumper")) == plan.grid_round(60)
+    with pytest.raises(LookupError, match="late round 0"):
+        final_rounds(["late"], plan, own_gates_of("late"))
+    with pytest.raises(ValueError, match="cheap stopped after round 0"):
+        grid_round("cheap", 1, plan, own_gates_of("cheap"))
+    fixed = ReplicatePlan(20, 20, 20, 10)
+    assert final_rounds(["late"], fixed, own_gates_of("nobody")) == {"late": 0}
 
 
 # --- the precision rule -----------------------------------------------------------------------
@@ -358,8 +399,8 @@ def round_stops(workdir, cell: str, rounds: int) -> list[int]:
     recorded for it."""
     stops = [20]
     for k in range(rounds - 1):
-        gate = json.loads((workdir / "results" / "rounds" / f"round={k}.json").read_text())
-        stops.append(gate["through"][cell])
+        gate = workdir / "results" / "rounds" / f"cell={cell}" / f"round={k}.json"
+        stops.append(json.loads(gate.read_text())["through"])
     return stops
 
 
@@ -372,16 +413,16 @@ def test_precision_table_reports_what_decided(adaptive_study):
         assert row["measure"] == "bias_mcse" and row["parameter"] == "pi"
         assert row["reached"] == pytest.approx(bias_mcse_from_fits(fits[fits["cell_id"] == cell]))
         assert bool(row["met"]) == (reps.loc[cell, "stop"] == STOP_MET)
-    # The gates: a cell is listed after round k exactly when it ran round k + 1. There is no
-    # gate after a round in which every cell still running reached max (80): all stop there.
-    gates = sorted((results / "rounds").glob("round=*.json"))
-    assert len(gates) == int(reps["rounds"].max()) - 1
-    for k in range(len(gates)):
-        gate = json.loads((results / "rounds" / f"round={k}.json").read_text())
-        assert set(gate["going_on"]) == set(reps.index[reps["rounds"] > k + 1])
-    assert not set(reps.index[reps["rounds"] == len(gates) + 1]) - set(
-        reps.index[reps["replicates"] == 80]
-    )
+    # Each cell's gates: after each of its rounds but the last, how far it goes on; after the
+    # last, that it stops, or none when the last round reached max (80).
+    for cell, row in reps.iterrows():
+        gates = sorted((results / "rounds" / f"cell={cell}").glob("round=*.json"))
+        throughs = [json.loads(g.read_text())["through"] for g in gates]
+        if row["replicates"] == 80:
+            assert len(gates) == row["rounds"] - 1 and None not in throughs
+        else:
+            assert len(gates) == row["rounds"] and throughs[-1] is None
+            assert None not in throughs[:-1]
 
 
 def test_gathered_tables_equal_one_summary_of_all_fits(adaptive_study, tmp_path):

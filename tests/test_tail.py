@@ -9,6 +9,7 @@ consecutive keys; both must give exactly the hashes of `table_hash` on the conca
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -158,3 +159,60 @@ def test_manifest_from_parts_is_the_manifest_and_rehashes_a_file_changed_since(t
     pq.write_table(table.set_column(6, "est_pi", pa.array(values)), files["b"][1])
     with pytest.raises(mf.UnreadableFile, match="its rows changed after"):
         mc.build_from_parts(tmp_path, every, parts, {"seed": 1}, "cfg")
+
+
+_PREPARE = """
+import os, sys
+from multiprocessing import forkserver
+from types import SimpleNamespace
+from emsim.study import jobs
+
+def fake_workflow(rules, cores):
+    jobs_ = [SimpleNamespace(rule=SimpleNamespace(name=r)) for r in rules]
+    return SimpleNamespace(
+        resource_settings=SimpleNamespace(cores=cores),
+        dag=SimpleNamespace(needrun_jobs=lambda: iter(jobs_)),
+    )
+
+if __name__ == "__main__":
+    rules, cores = sys.argv[1].split(","), int(sys.argv[2])
+    started = jobs.prepare_figures(fake_workflow(rules, cores))
+    server = forkserver._forkserver._forkserver_pid
+    with jobs.figure_pool(2) as pool:
+        parent = pool.submit(os.getppid).result()
+    print(started, server, parent, forkserver._forkserver._forkserver_pid)
+"""
+
+
+@pytest.mark.parametrize(
+    ("rules", "cores", "started"),
+    [("fit,figures,report", 2, True), ("fit,summary", 2, False), ("figures", 1, False)],
+)
+def test_onstart_starts_the_figure_server_only_for_a_run_that_draws_in_parallel(
+    tmp_path, rules, cores, started
+):
+    """A run whose DAG draws the figures on more than one core starts the fork server before
+    any job (its imports then overlap the fits), and the figures job's pool forks its workers
+    from that server, not from one of its own."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "prepare.py"
+    script.write_text(_PREPARE)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    out = subprocess.run(
+        [sys.executable, str(script), rules, str(cores)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    said, server_before, worker_parent, server_after = out.stdout.split()
+    assert said == str(started)
+    # Started in onstart: a server exists before the pool; else the pool starts it.
+    assert (server_before != "None") == started
+    assert int(worker_parent) == int(server_after)
+    if started:
+        assert int(server_before) == int(server_after)

@@ -1,19 +1,16 @@
-# Which rounds each cell runs is known only as the gates after the rounds are written
+# Which rounds a cell runs is known only as its gates after its rounds are written
 # (docs/design.md section 10): these give the rules' inputs through Snakemake's checkpoint
-# lookup, which makes a rule wait until the gate it needs exists. A fixed study has no gates.
+# lookup, which makes a rule wait until the gate it needs exists. Each cell has gates of its
+# own, so a cell's next round waits for that cell alone. A fixed study has no gates.
 from emsim.study import rounds
 
 
-def gate(round_):
-    return checkpoints.round_gate.get(round=round_).output.gate
+def gate(cell, round_):
+    return checkpoints.cell_gate.get(cell=cell, round=round_).output.gate
 
 
 def grid_round(cell, round_):
     return rounds.grid_round(cell, round_, STUDY.plan, gate)
-
-
-def cells_in_round(round_):
-    return jobs.cells_in_round(STUDY, round_, gate)
 
 
 def last_cell_summaries(table):

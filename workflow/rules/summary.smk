@@ -1,8 +1,9 @@
 # Summaries per cell, then gathered (docs/design.md sections 6 and 10): a study of thousands of
 # cells never summarises everything in one step. After each round a cell's measures, precision
-# targets and next step are written by `cell_summary`; in an adaptive study the `round_gate`
-# checkpoint lists the cells that run another round, and the DAG grows by those cells' next
-# chunks. A fixed study has one round and no gates: its whole DAG is known before it starts.
+# targets and next step are written by `cell_summary`; in an adaptive study the cell's
+# `cell_gate` checkpoint says whether it runs another round and how far, and the DAG grows by
+# that cell's next chunks. A fixed study has one round and no gates: its whole DAG is known
+# before it starts.
 # Params are there for Snakemake's params rerun trigger: changing the coverage level or the
 # precision targets re-summarises without refitting.
 rule cell_summary:
@@ -36,20 +37,20 @@ rule cell_summary:
         jobs.run_cell_summary(STUDY, wildcards, input, output, params, log)
 
 
-checkpoint round_gate:
+# A cell's gate after its round: its own checkpoint, so that its next round (or its hashes, when
+# it stops) waits for this cell's summary alone, not for the slowest cell of the study.
+checkpoint cell_gate:
     input:
-        lambda wildcards: [
-            STUDY.cell_summary_path("replicates", cell, wildcards.round)
-            for cell in cells_in_round(int(wildcards.round))
-        ],
+        replicates=STUDY.cell_summary_pattern("replicates"),
+        precision=STUDY.cell_summary_pattern("precision"),
     output:
         gate=STUDY.gate_pattern(),
     log:
-        "results/logs/rounds/round={round}.log",
+        "results/logs/rounds/cell={cell}/round={round}.log",
     priority: 2**50
     localrule: True
     run:
-        jobs.run_round_gate(STUDY, wildcards, input, output, log)
+        jobs.run_cell_gate(STUDY, wildcards, input, output, log)
 
 
 rule summary:

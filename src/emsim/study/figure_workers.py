@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
 
-__all__ = ["draw_figure", "figure_pool", "longest_first"]
+__all__ = ["draw_figure", "figure_pool", "longest_first", "start_figure_server"]
 
 
 # The figures that take longest to draw (about 2.5, 1.9 and 1.1 s of the 11 s of all twelve on
@@ -31,13 +31,25 @@ def longest_first(names: Iterable[str]) -> list[str]:
     return first + [name for name in names if name not in first]
 
 
+def start_figure_server() -> None:
+    """Start `figure_pool`'s fork server now, without waiting for it: it imports the plotting
+    code (about 2.5 s of CPU) in a process of its own while the fits run, not after the last
+    fit, where the figures job would wait for it (issue 22: the tail). The server is the
+    process's one; it ends with the process that started it."""
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_server_preload())
+    forkserver.ensure_running()
+
+
 def figure_pool(workers: int) -> ProcessPoolExecutor:
     """The figure workers, forked from multiprocessing's fork server: a fresh process (not a
     fork of Snakemake's, which runs threads of its own) that imports the plotting code and the
     modules the main program uses once (`_server_preload`), so that each worker does not
     import them again, as a spawned one does (about 2.3 s of CPU each, Snakemake's command line
     included: a worker runs the main program's module again). Each worker exits when this
-    process is gone (`_die_with_parent`)."""
+    process is gone (`_die_with_parent`). A server already started (`start_figure_server`)
+    is the one used."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_server_preload())
     return ProcessPoolExecutor(

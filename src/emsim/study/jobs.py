@@ -4,14 +4,14 @@ Each `run_*` function sends the job's logging, warnings and Python-level output 
 `log:` file (a `run:` block otherwise prints into Snakemake's own terminal output), then calls
 the module that does the work: `fitjob.fit_chunk` (a chunk's fits), `summary.summarise_cell`
 and `precision.round_decision` (a cell's tables after a round and its next step),
-`rounds.write_gate` (the cells that go on), `summary.gather` (the study's tables),
+`rounds.write_gate` (whether a cell goes on), `summary.gather` (the study's tables),
 `figures.draw_one`, `report.write_report` and `manifest.build_manifest`. The rules name every
 file; these functions pass the rule's paths on (the summary tables as a `summary.SummaryFiles`,
 each figure as its named output), so the library never rebuilds a file name.
 
 The Snakefile also calls the helpers here for what runs before any job (`remove_damaged_results`,
 `warm_engine`), for the files a rule depends on (`module_path`) and for which files the rules of
-an adaptive study read once its gates exist (`cells_in_round`, `final_outputs`, ...).
+an adaptive study read once its cells' gates exist (`final_outputs`, `cell_final_outputs`, ...).
 
 Every aggregate step reads exactly the files its rule lists as inputs: fit and traces files left
 behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but are not
@@ -76,6 +76,7 @@ __all__ = [
     "job_logging",
     "module_path",
     "parquet_damage",
+    "prepare_figures",
     "run_cell_hashes",
     "run_figures",
     "run_fit",
@@ -205,6 +206,20 @@ def warm_engine(say: Any = None) -> float:
     return seconds
 
 
+def prepare_figures(workflow: Any) -> bool:
+    """Snakemake's `onstart`: when this run draws the figures in parallel (its DAG has the
+    figures job to run, and more than one core), start their workers' fork server while the
+    fits run (`figure_workers.start_figure_server`)."""
+    cores = getattr(workflow.resource_settings, "cores", None) or 1
+    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    if cores < 2 or "figures" not in rules_to_run:
+        return False
+    from emsim.study.figure_workers import start_figure_server
+
+    start_figure_server()
+    return True
+
+
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
     keep = {Path(f).resolve() for f in wanted}
     return [path for path, _, _ in hive_files(folder) if path.resolve() not in keep]
@@ -241,15 +256,8 @@ def _study_metadata(study: Study) -> dict[str, str]:
 
 
 # --- which files an adaptive study's rules read (docs/design.md section 10) ----------------------
-# `gate` is the Snakefile's checkpoint lookup: round k -> the path of the gate after round k. It
-# raises until that gate exists, so a rule asking for these waits for it.
-
-
-def cells_in_round(study: Study, round_: int, gate: Any) -> list[str]:
-    """The cells that run round `round_`."""
-    from emsim.study.rounds import active_cells
-
-    return active_cells(study.cell_ids, study.plan, round_, gate)
+# `gate` is the Snakefile's checkpoint lookup: (cell, round k) -> the path of the cell's gate after
+# its round k. It raises until that gate exists, so a rule asking for these waits for it.
 
 
 def final_rounds(study: Study, gate: Any) -> dict[str, int]:
@@ -464,31 +472,24 @@ def run_cell_summary(
         )
 
 
-def run_round_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
-    """The gate after a round: the cells whose summary says to go on (`rounds.write_gate`)."""
+def run_cell_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
+    """A cell's gate after a round: whether its summary says to go on, and how far
+    (`precision.gate_through`, `rounds.write_gate`)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     from emsim.study.precision import gate_through
     from emsim.study.rounds import write_gate
 
-    columns = ["cell_id", "stop", "replicates"]
     with job_logging(log[0]) as logger:
-        states = [pq.read_table(f, columns=columns).to_pylist() for f in input]
-        rows = [row for rows in states for row in rows]
-
-        def precision_of(cell: str) -> pd.DataFrame:
-            # Written with the cell's replicates table, by the same job.
-            return pd.read_parquet(study.cell_summary_path("precision", cell, wildcards.round))
-
-        through = gate_through(rows, precision_of, study.plan)
-        going_on = list(through)
-        write_gate(output.gate, int(wildcards.round), through)
+        (state,) = pq.read_table(input.replicates, columns=["stop", "replicates"]).to_pylist()
+        through = gate_through(state, pd.read_parquet(input.precision), study.plan)
+        write_gate(output.gate, wildcards.cell, int(wildcards.round), through)
         logger.info(
-            "round %s: %d of %d cells go on to the next round",
+            "cell %s after round %s: %s",
+            wildcards.cell,
             wildcards.round,
-            len(going_on),
-            len(rows),
+            f"goes on through {through} replicates" if through is not None else state["stop"],
         )
 
 

@@ -18,7 +18,7 @@ how far a cell that goes on jumps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,16 +252,13 @@ def projected_replicates(
     return plan.next_stop(replicates, wanted)
 
 
-def gate_through(
-    states: Iterable[Mapping], assessment_of: Callable[[str], pd.DataFrame], plan: ReplicatePlan
-) -> dict[str, int]:
-    """The gate's cells and what each runs through next: per replicates row (``cell_id``,
-    ``stop``, ``replicates``) that goes on, `projected_replicates` of its assessment."""
-    return {
-        row["cell_id"]: projected_replicates(assessment_of(row["cell_id"]), row["replicates"], plan)
-        for row in states
-        if row["stop"] == GO_ON
-    }
+def gate_through(state: Mapping, assessment: pd.DataFrame, plan: ReplicatePlan) -> int | None:
+    """A cell's gate after a round: from its replicates row (``stop``, ``replicates``) and its
+    assessment, the replicates it runs through next (`projected_replicates`), or None when it
+    stops."""
+    if state["stop"] != GO_ON:
+        return None
+    return projected_replicates(assessment, int(state["replicates"]), plan)
 
 
 @dataclass(frozen=True)

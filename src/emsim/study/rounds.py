@@ -11,9 +11,11 @@ j_k >= k. Since a jump runs whole blocks of the same grid, a chunk's replicates 
 how many rounds a cell runs or how far it jumps: replicate r is in the same file, with the same
 data and fits (its seeds are keyed by r alone, section 3), whatever the targets decided.
 
-Between rounds a *gate* (one per round, for the whole study) lists the cells that go on and the
-replicates each runs through in its next round; a cell's last round is the one after which its
-gate no longer lists it (`final_rounds`), and `grid_round` maps a cell's round to its block.
+After each of its rounds a cell has a *gate* of its own (a Snakemake checkpoint per cell and
+round): the replicates it runs through in its next round, or that it stops. A cell's rounds wait
+for its own gates only, never for another cell's: a cell that needs few replicates finishes
+while costlier cells still fit. Its last round is the one after which its gate stops it
+(`final_rounds`), and `grid_round` maps a cell's round to its block.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,10 @@ import numpy as np
 
 __all__ = [
     "ReplicatePlan",
-    "active_cells",
     "final_grid_rounds",
     "final_rounds",
     "grid_round",
     "read_gate",
-    "read_gate_through",
     "write_gate",
 ]
 
@@ -140,45 +140,42 @@ class ReplicatePlan:
         return k
 
 
-def write_gate(path: str | os.PathLike[str], round_: int, through: Mapping[str, int]) -> None:
-    """The gate after `round_`: the cells that run round `round_` + 1 and the replicates each
-    runs through in it (a grid point), atomically written."""
+def write_gate(path: str | os.PathLike[str], cell: str, round_: int, through: int | None) -> None:
+    """Cell `cell`'s gate after its round `round_`: the replicates it runs through in round
+    `round_` + 1 (a grid point), or None when it stops there; atomically written."""
     from emsim.study.parquet_io import atomic_write
 
     body = {
+        "cell": cell,
         "round": int(round_),
-        "going_on": sorted(through),
-        "through": {cell: int(through[cell]) for cell in sorted(through)},
+        "through": None if through is None else int(through),
     }
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=1) + "\n"))
 
 
-def read_gate(path: str | os.PathLike[str]) -> list[str]:
+def read_gate(path: str | os.PathLike[str]) -> int | None:
+    """The replicates the gate's cell runs through in its next round; None if it stops."""
     with open(path) as f:
-        return list(json.load(f)["going_on"])
-
-
-def read_gate_through(path: str | os.PathLike[str]) -> dict[str, int]:
-    """The replicates each cell of the gate runs through in its next round (empty for a gate
-    written before the jumps: its cells stepped one block per round)."""
-    with open(path) as f:
-        return {cell: int(r) for cell, r in json.load(f).get("through", {}).items()}
+        through = json.load(f)["through"]
+    return None if through is None else int(through)
 
 
 def grid_round(
-    cell: str, round_: int | str, plan: ReplicatePlan, gate_path: Callable[[int], Any]
+    cell: str, round_: int | str, plan: ReplicatePlan, gate_path: Callable[[str, int], Any]
 ) -> int:
     """The block that cell `cell`'s round `round_` ends at: 0 after round 0, else the grid
-    point its previous gate chose (`round_` itself where that gate has none: a step)."""
+    point its previous gate chose."""
     k = int(round_)
     if k == 0:
         return 0
-    through = read_gate_through(gate_path(k - 1)).get(cell)
-    return k if through is None else plan.grid_round(through)
+    through = read_gate(gate_path(cell, k - 1))
+    if through is None:
+        raise ValueError(f"cell {cell} stopped after round {k - 1}: it has no round {k}")
+    return plan.grid_round(through)
 
 
 def final_grid_rounds(
-    cells: Iterable[str], plan: ReplicatePlan, gate_path: Callable[[int], Any]
+    cells: Iterable[str], plan: ReplicatePlan, gate_path: Callable[[str, int], Any]
 ) -> dict[str, int]:
     """Each cell's last block (`grid_round` of its last round): its chunks are
     ``plan.chunks_through`` of it."""
@@ -187,41 +184,24 @@ def final_grid_rounds(
 
 
 def final_rounds(
-    cells: Iterable[str], plan: ReplicatePlan, gate_path: Callable[[int], Any]
+    cells: Iterable[str], plan: ReplicatePlan, gate_path: Callable[[str, int], Any]
 ) -> dict[str, int]:
-    """Each cell's last round, walking the gates from round 0. `gate_path(k)` gives the path of
-    the gate after round k; in the workflow it is Snakemake's checkpoint lookup, which raises
-    until that gate exists, so the rules that need every cell's last round wait for it. A fixed
-    study has one round and no gates."""
-    cells = list(cells)
+    """Each cell's last round, walking its own gates from round 0. `gate_path(cell, k)` gives
+    the path of the cell's gate after its round k; in the workflow it is Snakemake's checkpoint
+    lookup, which raises until that gate exists, so a rule that needs a cell's last round waits
+    for that cell's gates only. A fixed study has one round and no gates."""
+    return {cell: _final_round(cell, plan, gate_path) for cell in cells}
+
+
+def _final_round(cell: str, plan: ReplicatePlan, gate_path: Callable[[str, int], Any]) -> int:
     if not plan.adaptive:
-        return dict.fromkeys(cells, 0)
-    final: dict[str, int] = {}
-    active = set(cells)
-    # No gate is needed after a round that reaches `max`: every cell stops there. After the
-    # plan's last round all do; a cell that jumped to `max` does so earlier.
+        return 0
+    # No gate is needed after a round that reaches `max`: the cell stops there. After the
+    # plan's last round every cell does; a cell that jumped to `max` does so earlier.
     for k in range(plan.rounds - 1):
-        going_on = set(read_gate(gate_path(k))) & active
-        for cell in active - going_on:
-            final[cell] = k
-        through = read_gate_through(gate_path(k))
-        for cell in [c for c in going_on if through.get(c) == plan.maximum]:
-            final[cell] = k + 1
-            going_on.discard(cell)
-        active = going_on
-        if not active:
-            break
-    for cell in active:
-        final[cell] = plan.rounds - 1
-    return {cell: final[cell] for cell in cells}
-
-
-def active_cells(
-    cells: Iterable[str], plan: ReplicatePlan, round_: int, gate_path: Callable[[int], Any]
-) -> list[str]:
-    """The cells that run round `round_`: all in round 0, then those its previous gate lists."""
-    cells = list(cells)
-    if int(round_) == 0:
-        return cells
-    going_on = set(read_gate(gate_path(int(round_) - 1)))
-    return [c for c in cells if c in going_on]
+        through = read_gate(gate_path(cell, k))
+        if through is None:
+            return k
+        if through == plan.maximum:
+            return k + 1
+    return plan.rounds - 1

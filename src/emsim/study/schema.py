@@ -254,10 +254,10 @@ REPLICATES_SCHEMA = pa.schema(
 PLAN_METADATA: tuple[str, ...] = ("replicates_min", "replicates_max", "replicates_step")
 
 
-# Each cell's summary tables after each of its rounds, and the gate after each round that lists
-# the cells going on (sections 4 and 10).
+# Each cell's summary tables after each of its rounds, and its gate after each round that says
+# whether and how far it goes on (sections 4 and 10).
 _CELL_SUMMARY_FILE = "cells/cell={cell}/round={round}/{table}.parquet"
-_GATE_FILE = "rounds/round={round}.json"
+_GATE_FILE = "rounds/cell={cell}/round={round}.json"
 
 
 def cell_summary_path(
@@ -272,9 +272,10 @@ def cell_hash_path(cell: str = "{cell}", root: str = "results") -> str:
     return f"{root}/hashes/cell={cell}.json"
 
 
-def gate_path(round_: object = "{round}", root: str = "results") -> str:
-    """The gate after round `round_` (the cells that run the next); a pattern by default."""
-    return f"{root}/{_GATE_FILE.format(round=round_)}"
+def gate_path(cell: str = "{cell}", round_: object = "{round}", root: str = "results") -> str:
+    """Cell `cell`'s gate after its round `round_` (whether and how far it goes on); a pattern
+    by default."""
+    return f"{root}/{_GATE_FILE.format(cell=cell, round=round_)}"
 
 
 # --- footers (section 4): key-value metadata a fit job adds to both of its files -------------

@@ -197,8 +197,8 @@ def _current_round(root: Path, study, cell_id: str) -> int:
 
     round_ = 0
     for k in range(study.plan.rounds - 1):
-        gate = Path(gate_path(k, str(root)))
-        if not gate.is_file() or cell_id not in read_gate(gate):
+        gate = Path(gate_path(cell_id, k, str(root)))
+        if not gate.is_file() or read_gate(gate) is None:
             break
         round_ = k + 1
     return round_

@@ -252,7 +252,7 @@ class Study:
 
     @staticmethod
     def gate_pattern() -> str:
-        """The gate after a round, as a pattern ({round})."""
+        """A cell's gate after a round, as a pattern ({cell}, {round})."""
         return gate_path()
 
     @staticmethod
