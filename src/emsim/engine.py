@@ -372,6 +372,15 @@ def mstep(model, n, p, stats, out):
         out[4] = math.sqrt(var2)
 
 
+@njit(inline="always", **_JIT)
+def _row_terms(params, row):
+    """(pi, mu1, mu2, c, 1 / sigma1, 1 / sigma2) of a row's params, c the log-odds constant
+    log(pi / sigma1) - log((1 - pi) / sigma2) of the passes over the data below."""
+    pi, s1, s2 = params[row, 0], params[row, 3], params[row, 4]
+    c = (math.log(pi) - math.log(s1)) - (math.log1p(-pi) - math.log(s2))
+    return pi, params[row, 1], params[row, 2], c, 1.0 / s1, 1.0 / s2
+
+
 @njit(**_JIT)
 def information_sums(y, params, model, complete, missing, moments):
     """Per row of y at its fitted params, the two terms of Louis' identity (see information.py)
@@ -389,16 +398,7 @@ def information_sums(y, params, model, complete, missing, moments):
     score rule's checks, the SEs and the limit's certification."""
     n = y.shape[1]
     for row in range(y.shape[0]):
-        pi, mu1, mu2, s1, s2 = (
-            params[row, 0],
-            params[row, 1],
-            params[row, 2],
-            params[row, 3],
-            params[row, 4],
-        )
-        c = (math.log(pi) - math.log(s1)) - (math.log1p(-pi) - math.log(s2))
-        u1 = 1.0 / s1
-        u2 = 1.0 / s2
+        pi, mu1, mu2, c, u1, u2 = _row_terms(params, row)
         u1_2, u2_2 = u1 * u1, u2 * u2
         u1_3, u2_3 = u1_2 * u1, u2_2 * u2
         s_tau = s_untau = s_tau_e1 = s_tau_e1sq = s_untau_e2 = s_untau_e2sq = 0.0
@@ -498,16 +498,7 @@ def score_outer_sums(y, params, model, outer):
     numpy exp pass over the same points); this costs about 20 E."""
     n = y.shape[1]
     for row in range(y.shape[0]):
-        pi, mu1, mu2, s1, s2 = (
-            params[row, 0],
-            params[row, 1],
-            params[row, 2],
-            params[row, 3],
-            params[row, 4],
-        )
-        c = (math.log(pi) - math.log(s1)) - (math.log1p(-pi) - math.log(s2))
-        u1 = 1.0 / s1
-        u2 = 1.0 / s2
+        pi, mu1, mu2, c, u1, u2 = _row_terms(params, row)
         u1_2, u2_2 = u1 * u1, u2 * u2
         u1_3, u2_3 = u1_2 * u1, u2_2 * u2
         mix = 1.0 / (pi * (1.0 - pi))
