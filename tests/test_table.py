@@ -202,3 +202,38 @@ def test_on_a_finished_study_in_config_order(capsys, tiny_study):
             ]
             assert source["coverage"].iloc[0] == row[method]
             assert source["coverage_mcse"].iloc[0] == row[f"{method}_mcse"]
+
+
+def test_cells_of_one_design_and_several_families_are_told_apart(capsys, tmp_path):
+    # The default study's t(4) and contaminated cells share n, mu, sigma and pi with a normal
+    # cell: without a family column their rows were indistinguishable.
+    perf = _made_up_performance()
+    perf["family"] = "normal"
+    twins = perf[perf["cell_id"] == "c500_2_0.8"]
+    for label in ("t(df=4.0)", "contaminated(epsilon=0.05,scale=5.0)"):
+        twin = twins.assign(family=label, cell_id=f"c500_2_0.8_{label}")
+        perf = pd.concat([perf, twin.assign(bias=twin["bias"] + len(label))], ignore_index=True)
+    results = tmp_path / "results"
+    (results / "summary").mkdir(parents=True)
+    perf.to_parquet(results / "summary" / "performance.parquet")
+    args = ["--measure", "bias", "--parameter", "pi", "--results", results]
+    args += ["--model", "full", "--stopping", "abs", "--start", "truth", "--set", "own"]
+    code, out, _ = run(capsys, *args, "--format", "csv")
+    assert code == 0
+    table = pd.read_csv(io.StringIO(out))
+    twins_rows = table[(table["n"] == 500) & (table["separation"] == 2)]
+    # Normal first, then the other families, each with its own numbers.
+    assert list(twins_rows["family"]) == [
+        "normal",
+        "contaminated(epsilon=0.05,scale=5.0)",
+        "t(df=4.0)",
+    ]
+    chosen = perf[(perf["model"] == "full") & (perf["stopping"] == "abs")]
+    chosen = chosen[(chosen["start"] == "truth") & (chosen["set"] == "own")]
+    for _, row in twins_rows.iterrows():
+        expected = chosen[(chosen["family"] == row["family"]) & (chosen["n"] == 500)]
+        expected = expected[expected["method"] == "em"]["bias"]
+        assert row["em"] == pytest.approx(float(expected.iloc[0]), abs=0)
+    code, out, _ = run(capsys, *args, "--format", "latex")
+    assert r"\begin{tabular}{rrrllllcc}" in out
+    assert "t(df=4.0) & full & abs & truth" in out

@@ -3,8 +3,9 @@ parentheses, the layout a paper prints (rsimsum's `kable`), from the study's per
 (docs/design.md section 6).
 
 Rows are in the design's order (sample size, separation |mu2 - mu1| / sigma1, sigma ratio when
-the study varies it, pi), then model (`MODELS` order), stopping rule and start (the order the
-study's config gives them, `best` last); columns are the methods. A cell of the table is
+the study varies it, pi, the component family when it has several: normal first), then model
+(`MODELS` order), stopping rule and start (the order the study's config gives them, `best`
+last); columns are the methods. A cell of the table is
 "value (MCSE)" rounded to `digits` decimals, `NA` where the measure is not defined (too few
 usable fits, or a parameter with no true value); CSV keeps both numbers, unrounded, in two
 columns per method.
@@ -42,6 +43,8 @@ MEASURES: tuple[str, ...] = (
 )
 TABLE_FORMATS: tuple[str, ...] = ("markdown", "latex", "csv")
 _ROW_KEYS = ("model", "stopping", "start")
+# Design columns printed as numbers (right-aligned); the family and the row keys are words.
+_NUMERIC = ("n", "separation", "sigma_ratio", "pi")
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ def measure_table(
     the given models, rules and starts (all when None) and the set `set_`. `order` gives the
     order of each of stopping, start and method (the study's config order; others after them).
     Raises ValueError naming the option whose value the table does not hold."""
+    from emsim.families import NORMAL
     from emsim.study.captions import add_design_factors
-    from emsim.study.measures import BEST
+    from emsim.study.measures import BEST, FAMILY
 
     if measure not in MEASURES:
         raise ValueError(f"--measure {measure!r}: choose one of {', '.join(MEASURES)}")
@@ -119,15 +123,22 @@ def measure_table(
     )
     design = ["n", "separation", *(["sigma_ratio"] if ranked["sigma_ratio"].nunique() > 1 else [])]
     design.append("pi")
+    # A study with component families has cells of one design and several families (the
+    # default study's t(4) and contaminated cells beside a normal one): the family is a row
+    # label then, normal first.
+    families = ["family"] if FAMILY in ranked and ranked[FAMILY].nunique() > 1 else []
+    if families:
+        ranked["_family"] = ranked[FAMILY].ne(NORMAL.label)
     # The cell id too: two cells may share the shown design values (another mu1, or sigma1).
-    by = [*design, "cell_id", "_model", "_stopping", "_start"]
+    sort_family = ["_family", FAMILY] if families else []
+    by = [*design, *sort_family, "cell_id", "_model", "_stopping", "_start"]
     wide = (
         ranked.sort_values([*by, *_ROW_KEYS], kind="stable")
         .set_index([*by, *_ROW_KEYS, "method"])[[measure, f"{measure}_mcse"]]
         .unstack("method", sort=False)
     )
     methods = _ordered(perf["method"], order.get("method", ()))
-    rows = wide.index.to_frame(index=False)[[*design, *_ROW_KEYS]]
+    rows = wide.index.to_frame(index=False)[[*design, *families, *_ROW_KEYS]]
     values = wide[measure].reindex(columns=methods).reset_index(drop=True)
     mcse = wide[f"{measure}_mcse"].reindex(columns=methods).reset_index(drop=True)
     return MeasureTable(measure, parameter, set_, rows, values, mcse)
@@ -156,6 +167,7 @@ _HEADERS = {
     "separation": ("Δ/σ₁", r"$|\mu_2-\mu_1|/\sigma_1$"),
     "sigma_ratio": ("σ₂/σ₁", r"$\sigma_2/\sigma_1$"),
     "pi": ("π", r"$\pi$"),
+    "family": ("family", "family"),
     "model": ("model", "model"),
     "stopping": ("rule", "rule"),
     "start": ("start", "start"),
@@ -187,15 +199,15 @@ def render(table: MeasureTable, fmt: str, digits: int = 3) -> str:
     what = f"{table.measure} of {table.parameter} (MCSE in parentheses), set {table.set}"
     if fmt == "markdown":
         header = [_HEADERS[c][0] for c in labels] + list(entries.columns)
-        design_columns = labels.shape[1] - len(_ROW_KEYS)
-        align = "---:|" * design_columns + ":---|" * len(_ROW_KEYS) + ":---:|" * entries.shape[1]
+        align = "".join("---:|" if c in _NUMERIC else ":---|" for c in labels)
+        align += ":---:|" * entries.shape[1]
         lines = [f"| {' | '.join(header)} |", "|" + align]
         for (_, row), (_, cells) in zip(labels.iterrows(), entries.iterrows(), strict=True):
             lines.append(f"| {' | '.join([*row, *cells])} |")
         return f"{what}\n\n" + "\n".join(lines) + "\n"
     if fmt == "latex":
         header = [_HEADERS[c][1] for c in labels] + [_latex_text(m) for m in entries.columns]
-        spec = "r" * (labels.shape[1] - len(_ROW_KEYS)) + "lll" + "c" * entries.shape[1]
+        spec = "".join("r" if c in _NUMERIC else "l" for c in labels) + "c" * entries.shape[1]
         body = [
             " & ".join([_latex_text(v) for v in [*row, *cells]]) + r" \\"
             for (_, row), (_, cells) in zip(labels.iterrows(), entries.iterrows(), strict=True)
