@@ -381,6 +381,16 @@ def _row_terms(params, row):
     return pi, params[row, 1], params[row, 2], c, 1.0 / s1, 1.0 / s2
 
 
+@njit(inline="always", **_JIT)
+def _point_terms(value, mu1, mu2, c, u1, u2):
+    """(y - mu1, y - mu2, tau) of one point at a row's terms (_row_terms)."""
+    e1 = value - mu1
+    e2 = value - mu2
+    z1 = e1 * u1
+    z2 = e2 * u2
+    return e1, e2, 1.0 / (1.0 + math.exp(-c + 0.5 * (z1 * z1 - z2 * z2)))
+
+
 @njit(**_JIT)
 def information_sums(y, params, model, complete, missing, moments):
     """Per row of y at its fitted params, the two terms of Louis' identity (see information.py)
@@ -405,11 +415,7 @@ def information_sums(y, params, model, complete, missing, moments):
         w0 = w1 = w2 = w3 = w4 = 0.0
         w11 = w12 = w13 = w14 = w22 = w23 = w24 = w33 = w34 = w44 = 0.0
         for i in range(n):
-            e1 = y[row, i] - mu1
-            e2 = y[row, i] - mu2
-            z1 = e1 * u1
-            z2 = e2 * u2
-            tau = 1.0 / (1.0 + math.exp(-c + 0.5 * (z1 * z1 - z2 * z2)))
+            e1, e2, tau = _point_terms(y[row, i], mu1, mu2, c, u1, u2)
             untau = 1.0 - tau
             s_tau += tau
             s_untau += untau
@@ -505,11 +511,7 @@ def score_outer_sums(y, params, model, outer):
         j00 = j01 = j02 = j03 = j04 = j11 = j12 = j13 = j14 = 0.0
         j22 = j23 = j24 = j33 = j34 = j44 = 0.0
         for i in range(n):
-            e1 = y[row, i] - mu1
-            e2 = y[row, i] - mu2
-            z1 = e1 * u1
-            z2 = e2 * u2
-            tau = 1.0 / (1.0 + math.exp(-c + 0.5 * (z1 * z1 - z2 * z2)))
+            e1, e2, tau = _point_terms(y[row, i], mu1, mu2, c, u1, u2)
             untau = 1.0 - tau
             g0 = (tau - pi) * mix
             j00 += g0 * g0
