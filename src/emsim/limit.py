@@ -340,28 +340,28 @@ def trust_region_limit(y, theta, model, sigma_floor):
             break
         with np.errstate(all="ignore"):
             at = _louis(y[rows], theta[rows], model)
-            score, info, complete = at.score, at.info, at.complete
-            usable = np.isfinite(score).all(axis=1) & np.isfinite(complete).all(axis=(1, 2))
-            usable &= np.isfinite(info).all(axis=(1, 2))
+            usable = np.isfinite(at.score).all(axis=1) & np.isfinite(at.complete).all(axis=(1, 2))
+            usable &= np.isfinite(at.info).all(axis=(1, 2))
         # EM's metric is positive definite unless a component has collapsed (no weight left).
-        usable[usable] = np.linalg.eigvalsh(complete[usable])[:, 0] > 0
+        usable[usable] = np.linalg.eigvalsh(at.complete[usable])[:, 0] > 0
         active[rows[~usable]] = False
         rows, at = rows[usable], at.rows(usable)
-        score, info, complete = at.score, at.info, at.complete
         if rows.size == 0:
             break
         try:
             # Extreme data (a component of a few points among 10^4) under- or overflow in the
             # small matrix products: such a row gets a non-finite step and stops here.
             with np.errstate(all="ignore"):
-                step, gain, decrement = _trust_region_step(score, info, complete, radius[rows])
+                step, gain, decrement = _trust_region_step(
+                    at.score, at.info, at.complete, radius[rows]
+                )
         except np.linalg.LinAlgError:  # rounding made a barely positive C fail Cholesky
             active[rows] = False
             break
         finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
         active[rows[~finite]] = False
         rows, step, gain, decrement = rows[finite], step[finite], gain[finite], decrement[finite]
-        complete, at = complete[finite], at.rows(finite)
+        at = at.rows(finite)
         if rows.size == 0:
             break
         near = np.flatnonzero(decrement < CERTIFIED_DECREMENT)
@@ -381,7 +381,7 @@ def trust_region_limit(y, theta, model, sigma_floor):
         theta[rows[taken]] = candidate[taken]
         value[rows[taken]] = new_value[taken]
         with np.errstate(all="ignore"):
-            reach = np.sqrt(np.einsum("ri,rij,rj->r", step, complete, step))
+            reach = np.sqrt(np.einsum("ri,rij,rj->r", step, at.complete, step))
         grow = (ratio > 0.75) & (reach > 0.99 * radius[rows])
         radius[rows] = np.where(
             ~taken | (ratio < 0.25),

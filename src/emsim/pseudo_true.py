@@ -245,14 +245,18 @@ def _as_dict(params: NDArray[np.float64]) -> dict[str, float]:
     return {p: float(v) for p, v in zip(PARAMS, params, strict=True)}
 
 
-def _local_fixed_point(model, family, mu, sigma, pi):
-    """The quadrature of g (nodes, weights) and population EM's fixed point from the
-    data-generating values."""
+def _cell_quadrature(family, mu, sigma, pi):
+    """The quadrature of g (nodes, weights) and the data-generating values as a point."""
     s1, s2 = (sigma, sigma) if np.ndim(sigma) == 0 else sigma
     dgm = np.array([pi, mu[0], mu[1], s1, s2], dtype=np.float64)
     nodes, weights = true_distribution(family, mu, (s1, s2), pi)
-    local, _ = population_em(nodes, weights, model, dgm, stop_merged=True)
-    return nodes, weights, local
+    return nodes, weights, dgm
+
+
+def _local_fixed_point(model, nodes, weights, dgm):
+    """Population EM's fixed point from the data-generating values (RuntimeError where its
+    path merges the components or reaches a boundary: no estimand)."""
+    return population_em(nodes, weights, model, dgm, stop_merged=True)[0]
 
 
 def fixed_points(
@@ -266,14 +270,13 @@ def fixed_points(
     {parameter: value} over `emsim.PARAMS`: population EM's fixed point from the data-generating
     values, and the one of highest expected log-likelihood among it and the spread starts' (the
     local one itself unless another is higher by more than 1e-10: then the two are equal)."""
+    nodes, weights, dgm = _cell_quadrature(family, mu, sigma, pi)
     try:
-        nodes, weights, local = _local_fixed_point(model, family, mu, sigma, pi)
+        local = _local_fixed_point(model, nodes, weights, dgm)
         best_loglik = expected_loglik(nodes, weights, local)
     except RuntimeError:
         # No estimand: from the data-generating values population EM merges the components
         # into one normal (pi then means nothing) or reaches a boundary.
-        s1, s2 = (sigma, sigma) if np.ndim(sigma) == 0 else sigma
-        nodes, weights = true_distribution(family, mu, (s1, s2), pi)
         local, best_loglik = np.full(len(PARAMS), np.nan), -math.inf
     best = local
     if model != "pi":
@@ -320,5 +323,5 @@ def pseudo_true(
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     if which == "local":
-        return _as_dict(_local_fixed_point(model, family, mu, sigma, pi)[2])
+        return _as_dict(_local_fixed_point(model, *_cell_quadrature(family, mu, sigma, pi)))
     return fixed_points(model, family, mu, sigma, pi)[1]
