@@ -278,3 +278,19 @@ def test_the_trust_region_ascent_from_a_stop_reaches_the_long_runs_limit(seed):
     assert value[0] >= loglik(stop, y)
     limit, se = reference(stop, y)
     assert np.max(np.abs(ended[0] - limit) / se) < 0.02
+
+
+def test_the_ascent_ends_where_plain_ems_own_long_run_ends():
+    """Seed 31118 (the slow cell, plain EM, abs rule, stopped by the cap): from the ridge the
+    iteration crawls along, an ascent whose radius doubled without bound leapt into another
+    spurious maximum's basin (1,425 SE from the stop; a SQUAREM run from the stop ends there
+    too), while plain EM itself, run on from the stop until it stalls, ends 826 SE away."""
+    y = slow_data(31118)
+    result = emsim.fit(y, model="full", method="em")
+    assert result.status == "max_iterations"
+    stop = stop_of(result)
+    limit, se = reference(stop, y, plain=80_000)
+    expected = np.max(np.abs(stop - limit) / se)
+    assert 500 < expected < 1000
+    assert within_factor(result.distance_to_limit, expected)
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)

@@ -52,9 +52,14 @@ NEWTON_FROM_DECREMENT = 1e-2
 CONTINUATION_ROUNDS = (100, 300, 1000, 3000, 10000)
 # The trust-region finish: at most this many steps per attempt, from a radius of one unit of
 # EM's own metric (about one EM step's reach); the radius shrinks by RADIUS_SHRINK where the
-# quadratic model overstates the gain and doubles where it holds at the boundary.
+# quadratic model overstates the gain and doubles (up to TRUST_RADIUS_MAX) where it holds at
+# the boundary.
 TRUST_REGION_STEPS = 50
 TRUST_RADIUS_START = 1.0
+# A cap on the radius keeps the ascent close to EM's own path: unbounded doublings let it leap
+# from a ridge across the basin EM's path takes into another spurious maximum's (slow cell,
+# seed 31118: a maximum 1,420 SE away where EM's own long run ends 826 SE away).
+TRUST_RADIUS_MAX = 8.0
 RADIUS_SHRINK = 0.25
 # Halvings of the bracket for the subproblem's multiplier: 2^-60 of it, below rounding.
 SHIFT_HALVINGS = 60
@@ -386,7 +391,7 @@ def trust_region_limit(y, theta, model, sigma_floor):
         radius[rows] = np.where(
             ~taken | (ratio < 0.25),
             RADIUS_SHRINK * reach,
-            np.where(grow, 2.0 * radius[rows], radius[rows]),
+            np.where(grow, np.minimum(2.0 * radius[rows], TRUST_RADIUS_MAX), radius[rows]),
         )
         # A radius far below a step the log-likelihood can register: no further progress.
         active[rows[radius[rows] < 1e-12]] = False
