@@ -480,7 +480,7 @@ def _replicates_title(data: pd.DataFrame, plan: tuple[int, int, int] | None, fix
         at_max = int((data["stop_reason"] == STOP_MAX).sum())
         title += (
             f": {met} of {len(data)} cells met every target, {at_max} stopped at max "
-            f"(min {plan[0]}, +{plan[2]} per round, max {plan[1]})"
+            f"(min {plan[0]}, then as projected in steps of {plan[2]}, max {plan[1]})"
         )
     return title
 

@@ -280,7 +280,8 @@ def round_decision(
     """What a cell does after a round that brought it to `replicates` replicates: its
     performance rows assessed against the targets (`assess`), and the step `decide` takes from
     that under `plan`. Without targets the assessment has no rows and an adaptive cell runs on
-    to the plan's maximum, one step per round."""
+    to the plan's maximum, one step per round; with targets, a cell that goes on jumps to the
+    count its most missed target projects (`projected_replicates`)."""
     if precision is None:
         assessment = ASSESSMENT_SCHEMA.empty_table().to_pandas()
     else:

@@ -285,7 +285,8 @@ class Study:
             p = self.plan
             return (
                 f"study {self.config['study']!r}: {cells} cells x {p.minimum} to {p.maximum} "
-                f"replicates (+{p.step} per round while a precision target is missed, at most "
+                f"replicates (while a precision target is missed, on to the count its MCSE "
+                f"projects, in steps of {p.step}; at most "
                 f"{p.rounds} rounds) x {per} fits = {cells * p.minimum * per} to "
                 f"{cells * p.maximum * per} fits in {cells * len(p.round_chunks(0))} to "
                 f"{cells * p.n_chunks} jobs (config {self.config_hash[:12]})"
