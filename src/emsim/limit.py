@@ -12,10 +12,12 @@ trust-region Newton ascent in EM's own metric (`trust_region_limit`) tries to fi
 every step it keeps raises the log-likelihood, it follows a ridge where I is not positive
 definite, and it gets in a median of 15 steps where SQUAREM crawled for thousands of E-steps
 (the default study's slow cell). Its end is kept only where it is certified and no lower than
-the stop; on 300 slow-cell data sets it is the limit of an independent long run from the start
-for 99.3% (EM) and 100% (SQUAREM) of stopped fits (`benchmarks/limit_accuracy.py`). It runs
-only after a round of the iteration itself, so that a stationary point that is no maximum
-(equal components, which EM keeps equal) is found stalled rather than climbed away from. Plain
+the stop; on 300 slow-cell data sets the distance to it matches that to an independent
+long run (from the start, or the fit's own iteration run on in numpy) for 99.7-100% (EM) and
+99.3-99.7% (SQUAREM) of stopped fits (`benchmarks/limit_accuracy.py`, docs/design.md section
+2). It runs only after a round of the iteration itself, so that a stationary point that is
+no maximum (equal components, which EM keeps equal) is found stalled rather than climbed away
+from. Plain
 Newton (analytic score and information, steps halved until the log-likelihood does not fall)
 is tried first from points already within NEWTON_FROM_DECREMENT SEs of the local quadratic
 model's maximum, its end accepted only where it is certified, lies no further from its start
