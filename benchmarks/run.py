@@ -10,7 +10,7 @@ E is the time of one numpy exp pass over as many points as the case's unit of wo
 measured in the same run (best of many): a full-model EM iteration at n = 500,000 against E over
 500,000 points; an iteration of the batched n = 100 fits against E over 100 points, taken as
 one exp pass over all the batch's points divided by its rows (a single exp call over 100 points
-costs 5x that, nearly all of it numpy's call overhead, not arithmetic); the default study's
+costs 5-7x that here, nearly all of it numpy's call overhead, not arithmetic); the default study's
 wall time against E over 500,000 points (the issue 22 unit).
 
 The study case runs the default study of issue 22's design (study_split.py --issue22) and splits
