@@ -145,6 +145,12 @@ def main() -> None:
         help="more adaptive results folders of the same design (e.g. another gate layout): cost",
     )
     ap.add_argument("--cores", type=int, default=2, help="cores the runs had (for core use)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "results" / "bench" / "adaptive_cost.json",
+        help="with --adaptive: the ratios, for benchmarks/run.py (make bench) to print",
+    )
     args = ap.parse_args()
 
     perf = pd.read_parquet(args.fixed / "summary" / "performance.parquet")
@@ -216,8 +222,14 @@ def main() -> None:
         )
         ratio = adaptive_cost["em_cpu_time_s"] / fixed_cost["em_cpu_time_s"]
         print(f"EM CPU adaptive / fixed: {ratio:.3f}")
+        ratios = {"em_cpu_ratio": ratio, "em_cpu_basis": "summed em_cpu_s of the fit jobs"}
         if args.wall_fixed and args.wall_adaptive:
             print(f"whole-run wall adaptive / fixed: {args.wall_adaptive / args.wall_fixed:.3f}")
+            ratios["wall_ratio"] = args.wall_adaptive / args.wall_fixed
+            ratios["wall_basis"] = "whole runs' wall (--wall-fixed, --wall-adaptive)"
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(ratios, indent=2) + "\n")
+        print(f"wrote {args.json}")
     for label, results in [("fixed", args.fixed), ("adaptive", args.adaptive)] + [
         (f"also {p}", p) for p in args.also_adaptive
     ]:

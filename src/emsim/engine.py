@@ -19,14 +19,17 @@ max(a, b) + log1p(exp(-|d|)): one exp per point, finite for points far from both
 model's densities never move, so their ratio is exponentiated once per fit (`pi_prepare`) and its
 E-step needs one division per point and no exp.
 
-Speed (a full-model E-step costs about 3.5 numpy `exp` passes over the same points; see
-benchmarks/): the E-step processes each row in blocks of at most 512 points, small enough to
-stay in the L1 cache between its passes. Inside a block every loop is
-elementwise, so LLVM vectorises it without fast-math: exp(-|d|) uses a Cody-Waite reduction and a
-degree-13 polynomial, with 2^k built from its bits; sums are fixed pairwise trees over the block;
-the log1p terms of a block (at most 512 points, each 1 + e <= 2) are multiplied together and
-logged once. No sum depends on the vector width and the only fast-math flag is `contract`
-(fused multiply-add), so results agree across CPUs that have FMA (x86-64 since 2013, ARMv8).
+Speed (a full-model E-step costs about 3 numpy `exp` passes over the same points; see
+benchmarks/run.py): the E-step processes each row in blocks of at most 512 points, one loop
+over a block computing each point's terms in registers and storing them for sums that are fixed
+pairwise trees over the block (the trees' first level summed in that loop, so that a block's
+terms take 16 KB and stay in a 32 KB L1 cache). Every loop is elementwise, so LLVM vectorises it
+without fast-math: exp(-|d|) uses a Cody-Waite reduction and a degree-13 polynomial, with 2^k
+built from its bits; the log1p terms of a block (at most 512 points, each 1 + e <= 2) are
+multiplied together and logged once. No sum depends on the vector width and the only fast-math
+flag is `contract` (fused multiply-add), so results agree across CPUs that have FMA (x86-64 since
+2013, ARMv8); the sums in the E-step's loop are kept from fusing (`_sum_not_fused`), so the
+results are those of the earlier two-pass E-step, which stored each term before summing it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, typeof, types
+from numba.extending import intrinsic
 from numba.typed import List
 
 from .models import STATUSES
@@ -173,6 +178,50 @@ def _block(data, lo, size, tail):
     return tail, _padded(data.size - lo)
 
 
+@intrinsic
+def _float_of_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits`: a register move, which lets the exp
+    be finished in the loop that computes it, without an int64 array to view as floats."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _sum_not_fused(typingctx, a, b):
+    """a + b, never fused with a multiplication that feeds it (an fma would round once where
+    the two-pass E-step, which stored each product before summing, rounded twice). numba gives
+    every float operation without flags the `contract` flag; `afn` (which only concerns calls
+    of math functions) keeps it off this one."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1], flags=("afn",))
+
+    return types.float64(types.float64, types.float64), codegen
+
+
+@njit(inline="always", **_JIT)
+def _mixture_point(x, mu1, mu2, inv1, inv2, c1, c2):
+    """One point's terms of the mixture E-step: (the log-density's max(a, b) part, 1 + e, tau1,
+    tau1 z1, tau1 z1^2, tau2, tau2 z2, tau2 z2^2), e = exp(-|d|), computed in registers."""
+    z1 = (x - mu1) * inv1
+    z2 = (x - mu2) * inv2
+    a = c1 - 0.5 * z1 * z1
+    b = c2 - 0.5 * z2 * z2
+    d = a - b
+    poly, bits = _exp_parts(d)
+    e = poly * _float_of_bits(bits)
+    w = 1.0 / (1.0 + e)
+    ew = e * w
+    r1 = w if d >= 0.0 else ew
+    r2 = ew if d >= 0.0 else w
+    # d - d is 0, or NaN when d is not finite: such a point must poison the sum.
+    top = (a if a > b else b) + (d - d)
+    return top, 1.0 + e, r1, r1 * z1, r1 * z1 * z1, r2, r2 * z2, r2 * z2 * z2
+
+
 @njit(inline="always", **_JIT)
 def mixture_estep(y, p, stats, work):
     """Log-likelihood of the two-normal mixture at p; fills stats with (sum tau1, mean z1,
@@ -180,7 +229,6 @@ def mixture_estep(y, p, stats, work):
     n = y.size
     bits, poly, t_max, t_log, t_w1, t_z1, t_zz1, t_w2, t_z2, pad = work
     size = bits.size
-    scale = bits.view(np.float64)
     pi = p[0]
     mu1 = p[1]
     mu2 = p[2]
@@ -194,51 +242,58 @@ def mixture_estep(y, p, stats, work):
     for lo in range(0, n, size):
         m = min(size, n - lo)
         block, lanes = _block(y, lo, size, pad)
-        for j in range(lanes):
-            z1 = (block[j] - mu1) * inv1
-            z2 = (block[j] - mu2) * inv2
-            d = (c1 - 0.5 * z1 * z1) - (c2 - 0.5 * z2 * z2)
-            poly[j], bits[j] = _exp_parts(d)
-        # Second pass: once a point's exp is used, its polynomial slot holds the second
-        # component's weighted square, so eight work arrays suffice.
-        for j in range(lanes):
-            z1 = (block[j] - mu1) * inv1
-            z2 = (block[j] - mu2) * inv2
-            a = c1 - 0.5 * z1 * z1
-            b = c2 - 0.5 * z2 * z2
-            d = a - b
-            e = poly[j] * scale[j]
-            w = 1.0 / (1.0 + e)
-            ew = e * w
-            r1 = w if d >= 0.0 else ew
-            r2 = ew if d >= 0.0 else w
-            # d - d is 0, or NaN when d is not finite: such a point must poison the sum.
-            t_max[j] = (a if a > b else b) + (d - d)
-            t_log[j] = 1.0 + e
-            t_w1[j] = r1
-            t_z1[j] = r1 * z1
-            t_zz1[j] = r1 * z1 * z1
-            t_w2[j] = r2
-            t_z2[j] = r2 * z2
-            poly[j] = r2 * z2 * z2
-        for j in range(m, lanes):
-            t_max[j] = 0.0
-            t_log[j] = 1.0
-            t_w1[j] = 0.0
-            t_z1[j] = 0.0
-            t_zz1[j] = 0.0
-            t_w2[j] = 0.0
-            t_z2[j] = 0.0
-            poly[j] = 0.0
+        tree = size
+        if m == size:
+            # A whole block: the trees' first level (point j with point j + size / 2) is summed
+            # here, so that the block's terms take half the memory and stay in the L1 cache.
+            tree = size // 2
+            for j in range(tree):
+                top, one_e, w1, wz1, wzz1, w2, wz2, wzz2 = _mixture_point(
+                    block[j], mu1, mu2, inv1, inv2, c1, c2
+                )
+                top_k, one_e_k, w1_k, wz1_k, wzz1_k, w2_k, wz2_k, wzz2_k = _mixture_point(
+                    block[j + tree], mu1, mu2, inv1, inv2, c1, c2
+                )
+                t_max[j] = _sum_not_fused(top, top_k)
+                t_log[j] = one_e * one_e_k
+                t_w1[j] = _sum_not_fused(w1, w1_k)
+                t_z1[j] = _sum_not_fused(wz1, wz1_k)
+                t_zz1[j] = _sum_not_fused(wzz1, wzz1_k)
+                t_w2[j] = _sum_not_fused(w2, w2_k)
+                t_z2[j] = _sum_not_fused(wz2, wz2_k)
+                poly[j] = _sum_not_fused(wzz2, wzz2_k)
+            lanes = tree
+        else:
+            for j in range(lanes):
+                top, one_e, w1, wz1, wzz1, w2, wz2, wzz2 = _mixture_point(
+                    block[j], mu1, mu2, inv1, inv2, c1, c2
+                )
+                t_max[j] = top
+                t_log[j] = one_e
+                t_w1[j] = w1
+                t_z1[j] = wz1
+                t_zz1[j] = wzz1
+                t_w2[j] = w2
+                t_z2[j] = wz2
+                poly[j] = wzz2
+            for j in range(m, lanes):
+                t_max[j] = 0.0
+                t_log[j] = 1.0
+                t_w1[j] = 0.0
+                t_z1[j] = 0.0
+                t_zz1[j] = 0.0
+                t_w2[j] = 0.0
+                t_z2[j] = 0.0
+                poly[j] = 0.0
         # The block's 1 + e terms multiply to at most 2^512: one log per block suffices.
-        total_log += math.log(_tree_product(t_log, lanes, size))
-        total_max += _tree_sum(t_max, lanes, size)
-        total_w1 += _tree_sum(t_w1, lanes, size)
-        total_z1 += _tree_sum(t_z1, lanes, size)
-        total_zz1 += _tree_sum(t_zz1, lanes, size)
-        total_w2 += _tree_sum(t_w2, lanes, size)
-        total_z2 += _tree_sum(t_z2, lanes, size)
-        total_zz2 += _tree_sum(poly, lanes, size)
+        total_log += math.log(_tree_product(t_log, lanes, tree))
+        total_max += _tree_sum(t_max, lanes, tree)
+        total_w1 += _tree_sum(t_w1, lanes, tree)
+        total_z1 += _tree_sum(t_z1, lanes, tree)
+        total_zz1 += _tree_sum(t_zz1, lanes, tree)
+        total_w2 += _tree_sum(t_w2, lanes, tree)
+        total_z2 += _tree_sum(t_z2, lanes, tree)
+        total_zz2 += _tree_sum(poly, lanes, tree)
     stats[0] = total_w1
     stats[1] = total_z1 / total_w1
     stats[2] = total_zz1 / total_w1
