@@ -551,6 +551,39 @@ def information_sums(y, params, model, complete, missing, moments):
 
 
 @njit(**_JIT)
+def logliks(y, params, out):
+    """Per row of y the log-likelihood at its params (all five entries), by the engine's own
+    E-step (one vectorised pass; its statistics are discarded): the continuation's and Newton's
+    line searches evaluate it at every trial point, where numpy's passes over y cost 6-8
+    E-steps."""
+    work = make_work(y.shape[1])
+    stats = np.empty(N_STATS)
+    for row in range(y.shape[0]):
+        fill_tail(y[row], work[0].size, work[9])
+        out[row] = mixture_estep(y[row], params[row], stats, work)
+
+
+@njit(**_JIT)
+def pi_information_sums(y, params, sums):
+    """The pi model's Louis terms per row in one pass: sums receives (sum tau, the score
+    sum (tau / pi - (1 - tau) / (1 - pi)), the observed information, the sum of its squares:
+    d2/dpi2 of the log-likelihood is -sum (f1 - f2)^2 / f^2)."""
+    n = y.shape[1]
+    for row in range(y.shape[0]):
+        pi, mu1, mu2, c, u1, u2 = _row_terms(params, row)
+        s_tau = s_score = s_info = 0.0
+        for i in range(n):
+            tau = _point_terms(y[row, i], mu1, mu2, c, u1, u2)[2]
+            per_point = tau / pi - (1.0 - tau) / (1.0 - pi)
+            s_tau += tau
+            s_score += per_point
+            s_info += per_point * per_point
+        sums[row, 0] = s_tau
+        sums[row, 1] = s_score
+        sums[row, 2] = s_info
+
+
+@njit(**_JIT)
 def score_outer_sums(y, params, model, outer):
     """Per row of y at its params, J = sum_i s_i s_i^T over the model's estimated parameters,
     s_i the score of point i (the tau-weighted component scores; see information.py): the

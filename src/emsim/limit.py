@@ -40,7 +40,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import MODEL_CODES, N_STATS, information_sums, run, trust_region_shifts
+from .engine import (
+    MODEL_CODES,
+    N_STATS,
+    information_sums,
+    logliks,
+    pi_information_sums,
+    run,
+    trust_region_shifts,
+)
 from .information import positive_definite_inverse_diagonal
 
 # A point is the limit when the Newton decrement and one EM step are below this many SEs: far
@@ -69,22 +77,12 @@ SHIFT_HALVINGS = 60
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
 MAX_HALVINGS = 40
-_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
-
-
-def _log_parts(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pi, mu1, mu2, s1, s2 = (theta[:, k : k + 1] for k in range(5))
-    with np.errstate(all="ignore"):
-        a = np.log(pi) - np.log(s1) - _LOG_SQRT_2PI - 0.5 * ((y - mu1) / s1) ** 2
-        b = np.log1p(-pi) - np.log(s2) - _LOG_SQRT_2PI - 0.5 * ((y - mu2) / s2) ** 2
-    return a, b
 
 
 def loglik(y: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    a, b = _log_parts(y, theta)
-    top = np.maximum(a, b)
-    with np.errstate(all="ignore"):
-        return (top + np.log1p(np.exp(-np.abs(a - b)))).sum(axis=1)
+    out = np.empty(theta.shape[0])
+    logliks(np.ascontiguousarray(y), np.ascontiguousarray(theta, dtype=np.float64), out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,22 +104,17 @@ class _Louis:
 def _louis(y: np.ndarray, theta: np.ndarray, model: str) -> _Louis:
     """Score, information and tau-moments in one compiled pass over the data (the score and EM
     step are sums the information needs anyway: a second numpy pass for them cost 2x the pass)."""
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
     if model == "pi":
-        a, b = _log_parts(y, theta)
-        with np.errstate(all="ignore"):
-            tau = 1.0 / (1.0 + np.exp(b - a))
-            pi = theta[:, 0:1]
-            per_point = tau / pi - (1.0 - tau) / (1.0 - pi)
-            # d2/dpi2 of sum log(pi f1 + (1 - pi) f2) is -sum (f1 - f2)^2 / f^2.
-            info = (per_point**2).sum(axis=1)[:, None, None]
+        sums = np.empty((y.shape[0], 3))
+        pi_information_sums(np.ascontiguousarray(y), theta, sums)
         moments = np.zeros((y.shape[0], N_STATS))
-        moments[:, 0] = tau.sum(axis=1)
-        return _Louis(per_point.sum(axis=1)[:, None], info, None, moments)
+        moments[:, 0] = sums[:, 0]
+        return _Louis(sums[:, 1:2], sums[:, 2, None, None], None, moments)
     k = 5 if model == "full" else 4
     complete = np.empty((y.shape[0], k, k))
     missing = np.empty((y.shape[0], k, k))
     moments = np.empty((y.shape[0], N_STATS))
-    theta = np.ascontiguousarray(theta)
     information_sums(y, theta, MODEL_CODES[model], complete, missing, moments)
     w1, t1, q1, w2, t2, q2 = moments.T
     pi, s1, s2 = theta[:, 0], theta[:, 3], theta[:, 4]

@@ -40,6 +40,8 @@ def entry_points() -> list[tuple[object, tuple]]:
     row = np.ones((1, n_est))
     shifts = (row, row.copy(), np.ones(1), np.zeros(1), np.ones(1), 60)
     return [
+        (engine.logliks, (y, start.copy(), np.empty(1))),
+        (engine.pi_information_sums, (y, start.copy(), np.empty((1, 3)))),
         (engine.fit_rows, run),
         (engine.information_sums, sums),
         (engine.score_outer_sums, outer),
