@@ -566,21 +566,41 @@ def logliks(y, params, out):
 @njit(**_JIT)
 def pi_information_sums(y, params, sums):
     """The pi model's Louis terms per row in one pass: sums receives (sum tau, the score
-    sum (tau / pi - (1 - tau) / (1 - pi)), the observed information, the sum of its squares:
-    d2/dpi2 of the log-likelihood is -sum (f1 - f2)^2 / f^2)."""
+    sum (tau - pi) / (pi (1 - pi)), the observed information sum (tau - pi)^2 / (pi (1 - pi))^2:
+    d2/dpi2 of the log-likelihood is -sum (f1 - f2)^2 / f^2). Blocked like the E-step, with its
+    vectorised exp: a scalar exp per point made each call cost 10 E-steps."""
     n = y.shape[1]
+    work = make_work(n)
+    size = work[0].size
+    taus, devs, squares, pad = work[1], work[2], work[3], work[9]
     for row in range(y.shape[0]):
-        pi, mu1, mu2, c, u1, u2 = _row_terms(params, row)
-        s_tau = s_score = s_info = 0.0
-        for i in range(n):
-            tau = _point_terms(y[row, i], mu1, mu2, c, u1, u2)[2]
-            per_point = tau / pi - (1.0 - tau) / (1.0 - pi)
-            s_tau += tau
-            s_score += per_point
-            s_info += per_point * per_point
+        data = y[row]
+        fill_tail(data, size, pad)
+        pi, mu1, mu2 = params[row, 0], params[row, 1], params[row, 2]
+        inv1, inv2 = 1.0 / params[row, 3], 1.0 / params[row, 4]
+        c1 = math.log(pi) - math.log(params[row, 3]) - LOG_SQRT_2PI
+        c2 = math.log1p(-pi) - math.log(params[row, 4]) - LOG_SQRT_2PI
+        s_tau = s_dev = s_square = 0.0
+        for lo in range(0, n, size):
+            m = min(size, n - lo)
+            block, lanes = _block(data, lo, size, pad)
+            for j in range(lanes):
+                tau = _mixture_point(block[j], mu1, mu2, inv1, inv2, c1, c2)[2]
+                dev = tau - pi
+                taus[j] = tau
+                devs[j] = dev
+                squares[j] = dev * dev
+            for j in range(m, lanes):
+                taus[j] = 0.0
+                devs[j] = 0.0
+                squares[j] = 0.0
+            s_tau += _tree_sum(taus, lanes, size)
+            s_dev += _tree_sum(devs, lanes, size)
+            s_square += _tree_sum(squares, lanes, size)
+        scale = 1.0 / (pi * (1.0 - pi))
         sums[row, 0] = s_tau
-        sums[row, 1] = s_score
-        sums[row, 2] = s_info
+        sums[row, 1] = s_dev * scale
+        sums[row, 2] = s_square * scale * scale
 
 
 @njit(**_JIT)
