@@ -18,9 +18,10 @@ from emsim.study.worker_pool import WorkerPool, start_server, stop_server
 
 __all__ = ["FIT_CODE", "fit_workers", "prepare_workers", "stop_workers"]
 
-# What the fork server imports for the fit workers: the fit job's code (the engine itself is
-# loaded by each worker's first fit, `fitjob.fit_chunk`, while the other workers load theirs).
-FIT_CODE: tuple[str, ...] = ("emsim.study.fitjob",)
+# What the fork server imports for the fit workers: the fit job's code and `jobs`, whose
+# `fit_job` a worker runs (the engine itself is loaded by each worker's first fit,
+# `fitjob.fit_chunk`, while the other workers load theirs).
+FIT_CODE: tuple[str, ...] = ("emsim.study.fitjob", "emsim.study.jobs")
 
 # The fit workers of this Snakemake process (`prepare_workers`), or None: fit jobs then run in
 # the job's own thread or process.
