@@ -10,8 +10,9 @@ file; these functions pass the rule's paths on (the summary tables as a `summary
 each figure as its named output), so the library never rebuilds a file name.
 
 The Snakefile also calls the helpers here for what runs before any job (`remove_damaged_results`,
-`warm_engine`), for the files a rule depends on (`module_path`) and for which files the rules of
-an adaptive study read once its cells' gates exist (`final_outputs`, `cell_final_outputs`, ...).
+`warm_engine`, and `prepare_workers` of `job_workers`: where fit jobs run), for the files a rule
+depends on (`module_path`) and for which files the rules of an adaptive study read once its
+cells' gates exist (`final_outputs`, `cell_final_outputs`, ...).
 
 Every aggregate step reads exactly the files its rule lists as inputs: fit and traces files left
 behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but are not
