@@ -48,12 +48,14 @@ if workflow.is_main_process:
 
 
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new
-# process that then loads it from numba's cache instead of compiling it (README, "Run on a
-# cluster"). Not run by dry runs or by the jobs' own Snakemake processes. A run that draws the
-# figures starts their workers' fork server first: it imports the plotting code while the fits
-# run, not after the last one (issue 22: the tail).
+# process, and locally each fit worker, that then loads it from numba's cache instead of
+# compiling it (README, "Run on a cluster"). Not run by dry runs or by the jobs' own Snakemake
+# processes. First the fork server of the worker processes starts (`jobs.prepare_workers`):
+# fit jobs on more than one local core run in a pool of processes forked from it, not as
+# threads that take turns on one GIL; it imports the fit and plotting code while Snakemake
+# schedules, not after the last fit (issue 22).
 onstart:
-    jobs.prepare_figures(workflow)
+    jobs.prepare_workers(workflow)
     jobs.warm_engine()
 
 
@@ -61,9 +63,14 @@ onstart:
 # finished job, workflow/profiles/default). Not after a run that did not write it (a target
 # other than the report, or the report failed).
 onsuccess:
+    jobs.stop_workers()
     report_html = Path("results/report/index.html")
     if report_html.is_file():
         print(f"Report: {report_html.resolve()}", file=sys.stderr)
+
+
+onerror:
+    jobs.stop_workers()
 
 
 wildcard_constraints:

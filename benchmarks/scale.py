@@ -45,6 +45,9 @@ and a real study of 10^6+ fits end to end against the engine's own rate.
       outside its clock = a fit job's Snakemake duration - its job_elapsed_s.
     cores x wall is split into EM (em_cpu_s), the rest of the fit jobs' own clock, fit jobs
     outside it, other jobs, start-up and no job running on a core.
+(d) `--only pair` (opt-in): two fit jobs on 2 cores against one on 1 core (`bench_pair`); the
+    issue asks that two take the time of one, which fit jobs as threads sharing one GIL did
+    not.
 
 Everything is written under a temporary folder; nothing goes to results/ except the numbers
 (`--json`, default results/bench/scale.json).
@@ -54,6 +57,7 @@ Everything is written under a temporary folder; nothing goes to results/ except 
     python benchmarks/scale.py --rows 1000000 --cells 50
     python benchmarks/scale.py --only e2e           # (c), ~15 min on 2 quiet cores
     python benchmarks/scale.py --only e2e --replicates 100 --e2e-chunk-size 50  # a quick try
+    python benchmarks/scale.py --only pair          # (d), about 1 minute
 """
 
 from __future__ import annotations
@@ -428,16 +432,17 @@ def reaction_latency(jobs: list[dict]) -> list[float]:
     return out
 
 
-def run_snakemake(work: Path, cores: int, src: Path) -> dict:
-    """The whole study, as `make study` runs it but on `cores` cores: wall time, CPU time and
-    peak RSS of Snakemake and everything it started (os.wait4), and the CPU time other
-    processes of the machine took meanwhile."""
+def run_snakemake(work: Path, cores: int, src: Path, targets: tuple[str, ...] = ()) -> dict:
+    """The whole study (or `targets`), as `make study` runs it but on `cores` cores: wall
+    time, CPU time and peak RSS of Snakemake and everything it started (os.wait4), and the CPU
+    time other processes of the machine took meanwhile."""
     command = [
         str(SNAKEMAKE),
         "--cores",
         str(cores),
         "--workflow-profile",
         "workflow/profiles/default",
+        *targets,
     ]
     env = dict(os.environ, PYTHONPATH=str(src), MPLBACKEND="Agg")
     with open(work / "snakemake.log", "w") as log:
@@ -662,10 +667,83 @@ def bench_e2e(tmp: Path, replicates: int, chunk_size: int, cores: int, workers: 
     }
 
 
+def bench_pair(tmp: Path, chunk_size: int) -> dict:
+    """(d): whether two fit jobs on 2 cores take the time of one on 1 core. One cell of the e2e
+    grid (separation 2, pi 0.65) in two chunks of `chunk_size` replicates: each chunk's fits
+    alone with `--cores 1`, then both with `--cores 2` (the default profile: jobs as threads of
+    Snakemake, fits in its fit workers where it has them). The measure is the fit phase, from
+    the first fit job's start to the last one's end (the files' footers, `fit_provenance`),
+    and Snakemake's whole wall time; other processes' CPU meanwhile is reported beside it."""
+    import emsim
+    from emsim.study.jobs import fit_provenance
+
+    src = Path(emsim.__file__).resolve().parents[1]
+    config = e2e_config(2 * chunk_size, chunk_size)
+    config["grid"] = dict(config["grid"], mu=[[0.0, 2.0]], pi=[0.65])
+    config["study"] = f"scale pair: n = 100, 1 cell x 2 chunks of {chunk_size} replicates"
+    work = tmp / "pair"
+    work.mkdir(parents=True)
+    shutil.copy2(ROOT / "Snakefile", work / "Snakefile")
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    fits = sorted(str(p.relative_to(work)) for p in _pair_fits(work))
+    runs = {}
+    for name, cores, targets in (
+        ("chunk 0 alone, 1 core", 1, fits[:1]),
+        ("chunk 1 alone, 1 core", 1, fits[1:]),
+        ("both chunks, 2 cores", 2, fits),
+    ):
+        shutil.rmtree(work / "results", ignore_errors=True)
+        shutil.rmtree(work / ".snakemake", ignore_errors=True)
+        run = run_snakemake(work, cores, src, tuple(targets))
+        prov = fit_provenance([work / f for f in targets])
+        runs[name] = {
+            "cores": cores,
+            "fit_jobs": prov["fit_jobs"],
+            "fit_phase_s": prov["wall_time_s"],
+            "fit_job_time_s": prov["fit_job_time_s"],
+            "snakemake_wall_s": run["wall_s"],
+            "others_cpu_s": run["others_cpu_s"],
+        }
+    one = statistics.mean(runs[k]["fit_phase_s"] for k in list(runs)[:2])
+    both = runs["both chunks, 2 cores"]["fit_phase_s"]
+    return {"chunk_size": chunk_size, "runs": runs, "two_over_one": both / one}
+
+
+def _pair_fits(work: Path) -> list[Path]:
+    from emsim.study.config import load_study
+
+    study = load_study(
+        yaml.safe_load((work / "config.yaml").read_text()),
+        work / "workflow/schemas/config.schema.yaml",
+    )
+    return [work / f for f in study.outputs("fits")]
+
+
+def print_pair(r: dict) -> None:
+    print(f"pair: one cell at n = 100, chunks of {r['chunk_size']} replicates ({_cpu_model()})")
+    for name, run in r["runs"].items():
+        print(
+            f"  {name:24} {run['fit_jobs']} fit job(s): fit phase {run['fit_phase_s']:.1f} s "
+            f"(summed job time {run['fit_job_time_s']:.1f} s), snakemake "
+            f"{run['snakemake_wall_s']:.1f} s; other processes took "
+            f"{run['others_cpu_s']:.0f} CPU-s meanwhile"
+        )
+    print(f"  two jobs on 2 cores / one job on 1 core (fit phase): {r['two_over_one']:.2f}x")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "CPU model unknown"
+
+
 def print_e2e(r: dict) -> None:
     d = r["design"]
     lat = r["latency_per_job_s"]
     core_s = r["cores"] * r["wall_s"]
+    print(f"  CPU: {_cpu_model()}")
     print(
         f"  {r['fits']:,} fit rows (the same as in-process: {r['same_fits']}), {r['jobs']} jobs "
         f"({r['fit_jobs']} fit jobs of {d['chunk_size']} replicates); wall {r['wall_s']:.1f} s "
@@ -698,8 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--only",
-        choices=["dag", "dag-adaptive", "summarise", "e2e"],
-        help="one part; without it dag and summarise (e2e runs only when named)",
+        choices=["dag", "dag-adaptive", "summarise", "e2e", "pair"],
+        help="one part; without it dag and summarise (e2e and pair run only when named)",
     )
     parser.add_argument("--cells", type=int, default=1000, help="DAG: cells (a cube)")
     parser.add_argument("--chunks", type=int, default=10, help="DAG: chunks per cell")
@@ -715,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicates", type=int, default=2400, help="e2e: replicates per cell")
     parser.add_argument("--e2e-chunk-size", type=int, default=600, help="e2e: replicates/job")
     parser.add_argument("--cores", type=int, default=2, help="e2e: snakemake --cores")
+    parser.add_argument("--pair-chunk-size", type=int, default=300, help="pair: replicates/job")
     parser.add_argument(
         "--engine-workers",
         type=int,
@@ -772,6 +851,10 @@ def main(argv: list[str] | None = None) -> int:
             numbers["e2e"] = r
             ok &= r["same_fits"]
             print_e2e(r)
+        if args.only == "pair":
+            r = bench_pair(tmp, args.pair_chunk_size)
+            numbers["pair"] = r
+            print_pair(r)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -167,33 +167,46 @@ from multiprocessing import forkserver
 from types import SimpleNamespace
 from emsim.study import jobs
 
-def fake_workflow(rules, cores):
+def fake_workflow(rules, cores, threads):
     jobs_ = [SimpleNamespace(rule=SimpleNamespace(name=r)) for r in rules]
     return SimpleNamespace(
         resource_settings=SimpleNamespace(cores=cores),
         dag=SimpleNamespace(needrun_jobs=lambda: iter(jobs_)),
+        local_exec=True,
+        execution_settings=SimpleNamespace(use_threads=threads),
     )
 
 if __name__ == "__main__":
-    rules, cores = sys.argv[1].split(","), int(sys.argv[2])
-    started = jobs.prepare_figures(fake_workflow(rules, cores))
+    rules, cores, threads = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3] == "True"
+    fits = jobs.prepare_workers(fake_workflow(rules, cores, threads))
     server = forkserver._forkserver._forkserver_pid
+    fit_parent = jobs.fit_workers().run(os.getppid) if fits else None
     with jobs.figure_pool(2) as pool:
         parent = pool.submit(os.getppid).result()
-    print(started, server, parent, forkserver._forkserver._forkserver_pid)
+    print(fits, server, parent, forkserver._forkserver._forkserver_pid, fit_parent)
 """
 
 
 @pytest.mark.parametrize(
-    ("rules", "cores", "started"),
-    [("fit,figures,report", 2, True), ("fit,summary", 2, False), ("figures", 1, False)],
+    ("rules", "cores", "threads", "server", "fits"),
+    [
+        ("fit,figures,report", 2, False, True, False),
+        ("fit,figures,report", 2, True, True, True),
+        ("fit,summary", 2, True, True, True),
+        ("cell_gate,summary", 2, True, True, True),
+        ("fit,summary", 2, False, False, False),
+        ("figures", 1, True, False, False),
+        ("fit,figures", 1, True, False, False),
+    ],
 )
-def test_onstart_starts_the_figure_server_only_for_a_run_that_draws_in_parallel(
-    tmp_path, rules, cores, started
+def test_onstart_starts_the_worker_server_only_for_a_run_with_work_for_it(
+    tmp_path, rules, cores, threads, server, fits
 ):
-    """A run whose DAG draws the figures on more than one core starts the fork server before
-    any job (its imports then overlap the fits), and the figures job's pool forks its workers
-    from that server, not from one of its own."""
+    """A run whose DAG draws the figures, or fits as threads, on more than one core starts the
+    fork server before any job (its imports then overlap Snakemake's scheduling); the fit
+    workers and the figures job's pool fork their workers from that server, not from one of
+    their own. Fit jobs that are processes of their own already (no force-use-threads, or a
+    cluster) and runs on one core get no fit workers."""
     import subprocess
     import sys
 
@@ -201,7 +214,7 @@ def test_onstart_starts_the_figure_server_only_for_a_run_that_draws_in_parallel(
     script.write_text(_PREPARE)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     out = subprocess.run(
-        [sys.executable, str(script), rules, str(cores)],
+        [sys.executable, str(script), rules, str(cores), str(threads)],
         capture_output=True,
         text=True,
         env=env,
@@ -209,10 +222,12 @@ def test_onstart_starts_the_figure_server_only_for_a_run_that_draws_in_parallel(
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    said, server_before, worker_parent, server_after = out.stdout.split()
-    assert said == str(started)
+    said, server_before, worker_parent, server_after, fit_parent = out.stdout.split()
+    assert said == str(fits)
     # Started in onstart: a server exists before the pool; else the pool starts it.
-    assert (server_before != "None") == started
+    assert (server_before != "None") == server
     assert int(worker_parent) == int(server_after)
-    if started:
+    if server:
         assert int(server_before) == int(server_after)
+    if fits:
+        assert int(fit_parent) == int(server_after)

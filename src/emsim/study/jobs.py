@@ -10,8 +10,9 @@ file; these functions pass the rule's paths on (the summary tables as a `summary
 each figure as its named output), so the library never rebuilds a file name.
 
 The Snakefile also calls the helpers here for what runs before any job (`remove_damaged_results`,
-`warm_engine`), for the files a rule depends on (`module_path`) and for which files the rules of
-an adaptive study read once its cells' gates exist (`final_outputs`, `cell_final_outputs`, ...).
+`warm_engine`, and `prepare_workers` of `job_workers`: where fit jobs run), for the files a rule
+depends on (`module_path`) and for which files the rules of an adaptive study read once its
+cells' gates exist (`final_outputs`, `cell_final_outputs`, ...).
 
 Every aggregate step reads exactly the files its rule lists as inputs: fit and traces files left
 behind by an earlier design (a removed grid value, a changed chunk size) stay on disk but are not
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
 from emsim.study.figure_workers import draw_figure, figure_pool, longest_first
 from emsim.study.integrity import parquet_damage
+from emsim.study.job_workers import fit_workers, prepare_workers, stop_workers
 from emsim.study.schema import (
     BY_PRECISION,
     CSV_TABLES,
@@ -58,6 +60,7 @@ from emsim.study.schema import (
     summary_path,
 )
 from emsim.study.study import Study
+from emsim.study.worker_pool import WorkerDied
 
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
@@ -72,11 +75,12 @@ __all__ = [
     "cell_hash_parts",
     "cell_hash_path",
     "figure_pool",
+    "fit_job",
     "fit_provenance",
     "job_logging",
     "module_path",
     "parquet_damage",
-    "prepare_figures",
+    "prepare_workers",
     "run_cell_hashes",
     "run_figures",
     "run_fit",
@@ -84,6 +88,7 @@ __all__ = [
     "run_report",
     "run_study_config",
     "run_summary",
+    "stop_workers",
     "summary_outputs",
     "sweep_results",
 ]
@@ -204,20 +209,6 @@ def warm_engine(say: Any = None) -> float:
             f"(cached in {compiled[0].stats.cache_path})"
         )
     return seconds
-
-
-def prepare_figures(workflow: Any) -> bool:
-    """Snakemake's `onstart`: when this run draws the figures in parallel (its DAG has the
-    figures job to run, and more than one core), start their workers' fork server while the
-    fits run (`figure_workers.start_figure_server`)."""
-    cores = getattr(workflow.resource_settings, "cores", None) or 1
-    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
-    if cores < 2 or "figures" not in rules_to_run:
-        return False
-    from emsim.study.figure_workers import start_figure_server
-
-    start_figure_server()
-    return True
 
 
 def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -343,11 +334,35 @@ def run_study_config(study: Study, output: Any, log: Any) -> None:
 
 
 def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
+    """A chunk's fits: in a fit worker where this job is a thread of a Snakemake process that
+    has them (the worker then writes the outputs and the log itself, so that no rows cross a
+    pipe), else here."""
+    task = study.fit_task(wildcards.cell, wildcards.chunk)
+    job = (task, str(output.fits), str(output.traces), str(log[0]), study.summary_line())
+    pool = fit_workers()
+    if pool is None or threading.current_thread() is threading.main_thread():
+        fit_job(*job)
+        return
+    try:
+        pool.run(fit_job, *job)
+    except WorkerDied as died:
+        message = f"the fit of cell {task.cell.cell_id} chunk {task.chunk} failed: {died}"
+        with open(log[0], "a") as stream:
+            stream.write(message + "\n")
+        raise WorkerDied(message) from None
+
+
+def fit_job(task: Any, fits: str, traces: str, log_path: str, headline: str) -> dict[str, Any]:
+    """The body of a fit job, wherever it runs: the chunk's fits, logged into `log_path`."""
+    import multiprocessing
+
     from emsim.study.fitjob import fit_chunk
 
-    with job_logging(log[0]) as logger:
-        logger.info("%s", study.summary_line())
-        fit_chunk(study.fit_task(wildcards.cell, wildcards.chunk), output.fits, output.traces)
+    with job_logging(log_path) as logger:
+        logger.info("%s", headline)
+        worker = " (a fit worker)" if multiprocessing.parent_process() is not None else ""
+        logger.info("fitting in process %d%s", os.getpid(), worker)
+        return fit_chunk(task, fits, traces)
 
 
 def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
@@ -561,6 +576,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "figure_stopping",
     "figure_misspecification",
     "figure_workers",
+    "worker_pool",
     "captions",
 )
 

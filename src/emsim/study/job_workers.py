@@ -1,0 +1,67 @@
+"""Which worker processes a run of the workflow starts (the Snakefile's `onstart`,
+docs/design.md section 8), and the fit jobs' pool of them.
+
+Locally, with the default profile's force-use-threads, every job is a thread of the one
+Snakemake process; a fit job's Python around the compiled EM loop (standard errors, the limit,
+starts, rows) holds the GIL, so two fit jobs as threads take turns on it. Here each fit job
+hands its chunk to a worker process of a pool of `--cores` processes (`worker_pool`), forked
+from a fork server that has imported the fit code, so that fit jobs on several cores run side
+by side at no start-up per job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emsim.study.figure_workers import FIGURE_CODE
+from emsim.study.worker_pool import WorkerPool, start_server, stop_server
+
+__all__ = ["FIT_CODE", "fit_workers", "prepare_workers", "stop_workers"]
+
+# What the fork server imports for the fit workers: the fit job's code and `jobs`, whose
+# `fit_job` a worker runs (the engine itself is loaded by each worker's first fit,
+# `fitjob.fit_chunk`, while the other workers load theirs).
+FIT_CODE: tuple[str, ...] = ("emsim.study.fitjob", "emsim.study.jobs")
+
+# The fit workers of this Snakemake process (`prepare_workers`), or None: fit jobs then run in
+# the job's own thread or process.
+_fit_workers: WorkerPool | None = None
+
+
+def fit_workers() -> WorkerPool | None:
+    """This process's fit workers, or None where fit jobs run in their own thread or process."""
+    return _fit_workers
+
+
+def prepare_workers(workflow: Any) -> bool:
+    """Snakemake's `onstart`: start the worker processes' fork server (`worker_pool`) where
+    this run has work for them, so that its imports run while Snakemake schedules: the fit
+    workers (`_fit_workers`) where fit jobs are threads of this process on more than one core,
+    and the figure workers where the run draws the figures on more than one core. Returns
+    whether fit jobs run in the fit workers. Under a cluster executor, or locally without
+    force-use-threads, each fit job is a process of its own already; on one core a worker
+    would only add a process."""
+    global _fit_workers
+    cores = getattr(workflow.resource_settings, "cores", None) or 1
+    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    threads = getattr(workflow, "local_exec", True) and getattr(
+        getattr(workflow, "execution_settings", None), "use_threads", False
+    )
+    # An adaptive study's later rounds join the DAG only once a gate asks for them.
+    fits = cores > 1 and threads and bool(rules_to_run & {"fit", "cell_gate"})
+    preload = [*(FIT_CODE if fits else ()), *((FIGURE_CODE,) if "figures" in rules_to_run else ())]
+    if cores < 2 or not preload:
+        return False
+    start_server(*preload)
+    if fits:
+        _fit_workers = WorkerPool(cores, *preload)
+    return fits
+
+
+def stop_workers() -> None:
+    """Snakemake's `onsuccess` and `onerror`: stop the fit workers (all idle once the run
+    ends) and the fork server, which waits for every worker it forked, so that their CPU time
+    counts in Snakemake's own (`benchmarks/scale.py` measures a run by it)."""
+    if _fit_workers is not None:
+        _fit_workers.close()
+    stop_server()

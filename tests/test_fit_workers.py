@@ -1,0 +1,196 @@
+"""Fit jobs in a pool of worker processes (emsim.study.worker_pool, job_workers; issue 22).
+
+A fit job on more than one local core hands its chunk to a worker process forked from the fork
+server; the rows must be the same bits as in the job's own thread or process, an error in the
+worker must fail the job with the message it has in-process, and a worker that is killed must
+fail its job at once, not hang it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from studyrun import ROOT, TINY, make_workdir, read_fits, snakemake, study_hash, without_runtime
+
+from emsim.study import job_workers, jobs
+from emsim.study.config import load_study
+from emsim.study.worker_pool import WorkerDied, WorkerPool
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+FIT_PROCESS = re.compile(r"fitting in process (\d+)( \(a fit worker\))?")
+
+
+def _fit_processes(workdir: Path) -> list[tuple[int, bool]]:
+    """(pid, in a fit worker) of every fit job of the study, from its log."""
+    found = []
+    for log in sorted((workdir / "results" / "logs" / "fit").rglob("*.log")):
+        (match,) = FIT_PROCESS.findall(log.read_text())
+        found.append((int(match[0]), bool(match[1])))
+    return found
+
+
+def test_fits_in_workers_are_the_bits_of_fits_in_threads(tiny_study, study_src, tmp_path):
+    """tiny_study ran on 2 cores with force-use-threads: its fit jobs ran in the fit workers,
+    at most two processes for its four jobs. The same study on one core (the jobs then fit in
+    Snakemake's own process) gives the same fit rows, bit for bit, and the same study hash."""
+    pooled = _fit_processes(tiny_study)
+    assert len(pooled) == 4 and all(worker for _, worker in pooled)
+    assert 1 <= len({pid for pid, _ in pooled}) <= 2
+
+    one_core = make_workdir(tmp_path / "cores1", TINY, src=study_src)
+    snakemake(one_core, "manifest", cores=1)
+    in_process = _fit_processes(one_core)
+    assert len({pid for pid, _ in in_process}) == 1 and not any(w for _, w in in_process)
+    assert not {pid for pid, _ in in_process} & {pid for pid, _ in pooled}
+
+    pooled_fits = without_runtime(read_fits(tiny_study))
+    pd.testing.assert_frame_equal(
+        without_runtime(read_fits(one_core)), pooled_fits, check_exact=True
+    )
+    assert study_hash(one_core) == study_hash(tiny_study)
+
+
+def _boom(message: str) -> None:
+    raise KeyError(message)
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _server_pid() -> int:
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid
+
+
+def test_a_worker_answers_with_the_callers_exception_and_survives_it():
+    pool = WorkerPool(1)
+    try:
+        assert pool.run(os.getpid) != os.getpid()
+        with pytest.raises(KeyError, match="no such key"):
+            pool.run(_boom, "no such key")
+        first = pool.run(os.getpid)
+        assert pool.run(os.getpid) == first  # the same worker, kept for the next call
+    finally:
+        pool.close()
+
+
+def test_a_killed_worker_fails_its_call_at_once_and_is_replaced():
+    """SIGKILL (what the kernel's OOM killer sends) ends the call with one line naming it,
+    within seconds, and the next call gets a new worker; a worker killed while idle is
+    replaced without failing anyone's call."""
+    pool = WorkerPool(1)
+    try:
+        pool.run(os.getpid)  # the server and the worker are up
+        outcome: dict[str, BaseException] = {}
+
+        def call() -> None:
+            try:
+                pool.run(time.sleep, 60)
+            except BaseException as err:
+                outcome["error"] = err
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.5)
+        (worker,) = _children_of(_server_pid())
+        os.kill(worker, signal.SIGKILL)
+        caller.join(timeout=10)
+        assert not caller.is_alive()
+        assert isinstance(outcome["error"], WorkerDied)
+        assert str(outcome["error"]) == (
+            f"worker process {worker} was killed by SIGKILL (out of memory?)"
+        )
+
+        idle = pool.run(os.getpid)
+        assert idle != worker
+        os.kill(idle, signal.SIGKILL)
+        time.sleep(0.5)
+        assert pool.run(os.getpid) not in (idle, worker)
+    finally:
+        pool.close()
+
+
+def _fit_in_thread(study, cell: str, outputs: dict, log: Path) -> BaseException | None:
+    """`jobs.run_fit` as Snakemake runs it with force-use-threads: in a thread that is not
+    the main one; its exception, or None."""
+    outcome: list[BaseException | None] = [None]
+
+    def job() -> None:
+        try:
+            jobs.run_fit(
+                study, SimpleNamespace(cell=cell, chunk="0"), SimpleNamespace(**outputs), [log]
+            )
+        except BaseException as err:
+            outcome[0] = err
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    return outcome[0]
+
+
+def test_a_fit_job_failing_in_a_worker_fails_with_its_in_process_message(tmp_path, monkeypatch):
+    """The fits file's folder is a file: the write fails. The job fails with the same
+    exception and message in a worker as in its own thread, and its log holds the traceback."""
+    study = load_study(TINY, SCHEMA)
+    cell = study.cells[0].cell_id
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    outputs = {"fits": str(blocker / "fits.parquet"), "traces": str(tmp_path / "traces.parquet")}
+
+    in_thread = _fit_in_thread(study, cell, outputs, tmp_path / "thread.log")
+    pool = WorkerPool(1)
+    monkeypatch.setattr(job_workers, "_fit_workers", pool)
+    try:
+        in_worker = _fit_in_thread(study, cell, outputs, tmp_path / "worker.log")
+    finally:
+        pool.close()
+    assert in_thread is not None and in_worker is not None
+    assert type(in_worker) is type(in_thread)
+    assert str(in_worker) == str(in_thread)
+    log = (tmp_path / "worker.log").read_text()
+    assert "(a fit worker)" in log
+    assert "job failed:\nTraceback" in log and str(in_thread.filename) in log
+
+
+def test_a_fit_job_whose_worker_is_killed_fails_with_one_line(tmp_path, monkeypatch):
+    """The job's worker is killed mid-fit: the job fails with one line naming its cell and chunk
+    and the signal, written to its log too, instead of waiting for an answer."""
+    study = load_study(dict(TINY, replicates=3000, chunk_size=3000), SCHEMA)
+    cell = study.cells[0].cell_id
+    outputs = {"fits": str(tmp_path / "fits.parquet"), "traces": str(tmp_path / "traces.parquet")}
+    pool = WorkerPool(1)
+    monkeypatch.setattr(job_workers, "_fit_workers", pool)
+    try:
+        pool.run(os.getpid)
+        (worker,) = _children_of(_server_pid())
+        threading.Timer(1.0, os.kill, (worker, signal.SIGKILL)).start()
+        error = _fit_in_thread(study, cell, outputs, tmp_path / "fit.log")
+    finally:
+        pool.close()
+    expected = (
+        f"the fit of cell {cell} chunk 0 failed: worker process {worker} was killed by "
+        "SIGKILL (out of memory?)"
+    )
+    assert isinstance(error, WorkerDied) and str(error) == expected
+    assert (tmp_path / "fit.log").read_text().splitlines()[-1] == expected
+    assert not Path(outputs["fits"]).exists()
