@@ -60,13 +60,9 @@ def references(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return limit, se, ok
 
 
-def _em_maps(Y: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """EM's map for the full model on each row (numpy, no code shared with emsim)."""
-    pi, mu1, mu2, s1, s2 = (theta[:, k : k + 1] for k in range(5))
+def _m_step(Y: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """EM's M-step for the full model on each row, from the responsibilities tau."""
     with np.errstate(all="ignore"):
-        a = np.log(pi) - np.log(s1) - 0.5 * ((Y - mu1) / s1) ** 2
-        b = np.log1p(-pi) - np.log(s2) - 0.5 * ((Y - mu2) / s2) ** 2
-        tau = 1.0 / (1.0 + np.exp(b - a))
         w1 = tau.sum(axis=1)
         w2 = Y.shape[1] - w1
         m1 = (tau * Y).sum(axis=1) / w1
@@ -76,29 +72,34 @@ def _em_maps(Y: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return np.stack([w1 / Y.shape[1], m1, m2, np.sqrt(v1), np.sqrt(v2)], axis=1)
 
 
-def _logliks(Y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+def _log_joints(Y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's two joint log-densities, less the common log sqrt(2 pi)."""
     pi, mu1, mu2, s1, s2 = (theta[:, k : k + 1] for k in range(5))
     with np.errstate(all="ignore"):
         a = np.log(pi) - np.log(s1) - 0.5 * ((Y - mu1) / s1) ** 2
         b = np.log1p(-pi) - np.log(s2) - 0.5 * ((Y - mu2) / s2) ** 2
+    return a, b
+
+
+def _em_maps(Y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """EM's map for the full model on each row (numpy, no code shared with emsim)."""
+    a, b = _log_joints(Y, theta)
+    with np.errstate(all="ignore"):
+        return _m_step(Y, 1.0 / (1.0 + np.exp(b - a)))
+
+
+def _logliks(Y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    a, b = _log_joints(Y, theta)
+    with np.errstate(all="ignore"):
         return np.logaddexp(a, b).sum(axis=1)
 
 
 def _em_map_with_loglik(Y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(EM's map of theta, the log-likelihood at theta): one pass over the data."""
-    pi, mu1, mu2, s1, s2 = (theta[:, k : k + 1] for k in range(5))
+    a, b = _log_joints(Y, theta)
     with np.errstate(all="ignore"):
-        a = np.log(pi) - np.log(s1) - 0.5 * ((Y - mu1) / s1) ** 2
-        b = np.log1p(-pi) - np.log(s2) - 0.5 * ((Y - mu2) / s2) ** 2
-        value = np.logaddexp(a, b).sum(axis=1)
-        tau = np.exp(a - np.logaddexp(a, b))
-        w1 = tau.sum(axis=1)
-        w2 = Y.shape[1] - w1
-        m1 = (tau * Y).sum(axis=1) / w1
-        m2 = ((1 - tau) * Y).sum(axis=1) / w2
-        v1 = (tau * (Y - m1[:, None]) ** 2).sum(axis=1) / w1
-        v2 = ((1 - tau) * (Y - m2[:, None]) ** 2).sum(axis=1) / w2
-    return np.stack([w1 / Y.shape[1], m1, m2, np.sqrt(v1), np.sqrt(v2)], axis=1), value
+        total = np.logaddexp(a, b)
+        return _m_step(Y, np.exp(a - total)), total.sum(axis=1)
 
 
 def em_own_limits(Y: np.ndarray, stops: np.ndarray, iterations: int = 400_000) -> np.ndarray:
