@@ -697,7 +697,10 @@ def test_report_methods_and_targets_come_from_the_typed_study(study, tmp_path):
     assert "MCSE of the bias" not in targets
     assert "<th>MCSE of the coverage of pi (≤ 0.02)</th>" in section
     plan = loaded.plan
-    assert f"Each cell ran <b>{plan.minimum}</b> replicates, then <b>{plan.step}</b>" in section
+    assert f"Each cell ran <b>{plan.minimum}</b> replicates, then" in section
+    # The projected step: on to the count the MCSE projects, on the plan's grid, up to max.
+    assert f"rounded up to a multiple of <b>{plan.step}</b>" in section
+    assert f"up to <b>{plan.maximum}</b>" in section
 
 
 def section9_rules() -> pd.DataFrame:
