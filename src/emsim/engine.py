@@ -223,19 +223,23 @@ def _mixture_point(x, mu1, mu2, inv1, inv2, c1, c2):
 
 
 @njit(inline="always", **_JIT)
+def _mixture_constants(p):
+    """(mu1, mu2, 1 / sigma1, 1 / sigma2, c1, c2) of params p, c_k the log of component k's
+    weight over sigma_k sqrt(2 pi): what `_mixture_point` takes besides the point."""
+    pi = p[0]
+    c1 = math.log(pi) - math.log(p[3]) - LOG_SQRT_2PI
+    c2 = math.log1p(-pi) - math.log(p[4]) - LOG_SQRT_2PI
+    return p[1], p[2], 1.0 / p[3], 1.0 / p[4], c1, c2
+
+
+@njit(inline="always", **_JIT)
 def mixture_estep(y, p, stats, work):
     """Log-likelihood of the two-normal mixture at p; fills stats with (sum tau1, mean z1,
     mean z1^2, sum tau2, mean z2, mean z2^2), z_k = (y - mu_k) / sigma_k weighted by tau_k."""
     n = y.size
     bits, poly, t_max, t_log, t_w1, t_z1, t_zz1, t_w2, t_z2, pad = work
     size = bits.size
-    pi = p[0]
-    mu1 = p[1]
-    mu2 = p[2]
-    inv1 = 1.0 / p[3]
-    inv2 = 1.0 / p[4]
-    c1 = math.log(pi) - math.log(p[3]) - LOG_SQRT_2PI
-    c2 = math.log1p(-pi) - math.log(p[4]) - LOG_SQRT_2PI
+    mu1, mu2, inv1, inv2, c1, c2 = _mixture_constants(p)
     # Scalars, not an array: an allocation per call costs as much as 50 points at small n.
     total_max = total_log = total_w1 = total_z1 = total_zz1 = total_w2 = total_z2 = 0.0
     total_zz2 = 0.0
@@ -576,10 +580,8 @@ def pi_information_sums(y, params, sums):
     for row in range(y.shape[0]):
         data = y[row]
         fill_tail(data, size, pad)
-        pi, mu1, mu2 = params[row, 0], params[row, 1], params[row, 2]
-        inv1, inv2 = 1.0 / params[row, 3], 1.0 / params[row, 4]
-        c1 = math.log(pi) - math.log(params[row, 3]) - LOG_SQRT_2PI
-        c2 = math.log1p(-pi) - math.log(params[row, 4]) - LOG_SQRT_2PI
+        pi = params[row, 0]
+        mu1, mu2, inv1, inv2, c1, c2 = _mixture_constants(params[row])
         s_tau = s_dev = s_square = 0.0
         for lo in range(0, n, size):
             m = min(size, n - lo)
