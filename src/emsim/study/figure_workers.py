@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from emsim.study.worker_pool import die_with_parent, server_context, start_server
+from emsim.study.worker_pool import die_with_parent, server_context
 
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
 
-__all__ = ["FIGURE_CODE", "draw_figure", "figure_pool", "longest_first", "start_figure_server"]
+__all__ = ["FIGURE_CODE", "draw_figure", "figure_pool", "longest_first"]
 
 # What the fork server imports for the figure workers.
 FIGURE_CODE = "emsim.study.figures"
@@ -32,22 +32,14 @@ def longest_first(names: Iterable[str]) -> list[str]:
     return first + [name for name in names if name not in first]
 
 
-def start_figure_server() -> None:
-    """Start `figure_pool`'s fork server now, without waiting for it: it imports the plotting
-    code (about 2.5 s of CPU) in a process of its own while the fits run, not after the last
-    fit, where the figures job would wait for it (issue 22: the tail). The server is the
-    process's one (`worker_pool`); it ends with the process that started it."""
-    start_server(FIGURE_CODE)
-
-
 def figure_pool(workers: int) -> ProcessPoolExecutor:
     """The figure workers, forked from multiprocessing's fork server (`worker_pool`): a fresh
     process (not a fork of Snakemake's, which runs threads of its own) that imports the
     plotting code and the modules the main program uses once, so that each worker does not
     import them again, as a spawned one does (about 2.3 s of CPU each, Snakemake's command line
     included). Each worker exits when this process is gone (`die_with_parent`). A server
-    already started (`start_figure_server`, or the fit workers' with the plotting code in its
-    preload) is the one used."""
+    already started (`job_workers.prepare_workers` in `onstart`, which preloads the plotting
+    code where the run draws the figures) is the one used."""
     return ProcessPoolExecutor(
         workers,
         mp_context=server_context(FIGURE_CODE),
