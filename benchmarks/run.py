@@ -27,7 +27,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from scale import cpu_model
 
 import emsim
 from emsim import engine
@@ -60,21 +60,6 @@ E2E_TARGET_SHARE = 0.80
 ADAPTIVE_TARGETS = {"wall": 0.70, "em_cpu": 0.75}
 SCALE_JSON = OUT / "scale.json"
 ADAPTIVE_JSON = OUT / "adaptive_cost.json"
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu gives it (or /proc/cpuinfo, or platform)."""
-    try:
-        listing = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        listing = ""
-    if not listing and Path("/proc/cpuinfo").exists():
-        listing = Path("/proc/cpuinfo").read_text()
-    for line in listing.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def best_of(func: Callable[[], object], repeats: int) -> float:

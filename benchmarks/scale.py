@@ -68,6 +68,7 @@ import bisect
 import json
 import math
 import os
+import platform
 import resource
 import shutil
 import statistics
@@ -721,7 +722,7 @@ def _pair_fits(work: Path) -> list[Path]:
 
 
 def print_pair(r: dict) -> None:
-    print(f"pair: one cell at n = 100, chunks of {r['chunk_size']} replicates ({_cpu_model()})")
+    print(f"pair: one cell at n = 100, chunks of {r['chunk_size']} replicates ({cpu_model()})")
     for name, run in r["runs"].items():
         print(
             f"  {name:24} {run['fit_jobs']} fit job(s): fit phase {run['fit_phase_s']:.1f} s "
@@ -732,18 +733,26 @@ def print_pair(r: dict) -> None:
     print(f"  two jobs on 2 cores / one job on 1 core (fit phase): {r['two_over_one']:.2f}x")
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "CPU model unknown"
+def cpu_model() -> str:
+    """The CPU's model name as lscpu gives it (or /proc/cpuinfo, or platform)."""
+    try:
+        listing = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        listing = ""
+    if not listing and Path("/proc/cpuinfo").exists():
+        listing = Path("/proc/cpuinfo").read_text()
+    for line in listing.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def print_e2e(r: dict) -> None:
     d = r["design"]
     lat = r["latency_per_job_s"]
     core_s = r["cores"] * r["wall_s"]
-    print(f"  CPU: {_cpu_model()}")
+    print(f"  CPU: {cpu_model()}")
     print(
         f"  {r['fits']:,} fit rows (the same as in-process: {r['same_fits']}), {r['jobs']} jobs "
         f"({r['fit_jobs']} fit jobs of {d['chunk_size']} replicates); wall {r['wall_s']:.1f} s "

@@ -37,22 +37,11 @@ import yaml
 
 # The job-record reader and the CPU clock of scale.py, the end-to-end benchmark beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import children_cpu_s, snakemake_jobs
+from scale import children_cpu_s, cpu_model, snakemake_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TAIL_RULES = ("cell_summary", "summary", "figures", "report", "manifest")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def workdir(tmp: Path, config: dict) -> Path:
