@@ -23,8 +23,6 @@ point found beside them (docs/design.md section 6).
 from __future__ import annotations
 
 import functools
-import math
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -33,6 +31,10 @@ from pandas.core.groupby import DataFrameGroupBy
 from emsim.families import NORMAL, family_from_label
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.pseudo_true import fixed_points
+from emsim.study.grouping import group_codes, with_keys
+from emsim.study.quantiles import QUANTILE_INTERVAL_LEVEL as QUANTILE_INTERVAL_LEVEL
+from emsim.study.quantiles import coverage_z, quantile_mcse
+from emsim.study.quantiles import quantile_ranks as quantile_ranks
 from emsim.study.schema import (
     BEST_START,
     CELL_KEYS,
@@ -125,9 +127,6 @@ CONVERGENCE_COLUMNS: tuple[str, ...] = (
     *(f"rate_{status}_mcse" for status in STATUSES),
     *(f"{column}_mcse" for column in COST_COLUMNS),
 )
-# Two-sided level of the order-statistic interval behind a quantile's MCSE (section 6).
-QUANTILE_INTERVAL_LEVEL = 0.95
-
 # Reporting order of parameters (equal_var's common `sigma` sits between mu2 and sigma1).
 PARAMETER_ORDER: tuple[str, ...] = ("pi", "mu1", "mu2", "sigma", "sigma1", "sigma2")
 
@@ -252,13 +251,6 @@ def estimands(fits: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).loc[:, list(ESTIMAND_COLUMNS)]
 
 
-def coverage_z(level: float) -> float:
-    """Normal quantile of a two-sided Wald interval with coverage `level`."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"coverage level must be in (0, 1), got {level}")
-    return NormalDist().inv_cdf(0.5 + level / 2.0)
-
-
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     """num / den, NaN where den is not positive (no division warnings on sparse groups)."""
     return num / den.where(den > 0)
@@ -266,49 +258,6 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 
 def _sqrt(x: pd.Series) -> pd.Series:
     return np.sqrt(x.where(x >= 0))
-
-
-@functools.cache
-def quantile_ranks(
-    n: int, p: float, level: float = QUANTILE_INTERVAL_LEVEL
-) -> tuple[int, int] | None:
-    """1-based ranks (j, k) of the distribution-free interval [x_(j), x_(k)] for the p-quantile
-    of n values (docs/design.md section 6): with B ~ Binomial(n, p), j is the largest rank with
-    P(B < j) <= (1 - level) / 2 and k the smallest with P(B >= k) <= (1 - level) / 2, so the
-    interval covers the quantile with probability P(j <= B < k) >= `level` for any continuous
-    distribution. None when n is too small for such ranks to exist (e.g. n < 6 for the median
-    and n < 36 for the 90th percentile at level 0.95)."""
-    if n < 1 or not 0.0 < p < 1.0:
-        return None
-    # The binomial probabilities in log space: (1 - p)^n underflows for a few hundred values.
-    log_pmf = [
-        math.lgamma(n + 1)
-        - math.lgamma(i + 1)
-        - math.lgamma(n - i + 1)
-        + i * math.log(p)
-        + (n - i) * math.log1p(-p)
-        for i in range(n + 1)
-    ]
-    cdf = np.cumsum(np.exp(log_pmf))[:n]  # P(B <= i), i = 0 .. n - 1
-    tail = (1.0 - level) / 2.0
-    below = np.flatnonzero(cdf <= tail)  # i = j - 1
-    above = np.flatnonzero(cdf >= 1.0 - tail)  # i = k - 1
-    if not below.size or not above.size:
-        return None
-    return int(below[-1]) + 1, int(above[0]) + 1
-
-
-def quantile_mcse(values: np.ndarray, p: float) -> float:
-    """MCSE of the p-quantile of the finite `values`: the width of their order-statistic
-    interval (`quantile_ranks`) over 2 z, z the normal quantile of its level, as a normal
-    interval +- z SE would have it. Deterministic (no resampling); NaN when there are too few
-    values for the interval."""
-    finite = np.sort(values[np.isfinite(values)])
-    ranks = quantile_ranks(len(finite), p)
-    if ranks is None:
-        return math.nan
-    j, k = ranks
-    return float(finite[k - 1] - finite[j - 1]) / (2.0 * coverage_z(QUANTILE_INTERVAL_LEVEL))
 
 
 def _cost_mcses(grouped: DataFrameGroupBy, out: pd.DataFrame) -> None:
@@ -346,20 +295,43 @@ def sort_rows(frame: pd.DataFrame, with_parameter: bool) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
-def _best_loglik(
+def _eligible(
     fits: pd.DataFrame, exclude: tuple[str, ...], oracle_starts: tuple[str, ...]
-) -> tuple[pd.Series, pd.Series]:
-    """(eligible, best loglik of the row's replicate x model x method x stopping rule)."""
-    fits = with_stopping(fits)
-    loglik = fits["loglik"].astype(float)
-    eligible = (
+) -> pd.Series:
+    """Per row: can it be the derived start (`add_best_start`)?"""
+    return (
         ~fits["status"].isin(list(exclude))
         & ~fits["start"].isin([*oracle_starts, BEST])
-        & np.isfinite(loglik)
+        & np.isfinite(fits["loglik"].astype(float))
     )
-    keys = [fits[k] for k in REPLICATE_KEYS]
-    best = loglik.where(eligible).groupby(keys, dropna=False).transform("max")
-    return eligible, best
+
+
+def _best_rows(fits: pd.DataFrame, eligible: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's replicate group code, the position of each group's best row): the eligible
+    row with the highest loglik, ties to the first; the group's first row if none is eligible.
+    The positions are in the order of a ranking by loglik (eligible first), then position."""
+    codes, _ = group_codes(fits, REPLICATE_KEYS)
+    score = fits["loglik"].astype(float).where(eligible, -np.inf).to_numpy()
+    position = np.arange(len(fits))
+    ranked = np.lexsort((position, -score, codes))
+    leads = ranked[np.r_[True, codes[ranked][1:] != codes[ranked][:-1]]] if len(fits) else ranked
+    return codes, leads[np.lexsort((leads, -score[leads]))]
+
+
+def _best_loglik(
+    fits: pd.DataFrame, eligible: pd.Series, codes: np.ndarray, best: np.ndarray
+) -> pd.Series:
+    """The best loglik of each row's replicate x model x method x stopping rule (`_best_rows`),
+    NaN where no start was eligible."""
+    loglik = fits["loglik"].astype(float).to_numpy()
+    per_group = np.full(len(best), np.nan)
+    per_group[codes[best]] = np.where(eligible.to_numpy()[best], loglik[best], np.nan)
+    return pd.Series(per_group[codes], index=fits.index)
+
+
+def _gap(fits: pd.DataFrame, exclude: tuple[str, ...], best: pd.Series) -> pd.Series:
+    comparable = ~fits["status"].isin(list(exclude)) & np.isfinite(fits["loglik"].astype(float))
+    return (best - fits["loglik"].astype(float)).where(comparable)
 
 
 def best_start_gap(
@@ -371,9 +343,10 @@ def best_start_gap(
     """The best start's log-likelihood minus each row's own (docs/design.md section 5): > 0 flags a
     local maximum; < 0 on an oracle start shows that `best` missed a higher maximum. NaN where
     the row's status is excluded (no comparable log-likelihood) or no start was eligible."""
-    _, best = _best_loglik(fits, exclude, oracle_starts)
-    comparable = ~fits["status"].isin(list(exclude)) & np.isfinite(fits["loglik"].astype(float))
-    return (best - fits["loglik"].astype(float)).where(comparable)
+    fits = with_stopping(fits)
+    eligible = _eligible(fits, exclude, oracle_starts)
+    codes, best = _best_rows(fits, eligible)
+    return _gap(fits, exclude, _best_loglik(fits, eligible, codes, best))
 
 
 def add_best_start(
@@ -394,17 +367,12 @@ def add_best_start(
     """
     fits = with_stopping(fits)
     base = fits.loc[fits["start"] != BEST].reset_index(drop=True)
-    keys = list(REPLICATE_KEYS)
-    eligible, _ = _best_loglik(base, exclude, oracle_starts)
-    loglik = base["loglik"].astype(float)
-    ranked = pd.DataFrame(
-        {"_score": loglik.where(eligible, -np.inf), "_pos": np.arange(len(base))}
-    ).sort_values(["_score", "_pos"], ascending=[False, True], kind="stable")
-    first = base.loc[ranked.index, keys].drop_duplicates(keep="first").index
-    best = base.loc[first].copy()
-    base["best_start_gap"] = best_start_gap(base, exclude, oracle_starts=oracle_starts)
+    eligible = _eligible(base, exclude, oracle_starts)
+    codes, first = _best_rows(base, eligible)
+    best = base.iloc[first].copy()
+    base["best_start_gap"] = _gap(base, exclude, _best_loglik(base, eligible, codes, first))
     best["start"] = BEST
-    best["best_start_gap"] = np.where(eligible.loc[first], 0.0, np.nan)
+    best["best_start_gap"] = np.where(eligible.to_numpy()[first], 0.0, np.nan)
     return pd.concat([base, best], ignore_index=True)
 
 
@@ -424,52 +392,129 @@ def common_set(fits: pd.DataFrame) -> pd.Series:
     return usable.groupby(keys, dropna=False).transform("min").astype(bool)
 
 
-def _se_pieces(
-    part: pd.DataFrame, rows: pd.DataFrame, column: str, ok, est, theta, z: float
-) -> None:
-    """Into `part`, per SE type, the per-fit pieces of its SE-based measures: these share one
-    set, the usable fits with a finite SE of that type (a fit row without sandwich SEs, written
-    before they were recorded, has none)."""
+def _se_pieces(rows: pd.DataFrame, column: str, ok, est, theta, z: float) -> dict:
+    """Per SE type, the per-fit pieces of its SE-based measures (arrays aligned with `rows`):
+    these share one set, the usable fits with a finite SE of that type (a fit row without
+    sandwich SEs, written before they were recorded, has none)."""
+    pieces = {}
     for se_type in SE_TYPES:
         name = _fit_se_column(column, se_type)
-        se_all = rows[name].astype(float) if name in rows else pd.Series(np.nan, rows.index)
+        se_all = rows[name].to_numpy(float) if name in rows else np.full(len(rows), np.nan)
         has_se = ok & np.isfinite(se_all)
-        se = se_all.where(has_se)
+        se = np.where(has_se, se_all, np.nan)
         # Coverage also needs a truth.
-        has_interval = has_se & theta.notna()
-        covered = ((est - theta).abs() <= z * se).astype(float).where(has_interval)
-        part[f"_has_se_{se_type}"] = has_se.astype(np.int64)
-        part[f"_est_se_{se_type}"] = est.where(has_se)
-        part[f"_se2_{se_type}"] = se**2
-        part[f"_covered_{se_type}"] = covered
+        has_interval = has_se & ~np.isnan(theta)
+        covered = np.where(has_interval, (np.abs(est - theta) <= z * se).astype(float), np.nan)
+        pieces[f"_has_se_{se_type}"] = has_se.astype(np.int64)
+        pieces[f"_est_se_{se_type}"] = np.where(has_se, est, np.nan)
+        pieces[f"_se2_{se_type}"] = se**2
+        pieces[f"_covered_{se_type}"] = covered
+    return pieces
 
 
-def _long_estimates(fits: pd.DataFrame, z: float) -> pd.DataFrame:
-    """One row per fit x reported parameter x set with the per-fit pieces of the measures."""
-    parts = []
-    in_common = common_set(fits)
-    for model, rows in fits.groupby("model", sort=False):
+def _model_rows(fits: pd.DataFrame, in_common: pd.Series):
+    """Per model (in order of appearance): its rows with the columns the measures read, their
+    group codes and key table (`group_codes`), and whether each is in the common set."""
+    wanted = [
+        c for c in fits.columns if c in GROUP_KEYS or c == "status" or c[:3] in ("est", "se_")
+    ]
+    for model in fits["model"].dropna().unique():
+        mask = (fits["model"] == model).to_numpy()
+        rows = fits.loc[mask, wanted]
+        codes, keys = group_codes(rows, GROUP_KEYS)
+        yield model, rows, codes, keys, in_common.to_numpy()[mask]
+
+
+def _group_moments(fits: pd.DataFrame, z: float) -> pd.DataFrame:
+    """One row per group x reported parameter x set with the group sums and moments behind the
+    measures, from the per-fit pieces of each model x parameter x set grouped on the model's
+    group codes (`grouping.group_codes`): the values of a group, in its rows' order, are those a
+    long table of every fit x parameter x set grouped by its keys would hold, without that
+    table (it was most of a cell summary's time)."""
+    models = []
+    for model, rows, codes, keys, in_common in _model_rows(fits, common_set(fits)):
+        usable = (rows["status"] == CONVERGED).to_numpy()
+        pieces: dict[tuple[str, str], dict] = {}
         for parameter in reported_parameters(str(model)):
             col = _column(parameter)
-            theta = true_values(rows, parameter, str(model))
-            est_all = rows[f"est_{col}"].astype(float)
-            for name in SETS:
-                ok = (rows["status"] == CONVERGED) & np.isfinite(est_all)
-                if name == COMMON_SET:
-                    ok &= in_common.loc[rows.index]
-                est = est_all.where(ok)
-                part = rows.loc[:, list(GROUP_KEYS)].copy()
-                part["parameter"] = parameter
-                part["set"] = name
-                part["true_value"] = theta
-                part["_ok"] = ok.astype(np.int64)
-                part["_est"] = est
-                part["_sqerr"] = (est - theta) ** 2
-                _se_pieces(part, rows, col, ok, est, theta, z)
-                parts.append(part)
-    if not parts:
+            theta = true_values(rows, parameter, str(model)).to_numpy()
+            ok_own = usable & np.isfinite(rows[f"est_{col}"].to_numpy(float))
+            for name, ok in ((OWN_SET, ok_own), (COMMON_SET, ok_own & in_common)):
+                est = np.where(ok, rows[f"est_{col}"].to_numpy(float), np.nan)
+                piece = {"true_value": theta, "_ok": ok.astype(np.int64), "_est": est}
+                piece["_sqerr"] = (est - theta) ** 2
+                pieces[parameter, name] = piece | _se_pieces(rows, col, ok, est, theta, z)
+        models.append((rows, codes, keys, pieces))
+    if not models:
         return _empty((*GROUP_KEYS, "parameter", "set", "true_value"))
+    if any(np.all(codes[1:] >= codes[:-1]) for _, codes, _, _ in models):
+        return _long_moments(models)
+    parts = []
+    for _, codes, keys, pieces in models:
+        sums = _aggregate_pieces(list(pieces.values()), codes)
+        for (parameter, name), part in zip(pieces, sums, strict=True):
+            parts.append(with_keys(keys, part).assign(parameter=parameter, set=name))
     return pd.concat(parts, ignore_index=True)
+
+
+def _long_moments(models: list) -> pd.DataFrame:
+    """`_group_moments` by one group-by over the long table of every fit x parameter x set, for
+    a cell where some model's groups each have contiguous rows (one replicate, or one group
+    besides ``best``): pandas then sums a float column without NaN by np.add.reduceat rather
+    than its compensated sum, and decides that over the whole table, so only the long table
+    gives such a cell the sums it always had."""
+    long = []
+    for rows, _, _, pieces in models:
+        for (parameter, name), piece in pieces.items():
+            part = pd.DataFrame(piece, index=rows.index)
+            part.insert(0, "set", name)
+            part.insert(0, "parameter", parameter)
+            long.append(pd.concat([rows.loc[:, list(GROUP_KEYS)], part], axis=1))
+    table = pd.concat(long, ignore_index=True)
+    keys = [*GROUP_KEYS, "parameter", "set"]
+    grouped = table.groupby(keys, sort=False, dropna=False)
+    table["_dev2"] = (table["_sqerr"] - grouped["_sqerr"].transform("mean")) ** 2
+    grouped = table.groupby(keys, sort=False, dropna=False)
+    return grouped.agg(**_moment_sources()).reset_index()
+
+
+def _moment_sources() -> dict[str, tuple[str, str]]:
+    """Each group moment of `performance` as (per-fit piece, pandas reduction)."""
+    wanted = {"true_value": ("true_value", "first"), "n_rep": ("_ok", "size")}
+    wanted |= {"n_ok": ("_ok", "sum"), "mean_est": ("_est", "mean"), "var_est": ("_est", "var")}
+    return wanted | {"mse": ("_sqerr", "mean"), "sum_dev2": ("_dev2", "sum"), **_se_aggregations()}
+
+
+def _aggregate_pieces(parts: list[dict], codes: np.ndarray) -> list[pd.DataFrame]:
+    """The group sums and moments of each of one model's parameter x set per-fit pieces (rows
+    aligned with `codes`). All the parts' columns go through each pandas reduction in one call:
+    pandas reduces every column on its own, so the values are those of one call per column."""
+    wide = pd.DataFrame(
+        {f"{i}:{name}": values for i, part in enumerate(parts) for name, values in part.items()}
+    )
+    grouped = wide.groupby(codes, sort=False)
+    # MSE's MCSE needs each fit's deviation from its group's MSE, hence the transform.
+    sqerr = [f"{i}:_sqerr" for i in range(len(parts))]
+    dev2 = (wide[sqerr].to_numpy() - grouped[sqerr].transform("mean").to_numpy()) ** 2
+    dev2_columns = [f"{i}:_dev2" for i in range(len(parts))]
+    wide = pd.concat([wide, pd.DataFrame(dev2, columns=dev2_columns)], axis=1)
+    grouped = wide.groupby(codes, sort=False)
+    wanted = _moment_sources()
+    by_reduction: dict[str, list[str]] = {}
+    for source, how in dict.fromkeys(wanted.values()):
+        if how != "size":
+            by_reduction.setdefault(how, []).extend(f"{i}:{source}" for i in range(len(parts)))
+    reduced = {how: getattr(grouped[sources], how)() for how, sources in by_reduction.items()}
+    size = grouped.size()
+    return [
+        pd.DataFrame(
+            {
+                name: size if how == "size" else reduced[how][f"{i}:{source}"]
+                for name, (source, how) in wanted.items()
+            }
+        )
+        for i in range(len(parts))
+    ]
 
 
 def _se_aggregations() -> dict[str, tuple[str, str]]:
@@ -533,25 +578,9 @@ def performance(fits: pd.DataFrame, coverage_level: float = 0.95) -> pd.DataFram
     """
     z = coverage_z(coverage_level)
     fits = with_stopping(fits)
-    long = _long_estimates(fits, z)
-    if long.empty:
+    out = _group_moments(fits, z)
+    if out.empty:
         return _empty(PERFORMANCE_COLUMNS)
-    keys = [*GROUP_KEYS, "parameter", "set"]
-    grouped = long.groupby(keys, sort=False, dropna=False)
-    # MSE's MCSE needs each fit's deviation from its group's MSE, hence the transform.
-    long["_mse"] = grouped["_sqerr"].transform("mean")
-    long["_dev2"] = (long["_sqerr"] - long["_mse"]) ** 2
-    grouped = long.groupby(keys, sort=False, dropna=False)
-    out = grouped.agg(
-        true_value=("true_value", "first"),
-        n_rep=("_ok", "size"),
-        n_ok=("_ok", "sum"),
-        mean_est=("_est", "mean"),
-        var_est=("_est", "var"),
-        mse=("_sqerr", "mean"),
-        sum_dev2=("_dev2", "sum"),
-        **_se_aggregations(),
-    ).reset_index()
 
     n_ok = out["n_ok"].astype(float)
     sd_ok = n_ok >= 2
@@ -588,10 +617,10 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     if fits.empty:
         return _empty(CONVERGENCE_COLUMNS)
     fits = with_stopping(fits)
-    keys = list(GROUP_KEYS)
+    codes, keys = group_codes(fits, GROUP_KEYS)
     status = fits["status"].astype(str)
     converged = status == CONVERGED
-    work = fits.loc[:, keys].copy()
+    work = pd.DataFrame(index=fits.index)
     work["_failed"] = (~converged).astype(float)
     for name in STATUSES:
         work[f"rate_{name}"] = (status == name).astype(float)
@@ -603,7 +632,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     for name in ("rate_empirical", "rate_theory"):
         value = fits[name].astype(float)
         work[f"_{name}"] = value.where(converged & np.isfinite(value))
-    grouped = work.groupby(keys, sort=False, dropna=False)
+    grouped = work.groupby(codes, sort=False)
     out = grouped.agg(
         n_rep=("_failed", "size"),
         failure_rate=("_failed", "mean"),
@@ -618,7 +647,7 @@ def convergence(fits: pd.DataFrame) -> pd.DataFrame:
     )
     out["iterations_p90"] = grouped["_iterations"].quantile(0.9)
     _cost_mcses(grouped, out)
-    out = out.reset_index()
+    out = with_keys(keys, out)
     f = out["failure_rate"]
     n_rep = out["n_rep"].astype(float)
     out["failure_rate_mcse"] = _sqrt(_ratio(f * (1.0 - f), n_rep))

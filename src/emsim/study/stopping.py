@@ -168,8 +168,7 @@ def zip_rows(fits: pd.DataFrame) -> pd.DataFrame:
     fits = with_stopping(fits)
     if fits.empty:
         return _empty(ZIP_COLUMNS)
-    starts = list(dict.fromkeys(fits["start"]))
-    start = BEST if BEST in starts else starts[0]
+    start = BEST if (fits["start"] == BEST).any() else fits["start"].iloc[0]
     se = fits["se_pi"].astype(float)
     keep = (fits["start"] == start) & (fits["status"] == CONVERGED) & np.isfinite(se)
     return fits.loc[keep, list(ZIP_COLUMNS)].reset_index(drop=True)
