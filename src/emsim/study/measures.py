@@ -234,8 +234,9 @@ def estimands(fits: pd.DataFrame) -> pd.DataFrame:
     true value the measures use (`true_values`: the pseudo-true where the model does not hold),
     the highest fixed point found and whether the two agree, docs/design.md section 6."""
     parts = []
-    for model, rows in fits.groupby("model", sort=False):
-        cells = rows.drop_duplicates("cell_id")
+    # Each cell's first row per model: the design columns are the same on all its rows.
+    firsts = fits.drop_duplicates(["model", "cell_id"])
+    for model, cells in firsts.groupby("model", sort=False):
         if FAMILY not in cells:
             cells = cells.assign(**{FAMILY: NORMAL.label})
         is_global = local_is_global(cells, str(model))

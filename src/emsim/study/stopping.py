@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from emsim.study.grouping import group_codes, with_keys
 from emsim.study.measures import BEST, CONVERGED, quantile_mcse, with_stopping
 from emsim.study.schema import CELL_KEYS, FIT_ID, PROCEDURE
 
@@ -57,7 +58,8 @@ def distance_counts(fits: pd.DataFrame) -> pd.DataFrame:
     fits = with_stopping(fits)
     if fits.empty or "distance_to_limit" not in fits.columns:
         return _empty(DISTANCE_COLUMNS)
-    rows = fits[fits["status"].isin(STOPPED_BY_RULE) & (fits["start"] != BEST)]
+    stopped = fits["status"].isin(STOPPED_BY_RULE) & (fits["start"] != BEST)
+    rows = fits.loc[stopped, [*PROCEDURE, "status", "distance_to_limit"]]
     distance = rows["distance_to_limit"].astype(float)
     rows = rows[np.isfinite(distance)]
     if rows.empty:
@@ -127,12 +129,15 @@ def rule_summary(fits: pd.DataFrame) -> pd.DataFrame:
         return _empty(RULE_COLUMNS)
     distance = rows["distance_to_limit"].astype(float) if "distance_to_limit" in rows else np.nan
     stopped = rows["status"].isin(STOPPED_BY_RULE)
-    work = rows.loc[:, [*CELL_KEYS, *PROCEDURE]].assign(
-        _distance=pd.Series(distance, index=rows.index).where(stopped),
-        _evals=rows["loglik_evals"].astype(float),
-        **{f"rate_{s}": (rows["status"] == s).astype(float) for s in RULE_STATUSES},
+    codes, keys = group_codes(rows, [*CELL_KEYS, *PROCEDURE])
+    work = pd.DataFrame(
+        {
+            "_distance": pd.Series(distance, index=rows.index).where(stopped),
+            "_evals": rows["loglik_evals"].astype(float),
+            **{f"rate_{s}": (rows["status"] == s).astype(float) for s in RULE_STATUSES},
+        }
     )
-    grouped = work.groupby([*CELL_KEYS, *PROCEDURE], sort=False, dropna=False)
+    grouped = work.groupby(codes, sort=False)
     out = grouped.agg(
         n_fits=("_evals", "size"),
         **{f"rate_{s}": (f"rate_{s}", "mean") for s in RULE_STATUSES},
@@ -151,7 +156,7 @@ def rule_summary(fits: pd.DataFrame) -> pd.DataFrame:
         out[f"{column}_mcse"] = grouped[source].agg(
             lambda values: quantile_mcse(values.to_numpy(dtype=float), 0.5)
         )
-    out = out.reset_index()
+    out = with_keys(keys, out)
     for column in ("n_fits", "n_distance"):
         out[column] = out[column].astype(np.int64)
     return out.loc[:, list(RULE_COLUMNS)]

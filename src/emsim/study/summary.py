@@ -166,10 +166,14 @@ def cell_table(fragments_or_files: Iterable[pads.Fragment | str | os.PathLike[st
     items = list(fragments_or_files)
     fragments = [i for i in items if isinstance(i, pads.Fragment)]
     fragments += _file_fragments(i for i in items if not isinstance(i, pads.Fragment))
-    tables = [fragment.to_table() for fragment in fragments]
+    tables = [
+        fragment.to_table(
+            columns=[c for c in fragment.physical_schema.names if c not in _UNUSED_COLUMNS]
+        )
+        for fragment in fragments
+    ]
     table = pa.concat_tables(tables, promote_options="permissive")
     del tables
-    table = table.select([c for c in table.column_names if c not in _UNUSED_COLUMNS])
     if "cell_id" not in table.column_names and fragments:
         match = HIVE_FILE.match("/".join(Path(fragments[0].path).parts[-2:]))
         cell = match["cell"] if match else ""
