@@ -322,8 +322,7 @@ def _best_rows(fits: pd.DataFrame, eligible: pd.Series) -> tuple[np.ndarray, np.
 def _best_loglik(
     fits: pd.DataFrame, eligible: pd.Series, codes: np.ndarray, best: np.ndarray
 ) -> pd.Series:
-    """The best loglik of each row's replicate x model x method x stopping rule (`_best_rows`),
-    NaN where no start was eligible."""
+    """Each row's replicate group's best loglik (`_best_rows`); NaN where none was eligible."""
     loglik = fits["loglik"].astype(float).to_numpy()
     per_group = np.full(len(best), np.nan)
     per_group[codes[best]] = np.where(eligible.to_numpy()[best], loglik[best], np.nan)
