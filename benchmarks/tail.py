@@ -18,6 +18,12 @@ the 2-core time is half the 1-core time.
     python benchmarks/tail.py tail [--replicates 100 --chunk-size 50] [--keep DIR]
     python benchmarks/tail.py tail --rerun-tail DIR/study   # the tail again, on kept fits
     python benchmarks/tail.py scaling [--replicates 120 --chunk-size 30]
+    python benchmarks/tail.py summary-cpu --study DIR/study   # CPU-s of each cell summary
+
+`summary-cpu` times, in this process, the work of each cell's `cell_summary` job on a kept
+study's fits (`summary.cell_table` + `summarise_cell`, `--repeats` times, the first with cold
+caches reported apart) and of the `summary` job's gather of the cells' tables: CPU seconds
+(time.process_time), so that a busy machine inflates them less than wall time.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from pathlib import Path
 
 import yaml
 
+# This checkout's emsim, whatever is installed: scale.py imports it, and summary-cpu times it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 # The job-record reader and the CPU clock of scale.py, the end-to-end benchmark beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import children_cpu_s, cpu_model, snakemake_jobs
@@ -186,9 +194,49 @@ def fit_targets(work: Path) -> list[str]:
     return [*study.outputs("fits"), *study.outputs("traces")]
 
 
+def bench_summary_cpu(study_dir: Path, repeats: int) -> dict:
+    import emsim
+    from emsim.study import summary
+    from emsim.study.config import load_study
+
+    study = load_study(
+        yaml.safe_load((study_dir / "config.yaml").read_text()),
+        study_dir / "workflow/schemas/config.schema.yaml",
+    )
+    cells = sorted((study_dir / "results" / "fits").glob("cell=*"))
+    first, best, rows, tables = [], [], [], []
+    for cell in cells:
+        files = sorted(cell.glob("*.parquet"))
+        times = []
+        for _ in range(repeats):
+            began = time.process_time()
+            table = summary.cell_table(files)
+            out = summary.summarise_cell(table, oracle_starts=study.oracle_starts)
+            times.append(time.process_time() - began)
+        first.append(times[0])
+        best.append(min(times))
+        rows.append(table.num_rows)
+        tables.append(out)
+    began = time.process_time()
+    summary.gather(tables)
+    gather_s = time.process_time() - began
+    largest = max(range(len(cells)), key=rows.__getitem__)
+    return {
+        "emsim": str(Path(emsim.__file__).parent),
+        "cells": len(cells),
+        "fit_rows": sum(rows),
+        "cell_summary_cpu_s_first": round(sum(first), 2),
+        "cell_summary_cpu_s_best": round(sum(best), 2),
+        "largest_cell": {"rows": rows[largest], "cpu_s_best": round(best[largest], 3)},
+        "gather_cpu_s": round(gather_s, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("tail", "scaling"))
+    parser.add_argument("what", choices=("tail", "scaling", "summary-cpu"))
+    parser.add_argument("--study", help="summary-cpu: a kept study folder (--keep DIR: DIR/study)")
+    parser.add_argument("--repeats", type=int, default=3, help="summary-cpu: runs per cell")
     parser.add_argument("--replicates", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--cores", type=int, default=2)
@@ -208,6 +256,11 @@ def main() -> None:
         args.replicates = args.replicates or 120
         args.chunk_size = args.chunk_size or 30
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
+    if args.what == "summary-cpu":
+        if not args.study:
+            raise SystemExit("summary-cpu needs --study DIR (a study kept with --keep)")
+        print(json.dumps(bench_summary_cpu(Path(args.study), args.repeats), indent=1))
+        return
     if args.rerun_tail:
         print(json.dumps({"tail_reruns": rerun_tail(Path(args.rerun_tail), args)}, indent=1))
         return
