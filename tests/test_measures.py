@@ -766,3 +766,49 @@ def test_capped_fits_are_in_the_distance_histogram():
     counts = stopping.distance_counts(rule_fits())
     per_status = counts.groupby("status")["count"].sum()
     assert dict(per_status) == {"converged": 16, "max_iterations": 4, "premature": 4, "saddle": 4}
+
+
+def test_performance_sums_are_those_of_the_long_table_bit_for_bit():
+    """The measures group each model's fits on integer codes, all parameters and sets at once
+    (issue 22); the group means, variances and MSEs must be, bit for bit, those of the long
+    table of every fit x parameter x set grouped by its text keys that they replaced (the same
+    pandas kernels over the same values in the same order per group)."""
+    from emsim.study.measures import GROUP_KEYS, common_set, reported_parameters, true_values
+
+    fits = add_best_start(study_fits(seed=11), oracle_starts=("truth",))
+    in_common = common_set(fits)
+    long = []
+    for model, rows in fits.groupby("model", sort=False):
+        for parameter in reported_parameters(str(model)):
+            column = "sigma1" if parameter == "sigma" else parameter
+            theta = true_values(rows, parameter, str(model))
+            est_all = rows[f"est_{column}"].astype(float)
+            for name in ("own", "common"):
+                ok = (rows["status"] == "converged") & np.isfinite(est_all)
+                if name == "common":
+                    ok &= in_common.loc[rows.index]
+                est = est_all.where(ok)
+                long.append(
+                    rows.loc[:, list(GROUP_KEYS)].assign(
+                        parameter=parameter, set=name, _est=est, _sqerr=(est - theta) ** 2
+                    )
+                )
+    keys = [*GROUP_KEYS, "parameter", "set"]
+    grouped = pd.concat(long, ignore_index=True).groupby(keys, sort=False, dropna=False)
+    expected = grouped.agg(
+        long_mean=("_est", "mean"),
+        long_var=("_est", "var"),
+        long_mse=("_sqerr", "mean"),
+        long_n=("_est", "count"),
+    ).reset_index()
+    got = performance(fits).merge(expected, on=keys, how="outer", validate="1:1")
+    assert len(got) == len(expected) > 0
+    assert got["n_ok"].tolist() == got["long_n"].tolist()
+    has_bias = got["true_value"].notna() & got["long_mean"].notna()
+    assert has_bias.sum() > len(got) / 2
+    long_bias = got["long_mean"] - got["true_value"]
+    assert (got.loc[has_bias, "bias"] == long_bias[has_bias]).all()
+    spread = got["long_n"] >= 2
+    assert (got.loc[spread, "empse"] == np.sqrt(got.loc[spread, "long_var"])).all()
+    assert (got["mse"].isna() == got["long_mse"].isna()).all()
+    assert (got["mse"].dropna() == got["long_mse"].dropna()).all()
