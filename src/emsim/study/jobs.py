@@ -531,13 +531,12 @@ def run_summary(study: Study, input: Any, output: Any, params: Any, log: Any) ->
     with job_logging(log[0]) as logger:
         t0 = time.perf_counter()
         n_cells = len(input.performance)
-        per_cell = (
-            summary.read_tables(
+        tables = summary.gather_files(
+            [
                 summary.SummaryFiles(**{name: input[name][i] for name in MEASURE_TABLES})
-            )
-            for i in range(n_cells)
+                for i in range(n_cells)
+            ]
         )
-        tables = summary.gather(per_cell)
         meta = summary.summary_metadata(float(params.coverage_level), _study_metadata(study))
         summary.write_tables(tables, _summary_files(output), meta, csv=True)
         # The replicates table records the plan it ran under (the replicates figure draws it).
