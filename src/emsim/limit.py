@@ -477,13 +477,7 @@ def find_limits(
         np.full((n_rows, se_width), np.nan),
     )
     _reassess(y, state, np.flatnonzero(todo), model)
-    # Where the polish ended in a concave region the ascent may start at once: no stationary
-    # point that is no maximum lies there to be climbed away from, and SQUAREM's first round
-    # would mostly crawl (slow cell: 4 of 99 certified after it, 95 by the ascent after it).
-    concave = todo & state["assessment"].positive & ~state["assessment"].certified
-    early = np.flatnonzero(concave & (state["assessment"].decrement >= NEWTON_FROM_DECREMENT))
-    if early.size and model != "pi":
-        _trust_region_finish(y, state, early, model, sigma_floor, stop_loglik)
+    _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik)
     for cycles in CONTINUATION_ROUNDS:
         certified |= todo & state["assessment"].certified
         todo &= ~certified
@@ -532,6 +526,20 @@ def find_limits(
         failed,
         evals,
     )
+
+
+def _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik) -> None:
+    """The ascent at once from the rows of `todo` whose point is concave (I positive definite)
+    and not near enough for Newton: no stationary point that is no maximum lies there to be
+    climbed away from, and SQUAREM's first round would mostly crawl (slow cell: 4 of 99 fits
+    certified after it, 95 by the ascent after it)."""
+    if model == "pi":
+        return
+    checked = state["assessment"]
+    concave = todo & checked.positive & ~checked.certified
+    rows = np.flatnonzero(concave & (checked.decrement >= NEWTON_FROM_DECREMENT))
+    if rows.size:
+        _trust_region_finish(y, state, rows, model, sigma_floor, stop_loglik)
 
 
 def _reassess(y, state, rows, model) -> None:
