@@ -294,3 +294,24 @@ def test_the_ascent_ends_where_plain_ems_own_long_run_ends():
     assert 500 < expected < 1000
     assert within_factor(result.distance_to_limit, expected)
     assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=0.01)
+
+
+def test_a_ridge_that_a_short_ascent_left_to_squarems_crawl_is_measured_to_its_limit():
+    """The default study's slow cell, replicate 40 (seed 20240521), plain EM from pi = 0.5,
+    stopped by the abs rule: the stop lies on a ridge (SE of pi about 1.8) whose limit is a
+    component of 0.5%, 134 SE away. An ascent of 50 steps ended short of it, and the 14,400
+    SQUAREM cycles of the continuation rounds then moved pi by 0.005: the fit reported 0.014 SE.
+    The ascent of up to 200 steps from the polish's end reaches the long run's limit."""
+    from emsim.study.seeding import simulate_replicates
+
+    cell = {"n": SLOW["n"], "mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0, "pi": 0.8}
+    y = simulate_replicates(20240521, {**cell, "family": "normal"}, [40])[0]
+    result = emsim.fit(y, model="full", method="em")
+    assert result.status == "premature"
+    stop = stop_of(result)
+    limit, se = reference(stop, y)
+    assert min(limit[0], 1 - limit[0]) < 0.01
+    expected = np.max(np.abs(stop - limit) / se)
+    assert expected > 100
+    assert within_factor(result.distance_to_limit, expected)
+    assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=1e-3)

@@ -7,17 +7,18 @@ observed information I (Louis' identity) is positive definite, the Newton decrem
 sqrt(g' I^-1 g) is below CERTIFIED_DECREMENT standard errors and one EM step moves no parameter
 by more than that many of its SEs. Where the point is not yet certified, SQUAREM continues in
 rounds of growing length (CONTINUATION_ROUNDS: the iteration crawls where EM's rate is near 1,
-and on a ridge the information is not even positive definite on the way). After each round a
-trust-region Newton ascent in EM's own metric (`trust_region_limit`) tries to finish the way:
-every step it keeps raises the log-likelihood, it follows a ridge where I is not positive
-definite, and it gets in a median of 15 steps where SQUAREM crawled for thousands of E-steps
-(the default study's slow cell). Its end is kept only where it is certified and no lower than
+and on a ridge the information is not even positive definite on the way). A trust-region
+Newton ascent in EM's own metric (`trust_region_limit`) tries to finish the way, at once where
+I is positive definite at the polish's end and after each round elsewhere: every step it keeps
+raises the log-likelihood, it follows a ridge where I is not positive definite, and it gets in
+a median of 15 steps where SQUAREM crawled for thousands of E-steps (the default study's slow
+cell). Its end is kept only where it is certified and no lower than
 the stop; on 300 slow-cell data sets the distance to it matches that to an independent
 long run (from the start, or the fit's own iteration run on in numpy) for 99.7-100% (EM) and
 99.3-99.7% (SQUAREM) of stopped fits (`benchmarks/limit_accuracy.py`, docs/design.md section
-2). It runs only after a round of the iteration itself, so that a stationary point that is
-no maximum (equal components, which EM keeps equal) is found stalled rather than climbed away
-from. Plain
+2). Where I is not positive definite it runs only after a round of the iteration itself, so
+that a stationary point that is no maximum (equal components, which EM keeps equal) is found
+stalled rather than climbed away from. Plain
 Newton (analytic score and information, steps halved until the log-likelihood does not fall)
 is tried first from points already within NEWTON_FROM_DECREMENT SEs of the local quadratic
 model's maximum, its end accepted only where it is certified, lies no further from its start
@@ -60,11 +61,12 @@ NEWTON_FROM_DECREMENT = 1e-2
 # SQUAREM cycles of each continuation round: 14,400 in all, beyond the longest run the slow
 # cell needed (about 11,000 cycles from the start), spent only on fits not yet certified.
 CONTINUATION_ROUNDS = (100, 300, 1000, 3000, 10000)
-# The trust-region finish: at most this many steps per attempt, from a radius of one unit of
-# EM's own metric (about one EM step's reach); the radius shrinks by RADIUS_SHRINK where the
-# quadratic model overstates the gain and doubles (up to TRUST_RADIUS_MAX) where it holds at
-# the boundary.
-TRUST_REGION_STEPS = 50
+# The trust-region finish: at most this many steps per attempt (50 ended short on ridges, where
+# the rounds' SQUAREM then crawled 14,400 cycles without reaching the limit), from a radius of
+# one unit of EM's own metric (about one EM step's reach); the radius shrinks by RADIUS_SHRINK
+# where the quadratic model overstates the gain and doubles (up to TRUST_RADIUS_MAX) where it
+# holds at the boundary.
+TRUST_REGION_STEPS = 200
 TRUST_RADIUS_START = 1.0
 # A cap on the radius keeps the ascent close to EM's own path: unbounded doublings let it leap
 # from a ridge across the basin EM's path takes into another spurious maximum's (slow cell,
@@ -475,6 +477,7 @@ def find_limits(
         np.full((n_rows, se_width), np.nan),
     )
     _reassess(y, state, np.flatnonzero(todo), model)
+    _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik)
     for cycles in CONTINUATION_ROUNDS:
         certified |= todo & state["assessment"].certified
         todo &= ~certified
@@ -523,6 +526,20 @@ def find_limits(
         failed,
         evals,
     )
+
+
+def _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik) -> None:
+    """The ascent at once from the rows of `todo` whose point is concave (I positive definite)
+    and not near enough for Newton: no stationary point that is no maximum lies there to be
+    climbed away from, and SQUAREM's first round would mostly crawl (slow cell: 4 of 99 fits
+    certified after it, 95 by the ascent after it)."""
+    if model == "pi":
+        return
+    checked = state["assessment"]
+    concave = todo & checked.positive & ~checked.certified
+    rows = np.flatnonzero(concave & (checked.decrement >= NEWTON_FROM_DECREMENT))
+    if rows.size:
+        _trust_region_finish(y, state, rows, model, sigma_floor, stop_loglik)
 
 
 def _reassess(y, state, rows, model) -> None:

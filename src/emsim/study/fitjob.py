@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 import emsim
-from emsim.api import fit_batch_by_rule
+from emsim.api import fit_batch_by_rule, prepare_data
 from emsim.models import PARAMS, estimated_params, known_params
 from emsim.study.config import canonical_json
 from emsim.study.manifest import rows_hash_metadata
@@ -203,6 +203,8 @@ def _fit_all(
     em = task.fit_config["em"]
     Y = simulate_replicates(seed, cell, replicates)
     starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in task.starts}
+    # Checked and put in working units once for the chunk's 30-odd batches of fits.
+    data = prepare_data(Y)
     keep_trace = np.asarray(replicates) < int(task.fit_config["traces"])
 
     blocks: list[dict[str, np.ndarray]] = []
@@ -230,7 +232,7 @@ def _fit_all(
                 t0 = time.perf_counter()
                 cpu0 = time.thread_time()
                 results = fit_batch_by_rule(
-                    Y,
+                    data,
                     model=model,
                     method=method,
                     start=start,
