@@ -579,3 +579,20 @@ def test_start_up_check_names_truncated_and_emptied_results(tmp_path):
     assert file_problem(empty, "fits", spec) == "is damaged (0 bytes, too short for Parquet)"
     # Whole Parquet, so past the damage check: what it holds is checked next.
     assert "is damaged" not in file_problem(whole, "fits", spec)
+
+
+def test_fit_jobs_are_scheduled_costliest_first_by_size_and_overlap():
+    """Priorities order the default study's n = 5000 cells as their fits cost (separation 1,
+    then 2, then 4), and any n = 5000 cell before any n = 500 one of the same separation."""
+    s = study(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    priority = {
+        (c.n, abs(c.mu2 - c.mu1), c.pi, c.family): s.fit_priority(c.cell_id) for c in s.cells
+    }
+    slow, seed, separated = (
+        priority[(5000, 1.0, 0.8, "normal")],
+        priority[(5000, 2.0, 0.8, "normal")],
+        priority[(5000, 4.0, 0.95, "normal")],
+    )
+    assert slow > seed > separated
+    assert separated > priority[(500, 4.0, 0.95, "normal")]
+    assert all(isinstance(value, int) for value in priority.values())

@@ -276,8 +276,14 @@ class Study:
         return int(5 + math.ceil(work * 1e-5 / 60)) * attempt
 
     def fit_priority(self, cell_id: str) -> int:
-        # A chunk's fits cost roughly in proportion to its data points.
-        return self.cell(cell_id).n * self.chunk_size
+        """Snakemake's priority of the cell's fit jobs: their expected cost, so that the costliest
+        start first and no core idles through a long last job. A chunk's fits cost in
+        proportion to its data points and to the iterations EM needs, which grow as the
+        components overlap: in the default study a chunk at separation 1 cost 2x one at
+        separation 2 and 6x one at 4, at the same n (`benchmarks/fit_phases.py`)."""
+        cell = self.cell(cell_id)
+        separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
+        return round(cell.n * self.chunk_size / max(separation, 0.25))
 
     def summary_line(self) -> str:
         cells, per = len(self.cells), self.fits_per_replicate
