@@ -1,14 +1,22 @@
-"""figure_style.save_png draws a figure once (the Agg canvas's print_png) where Figure.savefig
-draws it twice: the file must be the one savefig writes, byte for byte."""
+"""Drawing the figures at less cost, the same figures (issue 22): figure_style.save_png draws a
+figure once (the Agg canvas's print_png) where Figure.savefig draws it twice, and must write
+the file savefig writes, byte for byte; the traces are read without the columns no figure
+draws."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+from emsim.study.captions import figure_spec
 from emsim.study.figure_style import bottom_legend, save_png, styled
+from emsim.study.figures import TRACE_COLUMNS_NOT_DRAWN, FigureInputs
+from emsim.study.summary import SummaryFiles, read_files
 
 
 @styled
@@ -40,3 +48,32 @@ def test_save_png_writes_the_file_savefig_writes(tmp_path, dpi):
     assert once.read_bytes() == twice.read_bytes()
     with Image.open(once) as image:
         assert image.size == (round(7.0 * dpi), round(4.5 * dpi))
+
+
+def test_figures_read_the_traces_without_the_columns_they_do_not_draw(tmp_path):
+    """The traces figure's input: `summary.read_files`'s rows, in file order, with each file's
+    schema promoted (a chunk whose column is all null), less `TRACE_COLUMNS_NOT_DRAWN`."""
+    rng = np.random.default_rng(3)
+    files = []
+    for chunk, rows in enumerate((5, 3)):
+        columns = {
+            "cell_id": pa.array([f"c{chunk}"] * rows),
+            "iteration": pa.array(np.arange(rows)),
+            "est_pi": pa.array(rng.uniform(size=rows)),
+            "loglik": pa.array(-rng.uniform(10, 20, size=rows)),
+            # The second chunk's est_mu1 has no value: written with Arrow's null type.
+            "est_mu1": pa.array(rng.normal(size=rows)) if chunk == 0 else pa.nulls(rows),
+            "diff_loglik": pa.array(rng.uniform(size=rows)),
+        }
+        path = tmp_path / f"cell=c{chunk}" / "chunk=0.parquet"
+        path.parent.mkdir()
+        pq.write_table(pa.table(columns), path)
+        files.append(path)
+    files.append(tmp_path / "missing.parquet")  # a file that does not exist is skipped
+    summary = SummaryFiles.in_folder(tmp_path / "summary")
+    assert {"est_mu1", "diff_loglik"} <= TRACE_COLUMNS_NOT_DRAWN
+    read = FigureInputs(figure_spec("traces"), summary, files).traces()
+    expected = read_files(files).drop(columns=["est_mu1", "diff_loglik"])
+    pd.testing.assert_frame_equal(read, expected)
+    assert list(read.columns) == ["cell_id", "iteration", "est_pi", "loglik"]
+    assert len(read) == 8
