@@ -19,9 +19,13 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
-    # Figures are drawn in parallel processes; Snakemake lowers this to the cores it has.
-    threads: 4
+    # Figures are drawn in as many processes as the run has cores (at most 4), but Snakemake
+    # counts one core less (at least one): the report's body (rule report_body), ready at the
+    # same time, is written beside them, on the core the drawing leaves idle once fewer figures
+    # than processes remain. Only the report waits for this job, so nothing else is slowed.
+    threads: max(1, min(4, (workflow.cores or 1) - 1))
     params:
         dpi=STUDY.config["figures"]["dpi"],
+        workers=max(1, min(4, workflow.cores or 1)),
     run:
-        jobs.run_figures(STUDY, input, output, params, log, threads)
+        jobs.run_figures(STUDY, input, output, params, log, params.workers)

@@ -86,6 +86,7 @@ __all__ = [
     "run_fit",
     "run_manifest",
     "run_report",
+    "run_report_body",
     "run_study_config",
     "run_summary",
     "stop_workers",
@@ -656,20 +657,29 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
     return out
 
 
-def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
+def run_report_body(study: Study, input: Any, output: Any, log: Any) -> None:
+    """The report without its figures (`report.write_report_body`), written while they are
+    drawn; `run_report` puts them in."""
     from emsim.study import report
 
     with job_logging(log[0]) as logger:
         provenance = {**_study_metadata(study), **fit_provenance(input.fits)}
         provenance["wall_time_note"] = "first fit job start to last fit job end"
-        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
-        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
-        report.write_report(
+        report.write_report_body(
             _summary_files(input),
-            figures,
-            output.html,
+            output.body,
             study=study,
             provenance=provenance,
             fits=list(input.fits),
         )
-        logger.info("report: %s (%s)", output.html, provenance)
+        logger.info("report body: %s (%s)", output.body, provenance)
+
+
+def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
+    from emsim.study import report
+
+    with job_logging(log[0]) as logger:
+        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
+        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
+        report.embed_figures(input.body, figures, input.stopping_rules, output.html)
+        logger.info("report: %s (%d figures)", output.html, len(figures))
