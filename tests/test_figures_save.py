@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emsim.study.captions import figure_spec
-from emsim.study.figure_style import bottom_legend, save_png, styled
+from emsim.study.figure_style import PNG_OPTIONS, bottom_legend, save_png, styled
 from emsim.study.figures import TRACE_COLUMNS_NOT_DRAWN, FigureInputs
 from emsim.study.summary import SummaryFiles, read_files
 
@@ -44,7 +44,9 @@ def test_save_png_writes_the_file_savefig_writes(tmp_path, dpi):
     # Drawn inside the style, as every figure of the study is (`styled`).
     once = styled(lambda: save_png(_faceted_figure(), tmp_path / "once.png", dpi=dpi))()
     twice = tmp_path / "savefig.png"
-    styled(lambda: _faceted_figure().savefig(twice, format="png", dpi=dpi))()
+    styled(
+        lambda: _faceted_figure().savefig(twice, format="png", dpi=dpi, pil_kwargs=PNG_OPTIONS)
+    )()
     assert once.read_bytes() == twice.read_bytes()
     with Image.open(once) as image:
         assert image.size == (round(7.0 * dpi), round(4.5 * dpi))

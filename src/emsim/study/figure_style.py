@@ -53,8 +53,14 @@ def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
     path = Path(path)
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
-    atomic_write(path, lambda tmp: canvas.print_png(tmp))
+    atomic_write(path, lambda tmp: canvas.print_png(tmp, pil_kwargs=PNG_OPTIONS))
     return path
+
+
+# zlib's fastest level: the same pixels, written in about half the time of Pillow's default
+# (level 6), in files about a tenth larger (the figures of the default study, the report that
+# embeds them).
+PNG_OPTIONS = {"compress_level": 1}
 
 
 def no_data_panel(ax: Axes, message: str = NO_DATA) -> None:
