@@ -15,6 +15,7 @@ from PIL import Image
 
 from emsim.study.captions import figure_spec
 from emsim.study.figure_style import PNG_OPTIONS, bottom_legend, save_png, styled
+from emsim.study.figure_workers import figure_cores
 from emsim.study.figures import TRACE_COLUMNS_NOT_DRAWN, FigureInputs
 from emsim.study.summary import SummaryFiles, read_files
 
@@ -79,3 +80,18 @@ def test_figures_read_the_traces_without_the_columns_they_do_not_draw(tmp_path):
     pd.testing.assert_frame_equal(read, expected)
     assert list(read.columns) == ["cell_id", "iteration", "est_pi", "loglik"]
     assert len(read) == 8
+
+
+@pytest.mark.parametrize(
+    ("run_cores", "processes", "claimed"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (16, 4, 3)]
+)
+def test_the_figures_job_leaves_a_core_for_the_report_body(run_cores, processes, claimed):
+    assert figure_cores(run_cores) == (processes, claimed)
+
+
+def test_the_figures_job_under_a_cluster_executor_uses_the_host(monkeypatch):
+    """Without --cores (a cluster executor), the host's CPUs, as Snakemake's local rules."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert figure_cores(None) == (2, 1)
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert figure_cores(None) == (1, 1)

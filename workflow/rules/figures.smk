@@ -19,13 +19,11 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
-    # Figures are drawn in as many processes as the run has cores (at most 4), but Snakemake
-    # counts one core less (at least one): the report's body (rule report_body), ready at the
-    # same time, is written beside them, on the core the drawing leaves idle once fewer figures
-    # than processes remain. Only the report waits for this job, so nothing else is slowed.
-    threads: max(1, min(4, (workflow.cores or 1) - 1))
+    # Drawn in as many processes as the run has cores (at most 4), one core claimed less, so
+    # that Snakemake writes the report's body (rule report_body) beside them (figure_cores).
+    threads: jobs.figure_cores(workflow.resource_settings.cores)[1]
     params:
         dpi=STUDY.config["figures"]["dpi"],
-        workers=max(1, min(4, workflow.cores or 1)),
+        workers=jobs.figure_cores(workflow.resource_settings.cores)[0],
     run:
         jobs.run_figures(STUDY, input, output, params, log, params.workers)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
-from emsim.study.figure_workers import draw_figure, figure_pool, longest_first
+from emsim.study.figure_workers import draw_figure, figure_cores, figure_pool, longest_first
 from emsim.study.integrity import parquet_damage
 from emsim.study.job_workers import fit_workers, prepare_workers, stop_workers
 from emsim.study.schema import (
@@ -74,6 +74,7 @@ __all__ = [
     "cell_final_outputs",
     "cell_hash_parts",
     "cell_hash_path",
+    "figure_cores",
     "figure_pool",
     "fit_job",
     "fit_provenance",
@@ -582,9 +583,9 @@ FIGURE_MODULES: tuple[str, ...] = (
 
 
 def run_figures(
-    study: Study, input: Any, output: Any, params: Any, log: Any, threads: int = 1
+    study: Study, input: Any, output: Any, params: Any, log: Any, workers: int = 1
 ) -> None:
-    """Draw each figure into its named output, in up to `threads` processes at once (the
+    """Draw each figure into its named output, in up to `workers` processes at once (the
     longest first). Processes, not threads: drawing holds the GIL. They are forked from a
     fork server (`figure_pool`), not from Snakemake's process, which runs threads of its own."""
     traces = [str(f) for f in input.traces]
@@ -593,7 +594,7 @@ def run_figures(
         _warn_stale(logger, _common_folder(traces), traces)
         threshold = float(study.config["em"]["premature_threshold"])
         task = (summary, traces, int(params.dpi), threshold)
-        workers = min(threads, len(FIGURE_NAMES))
+        workers = min(workers, len(FIGURE_NAMES))
         if workers > 1:
             with figure_pool(workers) as pool:
                 futures = [
