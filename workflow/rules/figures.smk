@@ -21,9 +21,10 @@ rule figures:
     localrule: True
     # Drawn in as many processes as the run has cores (at most 4), one core claimed less, so
     # that Snakemake writes the report's body (rule report_body) beside them (figure_cores).
+    # The processes are not a param: a run on other cores redraws nothing.
     threads: jobs.figure_cores(workflow.resource_settings.cores)[1]
     params:
         dpi=STUDY.config["figures"]["dpi"],
-        workers=jobs.figure_cores(workflow.resource_settings.cores)[0],
     run:
-        jobs.run_figures(STUDY, input, output, params, log, params.workers)
+        workers = jobs.figure_cores(workflow.resource_settings.cores)[0]
+        jobs.run_figures(STUDY, input, output, params, log, workers)
