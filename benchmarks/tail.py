@@ -5,8 +5,8 @@ and whether two fit jobs on two cores take the time of one.
 in a temporary copy of the workflow as `make study` runs it (default profile), and reads every
 job's start and end from Snakemake's records (.snakemake/metadata, as benchmarks/scale.py does).
 The tail is from the last fit job's end to the command's end; each rule's jobs in it are listed
-with their summed and spanned seconds. Then it reruns only the steps after the fits
-(`--forcerun cell_summary summary figures report manifest`) `--tail-repeats` times on the same
+with their summed and spanned seconds. Then it reruns only the steps after the fits (`--forcerun
+cell_summary summary figures report_body report manifest`) `--tail-repeats` times on the same
 fits: the tail's cost without the noise of the fits before it (the cells' summaries, which a
 study runs while other cells fit, all in it; the cells' hashes, `cell_hashes`, not).
 
@@ -19,6 +19,7 @@ the 2-core time is half the 1-core time.
     python benchmarks/tail.py tail --rerun-tail DIR/study   # the tail again, on kept fits
     python benchmarks/tail.py scaling [--replicates 120 --chunk-size 30]
     python benchmarks/tail.py summary-cpu --study DIR/study   # CPU-s of each cell summary
+    python benchmarks/tail.py figures-cpu --study DIR/study   # CPU-s of each figure, report
 
 `summary-cpu` times, in this process, the work of each cell's `cell_summary` job on a kept
 study's fits (`summary.cell_table` + `summarise_cell`, `--repeats` times, the first with cold
@@ -49,7 +50,7 @@ from scale import children_cpu_s, cpu_model, snakemake_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TAIL_RULES = ("cell_summary", "summary", "figures", "report", "manifest")
+TAIL_RULES = ("cell_summary", "summary", "figures", "report_body", "report", "manifest")
 
 
 def workdir(tmp: Path, config: dict) -> Path:
@@ -232,11 +233,84 @@ def bench_summary_cpu(study_dir: Path, repeats: int) -> dict:
     }
 
 
+def bench_figures_cpu(study_dir: Path, repeats: int) -> dict:
+    """CPU seconds (best of `repeats`) of drawing each figure of a kept study in this process
+    (`figures.draw_one`, as a figure worker does) and of writing its report: the body (without
+    the figures) and the page with them where this emsim splits them, else the whole report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from emsim.study import figures, jobs, report
+    from emsim.study.captions import FIGURE_NAMES
+    from emsim.study.config import load_study
+    from emsim.study.summary import SummaryFiles
+
+    results = study_dir / "results"
+    study = load_study(
+        yaml.safe_load((study_dir / "config.yaml").read_text()),
+        study_dir / "workflow/schemas/config.schema.yaml",
+    )
+    summary = SummaryFiles.in_folder(results / "summary")
+    traces = sorted(str(p) for p in (results / "traces").glob("cell=*/*.parquet"))
+    fits = sorted(str(p) for p in (results / "fits").glob("cell=*/*.parquet"))
+    threshold = float(study.config["em"]["premature_threshold"])
+    dpi = int(study.config["figures"]["dpi"])
+
+    def best(work) -> float:
+        times = []
+        for _ in range(repeats):
+            began = time.process_time()
+            work()
+            times.append(time.process_time() - began)
+        return round(min(times), 3)
+
+    with tempfile.TemporaryDirectory(prefix="emsim-figures-") as tmp:
+        out = Path(tmp)
+        drawn = {name: out / f"{name}.png" for name in FIGURE_NAMES}
+        # The first figure pays for the font cache and lazy imports, as a worker does not.
+        figures.draw_one("rate", summary, traces, out / "warm.png", dpi=dpi, threshold=threshold)
+        each = {
+            name: best(
+                lambda name=name: figures.draw_one(
+                    name, summary, traces, drawn[name], dpi=dpi, threshold=threshold
+                )
+            )
+            for name in FIGURE_NAMES
+        }
+        provenance = {**jobs._study_metadata(study), **jobs.fit_provenance(fits)}
+        timed = {}
+        if hasattr(report, "write_report_body"):
+            body = out / "body.html"
+            timed["report_body_cpu_s"] = best(
+                lambda: report.write_report_body(summary, body, study, provenance, fits)
+            )
+            timed["report_embed_cpu_s"] = best(
+                lambda: report.embed_figures(body, drawn, summary.stopping_rules, out / "r.html")
+            )
+        else:
+            timed["report_cpu_s"] = best(
+                lambda: report.write_report(summary, drawn, out / "r.html", study, provenance, fits)
+            )
+        sizes = {"png_bytes": sum(p.stat().st_size for p in drawn.values())}
+        sizes["report_bytes"] = (out / "r.html").stat().st_size
+    return {
+        "emsim": str(Path(figures.__file__).parent),
+        "figures_cpu_s": round(sum(each.values()), 2),
+        "figure_cpu_s": each,
+        **timed,
+        **sizes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("tail", "scaling", "summary-cpu"))
-    parser.add_argument("--study", help="summary-cpu: a kept study folder (--keep DIR: DIR/study)")
-    parser.add_argument("--repeats", type=int, default=3, help="summary-cpu: runs per cell")
+    parser.add_argument("what", choices=("tail", "scaling", "summary-cpu", "figures-cpu"))
+    parser.add_argument(
+        "--study", help="summary-cpu, figures-cpu: a kept study folder (--keep DIR: DIR/study)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="summary-cpu, figures-cpu: runs of each step"
+    )
     parser.add_argument("--replicates", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--cores", type=int, default=2)
@@ -256,10 +330,11 @@ def main() -> None:
         args.replicates = args.replicates or 120
         args.chunk_size = args.chunk_size or 30
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
-    if args.what == "summary-cpu":
+    if args.what in ("summary-cpu", "figures-cpu"):
         if not args.study:
-            raise SystemExit("summary-cpu needs --study DIR (a study kept with --keep)")
-        print(json.dumps(bench_summary_cpu(Path(args.study), args.repeats), indent=1))
+            raise SystemExit(f"{args.what} needs --study DIR (a study kept with --keep)")
+        bench_cpu = bench_summary_cpu if args.what == "summary-cpu" else bench_figures_cpu
+        print(json.dumps(bench_cpu(Path(args.study), args.repeats), indent=1))
         return
     if args.rerun_tail:
         print(json.dumps({"tail_reruns": rerun_tail(Path(args.rerun_tail), args)}, indent=1))

@@ -55,7 +55,13 @@ from emsim.study.precision import (
     plan_metadata,
     replicates_row,
 )
-from emsim.study.report import format_estimate, write_report
+from emsim.study.report import (
+    FIGURES_MARK,
+    embed_figures,
+    format_estimate,
+    write_report,
+    write_report_body,
+)
 from emsim.study.summary import (
     CSV_TABLES,
     MEASURE_TABLES,
@@ -485,6 +491,30 @@ def test_report_shows_the_figures_it_is_given_by_name(study, tmp_path):
     assert 'id="fig-bias"' in html and 'alt="bias_of_mu1"' in html
     assert f"<b>Figure {len(FIGURE_NAMES) + 1}.</b> rmse.png" in html
     assert html.count("was not drawn") == len(FIGURE_NAMES) - 1
+
+
+def test_report_body_then_its_figures_is_the_report_of_one_step(study, tmp_path):
+    """Issue 22: the workflow writes the report's body while the figures are drawn
+    (`write_report_body`, which reads no figure) and then puts them in (`embed_figures`):
+    the page, byte for byte, that `write_report` writes in one step."""
+    root = study["root"]
+    summary = SummaryFiles.in_folder(root / "summary")
+    drawn = {name: study[name] for name in FIGURE_NAMES}
+    fits = sorted((root / "fits").glob("cell=*/*.parquet"))
+    # The creation time is given, so that both pages state the same one.
+    provenance = {"report_created": "2026-01-02T03:04:05+00:00", "git_commit": "0123abcd"}
+    whole = write_report(
+        summary, drawn, tmp_path / "whole.html", load_study(CONFIG), provenance, fits
+    )
+    body = write_report_body(summary, tmp_path / "body.html", load_study(CONFIG), provenance, fits)
+    text = body.read_text(encoding="utf-8")
+    assert text.count(FIGURES_MARK) == 1 and "data:image/png" not in text
+    out = embed_figures(body, drawn, summary.stopping_rules, tmp_path / "index.html")
+    html = out.read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == len(FIGURE_NAMES)
+    assert out.read_bytes() == whole.read_bytes()
+    with pytest.raises(ValueError, match="is not a report body"):
+        embed_figures(out, drawn, summary.stopping_rules, tmp_path / "again.html")
 
 
 def test_report_without_results(tmp_path):

@@ -103,7 +103,7 @@ def test_every_deleted_output_is_rebuilt_and_only_what_depends_on_it(small, tmp_
     # One CSV alone: only the summary and what reads it.
     (results / "summary" / "performance.csv").unlink()
     _, out = snakemake(work)
-    assert set(jobs_of(out)) <= {"summary", "figures", "report", "all"}, jobs_of(out)
+    assert set(jobs_of(out)) <= {"summary", "figures", "report_body", "report", "all"}, jobs_of(out)
     assert (results / "summary" / "performance.csv").is_file()
 
 

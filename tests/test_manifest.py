@@ -346,7 +346,7 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     # Each of the 2 cells is summarised and hashed by jobs of its own, then gathered.
     # A new config is recorded again in results/config.yaml (`study_config`).
     downstream = ["all", "cell_hashes", "cell_hashes", "cell_summary", "cell_summary"]
-    downstream += ["figures", "manifest", "report"]
+    downstream += ["figures", "manifest", "report", "report_body"]
     downstream += ["study_config", "summary"]
     every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
     jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})

@@ -279,6 +279,10 @@ def test_figures_rerun_without_refitting(tiny_study, tmp_path):
     study = copy_study(tiny_study, tmp_path / "w")
     _, plan = snakemake(study, "-n")
     assert jobs_of(plan) == []  # the finished study is complete
+    # On other cores too: the figures job's processes follow the cores, but redraw nothing.
+    for cores in (1, 4):
+        _, plan = snakemake(study, "-n", cores=cores)
+        assert jobs_of(plan) == [], cores
     fits = sorted((study / "results" / "fits").glob("*/*.parquet"))
     fit_times = [f.stat().st_mtime_ns for f in fits]
 
@@ -314,11 +318,22 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
     # Each of the 2 cells is summarised by a job of its own, then gathered (design section 10).
     # Every config change rewrites results/config.yaml (`study_config`), the study's record.
     aggregate = sorted(
-        ["all", "figures", "report", "summary", "cell_summary", "cell_summary", "study_config"]
+        [
+            "all",
+            "figures",
+            "report_body",
+            "report",
+            "summary",
+            "cell_summary",
+            "cell_summary",
+            "study_config",
+        ]
     )
     dpi = plan_with("dpi.yaml", {"figures": {"dpi": 90}})
-    assert dpi == ["all", "figures", "report", "study_config"]
-    assert plan_with("name.yaml", {"study": "renamed"}) == ["all", "report", "study_config"]
+    # The report's body shows the config (its hash a param), the page only embeds the figures.
+    assert dpi == ["all", "figures", "report", "report_body", "study_config"]
+    renamed = plan_with("name.yaml", {"study": "renamed"})
+    assert renamed == ["all", "report", "report_body", "study_config"]
     assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     # New fit files: the cells' hashes and the manifest are rewritten too.

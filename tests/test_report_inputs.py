@@ -33,4 +33,5 @@ def test_editing_report_code_reruns_the_report(tiny_study, tmp_path, edit, addit
     assert jobs_of(plan) == []
     with edited(study / "src" / "emsim" / "study" / edit, addition):
         _, plan = snakemake(study, "-n")
-        assert sorted(jobs_of(plan)) == ["all", "report"]
+        # Both the report's body and its page are written by report code.
+        assert sorted(jobs_of(plan)) == ["all", "report", "report_body"]

@@ -19,9 +19,12 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
-    # Figures are drawn in parallel processes; Snakemake lowers this to the cores it has.
-    threads: 4
+    # Drawn in as many processes as the run has cores (at most 4), one core claimed less, so
+    # that Snakemake writes the report's body (rule report_body) beside them (figure_cores).
+    # The processes are not a param: a run on other cores redraws nothing.
+    threads: jobs.figure_cores(workflow.resource_settings.cores)[1]
     params:
         dpi=STUDY.config["figures"]["dpi"],
     run:
-        jobs.run_figures(STUDY, input, output, params, log, threads)
+        workers = jobs.figure_cores(workflow.resource_settings.cores)[0]
+        jobs.run_figures(STUDY, input, output, params, log, workers)

@@ -1,11 +1,15 @@
 from emsim.study.code_inputs import report_code
 
 
-# The self-contained HTML report (ADEMP, tables, figures, provenance). The fit files are inputs
-# only for provenance (total fits, wall time from their metadata); the config hash is a param
-# because the report describes the whole config, so any change of it rewrites the report. Its
-# code is every report module and template: editing a section's template reruns the report.
-rule report:
+# The self-contained HTML report (ADEMP, tables, figures, provenance), in two jobs: its body,
+# every section but the figures, written while the figures are drawn (it reads none of them),
+# then the page with the figures put in. The fit files are inputs of the body only for
+# provenance (total fits, wall time from their metadata) and its drill-down; the config hash is
+# a param because the report describes the whole config, so any change of it rewrites the
+# report. Its code is every report module and template: editing a section's template reruns
+# the report. The body is kept (results/report/body.html), so that redrawing the figures
+# (`make figures`) rewrites only the page.
+rule report_body:
     input:
         performance=rules.summary.output.performance,
         convergence=rules.summary.output.convergence,
@@ -14,15 +18,30 @@ rule report:
         stopping_rules=rules.summary.output.stopping_rules,
         stopping_distance=rules.summary.output.stopping_distance,
         estimands=rules.summary.output.estimands,
-        figures=list(rules.figures.output),
         fits=final_outputs("fits"),
+        code=report_code(),
+    output:
+        body="results/report/body.html",
+    log:
+        "results/logs/report_body.log",
+    localrule: True
+    params:
+        config_hash=STUDY.config_hash,
+    run:
+        jobs.run_report_body(STUDY, input, output, log)
+
+
+# The stopping rules' table gives the stopping figure's list of rows, under it in the page.
+rule report:
+    input:
+        body=rules.report_body.output.body,
+        stopping_rules=rules.summary.output.stopping_rules,
+        figures=list(rules.figures.output),
         code=report_code(),
     output:
         html=report("results/report/index.html", category="Report"),
     log:
         "results/logs/report.log",
     localrule: True
-    params:
-        config_hash=STUDY.config_hash,
     run:
         jobs.run_report(STUDY, input, output, log)

@@ -14,7 +14,7 @@ from emsim.study.worker_pool import die_with_parent, server_context
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
 
-__all__ = ["FIGURE_CODE", "draw_figure", "figure_pool", "longest_first"]
+__all__ = ["FIGURE_CODE", "draw_figure", "figure_cores", "figure_pool", "longest_first"]
 
 # What the fork server imports for the figure workers.
 FIGURE_CODE = "emsim.study.figures"
@@ -30,6 +30,17 @@ def longest_first(names: Iterable[str]) -> list[str]:
     names = list(names)
     first = [name for name in _SLOWEST_FIGURES if name in names]
     return first + [name for name in names if name not in first]
+
+
+def figure_cores(run_cores: int | None) -> tuple[int, int]:
+    """The figures job's processes, and the cores it claims from Snakemake, in a run of
+    `run_cores` cores (None where not given, under a cluster executor: then the host's CPUs,
+    which Snakemake gives its local rules). As many processes as the run has cores, at most 4;
+    one core claimed less (at least one), so that the report's body, ready at the same time
+    and the one other job left, is written beside them: on the core the drawing leaves idle
+    once fewer figures than processes remain, instead of after the last figure."""
+    processes = max(1, min(4, run_cores or os.cpu_count() or 1))
+    return processes, max(1, processes - 1)
 
 
 def figure_pool(workers: int) -> ProcessPoolExecutor:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
-from emsim.study.figure_workers import draw_figure, figure_pool, longest_first
+from emsim.study.figure_workers import draw_figure, figure_cores, figure_pool, longest_first
 from emsim.study.integrity import parquet_damage
 from emsim.study.job_workers import fit_workers, prepare_workers, stop_workers
 from emsim.study.schema import (
@@ -74,6 +74,7 @@ __all__ = [
     "cell_final_outputs",
     "cell_hash_parts",
     "cell_hash_path",
+    "figure_cores",
     "figure_pool",
     "fit_job",
     "fit_provenance",
@@ -86,6 +87,7 @@ __all__ = [
     "run_fit",
     "run_manifest",
     "run_report",
+    "run_report_body",
     "run_study_config",
     "run_summary",
     "stop_workers",
@@ -581,9 +583,9 @@ FIGURE_MODULES: tuple[str, ...] = (
 
 
 def run_figures(
-    study: Study, input: Any, output: Any, params: Any, log: Any, threads: int = 1
+    study: Study, input: Any, output: Any, params: Any, log: Any, workers: int = 1
 ) -> None:
-    """Draw each figure into its named output, in up to `threads` processes at once (the
+    """Draw each figure into its named output, in up to `workers` processes at once (the
     longest first). Processes, not threads: drawing holds the GIL. They are forked from a
     fork server (`figure_pool`), not from Snakemake's process, which runs threads of its own."""
     traces = [str(f) for f in input.traces]
@@ -592,7 +594,7 @@ def run_figures(
         _warn_stale(logger, _common_folder(traces), traces)
         threshold = float(study.config["em"]["premature_threshold"])
         task = (summary, traces, int(params.dpi), threshold)
-        workers = min(threads, len(FIGURE_NAMES))
+        workers = min(workers, len(FIGURE_NAMES))
         if workers > 1:
             with figure_pool(workers) as pool:
                 futures = [
@@ -656,20 +658,29 @@ def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any
     return out
 
 
-def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
+def run_report_body(study: Study, input: Any, output: Any, log: Any) -> None:
+    """The report without its figures (`report.write_report_body`), written while they are
+    drawn; `run_report` puts them in."""
     from emsim.study import report
 
     with job_logging(log[0]) as logger:
         provenance = {**_study_metadata(study), **fit_provenance(input.fits)}
         provenance["wall_time_note"] = "first fit job start to last fit job end"
-        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
-        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
-        report.write_report(
+        report.write_report_body(
             _summary_files(input),
-            figures,
-            output.html,
+            output.body,
             study=study,
             provenance=provenance,
             fits=list(input.fits),
         )
-        logger.info("report: %s (%s)", output.html, provenance)
+        logger.info("report body: %s (%s)", output.body, provenance)
+
+
+def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
+    from emsim.study import report
+
+    with job_logging(log[0]) as logger:
+        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
+        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
+        report.embed_figures(input.body, figures, input.stopping_rules, output.html)
+        logger.info("report: %s (%d figures)", output.html, len(figures))

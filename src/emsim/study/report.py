@@ -70,7 +70,16 @@ if TYPE_CHECKING:
 # Each within-cell factor's values in the order the report lists them (`study_orders`).
 Orders = Mapping[str, Sequence[str]]
 
-__all__ = ["collect_provenance", "format_estimate", "format_number", "html_table", "write_report"]
+__all__ = [
+    "FIGURES_MARK",
+    "collect_provenance",
+    "embed_figures",
+    "format_estimate",
+    "format_number",
+    "html_table",
+    "write_report",
+    "write_report_body",
+]
 
 # Shown when the report is drawn without its study, as the config schema's defaults.
 DEFAULT_EM_SETTINGS: dict[str, object] = {
@@ -439,11 +448,12 @@ class _Tables(NamedTuple):
 def _sections(
     study: Study | None,
     tables: _Tables,
-    figures: Mapping[str, Path],
+    figures: Markup,
     prov: Mapping[str, str],
     failed: pd.DataFrame | None,
 ) -> list[tuple[str, str, Markup]]:
-    """(anchor, numbered title, HTML body) of each section, in order."""
+    """(anchor, numbered title, HTML body) of each section, in order; `figures` is section
+    11's body (`_figures`, or `FIGURES_MARK` in the report's body)."""
     perf, conv, reps, prec, rules, distance, estimands, meta = tables
     # The level the summary was computed at; the study's without a performance table.
     default_level = study.config["coverage"]["level"] if study is not None else 0.95
@@ -476,7 +486,7 @@ def _sections(
             "10. Replicates and Monte Carlo precision",
             replicates_section(study, reps, prec, cells),
         ),
-        ("figures", "11. Figures", _figures(figures, rules)),
+        ("figures", "11. Figures", figures),
         ("provenance", "12. Provenance", provenance),
         (
             "drilldown",
@@ -494,6 +504,11 @@ def _sections(
 
 def _title(study: Study | None) -> str:
     return str((study.config.get("study") if study is not None else None) or "emsim study")
+
+
+# Where section 11's figures go in the report's body (`write_report_body`) until
+# `embed_figures` puts them in: the body is written while the figures are drawn (issue 22).
+FIGURES_MARK = "<!-- emsim: section 11's figures go here -->"
 
 
 def write_report(
@@ -517,20 +532,67 @@ def write_report(
     ``config_hash``, ``seed``, ``total_fits``, ``wall_time_s``); `fits` the fit files
     (results/fits), read for the drill-down of section 13 (its failed fits only; without
     them the section says so). Missing inputs give a report that says so rather than an error.
+    The same page as `write_report_body` then `embed_figures`, in one step.
     """
     tables = _Tables.read(summary)
+    shown = _figures({name: Path(path) for name, path in figures.items()}, tables.rules)
+    return _write_page(_document(tables, shown, study, provenance, fits), out_html)
+
+
+def write_report_body(
+    summary: SummaryFiles,
+    out_html: str | os.PathLike[str],
+    study: Study | None = None,
+    provenance: Mapping[str, object] | None = None,
+    fits: Sequence[str | os.PathLike[str]] | None = None,
+) -> Path:
+    """Write the report without its figures to `out_html`: `write_report`'s page (same
+    arguments) with `FIGURES_MARK` for section 11's body, which `embed_figures` fills in. It
+    reads no figure, so that the workflow writes it while the figures are drawn."""
+    tables = _Tables.read(summary)
+    marked = Markup(FIGURES_MARK)
+    return _write_page(_document(tables, marked, study, provenance, fits), out_html)
+
+
+def embed_figures(
+    body_html: str | os.PathLike[str],
+    figures: Mapping[str, str | os.PathLike[str]],
+    stopping_rules: str | os.PathLike[str] | None,
+    out_html: str | os.PathLike[str],
+) -> Path:
+    """Write the report `write_report_body` wrote to `body_html` with section 11's figures
+    (`figures` as `write_report` takes them; `stopping_rules` the summary table the stopping
+    figure's list of rows comes from) to `out_html`: the page `write_report` writes."""
+    body = Path(body_html).read_text(encoding="utf-8")
+    if body.count(FIGURES_MARK) != 1:
+        raise ValueError(f"{body_html} is not a report body: it has no one place for figures")
+    rules = read_table(Path(stopping_rules) if stopping_rules is not None else None)
+    shown = _figures({name: Path(path) for name, path in figures.items()}, rules)
+    return _write_page(body.replace(FIGURES_MARK, shown), out_html)
+
+
+def _document(
+    tables: _Tables,
+    figures: Markup,
+    study: Study | None,
+    provenance: Mapping[str, object] | None,
+    fits: Sequence[str | os.PathLike[str]] | None,
+) -> str:
+    """The report's page, section 11's body `figures` (`_sections`)."""
     config = study.config if study is not None else {}
     prov = collect_provenance(provenance or {}, config, tables.meta, tables.conv)
-    paths = {name: Path(path) for name, path in figures.items()}
     failed = read_failed_fits(fits) if fits is not None else None
-    document = render(
+    return render(
         "report.html.j2",
         title=_title(study),
         prov=prov,
-        sections=_sections(study, tables, paths, prov, failed),
+        sections=_sections(study, tables, figures, prov, failed),
         css=template_text("report.css"),
         script=template_text("report.js"),
     )
+
+
+def _write_page(document: str, out_html: str | os.PathLike[str]) -> Path:
     out = Path(out_html)
     atomic_write(out, lambda tmp: Path(tmp).write_text(document, encoding="utf-8"))
     return out
