@@ -208,7 +208,7 @@ def _full_disk(monkeypatch, owner: object, method: str) -> None:
         ("simulate", "y.parquet", pd.DataFrame, "to_parquet"),
         ("fit", "trace.csv", pd.DataFrame, "to_csv"),
         ("fit", "trace.parquet", pd.DataFrame, "to_parquet"),
-        ("demo", "seed.png", None, "savefig"),
+        ("demo", "seed.png", None, "print_png"),
     ],
 )
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
@@ -216,9 +216,10 @@ def test_a_full_disk_leaves_nothing_behind(
     capsys, monkeypatch, tmp_path, data_file, kind, name, owner, method, existing
 ) -> None:
     if owner is None:
-        from matplotlib.figure import Figure
+        # Figures are written by the Agg canvas's print_png (figure_style.save_png).
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        owner = Figure
+        owner = FigureCanvasAgg
     folder = tmp_path / "out"
     folder.mkdir()
     target = folder / "sub" / name if not existing else folder / name
