@@ -150,16 +150,15 @@ def make_work(n):
 
 @njit(**_JIT)
 def fill_tail(data, size, tail):
-    """Copy the short last block of `data` (if any) into `tail`, padded with its first value to
-    the end of `tail`. Done once per fit, so that every E-step runs whole vectors with no scalar
-    remainder (which matters at small n) and copies nothing; the pad values are finite, so the
-    extra lanes compute harmlessly and are zeroed after."""
+    """Copy the short last block of `data` (if any) into `tail`, padded with its first value up
+    to a whole number of _LANES * 2 lanes. Done once per fit, so that every E-step runs whole
+    vectors with no scalar remainder (which matters at small n) and copies nothing; the pad
+    values are finite, so the extra lanes compute harmlessly and are zeroed after."""
     lo = data.size - data.size % size
     m = data.size - lo
     for j in range(m):
         tail[j] = data[lo + j]
-    # The whole block: the E-step reads a lane's partner half a block on, in or out of `lanes`.
-    for j in range(m, tail.size):
+    for j in range(m, _padded(m)):
         tail[j] = data[lo]
 
 
@@ -269,37 +268,27 @@ def mixture_estep(y, p, stats, work):
                 poly[j] = _sum_not_fused(wzz2, wzz2_k)
             lanes = tree
         else:
-            # The short last block (all of a row at n <= 512), its first tree level summed in
-            # this loop as for a whole block: the same sums as storing every term, pad lanes
-            # as zeros (a product's as ones), then folding point j with point j + size / 2
-            # where that lane is within `lanes` (a pad lane's zero added) and leaving it alone
-            # where not. One loop of whole vectors: split into a paired and a single loop, the
-            # single one (16 lanes at n = 100) ran scalar and cost more than the fusion saved.
-            tree = size // 2
-            pairs = lanes - tree
-            lanes = min(lanes, tree)
             for j in range(lanes):
                 top, one_e, w1, wz1, wzz1, w2, wz2, wzz2 = _mixture_point(
                     block[j], mu1, mu2, inv1, inv2, c1, c2
                 )
-                top_k, one_e_k, w1_k, wz1_k, wzz1_k, w2_k, wz2_k, wzz2_k = _mixture_point(
-                    block[j + tree], mu1, mu2, inv1, inv2, c1, c2
-                )
-                if j >= m:  # only in a block of 16 lanes holding fewer than 8 points
-                    top = w1 = wz1 = wzz1 = w2 = wz2 = wzz2 = 0.0
-                    one_e = 1.0
-                if j + tree >= m:
-                    top_k = w1_k = wz1_k = wzz1_k = w2_k = wz2_k = wzz2_k = 0.0
-                    one_e_k = 1.0
-                paired = j < pairs
-                t_max[j] = _sum_not_fused(top, top_k) if paired else top
-                t_log[j] = one_e * one_e_k if paired else one_e
-                t_w1[j] = _sum_not_fused(w1, w1_k) if paired else w1
-                t_z1[j] = _sum_not_fused(wz1, wz1_k) if paired else wz1
-                t_zz1[j] = _sum_not_fused(wzz1, wzz1_k) if paired else wzz1
-                t_w2[j] = _sum_not_fused(w2, w2_k) if paired else w2
-                t_z2[j] = _sum_not_fused(wz2, wz2_k) if paired else wz2
-                poly[j] = _sum_not_fused(wzz2, wzz2_k) if paired else wzz2
+                t_max[j] = top
+                t_log[j] = one_e
+                t_w1[j] = w1
+                t_z1[j] = wz1
+                t_zz1[j] = wzz1
+                t_w2[j] = w2
+                t_z2[j] = wz2
+                poly[j] = wzz2
+            for j in range(m, lanes):
+                t_max[j] = 0.0
+                t_log[j] = 1.0
+                t_w1[j] = 0.0
+                t_z1[j] = 0.0
+                t_zz1[j] = 0.0
+                t_w2[j] = 0.0
+                t_z2[j] = 0.0
+                poly[j] = 0.0
         # The block's 1 + e terms multiply to at most 2^512: one log per block suffices.
         total_log += math.log(_tree_product(t_log, lanes, tree))
         total_max += _tree_sum(t_max, lanes, tree)
