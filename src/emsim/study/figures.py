@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -53,7 +52,7 @@ from emsim.study.figure_style import (
 from emsim.study.figure_traces import plot_seed_trace, plot_traces
 from emsim.study.parquet_io import read_metadata
 from emsim.study.precision import STOP_FIXED, STOP_MAX, STOP_MET, plan_from_metadata
-from emsim.study.summary import SummaryFiles
+from emsim.study.summary import SummaryFiles, read_files
 
 __all__ = [
     "DPI",
@@ -552,21 +551,6 @@ TRACE_COLUMNS_NOT_DRAWN = frozenset(
 )
 
 
-def _read_without(files: Iterable[str | os.PathLike[str]], drop: frozenset[str]) -> pd.DataFrame:
-    """`summary.read_files` of `files` without the columns `drop`: the rows of the files that
-    exist, in their order, each file's own schema promoted to one (an all-NaN chunk written
-    with a null type does not break the others)."""
-    tables = []
-    for path in files:
-        if Path(path).is_file():
-            with pq.ParquetFile(path) as parquet:
-                columns = [c for c in parquet.schema_arrow.names if c not in drop]
-                tables.append(parquet.read(columns=columns))
-    if not tables:
-        return pd.DataFrame()
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
-
-
 class FigureInputs:
     """What one figure is drawn from, read on first use: the summary tables its `FigureSpec`
     lists (no other: asking for one it does not list is an error, so the list stays true)
@@ -609,7 +593,7 @@ class FigureInputs:
         (`TRACE_COLUMNS_NOT_DRAWN`)."""
         if not self.spec.traces:
             raise ValueError(f"figure {self.spec.name!r} does not list the traces as its input")
-        return _read_without(self._traces, TRACE_COLUMNS_NOT_DRAWN)
+        return read_files(self._traces, TRACE_COLUMNS_NOT_DRAWN)
 
     def coverage_level(self) -> float:
         """The level the summary was computed at, as `summary.summarise` recorded it."""

@@ -120,26 +120,35 @@ def _cell_fragments(fits_dir: Path) -> dict[str, list[pads.Fragment]]:
     return dict(sorted(cells.items()))
 
 
-def read_fragments(fragments: list[pads.Fragment]) -> pd.DataFrame:
-    """The rows of several Parquet fragments (e.g. the chunks of one cell) as one frame."""
+def read_fragments(
+    fragments: list[pads.Fragment], drop: frozenset[str] = frozenset()
+) -> pd.DataFrame:
+    """The rows of several Parquet fragments (e.g. the chunks of one cell) as one frame,
+    without the columns `drop` (not read at all)."""
     if not fragments:
         return pd.DataFrame()
     # Each fragment with its own physical schema: an all-NaN chunk written with a null type must
     # not break the others, so the tables are unified (promoted) here rather than by the dataset.
-    tables = [fragment.to_table() for fragment in fragments]
+    tables = [
+        fragment.to_table(columns=[c for c in fragment.physical_schema.names if c not in drop])
+        for fragment in fragments
+    ]
     table = pa.concat_tables(tables, promote_options="permissive")
     return table.to_pandas()
 
 
-def read_files(files: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """The rows of the Parquet `files` that exist, in their order, as one frame; empty if none.
+def read_files(
+    files: Iterable[str | os.PathLike[str]], drop: frozenset[str] = frozenset()
+) -> pd.DataFrame:
+    """The rows of the Parquet `files` that exist, in their order, as one frame, without the
+    columns `drop`; empty if none.
 
     Meant for small outputs such as the kept traces, not for the fits (see `summarise`).
     """
     existing = [f for f in files if Path(f).is_file()]
     if not existing:
         return pd.DataFrame()
-    return read_fragments(_file_fragments(existing))
+    return read_fragments(_file_fragments(existing), drop)
 
 
 def _file_fragments(files: Iterable[str | os.PathLike[str]]) -> list[pads.Fragment]:
