@@ -129,12 +129,15 @@ def read_fragments(
         return pd.DataFrame()
     # Each fragment with its own physical schema: an all-NaN chunk written with a null type must
     # not break the others, so the tables are unified (promoted) here rather than by the dataset.
-    tables = [
+    return pa.concat_tables(_tables(fragments, drop), promote_options="permissive").to_pandas()
+
+
+def _tables(fragments: list[pads.Fragment], drop: frozenset[str]) -> list[pa.Table]:
+    """Each fragment's table with its own physical schema, without the columns `drop`."""
+    return [
         fragment.to_table(columns=[c for c in fragment.physical_schema.names if c not in drop])
         for fragment in fragments
     ]
-    table = pa.concat_tables(tables, promote_options="permissive")
-    return table.to_pandas()
 
 
 def read_files(
@@ -177,12 +180,7 @@ def cell_table(fragments_or_files: Iterable[pads.Fragment | str | os.PathLike[st
     items = list(fragments_or_files)
     fragments = [i for i in items if isinstance(i, pads.Fragment)]
     fragments += _file_fragments(i for i in items if not isinstance(i, pads.Fragment))
-    tables = [
-        fragment.to_table(
-            columns=[c for c in fragment.physical_schema.names if c not in _UNUSED_COLUMNS]
-        )
-        for fragment in fragments
-    ]
+    tables = _tables(fragments, _UNUSED_COLUMNS)
     table = pa.concat_tables(tables, promote_options="permissive")
     del tables
     if "cell_id" not in table.column_names and fragments:
