@@ -812,3 +812,26 @@ def test_performance_sums_are_those_of_the_long_table_bit_for_bit():
     assert (got.loc[spread, "empse"] == np.sqrt(got.loc[spread, "long_var"])).all()
     assert (got["mse"].isna() == got["long_mse"].isna()).all()
     assert (got["mse"].dropna() == got["long_mse"].dropna()).all()
+
+
+def test_gathering_cell_files_equals_gathering_the_frames_each_cell_reads(tmp_path):
+    """The summary job's gather (`gather_files`: one Arrow concatenation per table where the
+    cells' files share a schema, cell by cell otherwise) must give the frames that `gather`
+    gives from each cell's tables as `read_tables` reads them: with cells of rows, and with a
+    cell whose tables are empty (no fit of its converged), which takes the cell-by-cell way."""
+    fits = study_fits(seed=5)
+    cells = []
+    for i, (_, rows) in enumerate(fits.groupby("cell_id", sort=True)):
+        write_hive(rows, tmp_path / f"fits{i}")
+        table = summary.cell_table(sorted((tmp_path / f"fits{i}").glob("cell=*/*.parquet")))
+        cells.append(summary.summarise_cell(table, oracle_starts=ORACLES))
+    cells.append(summary.gather([]))  # a cell of empty tables, with their columns
+    files = []
+    for i, tables in enumerate(cells):
+        files.append(summary.SummaryFiles.in_folder(tmp_path / f"cell{i}"))
+        summary.write_tables(tables, files[-1], summary.summary_metadata(0.95), csv=False)
+    for chosen in (files[:2], files):
+        expected = summary.gather(summary.read_tables(f) for f in chosen)
+        got = summary.gather_files(chosen)
+        for name in summary.MEASURE_TABLES:
+            pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), obj=name)
