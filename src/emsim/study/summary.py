@@ -284,7 +284,8 @@ def gather_files(cells: list[SummaryFiles]) -> SummaryTables:
 
     A table whose cells' files all hold rows of one schema is concatenated in Arrow and made a
     frame once, not once per cell (most of the gather's time): the frame the cells' frames
-    concatenated give. Any other table is read and combined cell by cell, as `gather` does."""
+    concatenated give. Any other table is combined cell by cell from the tables already read,
+    as `gather` does."""
     combined = {}
     for name in MEASURE_TABLES:
         tables = [pq.ParquetFile(getattr(files, name)).read() for files in cells]
@@ -292,7 +293,7 @@ def gather_files(cells: list[SummaryFiles]) -> SummaryTables:
         if one_schema and all(t.num_rows for t in tables):
             parts = [pa.concat_tables(tables).to_pandas()]
         else:
-            parts = [pd.read_parquet(getattr(files, name)) for files in cells]
+            parts = [table.to_pandas() for table in tables]
         combined[name] = _COMBINE[name](parts)
     return SummaryTables(**combined)
 
