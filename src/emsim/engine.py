@@ -56,6 +56,8 @@ _LN2_LO = 1.90821492927058770002e-10
 # exp(-708) is still a normal double, so 2^k never needs a subnormal exponent.
 _EXP_FLOOR = -708.0
 _MAX_BLOCK = 512
+# Points per block of information_sums' two loops: its three arrays stay in the L1 cache.
+_INFORMATION_BLOCK = 256
 _LANES = 8
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -516,6 +518,11 @@ def information_sums(y, params, model, complete, missing, moments):
     through array indexing at every point made this 25x an E-step and most of the cost of the
     score rule's checks, the SEs and the limit's certification."""
     n = y.shape[1]
+    # Two loops per block: the libm exp call clobbers every vector register, so the loop that
+    # calls it spilled and reloaded the 21 running sums at every point (14.6 ns per point at
+    # n = 5000; split, 11.1 ns). The sums are the same, in the same order.
+    block = _INFORMATION_BLOCK
+    gaps1, gaps2, taus = np.empty(block), np.empty(block), np.empty(block)
     for row in range(y.shape[0]):
         pi, mu1, mu2, c, u1, u2 = _row_terms(params, row)
         u1_2, u2_2 = u1 * u1, u2 * u2
@@ -523,42 +530,46 @@ def information_sums(y, params, model, complete, missing, moments):
         s_tau = s_untau = s_tau_e1 = s_tau_e1sq = s_untau_e2 = s_untau_e2sq = 0.0
         w0 = w1 = w2 = w3 = w4 = 0.0
         w11 = w12 = w13 = w14 = w22 = w23 = w24 = w33 = w34 = w44 = 0.0
-        for i in range(n):
-            e1, e2, tau = _point_terms(y[row, i], mu1, mu2, c, u1, u2)
-            untau = 1.0 - tau
-            s_tau += tau
-            s_untau += untau
-            s_tau_e1 += tau * e1
-            s_tau_e1sq += tau * e1 * e1
-            s_untau_e2 += untau * e2
-            s_untau_e2sq += untau * e2 * e2
-            g1 = e1 * u1_2
-            g2 = -e2 * u2_2
-            if model == 2:
-                g3 = -u1 + e1 * e1 * u1_3
-                g4 = u2 - e2 * e2 * u2_3
-            else:
-                g3 = (e1 * e1 - e2 * e2) * u1_3
-                g4 = 0.0
-            w = tau * untau
-            w0 += w
-            wg1 = w * g1
-            wg2 = w * g2
-            wg3 = w * g3
-            w1 += wg1
-            w2 += wg2
-            w3 += wg3
-            w4 += w * g4
-            w11 += wg1 * g1
-            w12 += wg1 * g2
-            w13 += wg1 * g3
-            w14 += wg1 * g4
-            w22 += wg2 * g2
-            w23 += wg2 * g3
-            w24 += wg2 * g4
-            w33 += wg3 * g3
-            w34 += wg3 * g4
-            w44 += w * g4 * g4
+        for lo in range(0, n, block):
+            m = min(block, n - lo)
+            for j in range(m):
+                gaps1[j], gaps2[j], taus[j] = _point_terms(y[row, lo + j], mu1, mu2, c, u1, u2)
+            for j in range(m):
+                e1, e2, tau = gaps1[j], gaps2[j], taus[j]
+                untau = 1.0 - tau
+                s_tau += tau
+                s_untau += untau
+                s_tau_e1 += tau * e1
+                s_tau_e1sq += tau * e1 * e1
+                s_untau_e2 += untau * e2
+                s_untau_e2sq += untau * e2 * e2
+                g1 = e1 * u1_2
+                g2 = -e2 * u2_2
+                if model == 2:
+                    g3 = -u1 + e1 * e1 * u1_3
+                    g4 = u2 - e2 * e2 * u2_3
+                else:
+                    g3 = (e1 * e1 - e2 * e2) * u1_3
+                    g4 = 0.0
+                w = tau * untau
+                w0 += w
+                wg1 = w * g1
+                wg2 = w * g2
+                wg3 = w * g3
+                w1 += wg1
+                w2 += wg2
+                w3 += wg3
+                w4 += w * g4
+                w11 += wg1 * g1
+                w12 += wg1 * g2
+                w13 += wg1 * g3
+                w14 += wg1 * g4
+                w22 += wg2 * g2
+                w23 += wg2 * g3
+                w24 += wg2 * g4
+                w33 += wg3 * g3
+                w34 += wg3 * g4
+                w44 += w * g4 * g4
         moments[row, 0] = s_tau
         moments[row, 1] = s_tau_e1
         moments[row, 2] = s_tau_e1sq
