@@ -45,7 +45,7 @@ study: warm
 # ran it: `--configfile my.yaml` or config.yaml.
 figures: $(STAMP)
 	@test -f results/config.yaml -a -f results/summary/performance.parquet || { echo "no study results yet (results/config.yaml, results/summary/): run 'make study' first" >&2; exit 2; }
-	$(SNAKEMAKE) --configfile results/config.yaml --replace-workflow-config --forcerun figures report -- report
+	$(SNAKEMAKE) --configfile results/config.yaml --replace-workflow-config --forcerun figures traces_figure report -- report
 
 report: figures
 

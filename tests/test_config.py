@@ -469,7 +469,7 @@ def test_every_figure_has_a_caption_file_and_unknown_names_are_refused(tmp_path)
         assert Path(jobs.caption_path(name)).is_file()
 
 
-def test_stale_fit_files_are_named_and_provenance_counts_only_the_listed_ones(tmp_path):
+def test_provenance_counts_only_the_listed_fit_files(tmp_path):
     fits = tmp_path / "results" / "fits"
     wanted = []
     for cell, chunk in [("a", 0), ("a", 1), ("b", 0), ("old", 0)]:
@@ -477,7 +477,6 @@ def test_stale_fit_files_are_named_and_provenance_counts_only_the_listed_ones(tm
         write_parquet_atomic(pd.DataFrame({"x": [chunk]}), path)
         if cell != "old":  # left by an earlier design: must not be read
             wanted.append(str(path))
-    assert jobs._stale(fits, wanted) == [fits / "cell=old" / "chunk=0.parquet"]
     prov = jobs.fit_provenance(wanted)
     assert prov["total_fits"] == 3 and prov["fit_jobs"] == 3
 
@@ -596,3 +595,9 @@ def test_fit_jobs_are_scheduled_costliest_first_by_size_and_overlap():
     assert slow > seed > separated
     assert separated > priority[(500, 4.0, 0.95, "normal")]
     assert all(isinstance(value, int) for value in priority.values())
+    # Within a cell, the chunk that keeps the traces (replicates 0 and 1) first; not before
+    # the chunks of a costlier cell.
+    cells = {(c.n, abs(c.mu2 - c.mu1), c.pi, c.family): c.cell_id for c in s.cells}
+    seed_cell, cheaper = cells[(5000, 2.0, 0.8, "normal")], cells[(5000, 4.0, 0.95, "normal")]
+    assert s.fit_priority(seed_cell, 0) == s.fit_priority(seed_cell, "1") + 1
+    assert s.fit_priority(seed_cell, 1) > s.fit_priority(cheaper, 0)

@@ -248,7 +248,7 @@ def test_make_figures_redraws_the_study_in_results_not_the_default_config(small,
     cores = args.index("--cores")
     del args[cores : cores + 2]  # the helper gives its own
     _, out = snakemake(work, "-n", *args)
-    assert sorted(jobs_of(out)) == ["figures", "report"], out[-3000:]
+    assert sorted(jobs_of(out)) == ["figures", "report", "traces_figure"], out[-3000:]
 
 
 def test_a_full_disk_is_one_line_and_the_old_file_is_kept(tmp_path, monkeypatch):

@@ -299,9 +299,9 @@ def test_figures_rerun_without_refitting(tiny_study, tmp_path):
     addition = "\n# an edit of the plotting code\n"
     with edited(study / "src" / "emsim" / "study" / "figures.py", addition):
         _, plan = snakemake(study, "-n")
-        assert sorted(jobs_of(plan)) == ["all", "figures", "report"]
+        assert sorted(jobs_of(plan)) == ["all", "figures", "report", "traces_figure"]
         _, out = snakemake(study)
-        assert sorted(jobs_of(out)) == ["all", "figures", "report"]
+        assert sorted(jobs_of(out)) == ["all", "figures", "report", "traces_figure"]
     assert bias.stat().st_size > 0
     assert [f.stat().st_mtime_ns for f in fits] == fit_times  # not refitted
 
@@ -331,19 +331,22 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
     )
     dpi = plan_with("dpi.yaml", {"figures": {"dpi": 90}})
     # The report's body shows the config (its hash a param), the page only embeds the figures.
-    assert dpi == ["all", "figures", "report", "report_body", "study_config"]
+    assert dpi == ["all", "figures", "report", "report_body", "study_config", "traces_figure"]
     renamed = plan_with("name.yaml", {"study": "renamed"})
     assert renamed == ["all", "report", "report_body", "study_config"]
     assert plan_with("level.yaml", {"coverage": {"level": 0.9}}) == aggregate
     # What changes a fit reruns every fit job (4 = 2 cells x 2 chunks).
     # New fit files: the cells' hashes and the manifest are rewritten too.
     refit = [*aggregate, "cell_hashes", "cell_hashes", "manifest"]
-    assert plan_with("tol.yaml", {"em": {"tolerance": 1e-6}}) == sorted(refit + ["fit"] * 4)
+    # The kept traces are refitted too: the traces figure is redrawn.
+    tol = plan_with("tol.yaml", {"em": {"tolerance": 1e-6}})
+    assert tol == sorted([*refit, *["fit"] * 4, "traces_figure"])
     # The fits rerun through the params trigger (the fit config hash), the rest as their inputs
     # are updated.
     # (4 fits, and study_config through its config hash)
     assert plans["tol.yaml"].count("reason: Params have changed since last execution") == 5
-    # More replicates: only the new chunk of each cell is fitted.
+    # More replicates: only the new chunk of each cell is fitted; it keeps no traces, so the
+    # traces figure (which reads only the chunks that do) is not redrawn.
     _, plan = snakemake(tiny_study, "-n", "--config", "replicates=9")
     assert sorted(jobs_of(plan)) == sorted(refit + ["fit"] * 2)
     new_chunks = re.findall(r"output: results/fits/cell=[^/]+/chunk=(\d+)\.parquet", plan)

@@ -1,11 +1,10 @@
-# Figures from the summary tables and the kept traces only: `snakemake figures` on a finished
-# study refits nothing, and the plotting code is an input, so editing it reruns only this rule
-# and the report.
+# Figures from the summary tables and the kept traces only: `snakemake figures traces_figure`
+# on a finished study refits nothing, and the plotting code is an input, so editing it reruns
+# only these rules and the report.
 rule figures:
     input:
         # The summary tables some figure reads (captions.FIGURES), under their names.
         **{table: getattr(rules.summary.output, table) for table in jobs.FIGURE_TABLES},
-        traces=final_outputs("traces"),
         code=[jobs.module_path(name) for name in jobs.FIGURE_MODULES],
     output:
         **{
@@ -14,7 +13,7 @@ rule figures:
                 caption=jobs.caption_path(name),
                 category="Figures",
             )
-            for name in jobs.FIGURE_NAMES
+            for name in jobs.TABLE_FIGURE_NAMES
         },
     log:
         "results/logs/figures.log",
@@ -26,5 +25,34 @@ rule figures:
     params:
         dpi=STUDY.config["figures"]["dpi"],
     run:
-        workers = jobs.figure_cores(workflow.resource_settings.cores)[0]
-        jobs.run_figures(STUDY, input, output, params, log, workers)
+        jobs.run_figures(
+            STUDY, input, output, params, log, workflow.resource_settings.cores
+        )
+
+
+# The traces figure reads only the fit jobs that keep traces (each cell's first chunk, which
+# its fit priority puts before the cell's others): it is drawn while the last fits run, not
+# after them (issue 22: the tail).
+rule traces_figure:
+    input:
+        traces=STUDY.kept_trace_outputs(),
+        code=[jobs.module_path(name) for name in jobs.FIGURE_MODULES],
+    output:
+        **{
+            name: report(
+                f"results/figures/{name}.png",
+                caption=jobs.caption_path(name),
+                category="Figures",
+            )
+            for name in jobs.TRACE_FIGURE_NAMES
+        },
+    log:
+        "results/logs/traces_figure.log",
+    priority: 2**50
+    localrule: True
+    params:
+        dpi=STUDY.config["figures"]["dpi"],
+    run:
+        jobs.run_figures(
+            STUDY, input, output, params, log, workflow.resource_settings.cores
+        )

@@ -10,7 +10,7 @@ rule fit:
         "results/logs/fit/cell={cell}/chunk={chunk}.log",
     # Costlier jobs first, so that the last jobs to finish are short ones and no core idles
     # through a long tail (longest-processing-time-first scheduling).
-    priority: lambda wildcards: STUDY.fit_priority(wildcards.cell)
+    priority: lambda wildcards: STUDY.fit_priority(wildcards.cell, wildcards.chunk)
     resources:
         # A job killed at its memory or time limit is retried with more (`--retries`).
         mem_mb=lambda wildcards, attempt: STUDY.fit_mem_mb(wildcards.cell, attempt),

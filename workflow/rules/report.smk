@@ -36,7 +36,7 @@ rule report:
     input:
         body=rules.report_body.output.body,
         stopping_rules=rules.summary.output.stopping_rules,
-        figures=list(rules.figures.output),
+        figures=[*rules.figures.output, *rules.traces_figure.output],
         code=report_code(),
     output:
         html=report("results/report/index.html", category="Report"),

@@ -62,6 +62,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("replicates", ("replicates", "convergence")),
 )
 FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in FIGURES)
+# The figures of the kept traces alone (rule traces_figure, drawn once the fit jobs that keep
+# them are done, while the others fit) and those of the summary tables (rule figures).
+TRACE_FIGURE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if f.traces)
+TABLE_FIGURE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if not f.traces)
 # The summary tables some figure reads, in the order of `schema.SUMMARY_TABLES`.
 FIGURE_TABLES: tuple[str, ...] = tuple(
     table for table in SUMMARY_TABLES if any(table in figure.tables for figure in FIGURES)

@@ -60,7 +60,12 @@ def figure_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def draw_figure(
-    name: str, out_path: str, summary: SummaryFiles, traces: list[str], dpi: int, threshold: float
+    name: str,
+    out_path: str,
+    summary: SummaryFiles | None,
+    traces: list[str],
+    dpi: int,
+    threshold: float,
 ):
     # Imported here, in the drawing process, so that parsing the workflow stays free of
     # matplotlib and seaborn.

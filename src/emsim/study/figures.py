@@ -557,7 +557,10 @@ class FigureInputs:
     and, if it reads them, the kept traces."""
 
     def __init__(
-        self, spec: FigureSpec, summary: SummaryFiles, traces: Iterable[str | os.PathLike[str]]
+        self,
+        spec: FigureSpec,
+        summary: SummaryFiles | None,
+        traces: Iterable[str | os.PathLike[str]],
     ) -> None:
         self.spec = spec
         self._summary = summary
@@ -642,7 +645,7 @@ DRAWERS: dict[str, Drawer] = {
 
 def draw_one(
     name: str,
-    summary: SummaryFiles,
+    summary: SummaryFiles | None,
     traces: Iterable[str | os.PathLike[str]],
     out_path: str | os.PathLike[str],
     *,

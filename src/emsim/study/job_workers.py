@@ -49,7 +49,8 @@ def prepare_workers(workflow: Any) -> bool:
     )
     # An adaptive study's later rounds join the DAG only once a gate asks for them.
     fits = cores > 1 and threads and bool(rules_to_run & {"fit", "cell_gate"})
-    preload = [*(FIT_CODE if fits else ()), *((FIGURE_CODE,) if "figures" in rules_to_run else ())]
+    draws = bool(rules_to_run & {"figures", "traces_figure"})
+    preload = [*(FIT_CODE if fits else ()), *((FIGURE_CODE,) if draws else ())]
     if cores < 2 or not preload:
         return False
     start_server(*preload)

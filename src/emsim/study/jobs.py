@@ -39,7 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emsim.study.captions import FIGURE_NAMES, FIGURE_TABLES, caption_path
+from emsim.study.captions import (
+    FIGURE_NAMES,
+    FIGURE_TABLES,
+    TABLE_FIGURE_NAMES,
+    TRACE_FIGURE_NAMES,
+    caption_path,
+)
 from emsim.study.figure_workers import draw_figure, figure_cores, figure_pool, longest_first
 from emsim.study.integrity import parquet_damage
 from emsim.study.job_workers import fit_workers, prepare_workers, stop_workers
@@ -55,7 +61,6 @@ from emsim.study.schema import (
     SUMMARY_TABLES,
     cell_hash_path,
     gate_path,
-    hive_files,
     summary_csv_path,
     summary_path,
 )
@@ -69,6 +74,8 @@ __all__ = [
     "FIGURE_MODULES",
     "FIGURE_NAMES",
     "FIGURE_TABLES",
+    "TABLE_FIGURE_NAMES",
+    "TRACE_FIGURE_NAMES",
     "all_cell_summaries",
     "caption_path",
     "cell_final_outputs",
@@ -211,28 +218,6 @@ def warm_engine(say: Any = None) -> float:
             f"(cached in {compiled[0].stats.cache_path})"
         )
     return seconds
-
-
-def _stale(folder: Path, wanted: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    keep = {Path(f).resolve() for f in wanted}
-    return [path for path, _, _ in hive_files(folder) if path.resolve() not in keep]
-
-
-def _warn_stale(logger: logging.Logger, folder: Path, wanted: list[str]) -> None:
-    stale = _stale(folder, wanted)
-    if stale:
-        logger.warning(
-            "ignoring %d file(s) under %s that the current design does not produce "
-            "(left by an earlier config; delete them to tidy up), e.g. %s",
-            len(stale),
-            folder,
-            stale[0],
-        )
-
-
-def _common_folder(files: list[str]) -> Path:
-    # results/fits/cell=<id>/chunk=<k>.parquet -> results/fits
-    return Path(files[0]).parent.parent if files else Path("results")
 
 
 def _study_metadata(study: Study) -> dict[str, str]:
@@ -583,31 +568,37 @@ FIGURE_MODULES: tuple[str, ...] = (
 
 
 def run_figures(
-    study: Study, input: Any, output: Any, params: Any, log: Any, workers: int = 1
+    study: Study, input: Any, output: Any, params: Any, log: Any, run_cores: int | None
 ) -> None:
-    """Draw each figure into its named output, in up to `workers` processes at once (the
-    longest first). Processes, not threads: drawing holds the GIL. They are forked from a
-    fork server (`figure_pool`), not from Snakemake's process, which runs threads of its own."""
-    traces = [str(f) for f in input.traces]
-    summary = _summary_files(input)
+    """Draw each figure of the rule's outputs (named by figure) into its output: in a run of
+    more than one core in processes, as many as `figure_cores` gives (the longest figure
+    first), else in this one. Processes, not threads: drawing holds the GIL. They are forked
+    from a fork server (`figure_pool`), not from Snakemake's process, which runs threads of
+    its own. The traces are the kept traces files among the inputs (rule traces_figure);
+    stale files beside them are never read (and `sweep_results` has moved them to
+    results/stale/)."""
+    names = [name for name in FIGURE_NAMES if name in output.keys()]
+    traces = [str(f) for f in input.get("traces", [])]
+    # The traces figure's rule reads no summary table.
+    summary = _summary_files(input) if set(SUMMARY_TABLES) & set(input.keys()) else None
     with job_logging(log[0]) as logger:
-        _warn_stale(logger, _common_folder(traces), traces)
         threshold = float(study.config["em"]["premature_threshold"])
         task = (summary, traces, int(params.dpi), threshold)
-        workers = min(workers, len(FIGURE_NAMES))
-        if workers > 1:
+        processes = figure_cores(run_cores)[0]
+        workers = min(processes, len(names)) if processes > 1 else 0
+        if workers:
             with figure_pool(workers) as pool:
                 futures = [
                     pool.submit(draw_figure, name, str(output[name]), *task)
-                    for name in longest_first(FIGURE_NAMES)
+                    for name in longest_first(names)
                 ]
                 paths = [future.result() for future in futures]
         else:
-            paths = [draw_figure(name, str(output[name]), *task) for name in FIGURE_NAMES]
+            paths = [draw_figure(name, str(output[name]), *task) for name in names]
         logger.info(
-            "drew %d figures in %d process(es): %s",
+            "drew %d figures in %s: %s",
             len(paths),
-            max(workers, 1),
+            f"{workers} process(es)" if workers else "the job's process",
             ", ".join(sorted(p.stem for p in paths)),
         )
         missing = [f for f in output if not Path(f).exists()]
@@ -680,7 +671,7 @@ def run_report(study: Study, input: Any, output: Any, log: Any) -> None:
     from emsim.study import report
 
     with job_logging(log[0]) as logger:
-        # The figures rule's outputs, listed in FIGURE_NAMES order (workflow/rules/figures.smk).
-        figures = dict(zip(FIGURE_NAMES, map(str, input.figures), strict=True))
+        # The figure rules' outputs, results/figures/<name>.png (workflow/rules/figures.smk).
+        figures = {Path(path).stem: str(path) for path in input.figures}
         report.embed_figures(input.body, figures, input.stopping_rules, output.html)
         logger.info("report: %s (%d figures)", output.html, len(figures))

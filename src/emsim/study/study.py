@@ -221,6 +221,14 @@ class Study:
             for k in self.cell_chunks(c.cell_id, final_rounds)
         ]
 
+    def kept_trace_outputs(self, root: str = "results") -> list[str]:
+        """The traces files that hold the kept traces (replicates below `traces`): of the
+        chunks where they fall, in round 0, so that the traces figure needs only those fit
+        jobs, not the study's last."""
+        kept = int(self.config["traces"])
+        chunks = [k for k in range(self.plan.n_chunks) if self.chunk_replicates(k).start < kept]
+        return [result_path("traces", c.cell_id, k, root) for c in self.cells for k in chunks]
+
     def existing_outputs(self, kind: str, root: str = "results") -> list[str]:
         """The `kind` files on disk that are outputs of this study (of any round): found by
         listing the folder, so an adaptive study of many rounds is not a list of every chunk
@@ -275,15 +283,19 @@ class Study:
         # would otherwise be killed again.
         return int(5 + math.ceil(work * 1e-5 / 60)) * attempt
 
-    def fit_priority(self, cell_id: str) -> int:
+    def fit_priority(self, cell_id: str, chunk: int | str | None = None) -> int:
         """Snakemake's priority of the cell's fit jobs: their expected cost, so that the costliest
         start first and no core idles through a long last job. A chunk's fits cost in
         proportion to its data points and to the iterations EM needs, which grow as the
         components overlap: in the default study a chunk at separation 1 cost 2x one at
-        separation 2 and 6x one at 4, at the same n (`benchmarks/fit_phases.py`)."""
+        separation 2 and 6x one at 4, at the same n (`benchmarks/fit_phases.py`). Among a
+        cell's chunks, one that keeps traces goes first: the traces figure waits only for those
+        (`kept_trace_outputs`), and is then drawn while other chunks fit."""
         cell = self.cell(cell_id)
         separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
-        return round(cell.n * self.chunk_size / max(separation, 0.25))
+        cost = round(cell.n * self.chunk_size / max(separation, 0.25))
+        keeps = chunk is not None and self.chunk_replicates(chunk).start < self.config["traces"]
+        return 2 * cost + int(keeps)
 
     def summary_line(self) -> str:
         cells, per = len(self.cells), self.fits_per_replicate
