@@ -61,9 +61,11 @@ onstart:
 
 # The run's last line says where the report is (the console is otherwise quiet: one block per
 # finished job, workflow/profiles/default). Not after a run that did not write it (a target
-# other than the report, or the report failed).
+# other than the report, or the report failed). A run ends without waiting a second for the
+# timers Snakemake's scheduler left (`jobs.cancel_scheduler_timers`).
 onsuccess:
     jobs.stop_workers()
+    jobs.cancel_scheduler_timers()
     report_html = Path("results/report/index.html")
     if report_html.is_file():
         print(f"Report: {report_html.resolve()}", file=sys.stderr)
@@ -71,6 +73,7 @@ onsuccess:
 
 onerror:
     jobs.stop_workers()
+    jobs.cancel_scheduler_timers()
 
 
 wildcard_constraints:

@@ -194,3 +194,24 @@ def test_a_fit_job_whose_worker_is_killed_fails_with_one_line(tmp_path, monkeypa
     assert isinstance(error, WorkerDied) and str(error) == expected
     assert (tmp_path / "fit.log").read_text().splitlines()[-1] == expected
     assert not Path(outputs["fits"]).exists()
+
+
+def test_a_run_exits_without_waiting_for_the_timers_its_scheduler_left():
+    """Snakemake's job rate limiter leaves a non-daemon threading.Timer after each scheduling
+    pass, and Python's exit waits for it to fire; `onsuccess` cancels them. Here a process
+    with a 60 s timer exits at once after the cancel, and the timer's action never runs."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, sys\n"
+        "from emsim.study import jobs\n"
+        "threading.Timer(60.0, lambda: print('fired')).start()\n"
+        "print(jobs.cancel_scheduler_timers())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]

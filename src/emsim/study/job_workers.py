@@ -1,5 +1,5 @@
 """Which worker processes a run of the workflow starts (the Snakefile's `onstart`,
-docs/design.md section 8), and the fit jobs' pool of them.
+docs/design.md section 8), the fit jobs' pool of them, and what the run stops at its end.
 
 Locally, with the default profile's force-use-threads, every job is a thread of the one
 Snakemake process; a fit job's Python around the compiled EM loop (standard errors, the limit,
@@ -11,12 +11,19 @@ by side at no start-up per job.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from emsim.study.figure_workers import FIGURE_CODE
 from emsim.study.worker_pool import WorkerPool, start_server, stop_server
 
-__all__ = ["FIT_CODE", "fit_workers", "prepare_workers", "stop_workers"]
+__all__ = [
+    "FIT_CODE",
+    "cancel_scheduler_timers",
+    "fit_workers",
+    "prepare_workers",
+    "stop_workers",
+]
 
 # What the fork server imports for the fit workers: the fit job's code and `jobs`, whose
 # `fit_job` a worker runs (the engine itself is loaded by each worker's first fit,
@@ -66,3 +73,16 @@ def stop_workers() -> None:
     if _fit_workers is not None:
         _fit_workers.close()
     stop_server()
+
+
+def cancel_scheduler_timers() -> int:
+    """Snakemake's `onsuccess` and `onerror`, once its scheduler has returned: cancel the timers
+    it left. Its job rate limiter (--max-jobs-per-timespan, 100/1s by default, no timespan
+    below a second) starts a threading.Timer of one timespan after every scheduling pass, only
+    to wake the scheduler again; the timers are not daemons, so Python's exit waited for the
+    last of them: a second after the last job of every run (issue 22: the tail). Returns how
+    many were cancelled."""
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    for timer in timers:
+        timer.cancel()
+    return len(timers)

@@ -48,7 +48,12 @@ from emsim.study.captions import (
 )
 from emsim.study.figure_workers import draw_figure, figure_cores, figure_pool, longest_first
 from emsim.study.integrity import parquet_damage
-from emsim.study.job_workers import fit_workers, prepare_workers, stop_workers
+from emsim.study.job_workers import (
+    cancel_scheduler_timers,
+    fit_workers,
+    prepare_workers,
+    stop_workers,
+)
 from emsim.study.schema import (
     BY_PRECISION,
     CSV_TABLES,
@@ -77,6 +82,7 @@ __all__ = [
     "TABLE_FIGURE_NAMES",
     "TRACE_FIGURE_NAMES",
     "all_cell_summaries",
+    "cancel_scheduler_timers",
     "caption_path",
     "cell_final_outputs",
     "cell_hash_parts",
