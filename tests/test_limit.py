@@ -315,3 +315,31 @@ def test_a_ridge_that_a_short_ascent_left_to_squarems_crawl_is_measured_to_its_l
     assert expected > 100
     assert within_factor(result.distance_to_limit, expected)
     assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=1e-3)
+
+
+def test_a_row_whose_metric_fails_cholesky_stops_alone():
+    """numpy's Cholesky raises for a whole stack when one matrix fails it. The trust region
+    then stops only that row: the others get the very steps they would get alone, so a fit
+    never depends on the rows fitted beside it (a fit job fits its starts together)."""
+    from emsim.limit import _factorable_steps, _Louis, _trust_region_step
+
+    rng = np.random.default_rng(3)
+    k = 5
+    roots = rng.normal(size=(3, k, k))
+    complete = roots @ np.transpose(roots, (0, 2, 1)) + k * np.eye(k)
+    info = complete - 0.5 * np.eye(k)
+    score = rng.normal(size=(3, k))
+    broken = complete.copy()
+    broken[1] = -np.eye(k)  # not positive definite: Cholesky fails on it
+    at = _Louis(score, info, broken, np.zeros((3, 6)))
+    radius = np.array([0.5, 0.5, 2.0])
+    steps, factorable = _factorable_steps(at, radius)
+    assert factorable.tolist() == [True, False, True]
+    for got, row in zip(range(2), (0, 2), strict=True):
+        alone = _trust_region_step(score[[row]], info[[row]], complete[[row]], radius[[row]])
+        for part, want in zip(steps, alone, strict=True):
+            np.testing.assert_array_equal(part[got], want[0])
+    # A stack that factors is stepped at once, the same rows.
+    steps, factorable = _factorable_steps(_Louis(score, info, complete, np.zeros((3, 6))), radius)
+    assert factorable.all()
+    np.testing.assert_array_equal(steps[0], _trust_region_step(score, info, complete, radius)[0])

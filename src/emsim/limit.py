@@ -324,6 +324,31 @@ def _trust_region_step(score, info, complete, radius):
     return step, gain, decrement
 
 
+def _factorable_steps(at: _Louis, radius: np.ndarray) -> tuple[tuple | None, np.ndarray]:
+    """(`_trust_region_step` of the rows whose C Cholesky factors, which rows those are).
+    Rounding can make a C that eigvalsh finds positive definite fail Cholesky, and numpy then
+    raises for the whole stack: the rows are tried alone only then, so that a row's fit never
+    depends on the rows fitted beside it (a fit job fits its starts together,
+    `api.fit_starts_by_rule`). Extreme data (a component of a few points among 10^4) under-
+    or overflow in the small matrix products instead: such a row gets a non-finite step."""
+    factorable = np.ones(radius.size, dtype=bool)
+    try:
+        with np.errstate(all="ignore"):
+            return _trust_region_step(at.score, at.info, at.complete, radius), factorable
+    except np.linalg.LinAlgError:
+        pass
+    for i, matrix in enumerate(at.complete):
+        try:
+            np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            factorable[i] = False
+    if not factorable.any():
+        return None, factorable
+    at = at.rows(factorable)
+    with np.errstate(all="ignore"):
+        return _trust_region_step(at.score, at.info, at.complete, radius[factorable]), factorable
+
+
 def trust_region_limit(y, theta, model, sigma_floor):
     """(the point reached, certified) from each row's theta by a trust-region Newton ascent in
     EM's metric (`_trust_region_step`): every accepted step raises the log-likelihood, so,
@@ -350,16 +375,12 @@ def trust_region_limit(y, theta, model, sigma_floor):
         rows, at = rows[usable], at.rows(usable)
         if rows.size == 0:
             break
-        try:
-            # Extreme data (a component of a few points among 10^4) under- or overflow in the
-            # small matrix products: such a row gets a non-finite step and stops here.
-            with np.errstate(all="ignore"):
-                step, gain, decrement = _trust_region_step(
-                    at.score, at.info, at.complete, radius[rows]
-                )
-        except np.linalg.LinAlgError:  # rounding made a barely positive C fail Cholesky
-            active[rows] = False
+        steps, factorable = _factorable_steps(at, radius[rows])
+        active[rows[~factorable]] = False
+        rows, at = rows[factorable], at.rows(factorable)
+        if rows.size == 0:
             break
+        step, gain, decrement = steps
         finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
         active[rows[~finite]] = False
         rows, step, gain, decrement = rows[finite], step[finite], gain[finite], decrement[finite]
