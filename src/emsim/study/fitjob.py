@@ -1,8 +1,8 @@
 """One fit job of the study: one cell x one chunk of replicates (docs/design.md sections 3 to 5).
 
 The job draws the chunk's replicates (each from its own stream, `seeding`), fits every
-model x method x start to the same data with `emsim.fit_batch`, aligns the estimates to the
-truth's labels, and writes one row per (replicate, model, method, start) to
+model x method x start to the same data (a model and method's distinct starts in one
+`api.fit_starts_by_rule` call), aligns the estimates to the truth's labels, and writes one row per (replicate, model, method, start) to
 `results/fits/cell=<id>/chunk=<k>.parquet`, plus the per-iteration traces of the cell's first
 `traces` replicates to `results/traces/cell=<id>/chunk=<k>.parquet` (an empty file with the same
 schema when the chunk holds none of them, so that the rule's output always exists).
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 import emsim
-from emsim.api import fit_batch_by_rule, prepare_data
+from emsim.api import fit_starts_by_rule, prepare_data
 from emsim.models import PARAMS, estimated_params, known_params
 from emsim.study.config import canonical_json
 from emsim.study.manifest import rows_hash_metadata
@@ -203,7 +203,7 @@ def _fit_all(
     em = task.fit_config["em"]
     Y = simulate_replicates(seed, cell, replicates)
     starts = {s.name: start_values(s, Y, truth, seed, cell, replicates) for s in task.starts}
-    # Checked and put in working units once for the chunk's 30-odd batches of fits.
+    # Checked and put in working units once for the chunk's fits (every model and method).
     data = prepare_data(Y)
     keep_trace = np.asarray(replicates) < int(task.fit_config["traces"])
 
@@ -215,55 +215,54 @@ def _fit_all(
     em_cpu_seconds = 0.0
     for model in task.models:
         known = {p: truth[p] for p in known_params(model)} or None
+        distinct, of_spec = _distinct_starts([starts[s.name] for s in task.starts], model)
         for method in task.methods:
-            fitted: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = []
-            for spec in task.starts:
-                start = starts[spec.name]
-                # Two start names may give the same start (the default study's `fixed` {pi:
-                # 0.5} and `quantile` at 0.5 do): the fit is a function of data, start and
-                # settings, so it is computed once and its rows are filed under both names.
-                results = _same_start_fit(start, fitted, model)
-                if results is not None:
-                    for res in results.values():
-                        block, traced = _rows(res, replicates, spec.name, truth, keep_trace)
-                        blocks.append(block)
-                        trace_blocks += traced
-                    continue
-                t0 = time.perf_counter()
-                cpu0 = time.thread_time()
-                results = fit_batch_by_rule(
-                    data,
-                    model=model,
-                    method=method,
-                    start=start,
-                    known=known,
-                    tolerances=task.tolerances,
-                    max_iterations=int(em["max_iterations"]),
-                    trace=keep_trace,
-                    premature_threshold=float(em["premature_threshold"]),
-                )
-                em_seconds += time.perf_counter() - t0
-                em_cpu_seconds += time.thread_time() - cpu0
-                fitted.append((start, results))
-                for res in results.values():
+            t0 = time.perf_counter()
+            cpu0 = time.thread_time()
+            # The model's distinct starts in one call (the limit's steps then serve them all);
+            # the rows of each are those of a call of its own.
+            fitted = fit_starts_by_rule(
+                data,
+                distinct,
+                trace=keep_trace,
+                model=model,
+                method=method,
+                known=known,
+                tolerances=task.tolerances,
+                max_iterations=int(em["max_iterations"]),
+                premature_threshold=float(em["premature_threshold"]),
+            )
+            em_seconds += time.perf_counter() - t0
+            em_cpu_seconds += time.thread_time() - cpu0
+            for spec, k in zip(task.starts, of_spec, strict=True):
+                for res in fitted[k].values():
                     block, traced = _rows(res, replicates, spec.name, truth, keep_trace)
                     blocks.append(block)
                     trace_blocks += traced
     return blocks, trace_blocks, em_seconds, em_cpu_seconds
 
 
-def _same_start_fit(
-    start: Mapping[str, np.ndarray],
-    fitted: list[tuple[dict[str, np.ndarray], dict[str, Any]]],
-    model: str,
-) -> dict[str, Any] | None:
-    """The results of an earlier start of the same model and method whose start values equal
-    `start` in every parameter the model estimates (the others are held at the truth), or
-    None."""
-    for earlier, results in fitted:
-        if all(np.array_equal(start[p], earlier[p]) for p in estimated_params(model)):
-            return results
-    return None
+def _distinct_starts(
+    starts: list[Mapping[str, np.ndarray]], model: str
+) -> tuple[list[Mapping[str, np.ndarray]], list[int]]:
+    """The distinct starts of `starts` for `model`, and which of them each start is. Two start
+    names may give the same start (the default study's `fixed` {pi: 0.5} and `quantile` at 0.5
+    do): equal in every parameter the model estimates (the others are held at the truth), so
+    the fit, a function of data, start and settings, is computed once and its rows are filed
+    under both names."""
+    distinct: list[Mapping[str, np.ndarray]] = []
+    of_start = []
+    for start in starts:
+        same = (
+            k
+            for k, earlier in enumerate(distinct)
+            if all(np.array_equal(start[p], earlier[p]) for p in estimated_params(model))
+        )
+        k = next(same, len(distinct))
+        if k == len(distinct):
+            distinct.append(start)
+        of_start.append(k)
+    return distinct, of_start
 
 
 def _rows(
