@@ -2,10 +2,11 @@
 
 The job draws the chunk's replicates (each from its own stream, `seeding`), fits every
 model x method x start to the same data (a model and method's distinct starts in one
-`api.fit_starts_by_rule` call), aligns the estimates to the truth's labels, and writes one row per (replicate, model, method, start) to
-`results/fits/cell=<id>/chunk=<k>.parquet`, plus the per-iteration traces of the cell's first
-`traces` replicates to `results/traces/cell=<id>/chunk=<k>.parquet` (an empty file with the same
-schema when the chunk holds none of them, so that the rule's output always exists).
+`api.fit_starts_by_rule` call), aligns the estimates to the truth's labels, and writes one row
+per (replicate, model, method, start) to `results/fits/cell=<id>/chunk=<k>.parquet`, plus the
+per-iteration traces of the cell's first `traces` replicates to
+`results/traces/cell=<id>/chunk=<k>.parquet` (an empty file with the same schema when the chunk
+holds none of them, so that the rule's output always exists).
 
 Label alignment: a mixture's likelihood does not change when the components are exchanged, so
 an estimate is compared with the truth only after choosing the labelling closer to it. For the
