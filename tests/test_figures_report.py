@@ -29,6 +29,8 @@ from emsim.study.captions import (
     FIGURE_NAMES,
     FIGURE_TABLES,
     FIGURES,
+    TABLE_FIGURE_NAMES,
+    TRACE_FIGURE_NAMES,
     add_design_factors,
     caption_path,
     cell_label,
@@ -318,8 +320,13 @@ def test_every_figure_has_a_drawer_that_reads_only_its_listed_tables(study, tmp_
         inputs.table("stopping_distance")
     with pytest.raises(ValueError, match="does not list the traces"):
         inputs.traces()
+    # The figures of the kept traces and those of the tables are every figure, once; the two
+    # figure rules take their outputs (and the tables rule its inputs) from these lists.
+    assert set(TRACE_FIGURE_NAMES) == {f.name for f in FIGURES if f.traces}
+    assert sorted(TRACE_FIGURE_NAMES + TABLE_FIGURE_NAMES) == sorted(FIGURE_NAMES)
     rule = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
-    assert "jobs.FIGURE_TABLES" in rule and "jobs.FIGURE_NAMES" in rule
+    for listed in ("jobs.FIGURE_TABLES", "jobs.TABLE_FIGURE_NAMES", "jobs.TRACE_FIGURE_NAMES"):
+        assert listed in rule, listed
 
 
 def test_draw_all_on_missing_inputs(tmp_path):
