@@ -225,9 +225,12 @@ class Study:
         """The traces files that hold the kept traces (replicates below `traces`): of the
         chunks where they fall, in round 0, so that the traces figure needs only those fit
         jobs, not the study's last."""
-        kept = int(self.config["traces"])
-        chunks = [k for k in range(self.plan.n_chunks) if self.chunk_replicates(k).start < kept]
+        chunks = [k for k in range(self.plan.n_chunks) if self.keeps_traces(k)]
         return [result_path("traces", c.cell_id, k, root) for c in self.cells for k in chunks]
+
+    def keeps_traces(self, chunk: int | str) -> bool:
+        """Whether chunk k holds kept traces (a replicate below `traces`)."""
+        return self.chunk_replicates(chunk).start < int(self.config["traces"])
 
     def existing_outputs(self, kind: str, root: str = "results") -> list[str]:
         """The `kind` files on disk that are outputs of this study (of any round): found by
@@ -294,8 +297,7 @@ class Study:
         cell = self.cell(cell_id)
         separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
         cost = round(cell.n * self.chunk_size / max(separation, 0.25))
-        keeps = chunk is not None and self.chunk_replicates(chunk).start < self.config["traces"]
-        return 2 * cost + int(keeps)
+        return 2 * cost + int(chunk is not None and self.keeps_traces(chunk))
 
     def summary_line(self) -> str:
         cells, per = len(self.cells), self.fits_per_replicate
