@@ -376,10 +376,11 @@ def trust_region_limit(y, theta, model, sigma_floor):
         if rows.size == 0:
             break
         steps, factorable = _factorable_steps(at, radius[rows])
-        active[rows[~factorable]] = False
-        rows, at = rows[factorable], at.rows(factorable)
-        if rows.size == 0:
-            break
+        if not factorable.all():  # rare: a step's numpy calls are most of its cost
+            active[rows[~factorable]] = False
+            rows, at = rows[factorable], at.rows(factorable)
+            if rows.size == 0:
+                break
         step, gain, decrement = steps
         finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
         active[rows[~finite]] = False
