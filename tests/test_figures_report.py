@@ -411,8 +411,16 @@ def test_captions_are_written_once_and_shown_by_both_reports():
         assert path.samefile(folder / f"{name}.rst")
         assert CAPTIONS[name] == " ".join(path.read_text().split()) != ""
     assert sorted(p.name for p in (ROOT / "workflow" / "report").glob("*.rst")) == ["workflow.rst"]
+    # Both figure rules take their outputs from jobs.figure_outputs, which gives Snakemake's
+    # report each figure's caption file.
     rule = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
-    assert "caption=jobs.caption_path(name)" in rule
+    assert rule.count("jobs.figure_outputs(") == 2
+    given = jobs.figure_outputs(FIGURE_NAMES, lambda path, **kw: (path, kw))
+    for name in FIGURE_NAMES:
+        assert given[name] == (
+            f"results/figures/{name}.png",
+            {"caption": caption_path(name), "category": "Figures"},
+        )
     with pytest.raises(ValueError, match="unknown figure"):
         caption_path("nope")
 

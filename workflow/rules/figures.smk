@@ -7,14 +7,7 @@ rule figures:
         **{table: getattr(rules.summary.output, table) for table in jobs.FIGURE_TABLES},
         code=[jobs.module_path(name) for name in jobs.FIGURE_MODULES],
     output:
-        **{
-            name: report(
-                f"results/figures/{name}.png",
-                caption=jobs.caption_path(name),
-                category="Figures",
-            )
-            for name in jobs.TABLE_FIGURE_NAMES
-        },
+        **jobs.figure_outputs(jobs.TABLE_FIGURE_NAMES, report),
     log:
         "results/logs/figures.log",
     localrule: True
@@ -38,14 +31,7 @@ rule traces_figure:
         traces=STUDY.kept_trace_outputs(),
         code=[jobs.module_path(name) for name in jobs.FIGURE_MODULES],
     output:
-        **{
-            name: report(
-                f"results/figures/{name}.png",
-                caption=jobs.caption_path(name),
-                category="Figures",
-            )
-            for name in jobs.TRACE_FIGURE_NAMES
-        },
+        **jobs.figure_outputs(jobs.TRACE_FIGURE_NAMES, report),
     log:
         "results/logs/traces_figure.log",
     priority: 2**50

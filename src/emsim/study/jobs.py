@@ -88,6 +88,7 @@ __all__ = [
     "cell_hash_parts",
     "cell_hash_path",
     "figure_cores",
+    "figure_outputs",
     "figure_pool",
     "fit_job",
     "fit_provenance",
@@ -571,6 +572,16 @@ FIGURE_MODULES: tuple[str, ...] = (
     "worker_pool",
     "captions",
 )
+
+
+def figure_outputs(names: Iterable[str], report: Callable[..., Any]) -> dict[str, Any]:
+    """A figure rule's named outputs: results/figures/<name>.png of each figure of `names`,
+    through `report` (Snakemake's, so that the figures are in its report with their captions;
+    `run_report` finds a figure by its file's name)."""
+    return {
+        name: report(f"results/figures/{name}.png", caption=caption_path(name), category="Figures")
+        for name in names
+    }
 
 
 def run_figures(
