@@ -102,6 +102,7 @@ rule all:
         jobs.cell_hash_parts(STUDY),
         rules.study_config.output.config,
         list(rules.summary.output),
+        list(rules.summary_csv.output),
         list(rules.figures.output),
         all_cell_summaries(),
         final_outputs("fits"),

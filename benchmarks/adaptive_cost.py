@@ -10,7 +10,7 @@ same design, from their results folders.
    both studies, so this predicts the adaptive study's replicates exactly; with `--adaptive` it
    is checked against the adaptive run's `replicates` table.
 3. Cost: fits, fit jobs, summed EM CPU seconds and the wall-clock span of the fit jobs (from
-   the Parquet footers, `jobs.fit_provenance`) of each study; `--wall-fixed`/`--wall-adaptive`
+   the Parquet footers, `parquet_io.fit_provenance`) of each study; `--wall-fixed`/`--wall-adaptive`
    add the whole runs' wall times measured outside (e.g. `/usr/bin/time`).
 4. Schedule (from Snakemake's job records beside each results folder, as benchmarks/scale.py
    reads them): the span of the run's jobs, how busy the cores were with fit jobs over the fit
@@ -36,8 +36,8 @@ import pyarrow as pa
 import yaml
 
 from emsim.study.config import load_study
-from emsim.study.jobs import fit_provenance
 from emsim.study.measures import OWN_SET, PARAMETER_ORDER
+from emsim.study.parquet_io import fit_provenance
 from emsim.study.precision import STOP_MET, assess, decide, projected_replicates
 from emsim.study.summary import cell_table, summarise_cell
 

@@ -26,7 +26,7 @@ and a real study of 10^6+ fits end to end against the engine's own rate.
       e2e          fit rows / (wall time of the whole snakemake run x cores)
       fit phase    fit rows / ((last fit job's end - command start) x cores)
       engine       fit rows / the baseline's summed `em_cpu_s` (thread CPU time inside the
-                   fit_batch calls, from the fit files' footers: `jobs.fit_provenance`)
+                   fit_batch calls, from the fit files' footers: `parquet_io.fit_provenance`)
     and the ratio of each to the engine's (the issue's goal: e2e >= 80% of the engine). As the
     machine is shared, the CPU time other processes took during each side's run (/proc/stat
     less our own) is reported, with the e2e rate over the core-seconds left to us, and the
@@ -519,7 +519,7 @@ def bench_e2e(tmp: Path, replicates: int, chunk_size: int, cores: int, workers: 
     """(c): the study through Snakemake, then the same fits in-process; see the module doc."""
     import emsim
     from emsim.study.config import load_study
-    from emsim.study.jobs import fit_provenance
+    from emsim.study.parquet_io import fit_provenance
     from emsim.warmup import compiled_entry_points, load_engine
 
     # Both sides import this emsim and load its engine from the same numba cache: compile it
@@ -676,7 +676,7 @@ def bench_pair(tmp: Path, chunk_size: int) -> dict:
     the first fit job's start to the last one's end (the files' footers, `fit_provenance`),
     and Snakemake's whole wall time; other processes' CPU meanwhile is reported beside it."""
     import emsim
-    from emsim.study.jobs import fit_provenance
+    from emsim.study.parquet_io import fit_provenance
 
     src = Path(emsim.__file__).resolve().parents[1]
     config = e2e_config(2 * chunk_size, chunk_size)

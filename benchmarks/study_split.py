@@ -3,7 +3,7 @@
 Runs the study of config.yaml from scratch in a temporary copy of the workflow, the way
 `make study` runs it (default profile, all cores), and splits cores x wall time into
   - EM: CPU time of the fit jobs inside `emsim.fit_batch` (from the fit files' footers, as
-    `emsim.study.jobs.fit_provenance` reads them for the report);
+    `emsim.study.parquet_io.fit_provenance` reads them for the report);
   - fit jobs, other: the rest of the fit jobs' time (simulating data, assembling and writing
     the Parquet files);
   - idle during fits: cores without a fit job while fit jobs ran;
@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from emsim.study.jobs import fit_provenance
+from emsim.study.parquet_io import fit_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -240,7 +240,7 @@ def bench_figures_cpu(study_dir: Path, repeats: int) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from emsim.study import figures, jobs, report
+    from emsim.study import figures, jobs, parquet_io, report
     from emsim.study.captions import FIGURE_NAMES
     from emsim.study.config import load_study
     from emsim.study.summary import SummaryFiles
@@ -277,7 +277,7 @@ def bench_figures_cpu(study_dir: Path, repeats: int) -> dict:
             )
             for name in FIGURE_NAMES
         }
-        provenance = {**jobs._study_metadata(study), **jobs.fit_provenance(fits)}
+        provenance = {**jobs._study_metadata(study), **parquet_io.fit_provenance(fits)}
         timed = {}
         if hasattr(report, "write_report_body"):
             body = out / "body.html"

@@ -18,7 +18,7 @@ from emsim.study import jobs
 from emsim.study.config import expand_cells, load_study
 from emsim.study.config_checks import ConfigError
 from emsim.study.fitjob import align_to_truth, fit_chunk
-from emsim.study.parquet_io import read_metadata, write_parquet_atomic
+from emsim.study.parquet_io import fit_provenance, read_metadata, write_parquet_atomic
 from emsim.study.schema import FITS_SCHEMA
 from emsim.study.seeding import (
     cell_key,
@@ -477,7 +477,7 @@ def test_provenance_counts_only_the_listed_fit_files(tmp_path):
         write_parquet_atomic(pd.DataFrame({"x": [chunk]}), path)
         if cell != "old":  # left by an earlier design: must not be read
             wanted.append(str(path))
-    prov = jobs.fit_provenance(wanted)
+    prov = fit_provenance(wanted)
     assert prov["total_fits"] == 3 and prov["fit_jobs"] == 3
 
 

@@ -49,9 +49,9 @@ def test_plain_snakemake_is_quiet_and_names_the_report(study_src, tmp_path):
     (workdir / "profiles" / "default").symlink_to("../workflow/profiles/default")
     out = _plain_snakemake(workdir)
     jobs = int(re.search(r"^total\s+(\d+)$", out, re.M).group(1))
-    # fits, cell summaries, cell hashes; config, summary, figures, traces figure, report body,
-    # report, ...
-    assert jobs == 4 + 4 + 4 + 8
+    # fits, cell summaries, cell hashes; config, summary, summary CSVs, figures, traces figure,
+    # report body, report, ...
+    assert jobs == 4 + 4 + 4 + 9
     assert len(out.encode()) < 5000, out
     progress = re.findall(r"^(\d+) of (\d+) steps \(\d+%\) done$", out, re.M)
     assert [int(done) for done, _ in progress] == list(range(1, jobs + 1))

@@ -393,12 +393,12 @@ def test_summary_tables_follow_from_one_registry():
     assert tuple(f.name for f in dataclasses.fields(SummaryTables)) == MEASURE_TABLES
     assert list(MEASURE_TABLES) == measures
     assert list(CSV_TABLES) == [s.name for s in specs if s.csv]
-    outputs = jobs.summary_outputs(lambda path: f"report:{path}", folder="out")
-    expected = {s.name: f"out/{s.name}.parquet" for s in specs}
-    expected |= {f"{s.name}_csv": f"report:out/{s.name}.csv" for s in specs if s.csv}
-    assert outputs == expected
+    assert jobs.summary_outputs(folder="out") == {s.name: f"out/{s.name}.parquet" for s in specs}
+    csvs = jobs.summary_csv_outputs(lambda path: f"report:{path}", folder="out")
+    assert csvs == {f"{s.name}_csv": f"report:out/{s.name}.csv" for s in specs if s.csv}
     rule = (ROOT / "workflow" / "rules" / "summary.smk").read_text()
-    assert "jobs.summary_outputs(" in rule and ".csv" not in rule
+    assert "jobs.summary_outputs(" in rule and "jobs.summary_csv_outputs(" in rule
+    assert ".csv" not in rule
 
 
 def test_captions_are_written_once_and_shown_by_both_reports():

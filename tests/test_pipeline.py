@@ -324,6 +324,7 @@ def test_config_changes_rerun_only_what_they_affect(tiny_study, tmp_path):
             "report_body",
             "report",
             "summary",
+            "summary_csv",
             "cell_summary",
             "cell_summary",
             "study_config",

@@ -10,6 +10,8 @@ rule figures:
         **jobs.figure_outputs(jobs.TABLE_FIGURE_NAMES, report),
     log:
         "results/logs/figures.log",
+    # Before summary_csv, which is ready at the same time and waits for a free core.
+    priority: 1
     localrule: True
     # Drawn in as many processes as the run has cores (at most 4), one core claimed less, so
     # that Snakemake writes the report's body (rule report_body) beside them (figure_cores).

@@ -24,6 +24,8 @@ rule report_body:
         body="results/report/body.html",
     log:
         "results/logs/report_body.log",
+    # Before summary_csv, which is ready at the same time and waits for a free core.
+    priority: 1
     localrule: True
     params:
         config_hash=STUDY.config_hash,

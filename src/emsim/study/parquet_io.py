@@ -13,18 +13,27 @@ import functools
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emsim.study.schema import (
+    FOOTER_EM_CPU_S,
+    FOOTER_EM_ELAPSED_S,
+    FOOTER_JOB_ELAPSED_S,
+    FOOTER_JOB_STARTED,
+)
+
 __all__ = [
     "atomic_write",
     "emsim_version",
+    "fit_provenance",
     "git_commit",
     "provenance_metadata",
     "read_metadata",
@@ -132,3 +141,44 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The key-value metadata of a Parquet file, without pandas' own entry."""
     raw = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
+
+
+def fit_provenance(fit_files: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Counts and times of the fit jobs, from the footers of their Parquet files: total fits,
+    the first job's start and the wall-clock span from it to the last job's end, the summed job
+    and EM times, fits per second of that span and the share of job time spent inside EM."""
+    total = 0
+    n_files = 0
+    job_s = em_s = em_cpu_s = 0.0
+    first: _dt.datetime | None = None
+    last: _dt.datetime | None = None
+    for f in fit_files:
+        md = pq.read_metadata(f)
+        kv = {k.decode(): v.decode() for k, v in (md.metadata or {}).items()}
+        total += md.num_rows
+        n_files += 1
+        if FOOTER_JOB_STARTED not in kv:
+            continue
+        start = _dt.datetime.fromisoformat(kv[FOOTER_JOB_STARTED])
+        elapsed = float(kv.get(FOOTER_JOB_ELAPSED_S, "nan"))
+        end = start + _dt.timedelta(seconds=elapsed)
+        first = start if first is None or start < first else first
+        last = end if last is None or end > last else last
+        job_s += elapsed
+        em_s += float(kv.get(FOOTER_EM_ELAPSED_S, "nan"))
+        em_cpu_s += float(kv.get(FOOTER_EM_CPU_S, "nan"))
+    span = (last - first).total_seconds() if first is not None and last is not None else None
+    out: dict[str, Any] = {"total_fits": total, "fit_jobs": n_files}
+    if span:
+        out.update(
+            {
+                "first_fit_job_started": first.isoformat(timespec="milliseconds"),
+                "wall_time_s": round(span, 1),
+                "fit_job_time_s": round(job_s, 1),
+                "em_time_s": round(em_s, 1),
+                "em_cpu_time_s": round(em_cpu_s, 1),
+                "fits_per_second": round(total / span, 1),
+                "em_share_of_job_time": round(em_s / job_s, 3) if job_s else None,
+            }
+        )
+    return out
