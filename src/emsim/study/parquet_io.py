@@ -1,4 +1,5 @@
-"""Parquet files of the study: atomic writes and provenance metadata (docs/design.md section 4).
+"""Parquet files of the study: atomic writes, provenance metadata and the fit jobs' footers read
+back (`fit_provenance`) (docs/design.md section 4).
 
 Every Parquet file the study writes carries the same key-value metadata (`provenance_metadata`)
 and is written under a temporary name in its own folder and then renamed, so a reader (or a
