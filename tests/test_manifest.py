@@ -351,7 +351,7 @@ def test_changes_rerun_exactly_the_affected_jobs(study, tmp_path):
     # A new config is recorded again in results/config.yaml (`study_config`).
     downstream = ["all", "cell_hashes", "cell_hashes", "cell_summary", "cell_summary"]
     downstream += ["figures", "manifest", "report", "report_body"]
-    downstream += ["study_config", "summary", "traces_figure"]
+    downstream += ["study_config", "summary", "summary_csv", "traces_figure"]
     every_fit = ["fit"] * 4  # 2 cells x 2 chunks: the seed changes every fit's result
     jobs, plan = _plan(study, tmp_path / "seed.yaml", {"seed": 6})
     assert jobs == sorted(downstream + every_fit), jobs
