@@ -163,3 +163,15 @@ def test_the_rows_that_get_working_units(row, rescaled):
         assert 0.25 <= working.std() <= 2.0
         # A power of two: dividing by it is exact.
         assert np.frexp(units.scale[0])[0] == 0.5
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 500, 501])
+def test_the_median_read_off_the_halves_is_numpys(n):
+    # `choose` takes the centre from the partition it makes for the within-component scale,
+    # instead of partitioning again: it must be np.median's value bit for bit, ties included.
+    from emsim import working_scale
+
+    rng = np.random.default_rng(n)
+    rows = np.vstack([rng.normal(size=n), np.round(rng.normal(size=n)), rng.normal(size=n) * 1e9])
+    ordered = working_scale._halves(rows)
+    assert np.array_equal(working_scale._median(ordered), np.median(rows, axis=1))

@@ -54,14 +54,36 @@ def within_scale(y: np.ndarray) -> np.ndarray:
     component's order, not of the distance between the components.
     """
     y = np.atleast_2d(y)
+    return _within_scale(y, _halves(y))
+
+
+def _halves(y: np.ndarray) -> np.ndarray:
+    """y's rows partitioned at the median: the first n // 2 values of each row are its smallest.
+    A partition splits the data into the same halves as a sort at a third of its cost (this
+    runs for every batch of fits)."""
     half = y.shape[1] // 2
-    # A partition at the median splits the data into the same halves as a sort at a third of
-    # its cost (this runs for every batch of fits).
-    ordered = np.partition(y, half - 1, axis=1) if half else y
+    return np.partition(y, half - 1, axis=1) if half else y
+
+
+def _within_scale(y: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    half = y.shape[1] // 2
     spreads = np.stack([ordered[:, :half].std(axis=1), ordered[:, half:].std(axis=1)])
     spreads[spreads == 0] = np.inf
     smaller = spreads.min(axis=0)
-    return np.where(np.isfinite(smaller), smaller, y.std(axis=1))
+    tied = ~np.isfinite(smaller)
+    if tied.any():
+        smaller[tied] = y.std(axis=1)[tied]
+    return smaller
+
+
+def _median(ordered: np.ndarray) -> np.ndarray:
+    """Each row's median from its `_halves` partition, as np.median gives it: the upper half's
+    least value, averaged with the lower half's greatest (element n // 2 - 1) for even n."""
+    half = ordered.shape[1] // 2
+    upper = ordered[:, half:].min(axis=1)
+    if ordered.shape[1] % 2:
+        return upper
+    return (ordered[:, half - 1] + upper) / 2
 
 
 def choose(y: np.ndarray) -> WorkingScale:
@@ -73,11 +95,13 @@ def choose(y: np.ndarray) -> WorkingScale:
     _, top_exponent = np.frexp(np.where(largest > 0, largest, 1.0))
     reduced = np.ldexp(y, -top_exponent[:, None])
     spread = reduced.std(axis=1)
-    centre = np.median(reduced, axis=1)
+    # One partition gives both the median and the halves.
+    ordered = _halves(reduced)
+    centre = _median(ordered)
     constant = spread == 0
     # The unit is a component's spread, not the data's: the information's conditioning is set by
     # 1 / sigma^2 against pi's O(1), whatever the distance between the components.
-    within = within_scale(reduced)
+    within = _within_scale(reduced, ordered)
     with np.errstate(divide="ignore"):
         within_exponent = np.log2(np.where(constant, 1.0, within)) + top_exponent
     outside = np.abs(within_exponent) > SPREAD_EXPONENT_LIMIT
