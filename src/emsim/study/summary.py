@@ -308,11 +308,12 @@ def write_table(
     """Atomically write `frame` as Parquet (with `meta` as key-value metadata; `schema` fixes
     the column types) and as CSV beside it."""
     write_parquet_atomic(frame, parquet_path, meta, schema)
-    _write_csv(frame.to_pandas() if isinstance(frame, pa.Table) else frame, parquet_path)
+    rows = frame.to_pandas() if isinstance(frame, pa.Table) else frame
+    _write_csv(rows, parquet_path.with_suffix(".csv"))
 
 
-def _write_csv(rows: pd.DataFrame, parquet_path: str | os.PathLike[str]) -> None:
-    atomic_write(Path(parquet_path).with_suffix(".csv"), lambda tmp: rows.to_csv(tmp, index=False))
+def _write_csv(rows: pd.DataFrame, csv_path: str | os.PathLike[str]) -> None:
+    atomic_write(csv_path, lambda tmp: rows.to_csv(tmp, index=False))
 
 
 def write_csv_copy(parquet_path: str | os.PathLike[str], csv_path: str | os.PathLike[str]) -> None:
@@ -320,7 +321,7 @@ def write_csv_copy(parquet_path: str | os.PathLike[str], csv_path: str | os.Path
     from the frame itself (the table's columns and types round-trip through Parquet)."""
     if Path(csv_path) != Path(parquet_path).with_suffix(".csv"):
         raise ValueError(f"{csv_path} is not the CSV copy of {parquet_path}")
-    _write_csv(pd.read_parquet(parquet_path), parquet_path)
+    _write_csv(pd.read_parquet(parquet_path), csv_path)
 
 
 def summary_metadata(
