@@ -71,6 +71,7 @@ from emsim.study.summary import (
     SummaryFiles,
     SummaryTables,
     summarise,
+    write_csv_copy,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -375,6 +376,14 @@ def test_summary_files_are_those_summarise_writes(study, tmp_path):
     csvs = sorted(p.stem for p in (tmp_path / "summary").glob("*.csv"))
     assert csvs == sorted(set(CSV_TABLES) & set(MEASURE_TABLES))
     assert csvs == ["convergence", "estimands", "performance", "stopping_rules"]
+    # The workflow's summary_csv rule writes each copy from the Parquet file alone: the bytes
+    # `summarise` wrote from the frame in memory.
+    for name in csvs:
+        csv = tmp_path / "summary" / f"{name}.csv"
+        written_from_frame = csv.read_bytes()
+        csv.unlink()
+        write_csv_copy(csv.with_suffix(".parquet"), csv)
+        assert csv.read_bytes() == written_from_frame, name
     # Paths given as strings (Snakemake's) are kept as paths.
     assert SummaryFiles(str(files.performance), str(files.convergence)).performance == (
         files.performance
