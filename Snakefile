@@ -50,13 +50,13 @@ if workflow.is_main_process:
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new
 # process, and locally each fit worker, that then loads it from numba's cache instead of
 # compiling it (README, "Run on a cluster"). Not run by dry runs or by the jobs' own Snakemake
-# processes. First the fork server of the worker processes starts (`jobs.prepare_workers`):
+# processes, and not by a run that fits nothing (`make figures`). First the fork server of the worker processes starts (`jobs.prepare_workers`):
 # fit jobs on more than one local core run in a pool of processes forked from it, not as
 # threads that take turns on one GIL; it imports the fit and plotting code while Snakemake
 # schedules, not after the last fit (issue 22).
 onstart:
     jobs.prepare_workers(workflow)
-    jobs.warm_engine()
+    jobs.warm_engine(workflow)
 
 
 # The run's last line says where the report is (the console is otherwise quiet: one block per

@@ -22,6 +22,8 @@ __all__ = [
     "cancel_scheduler_timers",
     "fit_workers",
     "prepare_workers",
+    "rules_run_by",
+    "runs_fits",
     "stop_workers",
 ]
 
@@ -40,6 +42,17 @@ def fit_workers() -> WorkerPool | None:
     return _fit_workers
 
 
+def rules_run_by(workflow: Any) -> set[str]:
+    """The rules of the jobs this run of `workflow` has to run (as its DAG stands at start)."""
+    return {job.rule.name for job in workflow.dag.needrun_jobs()}
+
+
+def runs_fits(rules_to_run: set[str]) -> bool:
+    """Whether a run of these rules fits anything: an adaptive study's later rounds join the
+    DAG only once a gate asks for them, so a gate to pass counts."""
+    return bool(rules_to_run & {"fit", "cell_gate"})
+
+
 def prepare_workers(workflow: Any) -> bool:
     """Snakemake's `onstart`: start the worker processes' fork server (`worker_pool`) where
     this run has work for them, so that its imports run while Snakemake schedules: the fit
@@ -50,12 +63,11 @@ def prepare_workers(workflow: Any) -> bool:
     would only add a process."""
     global _fit_workers
     cores = getattr(workflow.resource_settings, "cores", None) or 1
-    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    rules_to_run = rules_run_by(workflow)
     threads = getattr(workflow, "local_exec", True) and getattr(
         getattr(workflow, "execution_settings", None), "use_threads", False
     )
-    # An adaptive study's later rounds join the DAG only once a gate asks for them.
-    fits = cores > 1 and threads and bool(rules_to_run & {"fit", "cell_gate"})
+    fits = cores > 1 and threads and runs_fits(rules_to_run)
     draws = bool(rules_to_run & {"figures", "traces_figure"})
     preload = [*(FIT_CODE if fits else ()), *((FIGURE_CODE,) if draws else ())]
     if cores < 2 or not preload:
