@@ -120,3 +120,74 @@ def test_an_edited_file_with_a_new_mtime_is_caught_after_a_cached_sweep(results,
     found = integrity.sweep(study, root, say=lines.append)
     assert found["rejected"] == [str(fits[1])]
     assert "rows" in lines[0] and fits[1].as_posix() in lines[0]
+
+
+def test_the_cells_hashes_check_what_the_sweep_checks_and_the_manifest_job_remembers_it(
+    results, monkeypatch
+):
+    """The cells' hashes job reads every file of its cell anyway: it runs the sweep's own
+    foreign check on those rows, and its part says for which study. The manifest job then adds
+    the part's unchanged files to the sweep's cache, so that the next start-up reads none of
+    them; a file changed since its part was written, or a part of another study, adds nothing."""
+    import json
+    import shutil
+
+    from emsim.study import manifest, manifest_cells
+
+    study, root, fits = results
+    outputs = [*fits, *sorted(Path("results/traces").glob("*/*.parquet"))]
+    key = integrity.study_key(study)
+    check = integrity.foreign_check(study)
+    part = manifest_cells.cell_part(root, outputs, study.fit_hash, check, checked_for=key)
+    assert part["checked_for"] == key
+    manifest_cells.write_part(root / "hashes" / "a.json", part)
+    assert integrity.remember_checked(study, root, [root / "hashes" / "a.json"]) == len(outputs)
+    cached = json.loads((root / integrity.CACHE_FILE).read_text())
+    assert cached["study"] == key
+    assert cached["whole"] == {
+        p.relative_to(root).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in outputs
+    }
+    seen = reads(monkeypatch)
+    assert integrity.sweep(study, root, say=print, move=False) == {"stale": [], "rejected": []}
+    assert seen == []
+
+    # A part without the check, or written for another study, is not taken as checked.
+    (root / integrity.CACHE_FILE).unlink()
+    unchecked = manifest_cells.cell_part(root, outputs, study.fit_hash)
+    assert "checked_for" not in unchecked
+    manifest_cells.write_part(root / "hashes" / "b.json", unchecked)
+    other = dict(part, checked_for=key + " other")
+    manifest_cells.write_part(root / "hashes" / "c.json", other)
+    parts = [root / "hashes" / name for name in ("b.json", "c.json")]
+    assert integrity.remember_checked(study, root, parts) == 0
+
+    # A file touched since its part was written is not remembered; the others are.
+    stamp = fits[0].stat()
+    os.utime(fits[0], ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
+    assert integrity.remember_checked(study, root, [root / "hashes" / "a.json"]) == len(outputs) - 1
+
+    # A foreign file (chunk 0's rows filed as chunk 1) fails the cell's hashes with the sweep's
+    # own reason.
+    shutil.copy2(fits[0], fits[1])
+    with pytest.raises(manifest.UnreadableFile, match=r"holds cell .* chunk 0 .*, not .* chunk 1"):
+        manifest_cells.cell_part(root, outputs, study.fit_hash, check, checked_for=key)
+
+
+def test_a_finished_study_leaves_every_result_file_known_whole(tiny_study, monkeypatch):
+    """After `snakemake` has run a study, the next start-up's sweep reads no file in full: the
+    manifest job remembered every fits and traces file its cells' hashes jobs checked."""
+    import json
+
+    from studyrun import TINY
+
+    study = load_study(TINY, SCHEMA)
+    root = tiny_study / "results"
+    outputs = sorted([*root.glob("fits/*/*.parquet"), *root.glob("traces/*/*.parquet")])
+    assert outputs
+    cached = json.loads((root / integrity.CACHE_FILE).read_text())
+    assert cached["study"] == integrity.study_key(study)
+    assert sorted(cached["whole"]) == [p.relative_to(root).as_posix() for p in outputs]
+    seen = reads(monkeypatch)
+    found = integrity.sweep(study, root, say=print, move=False)
+    assert found == {"stale": [], "rejected": []}
+    assert seen == []

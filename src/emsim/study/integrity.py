@@ -21,9 +21,11 @@ is named in one line and moved to `results/stale/` too, so the same run refits i
 manifest is built over the refitted file. A dry run or a lint moves nothing. Reading every file
 in full costs seconds for the default study, so a file found whole is remembered in
 `results/.integrity-cache.json` by its size and modification time (ns) and the study's fit
-config: an unchanged file is not read again. The manifest job checks the rows hash again when it
-reads each file, so a manifest is never built over rows changed after the sweep, whatever the
-cache says.
+config: an unchanged file is not read again. The cells' hashes jobs make the same checks on the
+rows they read (`foreign_check`), and the manifest job adds the files they checked to the cache
+(`remember_checked`), so that the run after a study (`make figures`) reads none of them either.
+The manifest job checks the rows hash again when it reads each file, so a manifest is never
+built over rows changed after the sweep, whatever the cache says.
 
 `recompute.recompute` (`emsim verify --recompute K`) refits sampled replicates of K chunks from
 their seeds and compares them with these files.
@@ -34,14 +36,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emsim.study.manifest import rows_hash, rows_hash_problem
+from emsim.study.manifest import FileCheck, rows_hash, rows_hash_problem
 from emsim.study.parquet_io import atomic_write
 from emsim.study.schema import (
     CELL_PARAMS,
@@ -59,9 +61,12 @@ __all__ = [
     "CACHE_FILE",
     "STALE_FOLDER",
     "file_problem",
+    "foreign_check",
     "move_aside",
     "parquet_damage",
     "read_result",
+    "remember_checked",
+    "study_key",
     "sweep",
 ]
 
@@ -104,8 +109,15 @@ def read_result(path: Path) -> tuple[pa.Table | None, str | None]:
         return None, f"cannot be read as Parquet: {first}"
 
 
-def _foreign(table: pa.Table, kind: str, study: Study, cell_id: str, chunk: int) -> str | None:
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+def _foreign(
+    metadata: Mapping[bytes, bytes] | None,
+    table: pa.Table,
+    kind: str,
+    study: Study,
+    cell_id: str,
+    chunk: int,
+) -> str | None:
+    meta = {k.decode(): v.decode() for k, v in (metadata or {}).items()}
     filed = f"cell {cell_id} chunk {chunk}"
     if meta.get(FOOTER_CELL_ID) != cell_id or meta.get(FOOTER_CHUNK) != str(chunk):
         held = f"cell {meta.get(FOOTER_CELL_ID, '?')} chunk {meta.get(FOOTER_CHUNK, '?')}"
@@ -145,7 +157,8 @@ def file_problem(path: str | os.PathLike[str], kind: str, study: Study) -> str |
     written_for = (table.schema.metadata or {}).get(b"config_hash", b"").decode()
     if written_for != study.fit_hash:
         return f"{_OTHER_CONFIG} {written_for[:12] or '(none)'}"
-    foreign = _foreign(table, kind, study, match["cell"], int(match["chunk"]))
+    cell_id, chunk = match["cell"], int(match["chunk"])
+    foreign = _foreign(table.schema.metadata, table, kind, study, cell_id, chunk)
     return foreign or rows_hash_problem(table.schema.metadata, rows_hash(table))
 
 
@@ -195,7 +208,43 @@ def stale_files(study: Study, root: str | os.PathLike[str] = "results") -> list[
     return found
 
 
-def _study_key(study: Study) -> str:
+def foreign_check(study: Study) -> FileCheck:
+    """`file_problem`'s check that a file holds the rows of the cell and chunk it is filed
+    under, for `manifest.build_manifest` to run on the rows it reads anyway (the cells'
+    hashes: `manifest_cells.cell_part`), which checks the fit config and the rows hash
+    itself: together the checks of `file_problem`."""
+
+    def check(kind, cell_id, chunk, table, metadata):
+        return _foreign(metadata, table, kind, study, cell_id, chunk)
+
+    return check
+
+
+def remember_checked(
+    study: Study, root: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]
+) -> int:
+    """Add to root/CACHE_FILE the files of the cells' hashes `parts` that their job checked as
+    `file_problem` does (`foreign_check`) for this study and that are unchanged since (size,
+    mtime): the next start-up's sweep does not read them again. Run by the manifest job, after
+    every cell's part is written, so that the first run after a study (`make figures`) reads
+    no file in full. Returns how many files the cache now holds."""
+    from emsim.study.manifest_cells import read_part
+
+    root = Path(root)
+    key = study_key(study)
+    whole = _load_cache(root, key)
+    for path in parts:
+        part = read_part(path, study.fit_hash)
+        if part is None or part.get("checked_for") != key:
+            continue
+        for entry in part["files"]:
+            if entry["stamp"] is not None and _stamp(root / entry["path"]) == entry["stamp"]:
+                whole[entry["path"]] = entry["stamp"]
+    _save_cache(root, key, whole)
+    return len(whole)
+
+
+def study_key(study: Study) -> str:
     """What a file's checks depend on besides the file: the fit config and the chunks'
     replicates."""
     chunks = [study.chunk_replicates(k) for k in range(study.n_chunks)]
@@ -239,7 +288,7 @@ def _checked_files(
 ) -> tuple[list[tuple[Path, str]], dict[str, list[int]]]:
     """[(path, problem)] of the study's fits and traces files that `file_problem` rejects, and
     the stamps of those found whole (read in full unless the cache has them unchanged)."""
-    key = _study_key(study)
+    key = study_key(study)
     known = _load_cache(root, key) if cache else {}
     problems: list[tuple[Path, str]] = []
     whole: dict[str, list[int]] = {}
@@ -308,7 +357,7 @@ def sweep(
             if (root / folder).is_dir():
                 _remove_empty_folders(root / folder)
         if cache and root.is_dir():
-            _save_cache(root, _study_key(study), whole)
+            _save_cache(root, study_key(study), whole)
     return {
         "stale": [str(p) for p in [*stale, *other_config]],
         "rejected": [str(p) for p, _ in rejected],

@@ -46,7 +46,7 @@ from emsim.study.captions import (
     caption_path,
 )
 from emsim.study.figure_workers import draw_figure, figure_cores, figure_pool, longest_first
-from emsim.study.integrity import parquet_damage
+from emsim.study.integrity import parquet_damage, remember_checked
 from emsim.study.job_workers import (
     cancel_scheduler_timers,
     fit_workers,
@@ -400,27 +400,39 @@ def run_manifest(study: Study, input: Any, output: Any, log: Any) -> None:
             where = move_aside(err.path, Path(output.manifest).parent)
             raise RuntimeError(f"{err}; moved it to {where}: rerun the study to refit it") from None
         manifest.write_manifest(output.manifest, built)
+        # The next start-up's sweep then reads none of the files the cells' jobs checked.
+        remembered = remember_checked(study, Path(output.manifest).parent, input.parts)
         logger.info(
             "manifest of %d files (%s) in %.1f s: study hash %s; %d cell(s) hashed again "
-            "from their rows (changed since their part was written)%s",
+            "from their rows (changed since their part was written)%s; %d file(s) known whole "
+            "for the next start-up",
             len(files),
             ", ".join(f"{k}: {v['rows']} rows" for k, v in built["totals"].items()),
             time.perf_counter() - t0,
             built["study_hash"],
             len(rehashed),
             f": {', '.join(rehashed)}" if rehashed else "",
+            remembered,
         )
 
 
 def run_cell_hashes(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
     """A cell's manifest part (`manifest_cells.cell_part`): the content hashes of its fits and
-    traces, computed while other cells fit, so that the manifest job reads no rows."""
-    from emsim.study import manifest_cells
+    traces, computed while other cells fit, so that the manifest job reads no rows, and the
+    start-up sweep's checks on the same rows (`integrity.foreign_check`), so that the next
+    start-up need not read them (`integrity.remember_checked`)."""
+    from emsim.study import integrity, manifest_cells
 
     files = [f for f in input if f.endswith(".parquet")]
     with job_logging(log[0]) as logger:
         t0 = time.perf_counter()
-        part = manifest_cells.cell_part("results", files, study.fit_hash)
+        part = manifest_cells.cell_part(
+            "results",
+            files,
+            study.fit_hash,
+            check=integrity.foreign_check(study),
+            checked_for=integrity.study_key(study),
+        )
         manifest_cells.write_part(output.part, part)
         logger.info(
             "hashed the %d files of cell %s in %.1f s",

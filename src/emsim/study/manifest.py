@@ -34,7 +34,7 @@ import json
 import os
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "EXCLUDED_COLUMNS",
     "FORMAT",
     "MANIFEST_NAME",
+    "FileCheck",
     "ManifestError",
     "Mismatch",
     "UnreadableFile",
@@ -100,6 +101,12 @@ class UnreadableFile(ManifestError):
     def __init__(self, path: str | os.PathLike[str], message: str):
         super().__init__(message)
         self.path = Path(path)
+
+
+# What makes a file wrong besides its rows hash and fit config (`build_manifest`'s `check`):
+# (kind, cell id, chunk) as its path files it, its rows without metadata, and its metadata; the
+# reason, or None.
+FileCheck = Callable[[str, str, int, pa.Table, Mapping[bytes, bytes]], str | None]
 
 
 # --- hashing ------------------------------------------------------------------------------------
@@ -330,6 +337,7 @@ def _scan(
     expect_config_hash: str | None = None,
     tolerate_unreadable: bool = False,
     require_rows_hash: bool = False,
+    check: FileCheck | None = None,
 ) -> _Scan:
     """Read and hash every file (paths relative to `root`); a cell's hash covers all its files'
     rows. One cell is in memory at a time. A file that does not exist is listed in `missing`
@@ -338,7 +346,8 @@ def _scan(
     whose rows differ from the hash stored in its metadata at write time is listed in `edited`;
     with `require_rows_hash` it raises UnreadableFile, as does one without a stored hash.
     Each file is read once and sorted once: its sorted rows give its own hash and, in chunk
-    order, the cell's."""
+    order, the cell's. `check` (kind, cell, chunk, rows, metadata) names what else makes a file
+    wrong (UnreadableFile), on the rows already read."""
     scan = _Scan()
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for rel in rel_paths:
@@ -361,6 +370,9 @@ def _scan(
                 continue
             if expect_config_hash is not None:
                 _check_config_hash(metadata, rel, expect_config_hash)
+            problem = check(kind, cell_id, chunk, table, metadata) if check else None
+            if problem is not None:
+                raise UnreadableFile(path, f"{rel}: {problem}")
             canonical, by_keys = _canonical(table)
             digest = _digest(_canonical_parts(canonical))
             edited = _rows_hash_problem(metadata, digest, require_rows_hash)
@@ -425,6 +437,7 @@ def build_manifest(
     provenance: Mapping[str, Any] | None = None,
     expect_config_hash: str | None = None,
     require_rows_hash: bool = False,
+    check: FileCheck | None = None,
 ) -> dict[str, Any]:
     """The manifest of `files` (fits and traces files under the results folder `root`).
 
@@ -432,11 +445,11 @@ def build_manifest(
     (ManifestError): the manifest never vouches for a stale result. A file whose rows differ
     from the hash stored in its metadata when it was written is refused (UnreadableFile, naming
     it), and with `require_rows_hash` so is one that has none: the manifest never vouches for
-    rows changed after their fit job wrote them.
+    rows changed after their fit job wrote them. A file that `check` finds wrong is refused too.
     """
     root = Path(root)
     rel = sorted(_relative(Path(f), root) for f in files)
-    scan = _scan(root, rel, expect_config_hash, require_rows_hash=require_rows_hash)
+    scan = _scan(root, rel, expect_config_hash, require_rows_hash=require_rows_hash, check=check)
     if scan.edited:
         first = next(iter(scan.edited))
         raise UnreadableFile(root / first, f"{first}: {scan.edited[first]}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from emsim.study import manifest
 
-__all__ = ["PART_FORMAT", "build_from_parts", "cell_part", "write_part"]
+__all__ = ["PART_FORMAT", "build_from_parts", "cell_part", "read_part", "write_part"]
 
 PART_FORMAT = "emsim-manifest-cell/1"
 
@@ -38,22 +38,30 @@ def cell_part(
     root: str | os.PathLike[str],
     files: Iterable[str | os.PathLike[str]],
     expect_config_hash: str,
+    check: manifest.FileCheck | None = None,
+    checked_for: str | None = None,
 ) -> dict[str, Any]:
     """The manifest entries of one cell's `files` (under the results folder `root`), with
     each file's [size, mtime_ns] as it was when hashed (taken before reading it, so that a
-    write during the read leaves a stamp that no longer matches)."""
+    write during the read leaves a stamp that no longer matches). `check` is run on each file
+    as it is read (`manifest.build_manifest`); the part then says which study it checked the
+    files for (`checked_for`: `integrity.study_key`), so that the next start-up's sweep need
+    not read them again (`integrity.remember_checked`)."""
     root = Path(root)
     files = [Path(f) for f in files]
     stamps = {f.resolve().relative_to(root.resolve()).as_posix(): _stamp(f) for f in files}
     built = manifest.build_manifest(
-        root, files, expect_config_hash=expect_config_hash, require_rows_hash=True
+        root, files, expect_config_hash=expect_config_hash, require_rows_hash=True, check=check
     )
-    return {
+    part = {
         "format": PART_FORMAT,
         "config_hash": expect_config_hash,
         "cells": built["cells"],
         "files": [{**entry, "stamp": stamps[entry["path"]]} for entry in built["files"]],
     }
+    if check is not None and checked_for is not None:
+        part["checked_for"] = checked_for
+    return part
 
 
 def write_part(path: str | os.PathLike[str], part: Mapping[str, Any]) -> Path:
@@ -69,7 +77,7 @@ def write_part(path: str | os.PathLike[str], part: Mapping[str, Any]) -> Path:
     return atomic_write(path, write)
 
 
-def _read_part(path: str | os.PathLike[str], config_hash: str) -> dict[str, Any] | None:
+def read_part(path: str | os.PathLike[str], config_hash: str) -> dict[str, Any] | None:
     try:
         part = json.loads(Path(path).read_text())
     except (OSError, ValueError, RecursionError):
@@ -86,7 +94,7 @@ def _trusted(
     cells: dict[str, Any] = {}
     files: dict[str, dict[str, Any]] = {}
     for path in parts:
-        part = _read_part(path, config)
+        part = read_part(path, config)
         if part is None or len(part["cells"]) != 1:
             continue
         (cell_id, kinds), listed = next(iter(part["cells"].items())), part["files"]
