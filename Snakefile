@@ -62,18 +62,21 @@ onstart:
 # The run's last line says where the report is (the console is otherwise quiet: one block per
 # finished job, workflow/profiles/default). Not after a run that did not write it (a target
 # other than the report, or the report failed). A run ends without waiting a second for the
-# timers Snakemake's scheduler left (`jobs.cancel_scheduler_timers`).
+# timers Snakemake's scheduler left (`jobs.cancel_scheduler_timers`), nor for a last garbage
+# collection over everything the run imported (`jobs.freeze_heap_for_exit`).
 onsuccess:
     jobs.stop_workers()
     jobs.cancel_scheduler_timers()
     report_html = Path("results/report/index.html")
     if report_html.is_file():
         print(f"Report: {report_html.resolve()}", file=sys.stderr)
+    jobs.freeze_heap_for_exit()
 
 
 onerror:
     jobs.stop_workers()
     jobs.cancel_scheduler_timers()
+    jobs.freeze_heap_for_exit()
 
 
 wildcard_constraints:

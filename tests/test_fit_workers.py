@@ -217,6 +217,41 @@ def test_a_run_exits_without_waiting_for_the_timers_its_scheduler_left():
     assert done.stdout.split() == ["1"]
 
 
+def test_the_run_s_end_freezes_what_it_holds_and_still_collects_what_comes_after():
+    """`onsuccess` and `onerror` end with `freeze_heap_for_exit`: what the process holds then
+    (here a cycle with a finalizer) is not collected again, so the interpreter's exit does not
+    traverse it; a cycle made afterwards (Snakemake's own last steps) is collected as usual."""
+    import gc
+
+    from emsim.study import jobs
+
+    collected: list[str] = []
+
+    class Node:
+        def __init__(self, name):
+            self.name, self.other = name, None
+
+        def __del__(self):
+            collected.append(self.name)
+
+    def cycle(name):
+        a, b = Node(name), Node(name)
+        a.other, b.other = b, a
+
+    gc.collect()
+    cycle("before")
+    try:
+        jobs.freeze_heap_for_exit()
+        assert gc.get_freeze_count() > 0
+        cycle("after")
+        gc.collect()
+        assert collected == ["after", "after"]
+    finally:
+        gc.unfreeze()
+    gc.collect()
+    assert sorted(collected) == ["after", "after", "before", "before"]
+
+
 _BURN = """
 import resource, sys, time
 from emsim.study.worker_pool import WorkerPool, start_server, stop_server

@@ -11,6 +11,7 @@ by side at no start-up per job.
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "FIT_CODE",
     "cancel_scheduler_timers",
     "fit_workers",
+    "freeze_heap_for_exit",
     "prepare_workers",
     "rules_run_by",
     "runs_fits",
@@ -98,3 +100,14 @@ def cancel_scheduler_timers() -> int:
     for timer in timers:
         timer.cancel()
     return len(timers)
+
+
+def freeze_heap_for_exit() -> None:
+    """Snakemake's `onsuccess` and `onerror`, last: put every object of this process in the
+    garbage collector's permanent generation (`gc.freeze`), so that the interpreter's exit does
+    not traverse them all once more. That collection took 0.39 s of the exit of a process that
+    had imported Snakemake, the fit and the plotting code, 0.05 s after a freeze (issue 22: the
+    tail). Objects made afterwards are collected as usual; a frozen cycle is freed with the
+    process. Nothing here needs a collection at exit: results are written atomically and
+    closed, and logging flushes its handlers at exit itself."""
+    gc.freeze()
