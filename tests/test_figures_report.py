@@ -831,3 +831,44 @@ def test_shares_and_pi_intervals_stay_within_0_and_1():
     shown = figure_data.zip_intervals(rows, 1.96)
     assert shown["hi"].max() == 1.0 and shown["lo"].min() >= 0.0
     assert list(shown["covers"]) == [True, False]
+
+
+_DRAW_UNDER_SERVER_IMPORTS = """
+import sys
+from pathlib import Path
+import emsim.study.server_imports as server_imports
+from emsim.study.figures import draw_all
+server_imports.undo()
+import seaborn._statistics
+from emsim.study.captions import FIGURE_NAMES
+from emsim.study.summary import SummaryFiles
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+draw_all(SummaryFiles.in_folder(root / "summary"), sorted((root / "traces").glob("*/*.parquet")),
+         {name: out / f"{name}.png" for name in FIGURE_NAMES})
+print(seaborn._statistics._no_scipy)
+"""
+
+
+def test_the_fork_servers_imports_draw_every_figure_byte_for_byte(study, tmp_path):
+    """The figure workers' fork server imports the plotting code without scipy.linalg and
+    scipy.stats (`server_imports`: seaborn then uses its own KDE, which no figure draws). Every
+    figure drawn after those imports is the same file as one drawn after the usual ones."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "draw.py"
+    script.write_text(_DRAW_UNDER_SERVER_IMPORTS)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MPLBACKEND="Agg")
+    done = subprocess.run(
+        [sys.executable, str(script), str(study["root"]), str(tmp_path / "figures")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]  # seaborn did import without scipy.stats
+    for name in FIGURE_NAMES:
+        drawn = (tmp_path / "figures" / f"{name}.png").read_bytes()
+        assert drawn == study[name].read_bytes(), name

@@ -252,6 +252,50 @@ def test_the_run_s_end_freezes_what_it_holds_and_still_collects_what_comes_after
     assert sorted(collected) == ["after", "after", "before", "before"]
 
 
+_SERVER_IMPORTS = """
+import gc, importlib, sys
+from emsim.study.worker_pool import WorkerPool, server_preload, start_server, stop_server
+
+def probe():
+    importlib.import_module("scipy.stats")
+    return gc.isenabled()
+
+if __name__ == "__main__":
+    import emsim.study.server_imports as server_imports
+    try:
+        import scipy.stats
+        hidden = False
+    except ImportError:
+        hidden = True
+    print(server_preload("emsim.study.worker_pool")[0], gc.isenabled(), hidden)
+    server_imports.undo()
+    import scipy.stats
+    print(gc.isenabled())
+    start_server("emsim.study.worker_pool")
+    pool = WorkerPool(1, "emsim.study.worker_pool")
+    print(pool.run(probe))
+    pool.close()
+    stop_server()
+"""
+
+
+def test_the_fork_server_imports_fast_and_its_workers_as_any_process(tmp_path):
+    """The fork server imports `server_imports` first: the imports after it run without the
+    garbage collector and without scipy.linalg and scipy.stats. A worker forked from it undoes
+    both before its first call: it collects garbage and imports scipy as any process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "server_imports_probe.py"
+    script.write_text(_SERVER_IMPORTS)
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{tmp_path}")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["emsim.study.server_imports", "False", "True", "True", "True"]
+
+
 _BURN = """
 import resource, sys, time
 from emsim.study.worker_pool import WorkerPool, start_server, stop_server

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from emsim.study.worker_pool import die_with_parent, server_context
+from emsim.study.worker_pool import server_context, start_worker
 
 if TYPE_CHECKING:
     from emsim.study.summary import SummaryFiles
@@ -48,13 +48,13 @@ def figure_pool(workers: int) -> ProcessPoolExecutor:
     process (not a fork of Snakemake's, which runs threads of its own) that imports the
     plotting code and the modules the main program uses once, so that each worker does not
     import them again, as a spawned one does (about 2.3 s of CPU each, Snakemake's command line
-    included). Each worker exits when this process is gone (`die_with_parent`). A server
+    included). Each worker exits when this process is gone (`start_worker`). A server
     already started (`job_workers.prepare_workers` in `onstart`, which preloads the plotting
     code where the run draws the figures) is the one used."""
     return ProcessPoolExecutor(
         workers,
         mp_context=server_context(FIGURE_CODE),
-        initializer=die_with_parent,
+        initializer=start_worker,
         initargs=(os.getpid(),),
     )
 

@@ -22,24 +22,31 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SERVER_IMPORTS",
     "WorkerDied",
     "WorkerPool",
     "die_with_parent",
     "server_context",
     "server_preload",
     "start_server",
+    "start_worker",
     "stop_server",
 ]
 
 
+# Imported first by the fork server: the imports after it run faster (its docstring).
+SERVER_IMPORTS = "emsim.study.server_imports"
+
+
 def server_preload(*modules: str) -> list[str]:
-    """`modules`, then the modules the main program took its names from (Snakemake's command
-    line: `snakemake.cli`): the server runs the main program's module again, which is then
-    quick."""
+    """`SERVER_IMPORTS`, `modules`, then the modules the main program took its names from
+    (Snakemake's command line: `snakemake.cli`): the server runs the main program's module
+    again, which is then quick."""
     main = vars(sys.modules["__main__"]).values()
     used = {getattr(value, "__module__", None) for value in main if callable(value)}
     used |= {value.__name__ for value in main if isinstance(value, type(sys))}
-    return [*modules, *sorted(m for m in used if m and m not in ("__main__", *modules))]
+    ours = (SERVER_IMPORTS, *modules)
+    return [*ours, *sorted(m for m in used if m and m not in ("__main__", *ours))]
 
 
 def server_context(*modules: str) -> multiprocessing.context.BaseContext:
@@ -113,6 +120,16 @@ def die_with_parent(origin: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="emsim-parent-watch", daemon=True).start()
 
 
+def start_worker(origin: int) -> None:
+    """First thing in every worker forked from the server (the fit workers' loop, the figure
+    pool's initializer): undo what the server's first import set for its own imports
+    (`server_imports.undo`), and end with the process `origin` (`die_with_parent`)."""
+    from emsim.study import server_imports
+
+    server_imports.undo()
+    die_with_parent(origin)
+
+
 class WorkerDied(RuntimeError):
     """A worker ended (killed: out of memory, a signal) before it answered; one line."""
 
@@ -129,7 +146,7 @@ def _portable(err: BaseException) -> BaseException:
 
 def _serve(conn: Connection, origin: int) -> None:
     """A worker's loop: run each call sent, answer (True, result) or (False, exception)."""
-    die_with_parent(origin)
+    start_worker(origin)
     # Ctrl-C reaches the whole process group; Snakemake decides what an interrupt ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
