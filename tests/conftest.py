@@ -13,10 +13,14 @@ suite took 25 minutes. Now:
   (studyrun.copy_study).
 - `determinism_runs`: TINY's fits and manifest again with one core and a process per job, and
   with chunk_size 10; test_pipeline compares their fit rows, test_manifest their manifests.
+
+And every process a test starts keeps its temporary files in the session's folder
+(`_processes_temporary_files`), not in /tmp.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +28,22 @@ import pytest
 from studyrun import ROOT, TINY, copy_src, make_workdir, snakemake
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _processes_temporary_files(tmp_path_factory):
+    """TMPDIR, for the processes the tests start, is a folder of the session's: the tests that
+    kill a run (test_resume, the orphaned workers' tests) left its temporary folders behind
+    (multiprocessing's pymp-*, Snakemake's snakemake*), eight in /tmp per suite run. pytest
+    removes old sessions' folders; nothing removes /tmp's."""
+    folder = tmp_path_factory.mktemp("tmp")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = before
 
 
 def _compile_engine(folder: Path) -> None:
