@@ -50,33 +50,36 @@ if workflow.is_main_process:
 # Compile (or load) the engine here, before the first job: on a cluster each job is a new
 # process, and locally each fit worker, that then loads it from numba's cache instead of
 # compiling it (README, "Run on a cluster"). Not run by dry runs or by the jobs' own Snakemake
-# processes, and not by a run that fits nothing (`make figures`). First the fork server of the worker processes starts (`jobs.prepare_workers`):
-# fit jobs on more than one local core run in a pool of processes forked from it, not as
-# threads that take turns on one GIL; it imports the fit and plotting code while Snakemake
-# schedules, not after the last fit (issue 22).
+# processes, and not by a run that fits nothing (`make figures`). First the fork server of the
+# worker processes starts (`jobs.prepare_workers`): fit jobs on more than one local core run in
+# a pool of processes forked from it, not as threads that take turns on one GIL; it imports the
+# fit and plotting code while Snakemake schedules, not after the last fit (issue 22). Last,
+# what this process holds lives until the run ends: the run's garbage collections need not
+# traverse it (`jobs.freeze_heap`).
 onstart:
     jobs.prepare_workers(workflow)
     jobs.warm_engine(workflow)
+    jobs.freeze_heap()
 
 
 # The run's last line says where the report is (the console is otherwise quiet: one block per
 # finished job, workflow/profiles/default). Not after a run that did not write it (a target
 # other than the report, or the report failed). A run ends without waiting a second for the
 # timers Snakemake's scheduler left (`jobs.cancel_scheduler_timers`), nor for a last garbage
-# collection over everything the run imported (`jobs.freeze_heap_for_exit`).
+# collection over everything the run imported (`jobs.freeze_heap`).
 onsuccess:
     jobs.stop_workers()
     jobs.cancel_scheduler_timers()
     report_html = Path("results/report/index.html")
     if report_html.is_file():
         print(f"Report: {report_html.resolve()}", file=sys.stderr)
-    jobs.freeze_heap_for_exit()
+    jobs.freeze_heap()
 
 
 onerror:
     jobs.stop_workers()
     jobs.cancel_scheduler_timers()
-    jobs.freeze_heap_for_exit()
+    jobs.freeze_heap()
 
 
 wildcard_constraints:

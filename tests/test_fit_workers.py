@@ -218,9 +218,10 @@ def test_a_run_exits_without_waiting_for_the_timers_its_scheduler_left():
 
 
 def test_the_run_s_end_freezes_what_it_holds_and_still_collects_what_comes_after():
-    """`onsuccess` and `onerror` end with `freeze_heap_for_exit`: what the process holds then
-    (here a cycle with a finalizer) is not collected again, so the interpreter's exit does not
-    traverse it; a cycle made afterwards (Snakemake's own last steps) is collected as usual."""
+    """`onstart`, `onsuccess` and `onerror` end with `freeze_heap`: what the process holds then
+    (here a cycle with a finalizer) is not collected again, so neither the run's collections
+    nor the interpreter's exit traverse it; a cycle made afterwards (the jobs' own objects,
+    Snakemake's last steps) is collected as usual."""
     import gc
 
     from emsim.study import jobs
@@ -241,7 +242,7 @@ def test_the_run_s_end_freezes_what_it_holds_and_still_collects_what_comes_after
     gc.collect()
     cycle("before")
     try:
-        jobs.freeze_heap_for_exit()
+        jobs.freeze_heap()
         assert gc.get_freeze_count() > 0
         cycle("after")
         gc.collect()

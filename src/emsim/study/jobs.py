@@ -50,7 +50,7 @@ from emsim.study.integrity import parquet_damage, remember_checked
 from emsim.study.job_workers import (
     cancel_scheduler_timers,
     fit_workers,
-    freeze_heap_for_exit,
+    freeze_heap,
     prepare_workers,
     rules_run_by,
     runs_fits,
@@ -89,7 +89,7 @@ __all__ = [
     "figure_outputs",
     "figure_pool",
     "fit_job",
-    "freeze_heap_for_exit",
+    "freeze_heap",
     "job_logging",
     "module_path",
     "parquet_damage",
