@@ -253,6 +253,19 @@ def test_the_run_s_end_freezes_what_it_holds_and_still_collects_what_comes_after
     assert sorted(collected) == ["after", "after", "before", "before"]
 
 
+def run_script(script: Path, text: str):
+    """Run `text` as the file `script` in a new Python with this checkout's emsim (a file, not
+    `-c`: a worker process finds the functions it is sent in its parent's main module)."""
+    import subprocess
+    import sys
+
+    script.write_text(text)
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{script.parent}")
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
 _SERVER_IMPORTS = """
 import gc, importlib, sys
 from emsim.study.worker_pool import WorkerPool, server_preload, start_server, stop_server
@@ -285,15 +298,7 @@ def test_the_fork_server_imports_fast_and_its_workers_as_any_process(tmp_path):
     garbage collector and without scipy.linalg and scipy.stats. A worker forked from it undoes
     both before its first call: it collects garbage and imports scipy as any process, and what
     it inherited is frozen (its full collections do not traverse the imported code)."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "server_imports_probe.py"
-    script.write_text(_SERVER_IMPORTS)
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{tmp_path}")
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
-    )
+    done = run_script(tmp_path / "server_imports_probe.py", _SERVER_IMPORTS)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
         "emsim.study.server_imports",
@@ -333,15 +338,7 @@ def test_stopping_the_server_counts_its_workers_cpu_in_the_run(tmp_path):
     """The fork server is killed at a run's end rather than left to tear its interpreter
     down; the CPU its workers spent must still count in the run's children's CPU time, which
     the benchmarks measure a run by."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "burn.py"
-    script.write_text(_BURN)
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{tmp_path}")
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
-    )
+    done = run_script(tmp_path / "burn.py", _BURN)
     assert done.returncode == 0, done.stderr
     # The worker burned 0.6 CPU-s (user and system: its clock is a system call).
     children_cpu, _ = map(float, done.stdout.split())
