@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emsim.study.manifest import FileCheck, rows_hash, rows_hash_problem
+from emsim.study.manifest_cells import file_stamp, read_part
 from emsim.study.parquet_io import atomic_write
 from emsim.study.schema import (
     CELL_PARAMS,
@@ -228,8 +229,6 @@ def remember_checked(
     mtime): the next start-up's sweep does not read them again. Run by the manifest job, after
     every cell's part is written, so that the first run after a study (`make figures`) reads
     no file in full. Returns how many files the cache now holds."""
-    from emsim.study.manifest_cells import read_part
-
     root = Path(root)
     key = study_key(study)
     whole = _load_cache(root, key)
@@ -238,7 +237,7 @@ def remember_checked(
         if part is None or part.get("checked_for") != key:
             continue
         for entry in part["files"]:
-            if entry["stamp"] is not None and _stamp(root / entry["path"]) == entry["stamp"]:
+            if entry["stamp"] is not None and file_stamp(root / entry["path"]) == entry["stamp"]:
                 whole[entry["path"]] = entry["stamp"]
     _save_cache(root, key, whole)
     return len(whole)
@@ -250,14 +249,6 @@ def study_key(study: Study) -> str:
     chunks = [study.chunk_replicates(k) for k in range(study.n_chunks)]
     spans = ",".join(f"{min(r)}-{max(r)}" for r in chunks if len(r))
     return f"{study.fit_hash} {spans}"
-
-
-def _stamp(path: str | os.PathLike[str]) -> list[int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_size, info.st_mtime_ns]
 
 
 def _load_cache(root: Path, key: str) -> dict[str, list[int]]:
@@ -295,7 +286,7 @@ def _checked_files(
     for kind in RESULT_KINDS:
         for path in study.existing_outputs(kind, root=str(root)):
             name = Path(path).relative_to(root).as_posix()
-            stamp = _stamp(path)
+            stamp = file_stamp(path)
             if stamp is not None and known.get(name) == stamp:
                 whole[name] = stamp
                 continue

@@ -21,12 +21,15 @@ from typing import Any
 
 from emsim.study import manifest
 
-__all__ = ["PART_FORMAT", "build_from_parts", "cell_part", "read_part", "write_part"]
+__all__ = ["PART_FORMAT", "build_from_parts", "cell_part", "file_stamp", "read_part", "write_part"]
 
 PART_FORMAT = "emsim-manifest-cell/1"
 
 
-def _stamp(path: Path) -> list[int] | None:
+def file_stamp(path: str | os.PathLike[str]) -> list[int] | None:
+    """[size, mtime_ns] of the file at `path` (None where it cannot be stat'ed): what a file
+    checked once is trusted by until it changes, here in the cells' parts and in the start-up
+    sweep's cache (`integrity`), which compares the parts' stamps with its own."""
     try:
         info = os.stat(path)
     except OSError:
@@ -49,7 +52,7 @@ def cell_part(
     not read them again (`integrity.remember_checked`)."""
     root = Path(root)
     files = [Path(f) for f in files]
-    stamps = {f.resolve().relative_to(root.resolve()).as_posix(): _stamp(f) for f in files}
+    stamps = {f.resolve().relative_to(root.resolve()).as_posix(): file_stamp(f) for f in files}
     built = manifest.build_manifest(
         root, files, expect_config_hash=expect_config_hash, require_rows_hash=True, check=check
     )
@@ -100,7 +103,7 @@ def _trusted(
         (cell_id, kinds), listed = next(iter(part["cells"].items())), part["files"]
         if {f["path"] for f in listed} != wanted.get(cell_id):
             continue
-        if any(_stamp(root / f["path"]) != f["stamp"] for f in listed):
+        if any(file_stamp(root / f["path"]) != f["stamp"] for f in listed):
             continue
         cells[cell_id] = kinds
         files.update({f["path"]: {k: v for k, v in f.items() if k != "stamp"} for f in listed})
