@@ -10,6 +10,7 @@ summary the pipeline wrote.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import shutil
@@ -164,9 +165,16 @@ def test_a_cell_s_rounds_read_its_own_gates_only(tmp_path):
     """Each cell's last round and blocks come from its own gates: a lookup of another cell's
     gate (in the workflow, a wait for it) is never made, and a missing gate of the cell is."""
     plan = ReplicatePlan(20, 100, 20, 10)
-    # "cheap" stops after round 0; "jumper" goes to 60 then to max (100): no gate after that;
-    # "stepper" steps to 40 and stops there.
-    written = {"cheap": [None], "jumper": [60, 100], "stepper": [40, None]}
+    # "cheap" stops after round 0; "jumper" goes to 60, then to max (100), where its gate stops
+    # it; "stepper" steps to 40 and stops there; "late" has no gate yet, "maxed" no gate after
+    # its round at max yet, "unstopped" gates that never stop it (none such is ever written).
+    written = {
+        "cheap": [None],
+        "jumper": [60, 100, None],
+        "stepper": [40, None],
+        "maxed": [60, 100],
+        "unstopped": [60, 80, 100, 100, 100],
+    }
     for cell, throughs in written.items():
         for k, through in enumerate(throughs):
             write_gate(tmp_path / f"{cell}-{k}.json", cell, k, through)
@@ -188,6 +196,12 @@ def test_a_cell_s_rounds_read_its_own_gates_only(tmp_path):
     assert grid_round("jumper", 1, plan, own_gates_of("jumper")) == plan.grid_round(60)
     with pytest.raises(LookupError, match="late round 0"):
         final_rounds(["late"], plan, own_gates_of("late"))
+    # Reaching max does not end the walk, the gate after that round does: "maxed" has run its
+    # round through max, whose gate is not written yet.
+    with pytest.raises(LookupError, match="maxed round 2"):
+        final_rounds(["maxed"], plan, own_gates_of("maxed"))
+    with pytest.raises(ValueError, match="does not stop it"):
+        final_rounds(["unstopped"], plan, own_gates_of("unstopped"))
     with pytest.raises(ValueError, match="cheap stopped after round 0"):
         grid_round("cheap", 1, plan, own_gates_of("cheap"))
     fixed = ReplicatePlan(20, 20, 20, 10)
@@ -404,6 +418,32 @@ def round_stops(workdir, cell: str, rounds: int) -> list[int]:
     return stops
 
 
+def snakemake_records(workdir) -> dict[str, dict]:
+    """Snakemake's record of each output file of the runs in `workdir` (.snakemake/metadata:
+    one file per output, named by its path in urlsafe base64, split into folders marked @)."""
+    root = workdir / ".snakemake" / "metadata"
+    records = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            name = "".join(part.removeprefix("@") for part in path.relative_to(root).parts)
+            records[base64.urlsafe_b64decode(name).decode()] = json.loads(path.read_text())
+    return records
+
+
+def test_a_cell_s_last_summary_is_made_before_its_hashes(adaptive_study):
+    """The gate after a cell's last round (one at max too) is what the cell's own target, its
+    `cell_hashes` job, walks to: so that round's summary is made as soon as the cell's fits
+    exist. Without that gate a cell at max was summarised only when the summary job asked,
+    after the last fit of the study."""
+    records = snakemake_records(adaptive_study)
+    reps = replicates_table(adaptive_study).set_index("cell_id")
+    assert (reps["stop"] == STOP_MAX).any(), "the test study should have a cell at max"
+    for cell, row in reps.iterrows():
+        last = f"results/cells/cell={cell}/round={row['rounds'] - 1}/performance.parquet"
+        hashes = records[f"results/hashes/cell={cell}.json"]
+        assert float(records[last]["endtime"]) <= float(hashes["starttime"]), cell
+
+
 def test_precision_table_reports_what_decided(adaptive_study):
     results = adaptive_study / "results"
     precision = pd.read_parquet(results / "summary" / "precision.parquet").set_index("cell_id")
@@ -414,15 +454,12 @@ def test_precision_table_reports_what_decided(adaptive_study):
         assert row["reached"] == pytest.approx(bias_mcse_from_fits(fits[fits["cell_id"] == cell]))
         assert bool(row["met"]) == (reps.loc[cell, "stop"] == STOP_MET)
     # Each cell's gates: after each of its rounds but the last, how far it goes on; after the
-    # last, that it stops, or none when the last round reached max (80).
+    # last, that it stops, max (80) reached or not.
     for cell, row in reps.iterrows():
         gates = sorted((results / "rounds" / f"cell={cell}").glob("round=*.json"))
         throughs = [json.loads(g.read_text())["through"] for g in gates]
-        if row["replicates"] == 80:
-            assert len(gates) == row["rounds"] - 1 and None not in throughs
-        else:
-            assert len(gates) == row["rounds"] and throughs[-1] is None
-            assert None not in throughs[:-1]
+        assert len(gates) == row["rounds"] and throughs[-1] is None
+        assert None not in throughs[:-1]
 
 
 def test_gathered_tables_equal_one_summary_of_all_fits(adaptive_study, tmp_path):

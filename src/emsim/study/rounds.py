@@ -196,12 +196,10 @@ def final_rounds(
 def _final_round(cell: str, plan: ReplicatePlan, gate_path: Callable[[str, int], Any]) -> int:
     if not plan.adaptive:
         return 0
-    # No gate is needed after a round that reaches `max`: the cell stops there. After the
-    # plan's last round every cell does; a cell that jumped to `max` does so earlier.
-    for k in range(plan.rounds - 1):
-        through = read_gate(gate_path(cell, k))
-        if through is None:
+    # Every round ends in a gate, the one after a round that reached `max` too: walking to it
+    # is what asks for that round's summary as soon as the cell's fits exist (a rule asks for
+    # a cell's last round only through the walk: docs/design.md section 10).
+    for k in range(plan.rounds):
+        if read_gate(gate_path(cell, k)) is None:
             return k
-        if through == plan.maximum:
-            return k + 1
-    return plan.rounds - 1
+    raise ValueError(f"cell {cell}'s gate after the plan's last round does not stop it")
