@@ -601,3 +601,23 @@ def test_fit_jobs_are_scheduled_costliest_first_by_size_and_overlap():
     seed_cell, cheaper = cells[(5000, 2.0, 0.8, "normal")], cells[(5000, 4.0, 0.95, "normal")]
     assert s.fit_priority(seed_cell, 0) == s.fit_priority(seed_cell, "1") + 1
     assert s.fit_priority(seed_cell, 1) > s.fit_priority(cheaper, 0)
+
+
+def test_an_adaptive_study_fits_every_cell_s_round_0_before_any_later_round():
+    """A cell's rounds are a chain (its fits, summary, gate, next fits): every cell's round 0
+    goes first, so that the cheap cells' chains do not run link by link after the costly cells'
+    fits. Within round 0 and within later rounds the cost order holds, and a cell's chunk with
+    traces goes first."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["replicates"] = {"min": 100, "max": 500, "step": 100}
+    config["precision"] = {"bias_mcse": 0.01}
+    s = study(config)
+    cells = {(c.n, abs(c.mu2 - c.mu1), c.pi, c.family): c.cell_id for c in s.cells}
+    costly, cheap = cells[(5000, 1.0, 0.8, "normal")], cells[(500, 4.0, 0.95, "normal")]
+    (first,) = s.plan.round_chunks(0)
+    later = s.plan.round_chunks(1)[0]
+    assert s.fit_priority(cheap, first) > s.fit_priority(costly, later)
+    assert s.fit_priority(costly, first) > s.fit_priority(cheap, first)
+    assert s.fit_priority(costly, later) > s.fit_priority(cheap, later)
+    assert s.fit_priority(costly, first) % 2 == 1  # the chunk that keeps traces
+    assert max(s.fit_priority(c.cell_id, first) for c in s.cells) < 2**50  # below summaries

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Cell", "FitTask", "Study", "fit_job_mem_mb"]
 
+# Above every fit job's cost (n x chunk size x 8 at most 2^40 up to n = 10^8 with chunks of
+# 10^3) and below the cell summaries' and gates' 2^50 (workflow/rules).
+_FIRST_ROUND_PRIORITY = 2**45
+
 
 def _num_label(x: float) -> str:
     text = format(float(x) + 0.0, "g").replace("+", "")
@@ -293,11 +297,21 @@ class Study:
         components overlap: in the default study a chunk at separation 1 cost 2x one at
         separation 2 and 6x one at 4, at the same n (`benchmarks/fit_phases.py`). Among a
         cell's chunks, one that keeps traces goes first: the traces figure waits only for those
-        (`kept_trace_outputs`), and is then drawn while other chunks fit."""
+        (`kept_trace_outputs`), and is then drawn while other chunks fit.
+
+        In an adaptive study every cell's round 0 goes before any later round (docs/design.md
+        section 10): each cell's rounds are a chain (fits, summary, gate, fits), and the cheap
+        cells, last by cost, otherwise ran their chains one link at a time after the costly
+        cells' fits, with a core idle between links. A fixed study has round 0 only."""
         cell = self.cell(cell_id)
         separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
         cost = round(cell.n * self.chunk_size / max(separation, 0.25))
-        return 2 * cost + int(chunk is not None and self.keeps_traces(chunk))
+        first_round = chunk is not None and int(chunk) in self.plan.round_chunks(0)
+        return (
+            _FIRST_ROUND_PRIORITY * first_round
+            + 2 * cost
+            + int(chunk is not None and self.keeps_traces(chunk))
+        )
 
     def summary_line(self) -> str:
         cells, per = len(self.cells), self.fits_per_replicate
