@@ -26,6 +26,7 @@ from emsim.study.worker_pool import WorkerDied, WorkerPool
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 FIT_PROCESS = re.compile(r"fitting in process (\d+)( \(a fit worker\))?")
+SUMMARY_PROCESS = re.compile(r"summarising in process (\d+)( \(a fit worker\))?")
 
 
 def _fit_processes(workdir: Path) -> list[tuple[int, bool]]:
@@ -37,16 +38,29 @@ def _fit_processes(workdir: Path) -> list[tuple[int, bool]]:
     return found
 
 
+def _summary_processes(workdir: Path) -> list[tuple[int, bool]]:
+    """(pid, in a fit worker) of every cell summary job of the study, from its log."""
+    logs = sorted((workdir / "results" / "logs" / "cells").rglob("*.log"))
+    return [
+        (int(pid), bool(worker))
+        for log in logs
+        for pid, worker in SUMMARY_PROCESS.findall(log.read_text())
+    ]
+
+
 def test_fits_in_workers_are_the_bits_of_fits_in_threads(tiny_study, study_src, tmp_path):
-    """tiny_study ran on 2 cores with force-use-threads: its fit jobs ran in the fit workers,
-    at most two processes for its four jobs. The same study on one core (the jobs then fit in
-    Snakemake's own process) gives the same fit rows, bit for bit, and the same study hash."""
+    """tiny_study ran on 2 cores with force-use-threads: its fit jobs and cell summaries ran in
+    the fit workers, at most two processes for its four fit jobs. The same study on one core
+    (the jobs then run in Snakemake's own process) gives the same fit rows, bit for bit, the
+    same study hash and the same cell summaries."""
     pooled = _fit_processes(tiny_study)
     assert len(pooled) == 4 and all(worker for _, worker in pooled)
     assert 1 <= len({pid for pid, _ in pooled}) <= 2
+    summarised = _summary_processes(tiny_study)
+    assert len(summarised) == 2 and all(worker for _, worker in summarised)
 
     one_core = make_workdir(tmp_path / "cores1", TINY, src=study_src)
-    snakemake(one_core, "manifest", cores=1)
+    snakemake(one_core, "manifest", "summary", cores=1)
     in_process = _fit_processes(one_core)
     assert len({pid for pid, _ in in_process}) == 1 and not any(w for _, w in in_process)
     assert not {pid for pid, _ in in_process} & {pid for pid, _ in pooled}
@@ -56,6 +70,21 @@ def test_fits_in_workers_are_the_bits_of_fits_in_threads(tiny_study, study_src, 
         without_runtime(read_fits(one_core)), pooled_fits, check_exact=True
     )
     assert study_hash(one_core) == study_hash(tiny_study)
+    assert not any(worker for _, worker in _summary_processes(one_core))
+    cells = sorted((tiny_study / "results" / "cells").rglob("*.parquet"))
+    assert len(cells) == 2 * len(jobs.SUMMARY_TABLES)
+    for table in cells:
+        in_process = one_core / table.relative_to(tiny_study)
+        pd.testing.assert_frame_equal(
+            _without_timings(pd.read_parquet(in_process)),
+            _without_timings(pd.read_parquet(table)),
+            check_exact=True,
+        )
+
+
+def _without_timings(frame: pd.DataFrame) -> pd.DataFrame:
+    """A summary table without the means of the fits' run times (timings differ by run)."""
+    return frame.drop(columns=[c for c in frame.columns if "runtime" in c])
 
 
 def _boom(message: str) -> None:
@@ -131,13 +160,18 @@ def test_a_killed_worker_fails_its_call_at_once_and_is_replaced():
 def _fit_in_thread(study, cell: str, outputs: dict, log: Path) -> BaseException | None:
     """`jobs.run_fit` as Snakemake runs it with force-use-threads: in a thread that is not
     the main one; its exception, or None."""
+    wildcards = SimpleNamespace(cell=cell, chunk="0")
+    return _in_job_thread(lambda: jobs.run_fit(study, wildcards, SimpleNamespace(**outputs), [log]))
+
+
+def _in_job_thread(job_body) -> BaseException | None:
+    """`job_body()` in a thread that is not the main one, as Snakemake runs a job with
+    force-use-threads: its exception, or None."""
     outcome: list[BaseException | None] = [None]
 
     def job() -> None:
         try:
-            jobs.run_fit(
-                study, SimpleNamespace(cell=cell, chunk="0"), SimpleNamespace(**outputs), [log]
-            )
+            job_body()
         except BaseException as err:
             outcome[0] = err
 
@@ -170,6 +204,44 @@ def test_a_fit_job_failing_in_a_worker_fails_with_its_in_process_message(tmp_pat
     log = (tmp_path / "worker.log").read_text()
     assert "(a fit worker)" in log
     assert "job failed:\nTraceback" in log and str(in_thread.filename) in log
+
+
+def test_a_cell_summary_failing_in_a_worker_fails_with_its_in_process_message(
+    tiny_study, tmp_path, monkeypatch
+):
+    """A cell summary given one of its cell's two chunks refuses to summarise (its files do not
+    hold the round's replicates): with the same exception and message in a worker as in its
+    own thread, logged there with the traceback, and no table written."""
+    study = load_study(TINY, SCHEMA)
+    cell = study.cells[0].cell_id
+    first_chunk = sorted((tiny_study / "results" / "fits" / f"cell={cell}").glob("*.parquet"))[0]
+    outputs = {table: str(tmp_path / f"{table}.parquet") for table in jobs.SUMMARY_TABLES}
+
+    def summary(log: Path):
+        return lambda: jobs.run_cell_summary(
+            study,
+            SimpleNamespace(cell=cell, round="0"),
+            SimpleNamespace(fits=[str(first_chunk)]),
+            outputs,
+            SimpleNamespace(coverage_level=0.95),
+            [str(log)],
+        )
+
+    in_thread = _in_job_thread(summary(tmp_path / "thread.log"))
+    pool = WorkerPool(1)
+    monkeypatch.setattr(job_workers, "_fit_workers", pool)
+    try:
+        in_worker = _in_job_thread(summary(tmp_path / "worker.log"))
+    finally:
+        pool.close()
+    assert isinstance(in_thread, RuntimeError) and "its fit files hold 3 replicates" in str(
+        in_thread
+    )
+    assert type(in_worker) is type(in_thread) and str(in_worker) == str(in_thread)
+    log = (tmp_path / "worker.log").read_text()
+    assert "summarising in process" in log and "(a fit worker)" in log
+    assert "job failed:\nTraceback" in log and str(in_thread) in log
+    assert not list(tmp_path.glob("*.parquet"))
 
 
 def test_a_fit_job_whose_worker_is_killed_fails_with_one_line(tmp_path, monkeypatch):

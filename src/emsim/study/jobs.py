@@ -63,7 +63,6 @@ from emsim.study.schema import (
     SUMMARY_TABLE_SPECS,
     SUMMARY_TABLES,
     cell_hash_path,
-    gate_path,
     summary_csv_path,
     summary_path,
 )
@@ -338,15 +337,24 @@ def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
     pipe), else here."""
     task = study.fit_task(wildcards.cell, wildcards.chunk)
     job = (task, str(output.fits), str(output.traces), str(log[0]), study.summary_line())
+    _in_job_worker(
+        fit_job, job, str(log[0]), f"the fit of cell {task.cell.cell_id} chunk {task.chunk}"
+    )
+
+
+def _in_job_worker(body: Callable[..., Any], args: tuple, log: str, what: str) -> None:
+    """`body(*args)` in a job worker where this job is a thread of a Snakemake process that has
+    them (the body writes the job's outputs and log itself, so that no rows cross a pipe),
+    else here. A worker that ends without answering fails the job with one line, also logged."""
     pool = fit_workers()
     if pool is None or threading.current_thread() is threading.main_thread():
-        fit_job(*job)
+        body(*args)
         return
     try:
-        pool.run(fit_job, *job)
+        pool.run(body, *args)
     except WorkerDied as died:
-        message = f"the fit of cell {task.cell.cell_id} chunk {task.chunk} failed: {died}"
-        with open(log[0], "a") as stream:
+        message = f"{what} failed: {died}"
+        with open(log, "a") as stream:
             stream.write(message + "\n")
         raise WorkerDied(message) from None
 
@@ -422,24 +430,31 @@ def run_cell_hashes(study: Study, wildcards: Any, input: Any, output: Any, log: 
     """A cell's manifest part (`manifest_cells.cell_part`): the content hashes of its fits and
     traces, computed while other cells fit, so that the manifest job reads no rows, and the
     start-up sweep's checks on the same rows (`integrity.foreign_check`), so that the next
-    start-up need not read them (`integrity.remember_checked`)."""
+    start-up need not read them (`integrity.remember_checked`). In a fit worker where the run
+    has them, as the cell summaries: reading and hashing the rows holds the GIL."""
+    files = [f for f in input if f.endswith(".parquet")]
+    job = (study, wildcards.cell, files, str(output.part), str(log[0]))
+    _in_job_worker(cell_hashes_job, job, str(log[0]), f"the hashes of cell {wildcards.cell}")
+
+
+def cell_hashes_job(study: Study, cell_id: str, files: list[str], part: str, log: str) -> None:
+    """The body of a cell hashes job, wherever it runs."""
     from emsim.study import integrity, manifest_cells
 
-    files = [f for f in input if f.endswith(".parquet")]
-    with job_logging(log[0]) as logger:
+    with job_logging(log) as logger:
         t0 = time.perf_counter()
-        part = manifest_cells.cell_part(
+        hashes = manifest_cells.cell_part(
             "results",
             files,
             study.fit_hash,
             check=integrity.foreign_check(study),
             checked_for=integrity.study_key(study),
         )
-        manifest_cells.write_part(output.part, part)
+        manifest_cells.write_part(part, hashes)
         logger.info(
             "hashed the %d files of cell %s in %.1f s",
             len(files),
-            wildcards.cell,
+            cell_id,
             time.perf_counter() - t0,
         )
 
@@ -448,54 +463,33 @@ def run_cell_summary(
     study: Study, wildcards: Any, input: Any, output: Any, params: Any, log: Any
 ) -> None:
     """One cell's measures after one round (its fits of rounds 0 .. round), its precision
-    targets and what it does next (docs/design.md section 10)."""
-    from emsim.study import precision, summary
-    from emsim.study.parquet_io import write_parquet_atomic
-    from emsim.study.rounds import grid_round
+    targets and what it does next (docs/design.md section 10), in a job worker where the run
+    has them (`cell_summary_job`)."""
+    from emsim.study.cell_summary_job import CellSummaryTask
 
-    round_ = int(wildcards.round)
-    with job_logging(log[0]) as logger:
-        t0 = time.perf_counter()
-        table = summary.cell_table(list(input.fits))
-        # The gate before this round exists: the fits read were chosen by it.
-        block = grid_round(wildcards.cell, round_, study.plan, gate_path)
-        replicates = study.plan.replicates_through(block)
-        found = len(set(table["replicate"].to_pylist())) if table.num_rows else 0
-        if found != replicates:
-            raise RuntimeError(
-                f"cell {wildcards.cell} round {round_}: its fit files hold {found} replicates, "
-                f"not the {replicates} of rounds 0..{round_}"
-            )
-        level = float(params.coverage_level)
-        tables = summary.summarise_cell(table, level, oracle_starts=study.oracle_starts)
-        decision = precision.round_decision(
-            study.precision, tables.performance, replicates, study.plan
-        )
-        assessment, stop = decision.assessment, decision.stop
-        going_to = f" (through {decision.next_replicates})" if stop == precision.GO_ON else ""
-        cell = study.cell(wildcards.cell).as_dict()
-        meta = summary.summary_metadata(level, _study_metadata(study))
-        summary.write_tables(tables, _summary_files(output), meta, csv=False)
-        write_parquet_atomic(assessment, output.precision, meta, precision.ASSESSMENT_SCHEMA)
-        state = precision.replicates_row(cell, replicates, round_ + 1, stop, assessment)
-        write_parquet_atomic(state, output.replicates, meta, precision.REPLICATES_SCHEMA)
-        missed = assessment.loc[~assessment["met"].astype(bool)]
-        logger.info(
-            "cell %s round %d: %d replicates, %d of %d targets met -> %s%s (%.1f s)%s",
-            wildcards.cell,
-            round_,
-            replicates,
-            len(assessment) - len(missed),
-            len(assessment),
-            stop,
-            going_to,
-            time.perf_counter() - t0,
-            "".join(
-                f"; {r.measure} {r.parameter}: {r.reached:.4g} > {r.target:.4g} "
-                f"({r.worst_model}/{r.worst_method}/{r.worst_stopping}/{r.worst_start})"
-                for r in missed.itertuples()
-            ),
-        )
+    task = CellSummaryTask(
+        cell_id=wildcards.cell,
+        round_=int(wildcards.round),
+        fits=tuple(str(f) for f in input.fits),
+        outputs={name: str(output[name]) for name in output.keys()},
+        log=str(log[0]),
+        coverage_level=float(params.coverage_level),
+        plan=study.plan,
+        precision=study.precision,
+        oracle_starts=study.oracle_starts,
+        cell=study.cell(wildcards.cell).as_dict(),
+        metadata=_study_metadata(study),
+    )
+    _in_job_worker(cell_summary_job, (task,), task.log, f"the summary of cell {task.cell_id}")
+
+
+def cell_summary_job(task: Any) -> None:
+    """The body of a cell summary job, wherever it runs: `cell_summary_job.summarise_round`,
+    logged into the task's log."""
+    from emsim.study.cell_summary_job import summarise_round
+
+    with job_logging(task.log):
+        summarise_round(task)
 
 
 def run_cell_gate(study: Study, wildcards: Any, input: Any, output: Any, log: Any) -> None:
