@@ -70,6 +70,7 @@ from emsim.study.study import Study
 from emsim.study.worker_pool import WorkerDied
 
 if TYPE_CHECKING:
+    from emsim.study.cell_summary_job import CellSummaryTask
     from emsim.study.summary import SummaryFiles
 
 __all__ = [
@@ -343,7 +344,7 @@ def run_fit(study: Study, wildcards: Any, output: Any, log: Any) -> None:
 
 
 def _in_job_worker(body: Callable[..., Any], args: tuple, log: str, what: str) -> None:
-    """`body(*args)` in a job worker where this job is a thread of a Snakemake process that has
+    """`body(*args)` in a fit worker where this job is a thread of a Snakemake process that has
     them (the body writes the job's outputs and log itself, so that no rows cross a pipe),
     else here. A worker that ends without answering fails the job with one line, also logged."""
     pool = fit_workers()
@@ -463,7 +464,7 @@ def run_cell_summary(
     study: Study, wildcards: Any, input: Any, output: Any, params: Any, log: Any
 ) -> None:
     """One cell's measures after one round (its fits of rounds 0 .. round), its precision
-    targets and what it does next (docs/design.md section 10), in a job worker where the run
+    targets and what it does next (docs/design.md section 10), in a fit worker where the run
     has them (`cell_summary_job`)."""
     from emsim.study.cell_summary_job import CellSummaryTask
 
@@ -483,7 +484,7 @@ def run_cell_summary(
     _in_job_worker(cell_summary_job, (task,), task.log, f"the summary of cell {task.cell_id}")
 
 
-def cell_summary_job(task: Any) -> None:
+def cell_summary_job(task: CellSummaryTask) -> None:
     """The body of a cell summary job, wherever it runs: `cell_summary_job.summarise_round`,
     logged into the task's log."""
     from emsim.study.cell_summary_job import summarise_round
