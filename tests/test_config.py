@@ -620,4 +620,6 @@ def test_an_adaptive_study_fits_every_cell_s_round_0_before_any_later_round():
     assert s.fit_priority(costly, first) > s.fit_priority(cheap, first)
     assert s.fit_priority(costly, later) > s.fit_priority(cheap, later)
     assert s.fit_priority(costly, first) % 2 == 1  # the chunk that keeps traces
-    assert max(s.fit_priority(c.cell_id, first) for c in s.cells) < 2**50  # below summaries
+    # Small numbers: Snakemake's default (integer-program) scheduler ordered priorities near
+    # 2^45 that differ by one as if equal, and ran a cell's chunk with traces after its other.
+    assert max(s.fit_priority(c.cell_id, first) for c in s.cells) < 2**32

@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Cell", "FitTask", "Study", "fit_job_mem_mb"]
 
-# Above every fit job's cost (n x chunk size x 8 at most 2^40 up to n = 10^8 with chunks of
-# 10^3) and below the cell summaries' and gates' 2^50 (workflow/rules).
-_FIRST_ROUND_PRIORITY = 2**45
-
 
 def _num_label(x: float) -> str:
     text = format(float(x) + 0.0, "g").replace("+", "")
@@ -302,16 +298,20 @@ class Study:
         In an adaptive study every cell's round 0 goes before any later round (docs/design.md
         section 10): each cell's rounds are a chain (fits, summary, gate, fits), and the cheap
         cells, last by cost, otherwise ran their chains one link at a time after the costly
-        cells' fits, with a core idle between links. A fixed study has round 0 only."""
+        cells' fits, with a core idle between links. Round 0 is raised by just more than the
+        costliest cell's priority, not by a large constant: Snakemake's default scheduler
+        solves an integer program whose tolerance cannot tell priorities of 2^45 from 2^45 + 1
+        (with such an offset a cell's chunk with traces ran after its other chunk)."""
+        priority = 2 * self._fit_cost(cell_id) + int(chunk is not None and self.keeps_traces(chunk))
+        if self.plan.adaptive and chunk is not None and int(chunk) in self.plan.round_chunks(0):
+            priority += 2 * max(self._fit_cost(c.cell_id) for c in self.cells) + 2
+        return priority
+
+    def _fit_cost(self, cell_id: str) -> int:
+        """A chunk's expected cost in the cell (`fit_priority`)."""
         cell = self.cell(cell_id)
         separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
-        cost = round(cell.n * self.chunk_size / max(separation, 0.25))
-        first_round = chunk is not None and int(chunk) in self.plan.round_chunks(0)
-        return (
-            _FIRST_ROUND_PRIORITY * first_round
-            + 2 * cost
-            + int(chunk is not None and self.keeps_traces(chunk))
-        )
+        return round(cell.n * self.chunk_size / max(separation, 0.25))
 
     def summary_line(self) -> str:
         cells, per = len(self.cells), self.fits_per_replicate
