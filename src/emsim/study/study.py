@@ -139,9 +139,14 @@ class Study:
     # The config's `replicates` as written (a count or {min, max, step}): provenance only.
     replicates_given: int | dict
     _by_id: dict[str, Cell] = field(init=False, repr=False)
+    # What raises an adaptive study's round 0 above every later round (`fit_priority`); 0 in a
+    # fixed study. Derived once: the priority of each of the DAG's fit jobs adds it.
+    _first_round_offset: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_id = {c.cell_id: c for c in self.cells}
+        costliest = max((self._fit_cost(c) for c in self.cells), default=0)
+        self._first_round_offset = 2 * costliest + 2 if self.plan.adaptive else 0
 
     @property
     def replicates(self) -> int:
@@ -302,14 +307,14 @@ class Study:
         costliest cell's priority, not by a large constant: Snakemake's default scheduler
         solves an integer program whose tolerance cannot tell priorities of 2^45 from 2^45 + 1
         (with such an offset a cell's chunk with traces ran after its other chunk)."""
-        priority = 2 * self._fit_cost(cell_id) + int(chunk is not None and self.keeps_traces(chunk))
-        if self.plan.adaptive and chunk is not None and int(chunk) in self.plan.round_chunks(0):
-            priority += 2 * max(self._fit_cost(c.cell_id) for c in self.cells) + 2
+        cell = self.cell(cell_id)
+        priority = 2 * self._fit_cost(cell) + int(chunk is not None and self.keeps_traces(chunk))
+        if chunk is not None and int(chunk) in self.plan.round_chunks(0):
+            priority += self._first_round_offset
         return priority
 
-    def _fit_cost(self, cell_id: str) -> int:
-        """A chunk's expected cost in the cell (`fit_priority`)."""
-        cell = self.cell(cell_id)
+    def _fit_cost(self, cell: Cell) -> int:
+        """A chunk's expected cost in `cell` (`fit_priority`)."""
         separation = abs(cell.mu2 - cell.mu1) / max(cell.sigma1, cell.sigma2)
         return round(cell.n * self.chunk_size / max(separation, 0.25))
 
