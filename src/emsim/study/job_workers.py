@@ -22,7 +22,6 @@ from emsim.study.worker_pool import WorkerPool, start_server, stop_server
 
 __all__ = [
     "FIT_CODE",
-    "WORKER_RULES",
     "cancel_scheduler_timers",
     "fit_workers",
     "freeze_heap",
@@ -36,13 +35,6 @@ __all__ = [
 # `fit_job` a worker runs (the engine itself is loaded by each worker's first fit,
 # `fitjob.fit_chunk`, while the other workers load theirs).
 FIT_CODE: tuple[str, ...] = ("emsim.study.fitjob", "emsim.study.jobs")
-
-# The rules whose jobs make a run start the fit workers: fits and the cells' summaries
-# (`jobs.run_fit`, `jobs.run_cell_summary`). An adaptive study's later rounds join the DAG only
-# once a gate asks for them, so a gate to pass counts. The cells' hashes run in the workers
-# where a run has them; a run of hashes alone (the manifest code edited) is done sooner in
-# threads than after the fork server's start.
-WORKER_RULES = frozenset({"fit", "cell_summary", "cell_gate"})
 
 # The fit workers of this Snakemake process (`prepare_workers`), or None: fit jobs then run in
 # the job's own thread or process.
@@ -79,7 +71,10 @@ def prepare_workers(workflow: Any) -> bool:
     threads = getattr(workflow, "local_exec", True) and getattr(
         getattr(workflow, "execution_settings", None), "use_threads", False
     )
-    fits = cores > 1 and threads and bool(rules_to_run & WORKER_RULES)
+    # The workers run the fits and the cells' summaries (`jobs.run_fit`, `jobs.run_cell_summary`),
+    # and the cells' hashes where a run has them: a run of hashes alone (the manifest code
+    # edited) is done sooner in threads than after the fork server's start.
+    fits = cores > 1 and threads and (runs_fits(rules_to_run) or "cell_summary" in rules_to_run)
     draws = bool(rules_to_run & {"figures", "traces_figure"})
     preload = [*(FIT_CODE if fits else ()), *((FIGURE_CODE,) if draws else ())]
     if cores < 2 or not preload:
