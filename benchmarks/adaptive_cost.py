@@ -98,12 +98,9 @@ def replay(fixed: Path, study) -> pd.DataFrame:
 
 def schedule(results: Path, cores: int) -> dict | None:
     """Span, fit-phase core use and cells' end times of the run that wrote `results`."""
-    import sys
+    from emsim.study.snakemake_records import jobs as recorded_jobs
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from scale import snakemake_jobs
-
-    jobs = snakemake_jobs(results.parent)
+    jobs = recorded_jobs(results.parent)
     fits = [j for j in jobs if j["rule"] == "fit"]
     if not fits:
         return None

@@ -63,7 +63,6 @@ Everything is written under a temporary folder; nothing goes to results/ except 
 from __future__ import annotations
 
 import argparse
-import base64
 import bisect
 import json
 import math
@@ -84,6 +83,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from emsim.models import MODELS, PARAMS, STATUSES
+from emsim.study import snakemake_records
 from emsim.study.schema import FITS_SCHEMA
 from emsim.study.study import Cell
 
@@ -397,29 +397,6 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def snakemake_jobs(work: Path) -> list[dict]:
-    """Every job of the run as Snakemake recorded it (.snakemake/metadata, one record per output
-    file, named by the file's path in urlsafe base64): its rule, its outputs, `start` (when
-    Snakemake marked the outputs incomplete, just before running the job) and `end` (the last
-    output's modification time)."""
-    root = work / ".snakemake" / "metadata"
-    by_job: dict[object, dict] = {}
-    for path in root.rglob("*"):
-        if not path.is_file():
-            continue
-        parts = path.relative_to(root).parts
-        output = base64.urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
-        record = json.loads(path.read_text())
-        job = by_job.setdefault(
-            record["job_hash"],
-            {"rule": record["rule"], "outputs": [], "start": math.inf, "end": -math.inf},
-        )
-        job["outputs"].append(output)
-        job["start"] = min(job["start"], record["starttime"])
-        job["end"] = max(job["end"], record["endtime"])
-    return sorted(by_job.values(), key=lambda j: j["start"])
-
-
 def reaction_latency(jobs: list[dict]) -> list[float]:
     """For each job that started after some job had ended: the time from the latest end before
     its start to its start. Snakemake schedules when a job ends, so this is its latency from
@@ -568,7 +545,7 @@ def bench_e2e(tmp: Path, replicates: int, chunk_size: int, cores: int, workers: 
     results = work / "results"
     prov = fit_provenance(sorted(results / "fits" / f for f in fits_rel))
     rows = prov["total_fits"]
-    jobs = snakemake_jobs(work)
+    jobs = snakemake_records.jobs(work)
     fit_jobs = [j for j in jobs if fits_files & set(j["outputs"])]
     other_jobs = [j for j in jobs if not fits_files & set(j["outputs"])]
     began, wall = run["began"], run["wall_s"]

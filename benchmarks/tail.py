@@ -44,9 +44,11 @@ import yaml
 
 # This checkout's emsim, whatever is installed: scale.py imports it, and summary-cpu times it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-# The job-record reader and the CPU clock of scale.py, the end-to-end benchmark beside this one.
+# The CPU clock of scale.py, the end-to-end benchmark beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import children_cpu_s, cpu_model, snakemake_jobs
+from scale import children_cpu_s, cpu_model
+
+from emsim.study import snakemake_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -114,7 +116,7 @@ def bench_tail(args: argparse.Namespace, tmp: Path) -> dict:
     began = time.time()
     wall = run(work, args.cores)
     ended = began + wall
-    jobs = snakemake_jobs(work)
+    jobs = snakemake_records.jobs(work)
     last_fit = max(j["end"] for j in jobs if j["rule"] == "fit")
     result = {
         "wall_s": round(wall, 1),
@@ -139,7 +141,7 @@ def rerun_tail(work: Path, args: argparse.Namespace) -> list[dict]:
             {
                 "wall_s": round(wall, 1),
                 "cpu_s": round(CPU_S[-1], 1),
-                "jobs": rule_times(snakemake_jobs(work), began),
+                "jobs": rule_times(snakemake_records.jobs(work), began),
             }
         )
     return reruns
@@ -167,7 +169,7 @@ def bench_scaling(args: argparse.Namespace, tmp: Path) -> dict:
             targets = [str(p) for p in sorted(fit_targets(work))]
             began = time.time()
             wall = run(work, cores, *targets, threads=threads)
-            jobs = [j for j in snakemake_jobs(work) if j["rule"] == "fit"]
+            jobs = [j for j in snakemake_records.jobs(work) if j["rule"] == "fit"]
             span = max(j["end"] for j in jobs) - began
             busy = sum(j["end"] - j["start"] for j in jobs)
             out[label] = {

@@ -10,7 +10,6 @@ summary the pipeline wrote.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import shutil
@@ -24,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from studyrun import ADAPTIVE, make_workdir, read_fits, snakemake
 
+from emsim.study import snakemake_records
 from emsim.study.config import load_study
 from emsim.study.config_checks import ConfigError
 from emsim.study.measures import coverage_z
@@ -418,24 +418,12 @@ def round_stops(workdir, cell: str, rounds: int) -> list[int]:
     return stops
 
 
-def snakemake_records(workdir) -> dict[str, dict]:
-    """Snakemake's record of each output file of the runs in `workdir` (.snakemake/metadata:
-    one file per output, named by its path in urlsafe base64, split into folders marked @)."""
-    root = workdir / ".snakemake" / "metadata"
-    records = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            name = "".join(part.removeprefix("@") for part in path.relative_to(root).parts)
-            records[base64.urlsafe_b64decode(name).decode()] = json.loads(path.read_text())
-    return records
-
-
 def test_a_cell_s_last_summary_is_made_before_its_hashes(adaptive_study):
     """The gate after a cell's last round (one at max too) is what the cell's own target, its
     `cell_hashes` job, walks to: so that round's summary is made as soon as the cell's fits
     exist. Without that gate a cell at max was summarised only when the summary job asked,
     after the last fit of the study."""
-    records = snakemake_records(adaptive_study)
+    records = snakemake_records.records(adaptive_study)
     reps = replicates_table(adaptive_study).set_index("cell_id")
     assert (reps["stop"] == STOP_MAX).any(), "the test study should have a cell at max"
     for cell, row in reps.iterrows():

@@ -31,8 +31,6 @@ of the chunks it finished over the wall time since it started.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as _dt
 import math
 import os
@@ -50,6 +48,7 @@ from emsim.study.schema import (
     hive_files,
     kind_folder,
 )
+from emsim.study.snakemake_records import incomplete_markers, records
 from emsim.study.status_cost import CostModel, fit_cost_model, separation_steps
 
 __all__ = ["CellStatus", "CostModel", "StudyStatus", "fit_cost_model", "read_status", "render"]
@@ -240,18 +239,7 @@ def _snakemake_state(checkout: Path) -> tuple[bool, Path | None, dict, set[str],
 def _running_markers(checkout: Path) -> dict[tuple[str, int], _dt.datetime]:
     """{(cell, chunk): start} of the fit jobs Snakemake marks as making their output."""
     found = {}
-    folder = checkout / ".snakemake" / "incomplete"
-    for marker in folder.rglob("*") if folder.is_dir() else ():
-        # Snakemake's name: the output's path in URL-safe base64, cut into folders ("@" + part)
-        # where it is longer than a file name may be; the marker's time is the job's start.
-        name = "".join(p.removeprefix("@") for p in marker.relative_to(folder).parts)
-        try:
-            if not marker.is_file():
-                continue
-            output = base64.urlsafe_b64decode(name).decode()
-            started = marker.stat().st_mtime
-        except (binascii.Error, UnicodeDecodeError, OSError):
-            continue
+    for output, started in incomplete_markers(checkout).items():
         match = _FIT_OUTPUT.search(output)
         if match:
             when = _dt.datetime.fromtimestamp(started, _dt.UTC)
@@ -448,23 +436,15 @@ _AFTER_FITS_RULES = ("summary", "figures", "report")
 
 def after_fits_seconds(checkout: Path, fits_wall_s: float) -> float:
     """Seconds the steps after the last fit will take: as long as their last recorded run
-    (Snakemake's records in .snakemake/metadata: each output's rule, start and end), or,
-    without a record of each, `AFTER_FITS_SHARE` of the fit jobs' wall time."""
-    import json
-
+    (Snakemake's records of their outputs: each one's rule, start and end), or, without a
+    record of each, `AFTER_FITS_SHARE` of the fit jobs' wall time."""
     spans: dict[str, float] = {}
-    folder = checkout / ".snakemake" / "metadata"
-    for record in folder.iterdir() if folder.is_dir() else ():
-        try:
-            output = base64.urlsafe_b64decode(record.name.removeprefix("@")).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
+    for output, entry in records(checkout).items():
         if not output.startswith(("results/summary/", "results/figures/", "results/report/")):
             continue
         try:
-            entry = json.loads(record.read_text())
             rule, seconds = entry["rule"], float(entry["endtime"]) - float(entry["starttime"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             continue
         if rule in _AFTER_FITS_RULES:
             spans[rule] = max(spans.get(rule, 0.0), seconds)
