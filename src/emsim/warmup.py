@@ -2,10 +2,11 @@
 
 numba compiles a `cache=True` function on its first call in a process unless its cache holds
 machine code for this source, these argument types and this CPU; compiling the engine takes
-30-90 s. `make venv` runs `emsim warmup` (`warm`), which compiles every entry point the rest of
-emsim calls from Python, for the argument types it passes, and saves them in numba's cache; a
-later process then only loads them (about 0.1 s). `load_engine` is that load, done by a command
-or a fit job before it starts timing, so no timing field counts it.
+about 5 minutes (286 s on an AMD EPYC core; most of it LLVM optimising `fit_one`, which inlines
+the E-step six times). `make venv` runs `emsim warmup` (`warm`), which compiles every entry point
+the rest of emsim calls from Python, for the argument types it passes, and saves them in numba's
+cache; a later process then only loads them (about 0.1 s). `load_engine` is that load, done by a
+command or a fit job before it starts timing, so no timing field counts it.
 """
 
 from __future__ import annotations
