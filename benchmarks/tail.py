@@ -3,7 +3,7 @@ and whether two fit jobs on two cores take the time of one.
 
 `tail` runs a study (the default config, scaled by `--replicates` / `--chunk-size`) from scratch
 in a temporary copy of the workflow as `make study` runs it (default profile), and reads every
-job's start and end from Snakemake's records (.snakemake/metadata, as benchmarks/scale.py does).
+job's start and end from Snakemake's records (.snakemake/metadata, `emsim.study.snakemake_records`).
 The tail is from the last fit job's end to the command's end; each rule's jobs in it are listed
 with their summed and spanned seconds. Then it reruns only the steps after the fits (`--forcerun
 cell_summary summary figures report_body report manifest`) `--tail-repeats` times on the same
@@ -44,7 +44,7 @@ import yaml
 
 # This checkout's emsim, whatever is installed: scale.py imports it, and summary-cpu times it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-# The CPU clock of scale.py, the end-to-end benchmark beside this one.
+# The CPU clock and CPU model of scale.py, the end-to-end benchmark beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import children_cpu_s, cpu_model
 
