@@ -29,7 +29,7 @@ venv: $(STAMP)
 
 # numba caches the compiled engine per source file and CPU, so a `git pull` that changed the
 # engine, or this checkout used from a machine with another CPU, would leave the first command
-# to compile it (about 5 minutes on an AMD EPYC core). `emsim warmup` compiles what is missing,
+# to compile it (about 2 minutes on an AMD EPYC core). `emsim warmup` compiles what is missing,
 # and takes 1-2 s otherwise.
 warm: $(STAMP)
 	$(BIN)/emsim warmup

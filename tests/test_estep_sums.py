@@ -58,7 +58,9 @@ def _reference_estep(y: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
     return top + log_part, np.array([w1, z1 / w1, zz1 / w1, w2, z2 / w2, zz2 / w2])
 
 
-@pytest.mark.parametrize("n", [5, 8, 9, 16, 17, 50, 64, 100, 128, 300, 500, 512, 513, 1030, 1300])
+@pytest.mark.parametrize(
+    "n", [5, 8, 9, 16, 17, 50, 64, 65, 72, 100, 127, 128, 300, 500, 512, 513, 1030, 1300]
+)
 def test_estep_sums_are_the_documented_tree_bit_for_bit(n):
     rng = np.random.default_rng(n)
     y = np.concatenate([rng.normal(0.0, 1.0, n - n // 4), rng.normal(2.5, 0.7, n // 4)])

@@ -293,6 +293,23 @@ def use_python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_iterate", engine._iterate.py_func)
 
 
+@pytest.mark.parametrize("method", ["em", "squarem"])
+def test_python_twin_fits_as_the_compiled_engine(monkeypatch, method) -> None:
+    # The fault tests below are only about the engine if its twin, unfaulted, is the engine.
+    y = emsim.simulate(300, (0.0, 2.0), (1.0, 0.7), 0.6, np.random.default_rng(8))
+    compiled = emsim.fit(y, method=method)
+    use_python_engine(monkeypatch)
+    twin = emsim.fit(y, method=method)
+    assert (twin.status, twin.iterations, twin.loglik_evals) == (
+        compiled.status,
+        compiled.iterations,
+        compiled.loglik_evals,
+    )
+    assert twin.loglik == compiled.loglik
+    assert twin.params == compiled.params
+    np.testing.assert_array_equal(list(twin.se.values()), list(compiled.se.values()))
+
+
 @pytest.fixture
 def faulty_mstep(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """From the fourth M-step on, swap the weights: pi -> 1 - pi, a much worse point.

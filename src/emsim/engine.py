@@ -26,10 +26,16 @@ pairwise trees over the block (the trees' first level summed in that loop, so th
 terms take 16 KB and stay in a 32 KB L1 cache). Every loop is elementwise, so LLVM vectorises it
 without fast-math: exp(-|d|) uses a Cody-Waite reduction and a degree-13 polynomial, with 2^k
 built from its bits; the log1p terms of a block (at most 512 points, each 1 + e <= 2) are
-multiplied together and logged once. No sum depends on the vector width and the only fast-math
-flag is `contract` (fused multiply-add), so results agree across CPUs that have FMA (x86-64 since
-2013, ARMv8); the sums in the E-step's loop are kept from fusing (`_sum_not_fused`), so the
-results are those of the earlier two-pass E-step, which stored each term before summing it.
+multiplied together and logged once. No sum depends on the vector width, so results agree across
+CPUs that have FMA (x86-64 since 2013, ARMv8).
+
+Rounding is fixed by the source, not by the compiler: every multiply-add of an iteration (the
+exp, a point's log-density, the M-step, SQUAREM's extrapolation) is an explicit fma (`_fma`)
+and the sums in the E-step's loop never fuse (`_sum_not_fused`). The only fast-math flag is
+`contract`, which lets LLVM fuse any other a * b + c, and it decides that per inlined copy of
+the code: with the multiply-adds left to it, SQUAREM's E-steps rounded differently from EM's,
+and merely rearranging `_iterate` moved about 2,600 of the default study's statuses (design.md
+section 8).
 """
 
 from __future__ import annotations
@@ -76,22 +82,22 @@ def _exp_parts(d: float) -> tuple[float, int]:
     """exp(-|d|) as (polynomial, IEEE bits of 2^k); multiply the polynomial by the bits' float."""
     x = -abs(d)
     x = x if x > _EXP_FLOOR else _EXP_FLOOR
-    k = np.floor(x * _LOG2E + 0.5)
-    r = (x - k * _LN2_HI) - k * _LN2_LO
+    k = np.floor(_fma(x, _LOG2E, 0.5))
+    r = _fma(-k, _LN2_LO, _fma(-k, _LN2_HI, x))
     p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = _fma(p, r, 1.0 / 479001600.0)
+    p = _fma(p, r, 1.0 / 39916800.0)
+    p = _fma(p, r, 1.0 / 3628800.0)
+    p = _fma(p, r, 1.0 / 362880.0)
+    p = _fma(p, r, 1.0 / 40320.0)
+    p = _fma(p, r, 1.0 / 5040.0)
+    p = _fma(p, r, 1.0 / 720.0)
+    p = _fma(p, r, 1.0 / 120.0)
+    p = _fma(p, r, 1.0 / 24.0)
+    p = _fma(p, r, 1.0 / 6.0)
+    p = _fma(p, r, 0.5)
+    p = _fma(p, r, 1.0)
+    p = _fma(p, r, 1.0)
     return p, (np.int64(k) + 1023) << 52
 
 
@@ -220,6 +226,18 @@ def _float_of_bits(typingctx, bits):
 
 
 @intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma), whatever code surrounds it (see the module's
+    docstring); a CPU without FMA gets the same result from a slower software fma. Compiled
+    code only: a jitted function that calls it is callable from Python, it is not."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(args[0], args[1], args[2])
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@intrinsic
 def _sum_not_fused(typingctx, a, b):
     """a + b, never fused with a multiplication that feeds it (an fma would round once where
     the two-pass E-step, which stored each product before summing, rounded twice). numba gives
@@ -238,18 +256,19 @@ def _mixture_point(x, mu1, mu2, inv1, inv2, c1, c2):
     tau1 z1, tau1 z1^2, tau2, tau2 z2, tau2 z2^2), e = exp(-|d|), computed in registers."""
     z1 = (x - mu1) * inv1
     z2 = (x - mu2) * inv2
-    a = c1 - 0.5 * z1 * z1
-    b = c2 - 0.5 * z2 * z2
+    a = _fma(-0.5 * z1, z1, c1)
+    b = _fma(-0.5 * z2, z2, c2)
     d = a - b
     poly, bits = _exp_parts(d)
     e = poly * _float_of_bits(bits)
-    w = 1.0 / (1.0 + e)
+    one_e = _sum_not_fused(1.0, e)
+    w = 1.0 / one_e
     ew = e * w
     r1 = w if d >= 0.0 else ew
     r2 = ew if d >= 0.0 else w
     # d - d is 0, or NaN when d is not finite: such a point must poison the sum.
     top = (a if a > b else b) + (d - d)
-    return top, 1.0 + e, r1, r1 * z1, r1 * z1 * z1, r2, r2 * z2, r2 * z2 * z2
+    return top, one_e, r1, r1 * z1, r1 * z1 * z1, r2, r2 * z2, r2 * z2 * z2
 
 
 @njit(inline="always", **_JIT)
@@ -302,7 +321,8 @@ def mixture_estep(y, p, stats, work):
             # power 0), which gives exactly the sums of the terms stored with pad lanes as 0
             # (the products exact; `_sum_not_fused` adds them as the stored ones were added).
             # A multiplier, not a branch on the lane: selects made the loop 20% slower.
-            for j in range(tree):
+            paired = min(tree, (m - tree + _LANES - 1) // _LANES * _LANES)
+            for j in range(paired):
                 top, one_e, w1, wz1, wzz1, w2, wz2, wzz2 = _mixture_point(
                     block[j], mu1, mu2, inv1, inv2, c1, c2
                 )
@@ -318,6 +338,32 @@ def mixture_estep(y, p, stats, work):
                 t_w2[j] = _sum_not_fused(w2, w2_k * keep)
                 t_z2[j] = _sum_not_fused(wz2, wz2_k * keep)
                 poly[j] = _sum_not_fused(wzz2, wzz2_k * keep)
+            if paired < tree:
+                # Every partner from here on is a pad point, a copy of the block's first
+                # point (fill_tail), so its terms times 0 are the same for every lane: they
+                # are computed once and the loop computes its own point only (at n = 100, 104
+                # points per E-step instead of 128), with the additions of the loop above.
+                top_k, one_e_k, w1_k, wz1_k, wzz1_k, w2_k, wz2_k, wzz2_k = _mixture_point(
+                    block[tree + paired], mu1, mu2, inv1, inv2, c1, c2
+                )
+                zero_top, zero_w1, zero_z1 = top_k * 0.0, w1_k * 0.0, wz1_k * 0.0
+                zero_zz1, zero_w2, zero_z2 = wzz1_k * 0.0, w2_k * 0.0, wz2_k * 0.0
+                zero_zz2 = wzz2_k * 0.0
+                one = _sum_not_fused(one_e_k * 0.0, 1.0)
+                # Unsigned, so that numba adds no wraparound for negative indices (LLVM cannot
+                # tell that `paired` is not negative), which kept this loop from vectorising.
+                for j in range(np.uint64(paired), np.uint64(tree)):
+                    top, one_e, w1, wz1, wzz1, w2, wz2, wzz2 = _mixture_point(
+                        block[j], mu1, mu2, inv1, inv2, c1, c2
+                    )
+                    t_max[j] = _sum_not_fused(top, zero_top)
+                    t_log[j] = one_e * one
+                    t_w1[j] = _sum_not_fused(w1, zero_w1)
+                    t_z1[j] = _sum_not_fused(wz1, zero_z1)
+                    t_zz1[j] = _sum_not_fused(wzz1, zero_zz1)
+                    t_w2[j] = _sum_not_fused(w2, zero_w2)
+                    t_z2[j] = _sum_not_fused(wz2, zero_z2)
+                    poly[j] = _sum_not_fused(wzz2, zero_zz2)
         else:
             tree = size
             for j in range(lanes):
@@ -469,13 +515,13 @@ def mstep(model, n, p, stats, out):
         out[0] = stats[0] / n
         return
     out[0] = stats[0] / (stats[0] + stats[3])
-    out[1] = p[1] + p[3] * stats[1]
-    out[2] = p[2] + p[4] * stats[4]
+    out[1] = _fma(p[3], stats[1], p[1])
+    out[2] = _fma(p[4], stats[4], p[2])
     # Rounding can push E[z^2] - E[z]^2 a hair below zero for a collapsing component.
-    var1 = p[3] * p[3] * max(stats[2] - stats[1] * stats[1], 0.0)
-    var2 = p[4] * p[4] * max(stats[5] - stats[4] * stats[4], 0.0)
+    var1 = p[3] * p[3] * max(_fma(-stats[1], stats[1], stats[2]), 0.0)
+    var2 = p[4] * p[4] * max(_fma(-stats[4], stats[4], stats[5]), 0.0)
     if model == 1:
-        common = math.sqrt((stats[0] * var1 + stats[3] * var2) / (stats[0] + stats[3]))
+        common = math.sqrt(_fma(stats[0], var1, stats[3] * var2) / (stats[0] + stats[3]))
         out[3] = common
         out[4] = common
     else:
@@ -897,6 +943,40 @@ def _record(trace, row, p, loglik, diff, evals):
 
 
 @njit(inline="always", **_JIT)
+def _squarem_step_length(u0, u1, u2, step_max):
+    """SQUAREM's step length (scheme S3: -|r| / |v|, r = u1 - u0, v = u2 - 2 u1 + u0), clamped
+    to [-step_max, -1]; -1 (no extrapolation) where it is not finite. A function of its own
+    (like `_extrapolate`) so that the compiled fma stays in compiled code when tests run
+    `_iterate`'s pure-Python twin."""
+    rr = 0.0
+    vv = 0.0
+    for k in range(5):
+        r = u1[k] - u0[k]
+        v = (u2[k] - u1[k]) - r
+        rr = _fma(r, r, rr)
+        vv = _fma(v, v, vv)
+    alpha = -math.sqrt(rr / vv) if vv > 0.0 else -1.0
+    if not math.isfinite(alpha):
+        alpha = -1.0
+    return min(-1.0, max(alpha, -step_max))
+
+
+@njit(inline="always", **_JIT)
+def _extrapolate(u0, u1, u2, alpha, ux):
+    """ux = u0 - 2 alpha r + alpha^2 v, SQUAREM's squared extrapolation."""
+    for k in range(5):
+        r = u1[k] - u0[k]
+        v = (u2[k] - u1[k]) - r
+        ux[k] = _fma(alpha * alpha, v, _fma(-2.0 * alpha, r, u0[k]))
+
+
+# The E-steps of one SQUAREM iteration (`_iterate`): at its first EM step, at the extrapolated
+# point (whose EM step is the candidate), at the candidate, and at the fallback to its second EM
+# step.
+_STAGE_FIRST, _STAGE_EXTRAPOLATED, _STAGE_CANDIDATE, _STAGE_RESULT = range(4)
+
+
+@njit(inline="always", **_JIT)
 def _iterate(
     model,
     method,
@@ -915,65 +995,60 @@ def _iterate(
     scratch,
 ):
     """One iteration from p (with its E-step statistics and log-likelihood) into new and
-    new_stats; returns (new log-likelihood, E-steps spent, SQUAREM's next step bound)."""
+    new_stats; returns (new log-likelihood, E-steps spent, SQUAREM's next step bound).
+
+    SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1): two EM steps, a
+    squared extrapolation in unconstrained coordinates (logit pi, log sigma) with the step
+    length clamped to [1, step_max], one stabilising EM step from the extrapolated point, and a
+    fallback to the second EM step unless the result is valid and does not lower the
+    log-likelihood. Its E-steps are stages of one loop around one `_estep` (`_STAGE_*`): each
+    call of `_estep` inlines the whole E-step, and a call per E-step (six copies in `fit_one`
+    instead of three) made the engine take more than twice as long to compile (267 s against
+    121 s, same results)."""
     if method == 0:
         mstep(model, n, p, stats, new)
         return _estep(model, y, ratio, base, new, new_stats, work), 1, step_max
-    # SQUAREM (Varadhan & Roland 2008, scheme S3, as their R package's squarem1): two EM steps,
-    # a squared extrapolation in unconstrained coordinates (logit pi, log sigma) with the step
-    # length clamped to [1, step_max], one stabilising EM step from the extrapolated point, and
-    # a fallback to the second EM step unless the result is valid and does not lower the
-    # log-likelihood.
     p1, p2, u0, u1, u2, ux = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
-    evals = 0
     mstep(model, n, p, stats, p1)
-    _estep(model, y, ratio, base, p1, new_stats, work)
-    mstep(model, n, p1, new_stats, p2)
-    evals += 1
-    _to_unconstrained(p, u0)
-    _to_unconstrained(p1, u1)
-    _to_unconstrained(p2, u2)
-    rr = 0.0
-    vv = 0.0
-    for k in range(5):
-        r = u1[k] - u0[k]
-        v = (u2[k] - u1[k]) - r
-        rr += r * r
-        vv += v * v
-    alpha = -math.sqrt(rr / vv) if vv > 0.0 else -1.0
-    if not math.isfinite(alpha):
-        alpha = -1.0
-    alpha = min(-1.0, max(alpha, -step_max))
-    take = True
-    if alpha < -1.01:
-        for k in range(5):
-            r = u1[k] - u0[k]
-            v = (u2[k] - u1[k]) - r
-            ux[k] = u0[k] - 2.0 * alpha * r + alpha * alpha * v
-        _from_unconstrained(ux, p1)
-        take = _invalid(model, p1, floor) == _RUNNING
-        if take:
-            _estep(model, y, ratio, base, p1, new_stats, work)
-            evals += 1
+    point, stage = p1, _STAGE_FIRST
+    evals = 0
+    at_bound = False
+    while True:
+        value = _estep(model, y, ratio, base, point, new_stats, work)
+        evals += 1
+        if stage == _STAGE_FIRST:
+            mstep(model, n, p1, new_stats, p2)
+            _to_unconstrained(p, u0)
+            _to_unconstrained(p1, u1)
+            _to_unconstrained(p2, u2)
+            alpha = _squarem_step_length(u0, u1, u2, step_max)
+            at_bound = alpha == -step_max
+            if alpha >= -1.01:
+                new[:] = p2
+                point, stage = new, _STAGE_CANDIDATE
+                continue
+            _extrapolate(u0, u1, u2, alpha, ux)
+            _from_unconstrained(ux, p1)
+            if _invalid(model, p1, floor) == _RUNNING:
+                point, stage = p1, _STAGE_EXTRAPOLATED
+                continue
+        elif stage == _STAGE_EXTRAPOLATED:
             mstep(model, n, p1, new_stats, new)
-            take = _invalid(model, new, floor) == _RUNNING
-    else:
+            if _invalid(model, new, floor) == _RUNNING:
+                point, stage = new, _STAGE_CANDIDATE
+                continue
+        elif stage == _STAGE_CANDIDATE:
+            if math.isfinite(value) and value >= loglik:
+                if at_bound:
+                    step_max *= SQUAREM_STEP_FACTOR
+                return value, evals, step_max
+        else:
+            if at_bound:
+                step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
+            return value, evals, step_max
+        # The extrapolation left the parameter space or lowered the log-likelihood.
         new[:] = p2
-    new_loglik = -np.inf
-    if take:
-        new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
-        evals += 1
-        take = math.isfinite(new_loglik) and new_loglik >= loglik
-    at_bound = alpha == -step_max
-    if not take:
-        new[:] = p2
-        new_loglik = _estep(model, y, ratio, base, new, new_stats, work)
-        evals += 1
-        if at_bound:
-            step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
-    elif at_bound:
-        step_max *= SQUAREM_STEP_FACTOR
-    return new_loglik, evals, step_max
+        point, stage = new, _STAGE_RESULT
 
 
 @njit(inline="always", **_JIT)

@@ -2,8 +2,8 @@
 
 numba compiles a `cache=True` function on its first call in a process unless its cache holds
 machine code for this source, these argument types and this CPU; compiling the engine takes
-about 5 minutes (286 s on an AMD EPYC core; most of it LLVM optimising `fit_one`, which inlines
-the E-step six times). `make venv` runs `emsim warmup` (`warm`), which compiles every entry point
+about 2 minutes (112 s on an AMD EPYC core; most of it LLVM optimising `fit_one`, which inlines
+the E-step three times). `make venv` runs `emsim warmup` (`warm`), which compiles every entry point
 the rest of emsim calls from Python, for the argument types it passes, and saves them in numba's
 cache; a later process then only loads them (about 0.1 s). `load_engine` is that load, done by a
 command or a fit job before it starts timing, so no timing field counts it.
