@@ -37,14 +37,28 @@ def _scaled(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return usable, factor, scaled
 
 
-def positive_definite_inverse_diagonal(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per symmetric matrix: (positive definite, diagonal of its inverse; NaN where not)."""
+_Eigen = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _scaled_eigen(matrices: np.ndarray) -> _Eigen:
+    """Per symmetric matrix, decomposed at unit diagonal (`_scaled`): (positive definite, D,
+    eigenvalues (1 where not positive definite), eigenvectors). The SEs and the sandwich both
+    invert the observed information from it: one eigh, not one each."""
     usable, factor, scaled = _scaled(matrices)
     values, vectors = np.linalg.eigh(scaled)
     ok = usable & (values[:, 0] > MIN_SCALED_EIGENVALUE)
-    safe = np.where(ok[:, None], values, 1.0)
+    return ok, factor, np.where(ok[:, None], values, 1.0), vectors
+
+
+def _inverse_diagonal(eigen: _Eigen) -> tuple[np.ndarray, np.ndarray]:
+    ok, factor, safe, vectors = eigen
     inverse_diag = np.einsum("rij,rj,rij->ri", vectors, 1.0 / safe, vectors) * factor**2
     return ok, np.where(ok[:, None], inverse_diag, np.nan)
+
+
+def positive_definite_inverse_diagonal(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per symmetric matrix: (positive definite, diagonal of its inverse; NaN where not)."""
+    return _inverse_diagonal(_scaled_eigen(matrices))
 
 
 def _pi_louis(stats: np.ndarray, params: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +102,8 @@ def information(
     """Per row: (standard errors over the model's estimated parameters, EM's theoretical rate,
     whether the observed information is positive definite) for the models that estimate means
     and sigmas. Standard errors are NaN where the information is not positive definite."""
-    return _from_louis_sums(*_louis_sums(y, params, model))
+    complete, missing = _louis_sums(y, params, model)
+    return _from_louis_sums(complete, missing, _scaled_eigen(complete - missing))
 
 
 def information_with_sandwich(
@@ -98,18 +113,20 @@ def information_with_sandwich(
     SEs, sharing one pass for the observed information."""
     if model == "pi":
         complete, missing = _pi_louis(stats, params, y.shape[1])
-        observed = (complete - missing)[:, None, None]
+        observed = _scaled_eigen((complete - missing)[:, None, None])
         return (*pi_information(stats, params, y.shape[1]), _sandwich(y, params, model, observed))
     complete, missing = _louis_sums(y, params, model)
-    observed = complete - missing
-    return (*_from_louis_sums(complete, missing), _sandwich(y, params, model, observed))
+    observed = _scaled_eigen(complete - missing)
+    return (*_from_louis_sums(complete, missing, observed), _sandwich(y, params, model, observed))
 
 
 def _from_louis_sums(
-    complete: np.ndarray, missing: np.ndarray
+    complete: np.ndarray, missing: np.ndarray, observed: _Eigen
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(SEs, EM's rate, positive definite) from the Louis sums and the observed information
+    complete - missing decomposed (`_scaled_eigen`)."""
     with np.errstate(all="ignore"):
-        positive, inverse_diag = positive_definite_inverse_diagonal(complete - missing)
+        positive, inverse_diag = _inverse_diagonal(observed)
         se = np.sqrt(inverse_diag)
         # EM's rate matrix I_complete^-1 I_missing has the eigenvalues of the symmetric
         # C^-1/2 M C^-1/2; both are scaled by I_complete's diagonal first (which leaves the
@@ -128,13 +145,10 @@ def _from_louis_sums(
     return se, rate, positive
 
 
-def _positive_definite_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per symmetric matrix: (positive definite, its inverse; NaN where not), decided on the
-    unit-diagonal scaling as `positive_definite_inverse_diagonal` decides it."""
-    usable, factor, scaled = _scaled(matrices)
-    values, vectors = np.linalg.eigh(scaled)
-    ok = usable & (values[:, 0] > MIN_SCALED_EIGENVALUE)
-    safe = np.where(ok[:, None], values, 1.0)
+def _positive_definite_inverse(eigen: _Eigen) -> tuple[np.ndarray, np.ndarray]:
+    """Per symmetric matrix decomposed by `_scaled_eigen`: (positive definite, its inverse; NaN
+    where not), decided as `positive_definite_inverse_diagonal` decides it."""
+    ok, factor, safe, vectors = eigen
     inverse = np.einsum("rij,rj,rkj->rik", vectors, 1.0 / safe, vectors)
     inverse = inverse * factor[:, :, None] * factor[:, None, :]
     return ok, np.where(ok[:, None, None], inverse, np.nan)
@@ -169,11 +183,12 @@ def sandwich_se(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
     outer products of the points' scores at the estimate. Where the model is true J and H
     estimate the same matrix and the two SEs agree; under misspecification only this one
     describes the estimator's spread (White 1982). NaN where H is not positive definite."""
-    return _sandwich(y, params, model, _observed_information(y, params, model))
+    return _sandwich(y, params, model, _scaled_eigen(_observed_information(y, params, model)))
 
 
-def _sandwich(y: np.ndarray, params: np.ndarray, model: str, observed: np.ndarray) -> np.ndarray:
-    k = observed.shape[1]
+def _sandwich(y: np.ndarray, params: np.ndarray, model: str, observed: _Eigen) -> np.ndarray:
+    """The sandwich SEs with H, the observed information, decomposed (`_scaled_eigen`)."""
+    k = observed[3].shape[1]
     outer = np.empty((y.shape[0], k, k))
     score_outer_sums(y, np.ascontiguousarray(params), MODEL_CODES[model], outer)
     with np.errstate(all="ignore"):
