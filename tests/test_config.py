@@ -266,6 +266,15 @@ def test_fit_hash_covers_only_what_changes_fits():
     assert study(with_(MINIMAL, em={"tolerance": 1e-5})).config_hash == base.config_hash
 
 
+def test_fit_hash_covers_the_emsim_version(monkeypatch):
+    # A version whose engine fits differently (0.2.0's fma) must refit an older results folder.
+    from emsim.study import parquet_io
+
+    base = study(MINIMAL).fit_hash
+    monkeypatch.setattr(parquet_io, "emsim_version", lambda: "0.0.0+other")
+    assert study(MINIMAL).fit_hash != base
+
+
 # --- seeding ----------------------------------------------------------------------------------
 
 CELL = Cell.make(60, [0, 2], 1, 0.8).as_dict()
