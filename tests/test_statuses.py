@@ -296,8 +296,8 @@ def use_python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("method", "mu2"),
     # SQUAREM on overlapping components: its extrapolations then reach the result's last bits
-    # (rounded twice instead of once, they change it). EM on separated ones: the twin runs in
-    # Python, and overlapping components would take it over 10 s.
+    # (rounded twice instead of once, they change it). EM on separated ones: the twin runs its
+    # loop in Python, 0.6 s on overlapping components against 0.0 s here.
     [("em", 4.0), ("squarem", 2.0)],
 )
 def test_python_twin_fits_as_the_compiled_engine(monkeypatch, method, mu2) -> None:
