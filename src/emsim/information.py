@@ -13,6 +13,8 @@ largest eigenvalue is the linear rate at which parameter errors shrink.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .engine import MODEL_CODES, N_STATS, PI, information_sums, score_outer_sums
@@ -37,17 +39,22 @@ def _scaled(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return usable, factor, scaled
 
 
-_Eigen = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+class _Eigen(NamedTuple):
+    """Symmetric matrices decomposed at unit diagonal (`_scaled_eigen`), per matrix."""
+
+    positive: np.ndarray  # positive definite (as decided on the scaled matrix)
+    factor: np.ndarray  # D = diag(M)^-1/2
+    values: np.ndarray  # eigenvalues of D M D; 1 where not positive definite
+    vectors: np.ndarray
 
 
 def _scaled_eigen(matrices: np.ndarray) -> _Eigen:
-    """Per symmetric matrix, decomposed at unit diagonal (`_scaled`): (positive definite, D,
-    eigenvalues (1 where not positive definite), eigenvectors). The SEs and the sandwich both
-    invert the observed information from it: one eigh, not one each."""
+    """Each symmetric matrix decomposed at unit diagonal (`_scaled`). The SEs and the sandwich
+    both invert the observed information from it: one eigh, not one each."""
     usable, factor, scaled = _scaled(matrices)
     values, vectors = np.linalg.eigh(scaled)
     ok = usable & (values[:, 0] > MIN_SCALED_EIGENVALUE)
-    return ok, factor, np.where(ok[:, None], values, 1.0), vectors
+    return _Eigen(ok, factor, np.where(ok[:, None], values, 1.0), vectors)
 
 
 def _inverse_diagonal(eigen: _Eigen) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +195,7 @@ def sandwich_se(y: np.ndarray, params: np.ndarray, model: str) -> np.ndarray:
 
 def _sandwich(y: np.ndarray, params: np.ndarray, model: str, observed: _Eigen) -> np.ndarray:
     """The sandwich SEs with H, the observed information, decomposed (`_scaled_eigen`)."""
-    k = observed[3].shape[1]
+    k = observed.vectors.shape[1]
     outer = np.empty((y.shape[0], k, k))
     score_outer_sums(y, np.ascontiguousarray(params), MODEL_CODES[model], outer)
     with np.errstate(all="ignore"):
