@@ -17,6 +17,7 @@ def test_report_code_lists_every_report_module_and_template():
     assert {"report.py", "report_drilldown.py", "report_html.py", "captions.py"} <= names
     assert {"templates/report.html.j2", "templates/report.js", "templates/report.css"} <= names
     assert "templates/sections/drilldown.html.j2" in names
+    assert "figure_captions/stopping.rst" in names
     assert "summary.py" not in names
 
 
@@ -25,6 +26,7 @@ def test_report_code_lists_every_report_module_and_template():
     [
         ("templates/sections/drilldown.html.j2", "\n{# an edit #}\n"),
         ("report_drilldown.py", "\n# an edit\n"),
+        ("figure_captions/stopping.rst", "An edit."),
     ],
 )
 def test_editing_report_code_reruns_the_report(tiny_study, tmp_path, edit, addition):
