@@ -15,6 +15,7 @@ import pytest
 from mixture_reference import hessian_se, loglik, responsibilities
 
 import emsim
+import emsim.limit
 
 SLOW = {"n": 5000, "mu": (0.0, 1.0), "sigma": 1.0, "pi": 0.8}
 
@@ -343,3 +344,53 @@ def test_a_row_whose_metric_fails_cholesky_stops_alone():
     steps, factorable = _factorable_steps(_Louis(score, info, complete, np.zeros((3, 6))), radius)
     assert factorable.all()
     np.testing.assert_array_equal(steps[0], _trust_region_step(score, info, complete, radius)[0])
+
+
+def equal_variance_em(theta: np.ndarray, y: np.ndarray, iterations: int) -> np.ndarray:
+    """Plain EM of the equal_var model (one sigma, pooled), in numpy."""
+    theta = theta.copy()
+    for _ in range(iterations):
+        tau = responsibilities(theta, y)
+        w1 = tau.sum()
+        m1 = (tau * y).sum() / w1
+        m2 = ((1 - tau) * y).sum() / (y.size - w1)
+        sigma = np.sqrt((tau * (y - m1) ** 2 + (1 - tau) * (y - m2) ** 2).sum() / y.size)
+        theta = np.array([w1 / y.size, m1, m2, sigma, sigma])
+    return theta
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_a_fit_that_ends_as_one_normal_is_a_saddle_that_em_climbs_away_from(seed):
+    # Truth-started SQUAREM + score on overlapping data ends where both components coincide;
+    # until emsim 0.3.0 rounding left the singular information "positive definite" and both
+    # data sets' fits `converged`, with an SE of pi in the millions.
+    y = emsim.simulate(50, (0.0, 1.0), 1.0, 0.8, np.random.default_rng(seed))
+    truth = {"pi": 0.8, "mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0}
+    result = emsim.fit(
+        y, model="equal_var", method="squarem", start=truth, stopping="score", tolerance=0.01
+    )
+    stop = stop_of(result)
+    one_normal = np.array([0.5, y.mean(), y.mean(), y.std(), y.std()])
+    assert abs(loglik(stop, y) - loglik(one_normal, y)) < 1e-9
+    # No maximum: plain EM from the means moved 0.05 SD apart (one way or the other) climbs.
+    apart = 0.05 * y.std() * np.array([0.0, 1.0, -1.0, 0.0, 0.0])
+    gains = [
+        loglik(equal_variance_em(stop + s * apart, y, 2000), y) - loglik(stop, y) for s in (1, -1)
+    ]
+    assert max(gains) > 1e-3, gains
+    assert result.status == "saddle"
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1.0, 1e12])
+def test_one_normal_is_recognised_in_any_units(scale):
+    # Near a saddle the path itself depends on rounding (the same data in other units can
+    # climb to a maximum instead), so the units are checked on the judgement alone: one normal's
+    # maximum, its log-likelihood computed independently, is on the one-component set; a
+    # point 0.01 SD away from it along the means is not.
+    z = np.random.default_rng(3).normal(5.0, 2.0, size=200) * scale
+    mean, sd = z.mean(), z.std()
+    assert emsim.limit.one_component(
+        z[None], np.array([loglik(np.array([0.5, mean, mean, sd, sd]), z)])
+    )
+    apart = np.array([0.3, mean - 0.01 * sd, mean + 0.01 * sd, sd, sd])
+    assert not emsim.limit.one_component(z[None], np.array([loglik(apart, z)]))

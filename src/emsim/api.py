@@ -64,7 +64,7 @@ class FitResult:
         How the fit ended, exactly one of `emsim.STATUSES`: ``"converged"`` (the stopping rule
         was met at a maximum: the only usable status), ``"saddle"`` (the rule was met where the
         iteration is stationary and the observed information is not positive definite, such
-        as equal components),
+        as equal components, or where the fit's limit is one normal),
         ``"premature"`` (the rule was met, but the limit of the same iteration lies more than
         `premature_threshold` standard errors away, or is no certified maximum, or the
         observed information at the stop is not positive definite while the iteration moves

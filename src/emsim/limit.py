@@ -29,7 +29,9 @@ information is not positive definite.
 
 An iteration that stalls (no gain at the working precision) where I is not positive definite
 is at a stationary point that is no maximum (`stationary`: a saddle, such as equal components,
-which EM keeps equal); one that leaves the parameter space has no limit (`failed`). For a
+which EM keeps equal), and so is a limit whose log-likelihood is one normal's (`one_component`:
+there I is singular, though rounding may pass it as positive definite); one that leaves the
+parameter space has no limit (`failed`). For a
 plain-EM fit that verdict is EM's own: where SQUAREM's extrapolation leaves the parameter space
 (a component collapsing onto a few points, on 4 of 300 slow-cell data sets where EM's own
 path reaches a maximum), the continuation goes on from where it was with plain EM steps.
@@ -75,6 +77,10 @@ TRUST_RADIUS_MAX = 8.0
 RADIUS_SHRINK = 0.25
 # Halvings of the bracket for the subproblem's multiplier: 2^-60 of it, below rounding.
 SHIFT_HALVINGS = 60
+# A limit whose log-likelihood is one normal's to within this x (|loglik| + n) is on the
+# one-component set (`one_component`): the engine's own rounding scale for a fall that EM
+# cannot make (engine.DECREASE_SLACK_REL).
+ONE_COMPONENT_SLACK = 1e-10
 # Newton stops when every parameter's step is below this many of its standard errors.
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
@@ -537,6 +543,11 @@ def find_limits(
             certified[climbing] |= state["assessment"].certified[climbing]
             todo &= ~certified
     certified |= todo & state["assessment"].certified
+    if model != "pi":
+        held = np.flatnonzero(certified)
+        single = held[one_component(y[held], state["loglik"][held])]
+        certified[single] = False
+        stationary[single] = True
     params = state["params"]
     params[~np.isfinite(theta).all(axis=1)] = np.nan
     return Limits(
@@ -548,6 +559,23 @@ def find_limits(
         failed,
         evals,
     )
+
+
+def one_component(y: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Rows whose log-likelihood `value` is that of one normal fitted to the row's data (its
+    maximum: the mean and the standard deviation with divisor n), to within
+    ONE_COMPONENT_SLACK x (|loglik| + n). Such a point is on the one-component set (equal means
+    and sigmas), where the likelihood does not depend on pi: the observed information is
+    singular there, though rounding can leave its smallest scaled eigenvalue above
+    MIN_SCALED_EIGENVALUE, and EM, which keeps equal components equal, stalls on it. It is a
+    stationary point, not a certified maximum (docs/design.md section 2). No maximum with two
+    distinct components lies within that slack of it: in the default study their gains over one
+    normal were at least 0.04, those of the one-component points at most 4e-12."""
+    mean = y.mean(axis=1)
+    sd = np.sqrt(((y - mean[:, None]) ** 2).mean(axis=1))
+    single = loglik(y, np.column_stack([np.full(mean.size, 0.5), mean, mean, sd, sd]))
+    with np.errstate(invalid="ignore"):
+        return np.abs(value - single) <= ONE_COMPONENT_SLACK * (np.abs(single) + y.shape[1])
 
 
 def _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik) -> None:
