@@ -379,6 +379,9 @@ def test_a_fit_that_ends_as_one_normal_is_a_saddle_that_em_climbs_away_from(seed
     ]
     assert max(gains) > 1e-3, gains
     assert result.status == "saddle"
+    # A singular information has no inverse: no SEs, so no distance in SEs either.
+    assert all(np.isnan(result.se[name]) for name in ("pi", "mu1", "mu2", "sigma1"))
+    assert np.isnan(result.distance_to_limit)
 
 
 @pytest.mark.parametrize("scale", [1e-12, 1.0, 1e12])

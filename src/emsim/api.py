@@ -16,7 +16,7 @@ import numpy as np
 from . import engine, working_scale
 from .information import information_with_sandwich
 from .inputs import check_data_kind, check_known_given, check_max_iterations, check_start_pi
-from .limit import find_limits
+from .limit import find_limits, on_one_normal, one_normal_loglik
 from .models import (
     DEFAULT_SCORE_TOLERANCE,
     DEFAULT_STOPPING,
@@ -720,6 +720,8 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
+    if model != "pi":
+        _no_information_on_one_normal(y, out, at_stop)
     limit = _path_limit(y, out, model, method, sigma_floor)
     return {
         rule: working_scale.result_out(
@@ -830,6 +832,18 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
                 whole[same] = earlier[same]
         found.append(wholes)
     return found
+
+
+def _no_information_on_one_normal(y, out, at_stop) -> None:
+    """A stop whose log-likelihood is one normal's is on the one-component set, where the
+    observed information is singular whatever rounding made of it: no SEs there, and the
+    information is not positive definite (limit.one_component, docs/design.md section 2)."""
+    single = one_normal_loglik(y)
+    for k, (se, _, positive, sandwich) in enumerate(at_stop):
+        rows = on_one_normal(out.loglik[:, k], single, y.shape[1])
+        se[rows] = np.nan
+        sandwich[rows] = np.nan
+        positive[rows] = False
 
 
 @dataclass(frozen=True)

@@ -544,10 +544,7 @@ def find_limits(
             todo &= ~certified
     certified |= todo & state["assessment"].certified
     if model != "pi":
-        held = np.flatnonzero(certified)
-        single = held[one_component(y[held], state["loglik"][held])]
-        certified[single] = False
-        stationary[single] = True
+        _uncertify_one_normal(y, state, certified, stationary)
     params = state["params"]
     params[~np.isfinite(theta).all(axis=1)] = np.nan
     return Limits(
@@ -561,21 +558,40 @@ def find_limits(
     )
 
 
-def one_component(y: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Rows whose log-likelihood `value` is that of one normal fitted to the row's data (its
-    maximum: the mean and the standard deviation with divisor n), to within
-    ONE_COMPONENT_SLACK x (|loglik| + n). Such a point is on the one-component set (equal means
-    and sigmas), where the likelihood does not depend on pi: the observed information is
-    singular there, though rounding can leave its smallest scaled eigenvalue above
-    MIN_SCALED_EIGENVALUE, and EM, which keeps equal components equal, stalls on it. It is a
-    stationary point, not a certified maximum (docs/design.md section 2). No maximum with two
-    distinct components lies within that slack of it: in the default study their gains over one
-    normal were at least 0.04, those of the one-component points at most 4e-12."""
+def _uncertify_one_normal(y, state, certified, stationary) -> None:
+    """Certified limits on the one-component set become stationary points without SEs."""
+    held = np.flatnonzero(certified)
+    single = held[one_component(y[held], state["loglik"][held])]
+    certified[single] = False
+    stationary[single] = True
+    state["assessment"].se[single] = np.nan
+
+
+def one_normal_loglik(y: np.ndarray) -> np.ndarray:
+    """Each row's log-likelihood at one normal's maximum (the mean, and the SD with divisor n),
+    as the mixture with both components there."""
     mean = y.mean(axis=1)
     sd = np.sqrt(((y - mean[:, None]) ** 2).mean(axis=1))
-    single = loglik(y, np.column_stack([np.full(mean.size, 0.5), mean, mean, sd, sd]))
+    return loglik(y, np.column_stack([np.full(mean.size, 0.5), mean, mean, sd, sd]))
+
+
+def on_one_normal(value: np.ndarray, single: np.ndarray, n: int) -> np.ndarray:
+    """Log-likelihoods `value` that are one normal's maximum (`single`) to within
+    ONE_COMPONENT_SLACK x (|loglik| + n)."""
     with np.errstate(invalid="ignore"):
-        return np.abs(value - single) <= ONE_COMPONENT_SLACK * (np.abs(single) + y.shape[1])
+        return np.abs(value - single) <= ONE_COMPONENT_SLACK * (np.abs(single) + n)
+
+
+def one_component(y: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Rows whose log-likelihood `value` is that of one normal fitted to the row's data
+    (`on_one_normal`). Such a point is on the one-component set (equal means and sigmas), where
+    the likelihood does not depend on pi: the observed information is singular there, though
+    rounding can leave its smallest scaled eigenvalue above MIN_SCALED_EIGENVALUE, and EM,
+    which keeps equal components equal, stalls on it. It is a stationary point, not a
+    certified maximum, and has no SEs (docs/design.md section 2). No maximum with two distinct
+    components lies within that slack of it: in the default study their gains over one normal
+    were at least 0.04, those of the one-component points at most 4e-12."""
+    return on_one_normal(value, one_normal_loglik(y), y.shape[1])
 
 
 def _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik) -> None:
