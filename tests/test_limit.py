@@ -392,8 +392,10 @@ def test_one_normal_is_recognised_in_any_units(scale):
     # point 0.01 SD away from it along the means is not.
     z = np.random.default_rng(3).normal(5.0, 2.0, size=200) * scale
     mean, sd = z.mean(), z.std()
-    assert emsim.limit.one_component(
-        z[None], np.array([loglik(np.array([0.5, mean, mean, sd, sd]), z)])
-    )
-    apart = np.array([0.3, mean - 0.01 * sd, mean + 0.01 * sd, sd, sd])
-    assert not emsim.limit.one_component(z[None], np.array([loglik(apart, z)]))
+    single = emsim.limit.one_normal_loglik(z[None])
+
+    def judged(theta):
+        return emsim.limit.on_one_normal(np.array([loglik(theta, z)]), single, z.size)[0]
+
+    assert judged(np.array([0.5, mean, mean, sd, sd]))
+    assert not judged(np.array([0.3, mean - 0.01 * sd, mean + 0.01 * sd, sd, sd]))

@@ -720,9 +720,11 @@ def fit_batch_by_rule(
     if model != "pi":
         status[y.min(axis=1) == y.max(axis=1)] = "degenerate"
     at_stop = _information_at_stops(y, out, model)
+    one_normal = None
     if model != "pi":
-        _no_information_on_one_normal(y, out, at_stop)
-    limit = _path_limit(y, out, model, method, sigma_floor)
+        one_normal = one_normal_loglik(y)
+        _no_information_on_one_normal(out, at_stop, one_normal, y.shape[1])
+    limit = _path_limit(y, out, model, method, sigma_floor, one_normal)
     return {
         rule: working_scale.result_out(
             _rule_result(
@@ -834,13 +836,13 @@ def _information_at_stops(y, out, model) -> list[tuple[np.ndarray, ...]]:
     return found
 
 
-def _no_information_on_one_normal(y, out, at_stop) -> None:
-    """A stop whose log-likelihood is one normal's is on the one-component set, where the
-    observed information is singular whatever rounding made of it: no SEs there, and the
-    information is not positive definite (limit.one_component, docs/design.md section 2)."""
-    single = one_normal_loglik(y)
+def _no_information_on_one_normal(out, at_stop, one_normal, n) -> None:
+    """A stop whose log-likelihood is one normal's (`one_normal`, per row) is on the
+    one-component set, where the observed information is singular whatever rounding made of
+    it: no SEs there, and the information is not positive definite (limit.on_one_normal,
+    docs/design.md section 2)."""
     for k, (se, _, positive, sandwich) in enumerate(at_stop):
-        rows = on_one_normal(out.loglik[:, k], single, y.shape[1])
+        rows = on_one_normal(out.loglik[:, k], one_normal, n)
         se[rows] = np.nan
         sandwich[rows] = np.nan
         positive[rows] = False
@@ -860,7 +862,7 @@ class _PathLimit:
     evals: np.ndarray  # E-steps of the continuation beyond the engine's polish
 
 
-def _path_limit(y, out, model, method, sigma_floor) -> _PathLimit:
+def _path_limit(y, out, model, method, sigma_floor, one_normal) -> _PathLimit:
     """From where the engine's polish ended (it polishes the path once, from its furthest stop
     made by a rule or the cap; docs/design.md 2), the certified limit (emsim.limit)."""
     n_rows = y.shape[0]
@@ -873,7 +875,7 @@ def _path_limit(y, out, model, method, sigma_floor) -> _PathLimit:
     start[~has_limit] = np.nan
     stop_loglik = np.where(polished, out.loglik, np.inf).min(axis=1)
     found = find_limits(
-        y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor, method
+        y, start, out.limit_loglik[rows, k], stop_loglik, model, sigma_floor, method, one_normal
     )
     loglik = np.where(has_limit & ~found.failed, found.loglik, np.nan)
     return _PathLimit(

@@ -29,7 +29,7 @@ information is not positive definite.
 
 An iteration that stalls (no gain at the working precision) where I is not positive definite
 is at a stationary point that is no maximum (`stationary`: a saddle, such as equal components,
-which EM keeps equal), and so is a limit whose log-likelihood is one normal's (`one_component`:
+which EM keeps equal), and so is a limit whose log-likelihood is one normal's (`on_one_normal`:
 there I is singular, though rounding may pass it as positive definite); one that leaves the
 parameter space has no limit (`failed`). For a
 plain-EM fit that verdict is EM's own: where SQUAREM's extrapolation leaves the parameter space
@@ -78,7 +78,7 @@ RADIUS_SHRINK = 0.25
 # Halvings of the bracket for the subproblem's multiplier: 2^-60 of it, below rounding.
 SHIFT_HALVINGS = 60
 # A limit whose log-likelihood is one normal's to within this x (|loglik| + n) is on the
-# one-component set (`one_component`): the engine's own rounding scale for a fall that EM
+# one-component set (`on_one_normal`): the engine's own rounding scale for a fall that EM
 # cannot make (engine.DECREASE_SLACK_REL).
 ONE_COMPONENT_SLACK = 1e-10
 # Newton stops when every parameter's step is below this many of its standard errors.
@@ -482,12 +482,13 @@ def find_limits(
     model: str,
     sigma_floor: np.ndarray,
     method: str = "squarem",
+    one_normal: np.ndarray | None = None,
 ) -> Limits:
     """The limit of each row's iteration from `theta` (where the engine's polish ended, with
     its log-likelihood), for stops whose log-likelihood was `stop_loglik`; rows whose theta is
     NaN are left out (NaN results). `method` is the fits' own: a plain-EM fit whose SQUAREM
-    continuation leaves the parameter space goes on with plain EM. See the module's
-    docstring."""
+    continuation leaves the parameter space goes on with plain EM. `one_normal`: each row's
+    `one_normal_loglik`, where the caller has it. See the module's docstring."""
     n_rows = theta.shape[0]
     state = {"params": np.array(theta, dtype=np.float64, copy=True)}
     state["loglik"] = np.array(theta_loglik, dtype=np.float64, copy=True)
@@ -544,7 +545,9 @@ def find_limits(
             todo &= ~certified
     certified |= todo & state["assessment"].certified
     if model != "pi":
-        _uncertify_one_normal(y, state, certified, stationary)
+        if one_normal is None:
+            one_normal = one_normal_loglik(y)
+        _uncertify_one_normal(state, certified, stationary, one_normal, y.shape[1])
     params = state["params"]
     params[~np.isfinite(theta).all(axis=1)] = np.nan
     return Limits(
@@ -558,10 +561,10 @@ def find_limits(
     )
 
 
-def _uncertify_one_normal(y, state, certified, stationary) -> None:
+def _uncertify_one_normal(state, certified, stationary, one_normal, n) -> None:
     """Certified limits on the one-component set become stationary points without SEs."""
     held = np.flatnonzero(certified)
-    single = held[one_component(y[held], state["loglik"][held])]
+    single = held[on_one_normal(state["loglik"][held], one_normal[held], n)]
     certified[single] = False
     stationary[single] = True
     state["assessment"].se[single] = np.nan
@@ -576,22 +579,17 @@ def one_normal_loglik(y: np.ndarray) -> np.ndarray:
 
 
 def on_one_normal(value: np.ndarray, single: np.ndarray, n: int) -> np.ndarray:
-    """Log-likelihoods `value` that are one normal's maximum (`single`) to within
-    ONE_COMPONENT_SLACK x (|loglik| + n)."""
+    """Log-likelihoods `value` (of data sets of n points) that are one normal's maximum
+    (`single`, `one_normal_loglik`) to within ONE_COMPONENT_SLACK x (|loglik| + n). Such a
+    point is on the one-component set (equal means and sigmas), where the likelihood does not
+    depend on pi: the observed information is singular there, though rounding can leave its
+    smallest scaled eigenvalue above MIN_SCALED_EIGENVALUE, and EM, which keeps equal
+    components equal, stalls on it. It is a stationary point, not a certified maximum, and has
+    no SEs (docs/design.md section 2). No maximum with two distinct components lies within that
+    slack of it: in the default study their gains over one normal were at least 0.04, those of
+    the one-component points at most 4e-12."""
     with np.errstate(invalid="ignore"):
         return np.abs(value - single) <= ONE_COMPONENT_SLACK * (np.abs(single) + n)
-
-
-def one_component(y: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Rows whose log-likelihood `value` is that of one normal fitted to the row's data
-    (`on_one_normal`). Such a point is on the one-component set (equal means and sigmas), where
-    the likelihood does not depend on pi: the observed information is singular there, though
-    rounding can leave its smallest scaled eigenvalue above MIN_SCALED_EIGENVALUE, and EM,
-    which keeps equal components equal, stalls on it. It is a stationary point, not a
-    certified maximum, and has no SEs (docs/design.md section 2). No maximum with two distinct
-    components lies within that slack of it: in the default study their gains over one normal
-    were at least 0.04, those of the one-component points at most 4e-12."""
-    return on_one_normal(value, one_normal_loglik(y), y.shape[1])
 
 
 def _ascent_from_concave(y, state, todo, model, sigma_floor, stop_loglik) -> None:
