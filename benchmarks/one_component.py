@@ -13,9 +13,9 @@ SQUAREM from the truth and the quantile start under the abs (1e-5) and score (0.
 Independently of emsim's limit code (plain numpy):
 - a fit is *on the one-component set* where its log-likelihood is within 1e-6 of one normal's
   maximum (mean and SD with divisor n) and its means are within 0.01 SD of each other;
-- from each such fit, plain EM runs `--steps` steps from the means moved apart by +-0.05 SD
-  (both signs); the fit *climbs away* where either run ends at least 1e-6 higher with means
-  more than 0.05 SD apart: the point is no maximum.
+- from each such fit, plain EM (`usable_maxima.plain_em`) runs `--steps` steps from the means
+  moved apart by +-0.05 SD (both signs); the fit *climbs away* where either run ends at least
+  1e-6 higher with means more than 0.05 SD apart: the point is no maximum.
 Printed: status counts of the fits on the one-component set (none may be `converged`), the
 share of them that climb away, and the smallest gain over one normal among `converged` fits.
 
@@ -25,12 +25,17 @@ share of them that climb away, and the smallest gain over one normal among `conv
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import emsim
 from emsim.api import fit_batch_by_rule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from usable_maxima import loglik, plain_em
 
 TOLERANCES = {"abs": 1e-5, "score": 0.01}
 TRUTH = {"pi": 0.8, "mu1": 0.0, "mu2": 1.0, "sigma1": 1.0, "sigma2": 1.0}
@@ -41,46 +46,19 @@ def normal_loglik(y: np.ndarray) -> np.ndarray:
     return -0.5 * y.shape[1] * (np.log(2.0 * np.pi * variance) + 1.0)
 
 
-def mixture_loglik(y, pi, mu1, mu2, sigma):
-    a = np.log(pi)[:, None] - 0.5 * ((y - mu1[:, None]) / sigma[:, None]) ** 2
-    b = np.log1p(-pi)[:, None] - 0.5 * ((y - mu2[:, None]) / sigma[:, None]) ** 2
-    top = np.maximum(a, b)
-    inner = top + np.log(np.exp(a - top) + np.exp(b - top))
-    return inner.sum(axis=1) - y.shape[1] * np.log(sigma * np.sqrt(2.0 * np.pi))
-
-
-def plain_em(y, pi, mu1, mu2, sigma, steps):
-    """Equal-variance EM, rows at once."""
-    n = y.shape[1]
-    for _ in range(steps):
-        a = np.log(pi)[:, None] - 0.5 * ((y - mu1[:, None]) / sigma[:, None]) ** 2
-        b = np.log1p(-pi)[:, None] - 0.5 * ((y - mu2[:, None]) / sigma[:, None]) ** 2
-        tau = 1.0 / (1.0 + np.exp(b - a))
-        weight = tau.sum(axis=1)
-        pi = weight / n
-        mu1 = (tau * y).sum(axis=1) / weight
-        mu2 = ((1.0 - tau) * y).sum(axis=1) / (n - weight)
-        spread = tau * (y - mu1[:, None]) ** 2 + (1.0 - tau) * (y - mu2[:, None]) ** 2
-        sigma = np.sqrt(spread.sum(axis=1) / n)
-    return pi, mu1, mu2, sigma
-
-
 def climbs_away(y, fits: pd.DataFrame, steps: int) -> np.ndarray:
     sd = y.std(axis=1)
-    base = mixture_loglik(y, fits.pi.values, fits.mu1.values, fits.mu2.values, fits.sigma.values)
+    sigma = fits.sigma.values
+    theta = np.column_stack([fits.pi.values, fits.mu1.values, fits.mu2.values, sigma, sigma])
+    base = loglik(y, theta)
     away = np.zeros(len(fits), dtype=bool)
     for sign in (1.0, -1.0):
-        moved = sign * 0.05 * sd
-        pi, mu1, mu2, sigma = plain_em(
-            y,
-            fits.pi.values,
-            fits.mu1.values + moved,
-            fits.mu2.values - moved,
-            fits.sigma.values,
-            steps,
-        )
-        gain = mixture_loglik(y, pi, mu1, mu2, sigma) - base
-        away |= (gain > 1e-6) & (np.abs(mu1 - mu2) > 0.05 * sd)
+        moved = theta.copy()
+        moved[:, 1] += sign * 0.05 * sd
+        moved[:, 2] -= sign * 0.05 * sd
+        end = plain_em(y, moved, steps, "equal_var")
+        gain = loglik(y, end) - base
+        away |= (gain > 1e-6) & (np.abs(end[:, 1] - end[:, 2]) > 0.05 * sd)
     return away
 
 
