@@ -318,32 +318,87 @@ def test_a_ridge_that_a_short_ascent_left_to_squarems_crawl_is_measured_to_its_l
     assert result.loglik_gap_to_limit == pytest.approx(loglik(limit, y) - loglik(stop, y), rel=1e-3)
 
 
-def test_a_row_whose_metric_fails_cholesky_stops_alone():
-    """numpy's Cholesky raises for a whole stack when one matrix fails it. The trust region
-    then stops only that row: the others get the very steps they would get alone, so a fit
-    never depends on the rows fitted beside it (a fit job fits its starts together)."""
-    from emsim.limit import _factorable_steps, _Louis, _trust_region_step
+def test_the_ascent_of_a_row_does_not_depend_on_the_rows_beside_it():
+    """A fit job fits its starts together (`api.fit_starts_by_rule`): each row's ascent must be
+    the one it gets alone, bit for bit, including a row that stops at once (a start with a
+    collapsed component) beside rows that climb."""
+    from emsim.limit import trust_region_limit
 
-    rng = np.random.default_rng(3)
+    ys, stops = [], []
+    for seed in (42, 43, 46):
+        y = slow_data(seed)
+        ys.append(y)
+        stops.append(stop_of(emsim.fit(y, model="full", method="em", max_iterations=300)))
+    ys.append(ys[0])
+    stops.append(np.array([1e-300, 0.0, 1.0, 1e-300, 1.0]))
+    y, theta = np.array(ys), np.array(stops)
+    together = trust_region_limit(y, theta, "full", np.zeros(4))
+    assert together[2][:3].all() and not together[2][3]
+    for row in range(4):
+        alone = trust_region_limit(y[[row]], theta[[row]], "full", np.zeros(1))
+        for part, want in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(part[row], want[0])
+
+
+@pytest.mark.parametrize("k", [4, 5])
+def test_the_compiled_symmetric_eigendecomposition_matches_lapack(k):
+    """`engine.symmetric_eigen` (cyclic Jacobi, our own so that the limit's bits do not depend
+    on a LAPACK build) against numpy's eigh on random symmetric matrices, definite and not,
+    with entries over 12 orders of magnitude as the information's are: the same eigenvalues
+    (to rounding of the matrix's norm) and orthonormal vectors that diagonalise the matrix."""
+    from emsim.engine import symmetric_eigen
+
+    rng = np.random.default_rng(k)
+    for _ in range(200):
+        scale = 10.0 ** rng.uniform(-6, 6, size=k)
+        root = rng.normal(size=(k, k))
+        matrix = scale[:, None] * (root + root.T) * scale[None, :]
+        values, vectors = np.empty(k), np.empty((k, k))
+        symmetric_eigen(matrix.copy(), k, values, vectors)
+        norm = np.linalg.norm(matrix, 2)
+        np.testing.assert_allclose(values, np.linalg.eigvalsh(matrix), rtol=0, atol=1e-13 * norm)
+        assert np.all(np.diff(values) >= 0)
+        np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), rtol=0, atol=1e-13)
+        residual = matrix @ vectors - vectors * values
+        assert np.abs(residual).max() <= 1e-13 * norm
+
+
+def test_the_trust_region_step_solves_its_subproblem():
+    """`engine._subproblem` maximises g'p - p'Ip/2 over p'Cp <= radius^2: its step is feasible,
+    is Newton's step where that is feasible and I positive definite, and no feasible point
+    drawn at random (inside or on the boundary) gains more than it, definite I or not."""
+    from emsim.engine import _subproblem
+
+    rng = np.random.default_rng(11)
     k = 5
-    roots = rng.normal(size=(3, k, k))
-    complete = roots @ np.transpose(roots, (0, 2, 1)) + k * np.eye(k)
-    info = complete - 0.5 * np.eye(k)
-    score = rng.normal(size=(3, k))
-    broken = complete.copy()
-    broken[1] = -np.eye(k)  # not positive definite: Cholesky fails on it
-    at = _Louis(score, info, broken, np.zeros((3, 6)))
-    radius = np.array([0.5, 0.5, 2.0])
-    steps, factorable = _factorable_steps(at, radius)
-    assert factorable.tolist() == [True, False, True]
-    for got, row in zip(range(2), (0, 2), strict=True):
-        alone = _trust_region_step(score[[row]], info[[row]], complete[[row]], radius[[row]])
-        for part, want in zip(steps, alone, strict=True):
-            np.testing.assert_array_equal(part[got], want[0])
-    # A stack that factors is stepped at once, the same rows.
-    steps, factorable = _factorable_steps(_Louis(score, info, complete, np.zeros((3, 6))), radius)
-    assert factorable.all()
-    np.testing.assert_array_equal(steps[0], _trust_region_step(score, info, complete, radius)[0])
+    for trial in range(60):
+        root = rng.normal(size=(k, k))
+        complete = root @ root.T + 0.1 * np.eye(k)
+        info = complete - rng.uniform(0.0, 1.5) * np.diag(np.diag(complete))
+        score = rng.normal(size=k) * 10.0 ** rng.uniform(-3, 1)
+        radius = 10.0 ** rng.uniform(-2, 1)
+        step, work = np.empty(k), np.empty((6, k, k))
+        gain, decrement, factored = _subproblem(score, info, complete, k, radius, 60, work, step)
+        assert factored
+
+        def model(p, score=score, info=info):
+            return p @ score - 0.5 * p @ info @ p
+
+        reach = np.sqrt(step @ complete @ step)
+        assert reach <= radius * (1 + 1e-9)
+        assert gain == pytest.approx(model(step), rel=1e-9, abs=1e-12)
+        newton = np.linalg.solve(info, score)
+        definite = np.linalg.eigvalsh(info)[0] > 0
+        if definite:
+            assert decrement == pytest.approx(np.sqrt(score @ newton), rel=1e-9)
+        if definite and np.sqrt(newton @ complete @ newton) <= radius:
+            np.testing.assert_allclose(step, newton, rtol=1e-9, atol=1e-12)
+        factor = np.linalg.cholesky(complete)
+        for _ in range(200):
+            q = rng.normal(size=k)
+            q *= radius * (rng.uniform() ** (1 / k) if trial % 2 else 1.0) / np.linalg.norm(q)
+            p = np.linalg.solve(factor.T, q)
+            assert model(p) <= gain + 1e-9 * (abs(gain) + 1e-12)
 
 
 def equal_variance_em(theta: np.ndarray, y: np.ndarray, iterations: int) -> np.ndarray:

@@ -772,27 +772,356 @@ def score_outer_sums(y, params, model, outer):
                 meat[a, b] = meat[b, a]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def trust_region_shifts(along, values, radius, low, high, halvings):
-    """Bisection for the trust-region multiplier (emsim.limit._trust_region_step), per row:
-    `halvings` times, halve [low, high] towards where sqrt(sum_i (along_i / (values_i +
-    shift))^2) equals the radius; high receives the end. The same arithmetic as the numpy
-    loop it replaces, without FMA contraction (so the same bits): at 60 numpy calls per step
-    that loop was two thirds of the trust region's time."""
-    for row in range(along.shape[0]):
-        lo = low[row]
-        hi = high[row]
+# --- the limit's trust-region ascent (emsim.limit.trust_region_limit), one row at a time ------
+# Compiled without `contract`, so that no multiply-add is fused: the same bits on every CPU,
+# whatever its FMA support. The 4 x 4 and 5 x 5 factorisations are written out here (Cholesky,
+# cyclic Jacobi) rather than taken from LAPACK, whose builds pick kernels per CPU.
+_EXACT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+@njit(**_EXACT)
+def _cholesky_lower(a, k, low):
+    """low[:k, :k] = L with L L' = a[:k, :k]; False where a pivot is not positive and finite."""
+    for j in range(k):
+        total = a[j, j]
+        for m in range(j):
+            total -= low[j, m] * low[j, m]
+        if not (total > 0.0 and total < np.inf):
+            return False
+        low[j, j] = math.sqrt(total)
+        for i in range(j + 1, k):
+            part = a[i, j]
+            for m in range(j):
+                part -= low[i, m] * low[j, m]
+            low[i, j] = part / low[j, j]
+        for i in range(j):
+            low[i, j] = 0.0
+    return True
+
+
+@njit(**_EXACT)
+def _lower_inverse(low, k, inverse):
+    """inverse[:k, :k] = L^-1 of a lower-triangular L with a positive diagonal."""
+    for col in range(k):
+        for i in range(col):
+            inverse[i, col] = 0.0
+        inverse[col, col] = 1.0 / low[col, col]
+        for i in range(col + 1, k):
+            part = 0.0
+            for m in range(col, i):
+                part -= low[i, m] * inverse[m, col]
+            inverse[i, col] = part / low[i, i]
+
+
+@njit(**_EXACT)
+def symmetric_eigen(a, k, values, vectors):
+    """Eigenvalues (ascending, into values[:k]) and unit eigenvectors (columns of
+    vectors[:k, :k]) of the symmetric a[:k, :k], which is overwritten: cyclic Jacobi rotations
+    in a fixed order until a sweep finds every off-diagonal entry negligible beside its
+    diagonal pair (Rutishauser's test), at most 60 sweeps. For matrices of at most 5 x 5 it
+    is as accurate as LAPACK's and the same on every machine."""
+    for i in range(k):
+        for j in range(k):
+            vectors[i, j] = 1.0 if i == j else 0.0
+    for _ in range(60):
+        rotated = False
+        for p in range(k - 1):
+            for q in range(p + 1, k):
+                apq = a[p, q]
+                app, aqq = a[p, p], a[q, q]
+                if abs(apq) <= 1e-18 * (abs(app) + abs(aqq)) or apq == 0.0:
+                    a[p, q] = 0.0
+                    a[q, p] = 0.0
+                    continue
+                rotated = True
+                theta = (aqq - app) / (2.0 * apq)
+                if abs(theta) > 1e150:
+                    t = 0.5 / theta
+                else:
+                    t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                    if theta < 0.0:
+                        t = -t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                for r in range(k):
+                    if r != p and r != q:
+                        arp, arq = a[r, p], a[r, q]
+                        a[r, p] = c * arp - s * arq
+                        a[p, r] = a[r, p]
+                        a[r, q] = s * arp + c * arq
+                        a[q, r] = a[r, q]
+                a[p, p] = app - t * apq
+                a[q, q] = aqq + t * apq
+                a[p, q] = 0.0
+                a[q, p] = 0.0
+                for r in range(k):
+                    vrp, vrq = vectors[r, p], vectors[r, q]
+                    vectors[r, p] = c * vrp - s * vrq
+                    vectors[r, q] = s * vrp + c * vrq
+        if not rotated:
+            break
+    for i in range(k):
+        values[i] = a[i, i]
+    # Insertion sort, ascending, carrying the vectors (stable: ties keep their order).
+    for i in range(1, k):
+        j = i
+        while j > 0 and values[j - 1] > values[j]:
+            values[j - 1], values[j] = values[j], values[j - 1]
+            for r in range(k):
+                vectors[r, j - 1], vectors[r, j] = vectors[r, j], vectors[r, j - 1]
+            j -= 1
+
+
+@njit(**_EXACT)
+def _louis_score(theta, moments, n, model, score):
+    """The score over the estimated parameters from information_sums' tau-moments."""
+    w1, t1, q1, w2, t2, q2 = moments[0], moments[1], moments[2], moments[3], moments[4], moments[5]
+    pi, s1, s2 = theta[0], theta[3], theta[4]
+    score[0] = w1 / pi - w2 / (1.0 - pi)
+    score[1] = t1 / (s1 * s1)
+    score[2] = t2 / (s2 * s2)
+    if model == 2:
+        score[3] = q1 / (s1 * s1 * s1) - w1 / s1
+        score[4] = q2 / (s2 * s2 * s2) - w2 / s2
+    else:
+        score[3] = (q1 + q2) / (s1 * s1 * s1) - n / s1
+
+
+@njit(**_EXACT)
+def _em_change(theta, moments, n, model, change):
+    """One EM step's change of each estimated parameter (limit._em_step_change)."""
+    w1, t1, q1, w2, t2, q2 = moments[0], moments[1], moments[2], moments[3], moments[4], moments[5]
+    shift1, shift2 = t1 / w1, t2 / w2
+    var1 = q1 / w1 - shift1 * shift1
+    var2 = q2 / w2 - shift2 * shift2
+    change[0] = w1 / n - theta[0]
+    change[1] = shift1
+    change[2] = shift2
+    if model == 2:
+        change[3] = math.sqrt(var1) - theta[3]
+        change[4] = math.sqrt(var2) - theta[4]
+    else:
+        change[3] = math.sqrt((w1 * var1 + w2 * var2) / n) - theta[3]
+
+
+@njit(**_EXACT)
+def _certified_here(info, score, change, k, limit, min_eigenvalue, work, values, vectors):
+    """limit.assess(...).certified at one point: the observed information positive definite at
+    unit diagonal (smallest eigenvalue above min_eigenvalue), and the Newton decrement and one
+    EM step's largest move (in SEs) both below `limit`."""
+    for i in range(k):
+        if not (info[i, i] > 0.0):
+            return False
+        for j in range(k):
+            if not np.isfinite(info[i, j]):
+                return False
+    for i in range(k):
+        for j in range(k):
+            work[i, j] = info[i, j] / math.sqrt(info[i, i]) / math.sqrt(info[j, j])
+    symmetric_eigen(work, k, values, vectors)
+    if not values[0] > min_eigenvalue:
+        return False
+    decrement2 = 0.0
+    for j in range(k):
+        along = 0.0
+        for i in range(k):
+            along += vectors[i, j] * score[i] / math.sqrt(info[i, i])
+        decrement2 += along * along / values[j]
+    if not math.sqrt(abs(decrement2)) < limit:
+        return False
+    for i in range(k):
+        inverse_diagonal = 0.0
+        for j in range(k):
+            inverse_diagonal += vectors[i, j] * vectors[i, j] / values[j]
+        se = math.sqrt(inverse_diagonal / info[i, i])
+        if not abs(change[i]) / se < limit:
+            return False
+    return True
+
+
+@njit(**_EXACT)
+def _subproblem(score, info, complete, k, radius, halvings, tr, step):
+    """The trust-region step in EM's metric C (limit.trust_region_limit's docstring) into
+    step[:k]; returns (predicted gain, Newton decrement or inf, True where C is positive
+    definite). tr holds the work matrices."""
+    low, inverse, curvature, vectors = tr[0], tr[1], tr[2], tr[3]
+    g, values, along, q = tr[4, 0], tr[4, 1], tr[4, 2], tr[4, 3]
+    if not _cholesky_lower(complete, k, low):
+        return 0.0, np.inf, False
+    _lower_inverse(low, k, inverse)
+    for i in range(k):
+        part = 0.0
+        for j in range(i + 1):
+            part += inverse[i, j] * score[j]
+        g[i] = part
+    # curvature = L^-1 I L^-T, symmetric by construction of its upper triangle.
+    for i in range(k):
+        for j in range(i, k):
+            part = 0.0
+            for a in range(i + 1):
+                inner = 0.0
+                for b in range(j + 1):
+                    inner += info[a, b] * inverse[j, b]
+                part += inverse[i, a] * inner
+            curvature[i, j] = part
+            curvature[j, i] = part
+    work = tr[5]
+    for i in range(k):
+        for j in range(k):
+            work[i, j] = curvature[i, j]
+    symmetric_eigen(work, k, values, vectors)
+    norm_g = 0.0
+    for i in range(k):
+        part = 0.0
+        for j in range(k):
+            part += vectors[j, i] * g[j]
+        along[i] = part
+        norm_g += g[i] * g[i]
+    positive = values[0] > 0.0
+    decrement = np.inf
+    newton_length = 0.0
+    if positive:
+        total = 0.0
+        for i in range(k):
+            total += along[i] * along[i] / values[i]
+            newton_length += (along[i] / values[i]) ** 2
+        decrement = math.sqrt(total)
+    shift = 0.0
+    if not (positive and math.sqrt(newton_length) <= radius):
+        lo = max(0.0, -values[0])
+        hi = lo + math.sqrt(norm_g) / radius + 1.0
         for _ in range(halvings):
             middle = 0.5 * (lo + hi)
             total = 0.0
-            for i in range(along.shape[1]):
-                v = along[row, i] / (values[row, i] + middle)
+            for i in range(k):
+                v = along[i] / (values[i] + middle)
                 total += v * v
-            if math.sqrt(total) > radius[row]:
+            if math.sqrt(total) > radius:
                 lo = middle
             else:
                 hi = middle
-        high[row] = hi
+        shift = hi
+    for i in range(k):
+        part = 0.0
+        for j in range(k):
+            part += vectors[i, j] * (along[j] / (values[j] + shift))
+        q[i] = part
+    gain = 0.0
+    for i in range(k):
+        gain += g[i] * q[i]
+        part = 0.0
+        for j in range(k):
+            part += curvature[i, j] * q[j]
+        gain -= 0.5 * q[i] * part
+    for i in range(k):
+        part = 0.0
+        for j in range(i, k):
+            part += inverse[j, i] * q[j]
+        step[i] = part
+    return gain, decrement, True
+
+
+@njit(**_EXACT)
+def _valid_point(p, floor):
+    for i in range(5):
+        if not np.isfinite(p[i]):
+            return False
+    return 0.0 < p[0] < 1.0 and p[3] > floor and p[4] > floor
+
+
+@njit(**_EXACT)
+def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
+    """limit.trust_region_limit for each row of y from theta (overwritten with the point
+    reached): value receives its log-likelihood, certified whether it is certified. settings:
+    steps, starting radius, largest radius, shrink factor, bisection halvings, certification
+    limit (SEs), smallest scaled eigenvalue. Each row runs on its own, so a row's result does
+    not depend on the rows beside it."""
+    n = y.shape[1]
+    k = 5 if model == 2 else 4
+    steps, radius_start, radius_max = int(settings[0]), settings[1], settings[2]
+    shrink, halvings, limit = settings[3], int(settings[4]), settings[5]
+    min_eigenvalue = settings[6]
+    complete = np.empty((1, k, k))
+    missing = np.empty((1, k, k))
+    moments = np.empty((1, N_STATS))
+    point = np.empty((1, 5))
+    one = np.empty(1)
+    info = np.empty((k, k))
+    score, change, step = np.empty(k), np.empty(k), np.empty(k)
+    tr = np.empty((6, k, k))
+    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    for r in range(y.shape[0]):
+        data = y[r : r + 1]
+        p = theta[r]
+        point[0, :] = p
+        logliks(data, point, one)
+        value[r] = one[0]
+        certified[r] = False
+        active = _valid_point(p, 0.0) and np.isfinite(one[0])
+        radius = radius_start
+        for attempt in range(steps + 1):
+            if not active:
+                break
+            point[0, :] = p
+            information_sums(data, point, model, complete, missing, moments)
+            _louis_score(p, moments[0], n, model, score)
+            usable = True
+            for i in range(k):
+                usable = usable and np.isfinite(score[i])
+                for j in range(k):
+                    info[i, j] = complete[0, i, j] - missing[0, i, j]
+                    usable = usable and np.isfinite(complete[0, i, j]) and np.isfinite(info[i, j])
+            if not usable:
+                break
+            if attempt == steps:
+                # A step checks the point it starts from, so the last point reached is
+                # checked here (limit.trust_region_limit).
+                _em_change(p, moments[0], n, model, change)
+                certified[r] = _certified_here(
+                    info, score, change, k, limit, min_eigenvalue, work, values, vectors
+                )
+                break
+            gain, decrement, factored = _subproblem(
+                score, info, complete[0], k, radius, halvings, tr, step
+            )
+            finite = np.isfinite(gain)
+            for i in range(k):
+                finite = finite and np.isfinite(step[i])
+            if not (factored and finite):
+                break
+            if decrement < limit:
+                _em_change(p, moments[0], n, model, change)
+                if _certified_here(
+                    info, score, change, k, limit, min_eigenvalue, work, values, vectors
+                ):
+                    certified[r] = True
+                    break
+            for i in range(4):
+                point[0, i] = p[i] + step[i]
+            point[0, 4] = p[4] + (step[4] if model == 2 else step[3])
+            new_value = -np.inf
+            if _valid_point(point[0], sigma_floor[r]):
+                logliks(data, point, one)
+                new_value = one[0]
+            ratio = (new_value - value[r]) / gain
+            taken = new_value >= value[r]
+            if taken:
+                p[:] = point[0]
+                value[r] = new_value
+            reach = 0.0
+            for i in range(k):
+                part = 0.0
+                for j in range(k):
+                    part += complete[0, i, j] * step[j]
+                reach += step[i] * part
+            reach = math.sqrt(reach)
+            if not taken or ratio < 0.25:
+                radius = shrink * reach
+            elif ratio > 0.75 and reach > 0.99 * radius:
+                radius = min(2.0 * radius, radius_max)
+            # A radius far below a step the log-likelihood can register: no further progress.
+            if radius < 1e-12:
+                break
 
 
 # A fit whose mixing weight leaves [PI_EPS, 1 - PI_EPS] is on the boundary of the parameter space.

@@ -50,9 +50,9 @@ from .engine import (
     logliks,
     pi_information_sums,
     run,
-    trust_region_shifts,
+    trust_region_rows,
 )
-from .information import positive_definite_inverse_diagonal
+from .information import MIN_SCALED_EIGENVALUE, positive_definite_inverse_diagonal
 
 # A point is the limit when the Newton decrement and one EM step are below this many SEs: far
 # below the 0.02 SE to which a distance is reported and the 0.1 SE that decides `premature`.
@@ -85,6 +85,18 @@ ONE_COMPONENT_SLACK = 1e-10
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
 MAX_HALVINGS = 40
+_TRUST_REGION_SETTINGS = np.array(
+    [
+        TRUST_REGION_STEPS,
+        TRUST_RADIUS_START,
+        TRUST_RADIUS_MAX,
+        RADIUS_SHRINK,
+        SHIFT_HALVINGS,
+        CERTIFIED_DECREMENT,
+        MIN_SCALED_EIGENVALUE,
+    ],
+    dtype=np.float64,
+)
 
 
 def loglik(y: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -292,140 +304,33 @@ class Limits:
     evals: np.ndarray
 
 
-def _trust_region_step(score, info, complete, radius):
-    """The trust-region subproblem in EM's metric C (the complete-data information): maximise
-    g'p - p'Ip/2 subject to p'Cp <= radius^2, per row (Moré and Sorensen's characterisation
-    solved by bisection on the multiplier: the matrices are at most 5 x 5). In coordinates
-    q = L'p (C = LL') the curvature B = L^-1 I L^-T has the eigenvalues 1 - (EM's rates), so a
-    step with B replaced by the identity is EM's own step. Returns (p, the model's predicted
-    gain, the Newton decrement where B is positive definite, else inf)."""
-    factor = np.linalg.cholesky(complete)
-    inverse = np.linalg.inv(factor)
-    g = np.einsum("rij,rj->ri", inverse, score)
-    curvature = inverse @ info @ np.transpose(inverse, (0, 2, 1))
-    values, vectors = np.linalg.eigh(curvature)
-    along = np.einsum("rji,rj->ri", vectors, g)
-
-    def length(shift):
-        return np.sqrt(((along / (values + shift[:, None])) ** 2).sum(axis=1))
-
-    positive = values[:, 0] > 0
-    with np.errstate(all="ignore"):
-        decrement = np.where(positive, np.sqrt((along**2 / values).sum(axis=1)), np.inf)
-    newton_fits = positive & (length(np.zeros(values.shape[0])) <= radius)
-    low = np.maximum(0.0, -values[:, 0])
-    high = low + np.linalg.norm(g, axis=1) / radius + 1.0
-    trust_region_shifts(
-        np.ascontiguousarray(along),
-        np.ascontiguousarray(values),
-        np.ascontiguousarray(radius, dtype=np.float64),
-        low,
-        high,
-        SHIFT_HALVINGS,
-    )
-    shift = np.where(newton_fits, 0.0, high)
-    q = np.einsum("rij,rj->ri", vectors, along / (values + shift[:, None]))
-    gain = (g * q).sum(axis=1) - 0.5 * np.einsum("ri,rij,rj->r", q, curvature, q)
-    step = np.einsum("rji,rj->ri", inverse, q)
-    return step, gain, decrement
-
-
-def _factorable_steps(at: _Louis, radius: np.ndarray) -> tuple[tuple | None, np.ndarray]:
-    """(`_trust_region_step` of the rows whose C Cholesky factors, which rows those are).
-    Rounding can make a C that eigvalsh finds positive definite fail Cholesky, and numpy then
-    raises for the whole stack: the rows are tried alone only then, so that a row's fit never
-    depends on the rows fitted beside it (a fit job fits its starts together,
-    `api.fit_starts_by_rule`). Extreme data (a component of a few points among 10^4) under-
-    or overflow in the small matrix products instead: such a row gets a non-finite step."""
-    factorable = np.ones(radius.size, dtype=bool)
-    try:
-        with np.errstate(all="ignore"):
-            return _trust_region_step(at.score, at.info, at.complete, radius), factorable
-    except np.linalg.LinAlgError:
-        pass
-    for i, matrix in enumerate(at.complete):
-        try:
-            np.linalg.cholesky(matrix)
-        except np.linalg.LinAlgError:
-            factorable[i] = False
-    if not factorable.any():
-        return None, factorable
-    at = at.rows(factorable)
-    with np.errstate(all="ignore"):
-        return _trust_region_step(at.score, at.info, at.complete, radius[factorable]), factorable
-
-
 def trust_region_limit(y, theta, model, sigma_floor):
-    """(the point reached, certified) from each row's theta by a trust-region Newton ascent in
-    EM's metric (`_trust_region_step`): every accepted step raises the log-likelihood, so,
-    like EM, it climbs from the stop; unlike Newton alone it follows a ridge where the
-    observed information is not positive definite, in tens of steps where SQUAREM needs
-    thousands of E-steps. Not for the pi model (its log-likelihood is concave in pi)."""
-    theta = np.array(theta, dtype=np.float64, copy=True)
-    n_rows = theta.shape[0]
-    radius = np.full(n_rows, TRUST_RADIUS_START)
-    value = loglik(y, theta)
-    certified = np.zeros(n_rows, dtype=bool)
-    active = _valid(theta) & np.isfinite(value)
-    for _ in range(TRUST_REGION_STEPS):
-        rows = np.flatnonzero(active & ~certified)
-        if rows.size == 0:
-            break
-        with np.errstate(all="ignore"):
-            at = _louis(y[rows], theta[rows], model)
-            usable = np.isfinite(at.score).all(axis=1) & np.isfinite(at.complete).all(axis=(1, 2))
-            usable &= np.isfinite(at.info).all(axis=(1, 2))
-        # EM's metric is positive definite unless a component has collapsed (no weight left).
-        usable[usable] = np.linalg.eigvalsh(at.complete[usable])[:, 0] > 0
-        active[rows[~usable]] = False
-        rows, at = rows[usable], at.rows(usable)
-        if rows.size == 0:
-            break
-        steps, factorable = _factorable_steps(at, radius[rows])
-        if not factorable.all():  # rare: a step's numpy calls are most of its cost
-            active[rows[~factorable]] = False
-            rows, at = rows[factorable], at.rows(factorable)
-            if rows.size == 0:
-                break
-        step, gain, decrement = steps
-        finite = np.isfinite(step).all(axis=1) & np.isfinite(gain)
-        active[rows[~finite]] = False
-        rows, step, gain, decrement = rows[finite], step[finite], gain[finite], decrement[finite]
-        at = at.rows(finite)
-        if rows.size == 0:
-            break
-        near = np.flatnonzero(decrement < CERTIFIED_DECREMENT)
-        if near.size:
-            measured = assess(y[rows[near]], theta[rows[near]], model, at.rows(near))
-            certified[rows[near]] = measured.certified
-        moving = ~certified[rows]
-        candidate = theta[rows] + _expand(step, model)
-        ok = moving & _valid(candidate)
-        ok &= (candidate[:, 3] > sigma_floor[rows]) & (candidate[:, 4] > sigma_floor[rows])
-        new_value = np.full(rows.size, -np.inf)
-        if ok.any():
-            new_value[ok] = loglik(y[rows[ok]], candidate[ok])
-        with np.errstate(all="ignore"):
-            ratio = (new_value - value[rows]) / gain
-        taken = ok & (new_value >= value[rows])
-        theta[rows[taken]] = candidate[taken]
-        value[rows[taken]] = new_value[taken]
-        with np.errstate(all="ignore"):
-            reach = np.sqrt(np.einsum("ri,rij,rj->r", step, at.complete, step))
-        grow = (ratio > 0.75) & (reach > 0.99 * radius[rows])
-        radius[rows] = np.where(
-            ~taken | (ratio < 0.25),
-            RADIUS_SHRINK * reach,
-            np.where(grow, np.minimum(2.0 * radius[rows], TRUST_RADIUS_MAX), radius[rows]),
-        )
-        # A radius far below a step the log-likelihood can register: no further progress.
-        active[rows[radius[rows] < 1e-12]] = False
-    # A step checks the point it starts from, so a row whose last step reached the maximum
-    # (seed 31292 of the slow cell, after 1,000 EM iterations: 20 SE and 1.9 log-likelihood
-    # units past its stop) is checked here, not left uncertified with the budget spent.
-    last = np.flatnonzero(active & ~certified)
-    if last.size:
-        certified[last] = assess(y[last], theta[last], model).certified
+    """(the point reached, its log-likelihood, certified) from each row's theta by a
+    trust-region Newton ascent in EM's metric C (the complete-data information): each step
+    maximises g'p - p'Ip/2 subject to p'Cp <= radius^2 (Moré and Sorensen's characterisation,
+    the multiplier found by bisection). In coordinates q = L'p (C = LL') the curvature
+    L^-1 I L^-T has the eigenvalues 1 - (EM's rates), so a step with it replaced by the
+    identity is EM's own step. Every accepted step raises the log-likelihood, so, like EM, it
+    climbs from the stop; unlike Newton alone it follows a ridge where the observed information
+    is not positive definite, in tens of steps where SQUAREM needs thousands of E-steps. A row
+    stops where its point is certified (`assess`), where C is not positive definite (a
+    component without weight left) or a step is not finite, or where the radius falls below a
+    step the log-likelihood can register. Compiled, one row at a time
+    (`engine.trust_region_rows`): as numpy calls on a stack of rows each step cost about 60
+    calls' overhead for a few 5 x 5 matrices. Not for the pi model (its log-likelihood is
+    concave in pi)."""
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    value = np.empty(theta.shape[0])
+    certified = np.zeros(theta.shape[0], dtype=bool)
+    trust_region_rows(
+        np.ascontiguousarray(y, dtype=np.float64),
+        theta,
+        MODEL_CODES[model],
+        np.ascontiguousarray(sigma_floor, dtype=np.float64),
+        _TRUST_REGION_SETTINGS,
+        value,
+        certified,
+    )
     return theta, value, certified
 
 

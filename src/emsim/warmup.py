@@ -38,15 +38,22 @@ def entry_points() -> list[tuple[object, tuple]]:
         np.empty((1, engine.N_STATS)),
     )
     outer = (y, start.copy(), engine.MODEL_CODES["full"], np.empty((1, n_est, n_est)))
-    row = np.ones((1, n_est))
-    shifts = (row, row.copy(), np.ones(1), np.zeros(1), np.ones(1), 60)
+    ascent = (
+        y,
+        start.copy(),
+        engine.MODEL_CODES["full"],
+        np.zeros(1),
+        np.ones(7),
+        np.empty(1),
+        np.zeros(1, dtype=bool),
+    )
     return [
         (engine.logliks, (y, start.copy(), np.empty(1))),
         (engine.pi_information_sums, (y, start.copy(), np.empty((1, 3)))),
         (engine.fit_rows, run),
         (engine.information_sums, sums),
         (engine.score_outer_sums, outer),
-        (engine.trust_region_shifts, shifts),
+        (engine.trust_region_rows, ascent),
     ]
 
 
