@@ -201,6 +201,40 @@ def newton_decrement(theta: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(g @ np.linalg.solve(information, g)))
 
 
+def test_the_compiled_certification_measures_match_independent_ones():
+    """`limit.assess` (compiled, our own Jacobi) at stops of slow-cell fits and at their limits
+    against references that share none of its code: the Newton decrement from a
+    central-difference information of the numpy score (`newton_decrement`), the SEs of numpy
+    and LAPACK on Louis' information (`limit.standard_errors`) and one EM step in numpy
+    (`em_map`); at equal components the information is not positive definite."""
+    from emsim.limit import assess, standard_errors
+
+    rng = np.random.default_rng(4)
+    points, ys = [], []
+    for seed in (42, 43, 44):
+        y = slow_data(seed, n=500)
+        stop = stop_of(emsim.fit(y, model="full", method="em", max_iterations=300))
+        limit, se = reference(stop, y)
+        # The limit, points 0.3 SE from it (decrements near 1) and the stop.
+        for theta in (limit, *(limit + 0.3 * se * rng.choice([-1, 1], 5) for _ in range(3)), stop):
+            points.append(theta)
+            ys.append(y)
+    y = ys[0]
+    mean, sd = y.mean(), y.std()
+    points.append(np.array([0.3, mean, mean, sd, sd]))
+    ys.append(y)
+    Y, theta = np.array(ys), np.array(points)
+    measured = assess(Y, theta, "full")
+    assert not measured.positive[-1] and measured.decrement[-1] == np.inf
+    assert (measured.positive & (measured.decrement > 0.1)).sum() >= 4
+    np.testing.assert_allclose(measured.se, standard_errors(Y, theta, "full"), rtol=1e-8)
+    for row in np.flatnonzero(measured.positive):
+        decrement = newton_decrement(theta[row], Y[row])
+        assert measured.decrement[row] == pytest.approx(decrement, rel=1e-4, abs=1e-7)
+        moved = np.max(np.abs(em_map(theta[row], Y[row]) - theta[row]) / measured.se[row])
+        assert measured.residual[row] == pytest.approx(moved, rel=1e-6, abs=1e-9)
+
+
 def test_squarem_score_checks_are_few_and_stop_where_checking_every_iteration_would():
     # The score rule's information pass costs about fifteen E-steps, so it is spaced; on
     # slow-cell data SQUAREM crawls and gains 1e-4 per cycle or less for hundreds of cycles,

@@ -905,38 +905,83 @@ def _em_change(theta, moments, n, model, change):
 
 
 @njit(**_EXACT)
-def _certified_here(info, score, change, k, limit, min_eigenvalue, work, values, vectors):
-    """limit.assess(...).certified at one point: the observed information positive definite at
-    unit diagonal (smallest eigenvalue above min_eigenvalue), and the Newton decrement and one
-    EM step's largest move (in SEs) both below `limit`."""
+def _assess_point(info, score, change, k, min_eigenvalue, work, values, vectors, se):
+    """limit.assess at one point: (observed information positive definite, Newton decrement
+    sqrt(g' I^-1 g), one EM step's largest move in SEs), se[:k] receiving the SEs (NaN where
+    not positive definite; decrement and move are inf there or where not finite). Positive
+    definite is decided at unit diagonal (information.MIN_SCALED_EIGENVALUE), where the
+    decomposition does not depend on the units."""
+    for i in range(k):
+        se[i] = np.nan
     for i in range(k):
         if not (info[i, i] > 0.0):
-            return False
+            return False, np.inf, np.inf
         for j in range(k):
             if not np.isfinite(info[i, j]):
-                return False
+                return False, np.inf, np.inf
     for i in range(k):
         for j in range(k):
             work[i, j] = info[i, j] / math.sqrt(info[i, i]) / math.sqrt(info[j, j])
     symmetric_eigen(work, k, values, vectors)
     if not values[0] > min_eigenvalue:
-        return False
+        return False, np.inf, np.inf
     decrement2 = 0.0
     for j in range(k):
         along = 0.0
         for i in range(k):
-            along += vectors[i, j] * score[i] / math.sqrt(info[i, i])
+            along += vectors[i, j] * (score[i] / math.sqrt(info[i, i]))
         decrement2 += along * along / values[j]
-    if not math.sqrt(abs(decrement2)) < limit:
-        return False
+    decrement = math.sqrt(abs(decrement2))
+    moved = 0.0
     for i in range(k):
         inverse_diagonal = 0.0
         for j in range(k):
             inverse_diagonal += vectors[i, j] * vectors[i, j] / values[j]
-        se = math.sqrt(inverse_diagonal / info[i, i])
-        if not abs(change[i]) / se < limit:
-            return False
-    return True
+        se[i] = math.sqrt(inverse_diagonal / info[i, i])
+        ratio = abs(change[i]) / se[i]
+        # A NaN sticks, as in numpy's max: nothing compares greater than it.
+        if np.isnan(ratio) or ratio > moved:
+            moved = ratio
+    if not np.isfinite(decrement):
+        decrement = np.inf
+    if not np.isfinite(moved):
+        moved = np.inf
+    return True, decrement, moved
+
+
+@njit(**_EXACT)
+def _louis_at(data, point, model, n, complete, missing, moments, info, score):
+    """Louis' terms at point (one row): complete, missing and moments from information_sums,
+    info = complete - missing and the score; False where any of them is not finite."""
+    information_sums(data, point, model, complete, missing, moments)
+    _louis_score(point[0], moments[0], n, model, score)
+    k = info.shape[0]
+    finite = True
+    for i in range(k):
+        finite = finite and np.isfinite(score[i])
+        for j in range(k):
+            info[i, j] = complete[0, i, j] - missing[0, i, j]
+            finite = finite and np.isfinite(complete[0, i, j]) and np.isfinite(info[i, j])
+    return finite
+
+
+@njit(**_EXACT)
+def assess_rows(y, theta, model, min_eigenvalue, positive, decrement, residual, se):
+    """limit.assess for each row of y at theta (models equal_var and full): positive definite,
+    Newton decrement and EM residual in SEs (inf where not positive definite), and the SEs."""
+    n = y.shape[1]
+    k = se.shape[1]
+    complete, missing = np.empty((1, k, k)), np.empty((1, k, k))
+    moments, point = np.empty((1, N_STATS)), np.empty((1, 5))
+    info, score, change = np.empty((k, k)), np.empty(k), np.empty(k)
+    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    for r in range(y.shape[0]):
+        point[0, :] = theta[r]
+        _louis_at(y[r : r + 1], point, model, n, complete, missing, moments, info, score)
+        _em_change(point[0], moments[0], n, model, change)
+        positive[r], decrement[r], residual[r] = _assess_point(
+            info, score, change, k, min_eigenvalue, work, values, vectors, se[r]
+        )
 
 
 @njit(**_EXACT)
@@ -1047,7 +1092,7 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
     point = np.empty((1, 5))
     one = np.empty(1)
     info = np.empty((k, k))
-    score, change, step = np.empty(k), np.empty(k), np.empty(k)
+    score, change, step, se = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
     tr = np.empty((6, k, k))
     work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
     for r in range(y.shape[0]):
@@ -1063,23 +1108,17 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
             if not active:
                 break
             point[0, :] = p
-            information_sums(data, point, model, complete, missing, moments)
-            _louis_score(p, moments[0], n, model, score)
-            usable = True
-            for i in range(k):
-                usable = usable and np.isfinite(score[i])
-                for j in range(k):
-                    info[i, j] = complete[0, i, j] - missing[0, i, j]
-                    usable = usable and np.isfinite(complete[0, i, j]) and np.isfinite(info[i, j])
+            usable = _louis_at(data, point, model, n, complete, missing, moments, info, score)
             if not usable:
                 break
             if attempt == steps:
                 # A step checks the point it starts from, so the last point reached is
                 # checked here (limit.trust_region_limit).
                 _em_change(p, moments[0], n, model, change)
-                certified[r] = _certified_here(
-                    info, score, change, k, limit, min_eigenvalue, work, values, vectors
+                held, near, moved = _assess_point(
+                    info, score, change, k, min_eigenvalue, work, values, vectors, se
                 )
+                certified[r] = held and near < limit and moved < limit
                 break
             gain, decrement, factored = _subproblem(
                 score, info, complete[0], k, radius, halvings, tr, step
@@ -1091,9 +1130,10 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
                 break
             if decrement < limit:
                 _em_change(p, moments[0], n, model, change)
-                if _certified_here(
-                    info, score, change, k, limit, min_eigenvalue, work, values, vectors
-                ):
+                held, near, moved = _assess_point(
+                    info, score, change, k, min_eigenvalue, work, values, vectors, se
+                )
+                if held and near < limit and moved < limit:
                     certified[r] = True
                     break
             for i in range(4):
@@ -1122,6 +1162,87 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
             # A radius far below a step the log-likelihood can register: no further progress.
             if radius < 1e-12:
                 break
+
+
+@njit(**_EXACT)
+def newton_rows(y, theta, model, settings, done):
+    """limit.newton_limit for each row of y from theta (overwritten with the last point
+    reached): safeguarded Newton steps, each halved until the log-likelihood does not fall by
+    more than rounding in a sum of n terms; done receives whether a step below the tolerance
+    (in SEs) ended it. settings: steps, halvings, step tolerance (SEs), smallest scaled
+    eigenvalue. A row stops undone where the information is not positive definite or no
+    halving keeps the log-likelihood."""
+    n = y.shape[1]
+    k = 5 if model == 2 else 4
+    steps, halvings = int(settings[0]), int(settings[1])
+    tolerance, min_eigenvalue = settings[2], settings[3]
+    complete, missing = np.empty((1, k, k)), np.empty((1, k, k))
+    moments, point, trial = np.empty((1, N_STATS)), np.empty((1, 5)), np.empty((1, 5))
+    info, score, step = np.empty((k, k)), np.empty(k), np.empty(5)
+    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    one = np.empty(1)
+    for r in range(y.shape[0]):
+        data = y[r : r + 1]
+        p = theta[r]
+        done[r] = False
+        point[0, :] = p
+        if not _valid_point(p, 0.0):
+            continue
+        logliks(data, point, one)
+        current = one[0]
+        for _ in range(steps):
+            point[0, :] = p
+            if not _louis_at(data, point, model, n, complete, missing, moments, info, score):
+                break
+            for i in range(k):
+                for j in range(k):
+                    work[i, j] = info[i, j] / math.sqrt(info[i, i]) / math.sqrt(info[j, j])
+            diagonal_positive = True
+            for i in range(k):
+                diagonal_positive = diagonal_positive and info[i, i] > 0.0
+            if not diagonal_positive:
+                break
+            symmetric_eigen(work, k, values, vectors)
+            if not values[0] > min_eigenvalue:
+                break
+            # The step I^-1 g and its size in SEs, from the decomposition at unit diagonal.
+            size = 0.0
+            for i in range(k):
+                part = 0.0
+                inverse_diagonal = 0.0
+                for j in range(k):
+                    along = 0.0
+                    for m in range(k):
+                        along += vectors[m, j] * (score[m] / math.sqrt(info[m, m]))
+                    part += vectors[i, j] * along / values[j]
+                    inverse_diagonal += vectors[i, j] * vectors[i, j] / values[j]
+                step[i] = part / math.sqrt(info[i, i])
+                ratio = abs(step[i]) / math.sqrt(inverse_diagonal / info[i, i])
+                if np.isnan(ratio) or ratio > size:
+                    size = ratio
+            if size < tolerance:
+                done[r] = True
+                break
+            if model != 2:
+                step[4] = step[3]
+            slack = 1e-12 * (abs(current) + n)
+            scale = 1.0
+            accepted = False
+            for _ in range(halvings):
+                for i in range(5):
+                    trial[0, i] = p[i] + scale * step[i]
+                value = -np.inf
+                if _valid_point(trial[0], 0.0):
+                    logliks(data, trial, one)
+                    value = one[0]
+                if value >= current - slack:
+                    accepted = True
+                    break
+                scale *= 0.5
+            if not accepted:
+                break
+            p[:] = trial[0]
+            current = value
 
 
 # A fit whose mixing weight leaves [PI_EPS, 1 - PI_EPS] is on the boundary of the parameter space.

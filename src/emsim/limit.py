@@ -46,8 +46,10 @@ import numpy as np
 from .engine import (
     MODEL_CODES,
     N_STATS,
+    assess_rows,
     information_sums,
     logliks,
+    newton_rows,
     pi_information_sums,
     run,
     trust_region_rows,
@@ -85,6 +87,9 @@ ONE_COMPONENT_SLACK = 1e-10
 STEP_TOLERANCE_SE = 1e-7
 MAX_NEWTON_STEPS = 60
 MAX_HALVINGS = 40
+_NEWTON_SETTINGS = np.array(
+    [MAX_NEWTON_STEPS, MAX_HALVINGS, STEP_TOLERANCE_SE, MIN_SCALED_EIGENVALUE], dtype=np.float64
+)
 _TRUST_REGION_SETTINGS = np.array(
     [
         TRUST_REGION_STEPS,
@@ -190,8 +195,23 @@ def _valid(theta: np.ndarray) -> np.ndarray:
 
 
 def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(maximiser near each row's theta, done) by safeguarded Newton steps; rows not done keep
-    the last point reached."""
+    """(maximiser near each row's theta, done) by safeguarded Newton steps (analytic score and
+    information, each step halved until the log-likelihood does not fall), until a step is
+    below STEP_TOLERANCE_SE of every parameter's SE; rows not done keep the last point reached.
+    Compiled, one row at a time (`engine.newton_rows`), but for the pi model."""
+    if model == "pi":
+        return _pi_newton(y, theta)
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    done = np.zeros(theta.shape[0], dtype=bool)
+    newton_rows(
+        np.ascontiguousarray(y, dtype=np.float64), theta, MODEL_CODES[model], _NEWTON_SETTINGS, done
+    )
+    return theta, done
+
+
+def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`newton_limit` for the pi model (a 1 x 1 information), over a stack of rows in numpy."""
+    model = "pi"
     theta = np.array(theta, dtype=np.float64, copy=True)
     done = np.zeros(theta.shape[0], dtype=bool)
     active = _valid(theta)
@@ -270,18 +290,41 @@ class Assessment:
         )
 
 
-def assess(y: np.ndarray, theta: np.ndarray, model: str, at: _Louis | None = None) -> Assessment:
-    """The certification's measures at each row's theta (`at`: its _louis, where computed)."""
-    at = _louis(y, theta, model) if at is None else at
+def assess(y: np.ndarray, theta: np.ndarray, model: str) -> Assessment:
+    """The certification's measures at each row's theta: for the equal_var and full models in
+    one compiled pass per row (`engine.assess_rows`: Louis' terms, the information decomposed
+    at unit diagonal by our own Jacobi), for the pi model from its 1 x 1 information."""
+    n_rows = theta.shape[0]
+    if model == "pi":
+        return _assess_pi(y, theta)
+    k = len(_ESTIMATED_COLUMNS[model])
+    positive = np.zeros(n_rows, dtype=bool)
+    decrement, residual = np.empty(n_rows), np.empty(n_rows)
+    se = np.empty((n_rows, k))
+    assess_rows(
+        np.ascontiguousarray(y, dtype=np.float64),
+        np.ascontiguousarray(theta, dtype=np.float64),
+        MODEL_CODES[model],
+        MIN_SCALED_EIGENVALUE,
+        positive,
+        decrement,
+        residual,
+        se,
+    )
+    return Assessment(positive, decrement, residual, se)
+
+
+def _assess_pi(y: np.ndarray, theta: np.ndarray) -> Assessment:
+    """`assess` for the pi model, over a stack of rows in numpy."""
+    at = _louis(y, theta, "pi")
     score, info = at.score, at.info
     positive, inverse_diag = positive_definite_inverse_diagonal(info)
-    k = info.shape[1]
     with np.errstate(all="ignore"):
-        safe = np.where(positive[:, None, None], info, np.eye(k))
+        safe = np.where(positive[:, None, None], info, np.eye(1))
         step = np.linalg.solve(safe, score[:, :, None])[:, :, 0]
         decrement = np.sqrt(np.abs(np.einsum("ri,ri->r", score, step)))
         se = np.where(positive[:, None], np.sqrt(inverse_diag), np.nan)
-        moved = _em_step_change(theta, at.moments, y.shape[1], model)
+        moved = _em_step_change(theta, at.moments, y.shape[1], "pi")
         residual = np.max(np.abs(moved) / se, axis=1)
     decrement = np.where(positive & np.isfinite(decrement), decrement, np.inf)
     residual = np.where(positive & np.isfinite(residual), residual, np.inf)

@@ -47,6 +47,17 @@ def entry_points() -> list[tuple[object, tuple]]:
         np.empty(1),
         np.zeros(1, dtype=bool),
     )
+    assessed = (
+        y,
+        start.copy(),
+        engine.MODEL_CODES["full"],
+        1e-10,
+        np.zeros(1, dtype=bool),
+        np.empty(1),
+        np.empty(1),
+        np.empty((1, n_est)),
+    )
+    newton = (y, start.copy(), engine.MODEL_CODES["full"], np.ones(4), np.zeros(1, dtype=bool))
     return [
         (engine.logliks, (y, start.copy(), np.empty(1))),
         (engine.pi_information_sums, (y, start.copy(), np.empty((1, 3)))),
@@ -54,6 +65,8 @@ def entry_points() -> list[tuple[object, tuple]]:
         (engine.information_sums, sums),
         (engine.score_outer_sums, outer),
         (engine.trust_region_rows, ascent),
+        (engine.assess_rows, assessed),
+        (engine.newton_rows, newton),
     ]
 
 
