@@ -781,7 +781,9 @@ _EXACT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 @njit(**_EXACT)
 def _cholesky_lower(a, k, low):
-    """low[:k, :k] = L with L L' = a[:k, :k]; False where a pivot is not positive and finite."""
+    """low[:k, :k] = L with L L' = a[:k, :k]; False where a pivot is not positive and finite.
+    `newton_decrement` keeps its own factorisation: it runs inside `fit_one`, whose rounding
+    (and so every score-rule stop) a call of this uncontracted code would change."""
     for j in range(k):
         total = a[j, j]
         for m in range(j):
