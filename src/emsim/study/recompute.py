@@ -91,14 +91,19 @@ def _task_for(
 ):
     """The fit task of the replicates of one chunk: the design from the file's rows (the cell
     id is a digest of it, so rows of another design are refused), the rest from the manifest."""
+    from emsim.families import NORMAL, family_from_label
     from emsim.study.config import recorded_fit_task
+    from emsim.study.schema import FAMILY
     from emsim.study.study import Cell
 
     found, problem = read_result(Path(result_path("fits", cell_id, chunk, str(root))))
     if found is None or found.num_rows == 0:
         raise ValueError(problem or "the fits file has no rows")
     row = found.slice(0, 1).to_pylist()[0]
-    cell = Cell.make(row["n"], [row["mu1"], row["mu2"]], [row["sigma1"], row["sigma2"]], row["pi"])
+    # Rows written before families existed have no family column: their cells are normal.
+    family = family_from_label(row.get(FAMILY) or NORMAL.label)
+    mu, sigma = [row["mu1"], row["mu2"]], [row["sigma1"], row["sigma2"]]
+    cell = Cell.make(row["n"], mu, sigma, row["pi"], family)
     if cell.cell_id != cell_id:
         raise ValueError(f"its rows are of cell {cell.cell_id}")
     return recorded_fit_task(
