@@ -19,7 +19,7 @@ for more random starts leaves the first ones unchanged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -35,6 +35,7 @@ __all__ = [
     "data_rng",
     "data_seedseq",
     "random_start_rng",
+    "random_start_rngs",
     "simulate_replicate",
     "simulate_replicates",
 ]
@@ -78,7 +79,11 @@ def data_seedseq(seed: int, cell: Mapping[str, float], replicate: int) -> np.ran
 
 
 def data_rng(seed: int, cell: Mapping[str, float], replicate: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(data_seedseq(seed, cell, replicate)))
+    return _generator(data_seedseq(seed, cell, replicate))
+
+
+def _generator(seedseq: np.random.SeedSequence) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(seedseq))
 
 
 def _name_word(name: str) -> int:
@@ -89,26 +94,44 @@ def random_start_rng(
     seed: int, cell: Mapping[str, float], replicate: int, strategy: str, j: int
 ) -> np.random.Generator:
     """Stream of random start j (0-based) of the start strategy named `strategy`."""
-    key = (*cell_key(cell), int(replicate), STREAM_RANDOM_START, _name_word(strategy), int(j))
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
+    return next(random_start_rngs(seed, cell, [replicate], strategy, j))
+
+
+def random_start_rngs(
+    seed: int, cell: Mapping[str, float], replicates: Iterable[int], strategy: str, j: int
+) -> Iterator[np.random.Generator]:
+    """`random_start_rng` of each of `replicates`, the cell's and the strategy's words of the
+    spawn key hashed once (per stream they were a third of a random start's cost)."""
+    words = cell_key(cell)
+    name = _name_word(strategy)
+    for replicate in replicates:
+        key = (*words, int(replicate), STREAM_RANDOM_START, name, int(j))
+        yield _generator(np.random.SeedSequence(int(seed), spawn_key=key))
 
 
 def simulate_replicate(seed: int, cell: Mapping[str, float], replicate: int) -> np.ndarray:
     """The data of one replicate: emsim.simulate with this replicate's own generator."""
+    return _simulate(cell, data_rng(seed, cell, replicate))
+
+
+def _simulate(cell: Mapping[str, float], rng: np.random.Generator) -> np.ndarray:
     return emsim.simulate(
         int(cell["n"]),
         (float(cell["mu1"]), float(cell["mu2"])),
         (float(cell["sigma1"]), float(cell["sigma2"])),
         float(cell["pi"]),
-        data_rng(seed, cell, replicate),
+        rng,
         family=family_from_label(str(cell.get(FAMILY, NORMAL.label))),
     )
 
 
 def simulate_replicates(seed: int, cell: Mapping[str, float], replicates) -> np.ndarray:
-    """Data of several replicates as a (len(replicates), n) array, one row per replicate."""
+    """Data of several replicates as a (len(replicates), n) array, one row per replicate: each
+    `simulate_replicate`'s, the cell's words of the spawn key hashed once."""
     reps = list(replicates)
+    words = cell_key(cell)
     out = np.empty((len(reps), int(cell["n"])), dtype=np.float64)
     for i, r in enumerate(reps):
-        out[i] = simulate_replicate(seed, cell, r)
+        seedseq = np.random.SeedSequence(entropy=int(seed), spawn_key=(*words, int(r)))
+        out[i] = _simulate(cell, _generator(seedseq))
     return out

@@ -34,7 +34,7 @@ import emsim
 from emsim.models import PARAMS
 from emsim.study.config_checks import ConfigError, check_positive, check_start_pi, finite
 from emsim.study.schema import BEST_START
-from emsim.study.seeding import random_start_rng
+from emsim.study.seeding import random_start_rngs
 
 __all__ = [
     "DEFAULT_QUANTILE_PI0",
@@ -178,8 +178,8 @@ def _random(
     n_rows, n = Y.shape
     out = {p: np.empty(n_rows) for p in PARAMS}
     sd = Y.std(axis=1)
-    for i, r in enumerate(replicates):
-        rng = random_start_rng(seed, cell, r, spec.group, spec.index)
+    streams = random_start_rngs(seed, cell, replicates, spec.group, spec.index)
+    for i, rng in enumerate(streams):
         # The order of the draws is part of the stream's definition: keep it.
         out["pi"][i] = rng.uniform(*RANDOM_PI_RANGE)
         a, b = rng.choice(n, size=2, replace=False)
