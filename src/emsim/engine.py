@@ -907,48 +907,74 @@ def _em_change(theta, moments, n, model, change):
 
 
 @njit(**_EXACT)
-def _assess_point(info, score, change, k, min_eigenvalue, work, values, vectors, se):
-    """limit.assess at one point: (observed information positive definite, Newton decrement
-    sqrt(g' I^-1 g), one EM step's largest move in SEs), se[:k] receiving the SEs (NaN where
-    not positive definite; decrement and move are inf there or where not finite). Positive
-    definite is decided at unit diagonal (information.MIN_SCALED_EIGENVALUE), where the
-    decomposition does not depend on the units."""
+def _newton_at(info, score, k, min_eigenvalue, work, vectors, rows, se):
+    """At one point, from the observed information decomposed at unit diagonal (where the
+    decision does not depend on the units; information.MIN_SCALED_EIGENVALUE): whether it is
+    positive definite and, where it is, the Newton decrement sqrt(g' I^-1 g), with the Newton
+    step I^-1 g into rows[2, :k] and the SEs into se[:k] (NaN where not positive definite).
+    rows[0] and rows[1] receive the eigenvalues and V' D g (D = diag(I)^-1/2); work and
+    vectors are k x k work matrices."""
+    values, along, step = rows[0], rows[1], rows[2]
     for i in range(k):
         se[i] = np.nan
     for i in range(k):
         if not (info[i, i] > 0.0):
-            return False, np.inf, np.inf
+            return False, np.inf
         for j in range(k):
             if not np.isfinite(info[i, j]):
-                return False, np.inf, np.inf
+                return False, np.inf
     for i in range(k):
         for j in range(k):
             work[i, j] = info[i, j] / math.sqrt(info[i, i]) / math.sqrt(info[j, j])
     symmetric_eigen(work, k, values, vectors)
     if not values[0] > min_eigenvalue:
-        return False, np.inf, np.inf
+        return False, np.inf
     decrement2 = 0.0
     for j in range(k):
-        along = 0.0
+        part = 0.0
         for i in range(k):
-            along += vectors[i, j] * (score[i] / math.sqrt(info[i, i]))
-        decrement2 += along * along / values[j]
-    decrement = math.sqrt(abs(decrement2))
-    moved = 0.0
+            part += vectors[i, j] * (score[i] / math.sqrt(info[i, i]))
+        along[j] = part
+        decrement2 += part * part / values[j]
+    # I^-1 g = D V diag(1 / values) V' D g, and diag(I^-1) the same way.
     for i in range(k):
+        part = 0.0
         inverse_diagonal = 0.0
         for j in range(k):
+            part += vectors[i, j] * along[j] / values[j]
             inverse_diagonal += vectors[i, j] * vectors[i, j] / values[j]
+        step[i] = part / math.sqrt(info[i, i])
         se[i] = math.sqrt(inverse_diagonal / info[i, i])
-        ratio = abs(change[i]) / se[i]
-        # A NaN sticks, as in numpy's max: nothing compares greater than it.
-        if np.isnan(ratio) or ratio > moved:
-            moved = ratio
-    if not np.isfinite(decrement):
-        decrement = np.inf
-    if not np.isfinite(moved):
-        moved = np.inf
-    return True, decrement, moved
+    decrement = math.sqrt(abs(decrement2))
+    return True, decrement if np.isfinite(decrement) else np.inf
+
+
+@njit(**_EXACT)
+def _largest_ratio(top, bottom, k):
+    """max_i |top_i| / bottom_i, NaN where any ratio is NaN (as numpy's max)."""
+    largest = 0.0
+    for i in range(k):
+        ratio = abs(top[i]) / bottom[i]
+        # A NaN sticks: nothing compares greater than it.
+        if np.isnan(ratio) or ratio > largest:
+            largest = ratio
+    return largest
+
+
+@njit(**_EXACT)
+def _assess_point(
+    info, score, theta, moments, n, model, k, min_eigenvalue, work, vectors, rows, se
+):
+    """limit.assess at one point: (observed information positive definite, Newton decrement,
+    one EM step's largest move in SEs), the last two inf where not positive definite or not
+    finite; se[:k] receives the SEs. rows: a 4 x k work array (`_newton_at` uses three)."""
+    positive, decrement = _newton_at(info, score, k, min_eigenvalue, work, vectors, rows, se)
+    if not positive:
+        return False, np.inf, np.inf
+    change = rows[3]
+    _em_change(theta, moments, n, model, change)
+    moved = _largest_ratio(change, se, k)
+    return True, decrement, moved if np.isfinite(moved) else np.inf
 
 
 @njit(**_EXACT)
@@ -975,14 +1001,24 @@ def assess_rows(y, theta, model, min_eigenvalue, positive, decrement, residual, 
     k = se.shape[1]
     complete, missing = np.empty((1, k, k)), np.empty((1, k, k))
     moments, point = np.empty((1, N_STATS)), np.empty((1, 5))
-    info, score, change = np.empty((k, k)), np.empty(k), np.empty(k)
-    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    info, score = np.empty((k, k)), np.empty(k)
+    work, vectors, rows = np.empty((k, k)), np.empty((k, k)), np.empty((4, k))
     for r in range(y.shape[0]):
         point[0, :] = theta[r]
         _louis_at(y[r : r + 1], point, model, n, complete, missing, moments, info, score)
-        _em_change(point[0], moments[0], n, model, change)
         positive[r], decrement[r], residual[r] = _assess_point(
-            info, score, change, k, min_eigenvalue, work, values, vectors, se[r]
+            info,
+            score,
+            point[0],
+            moments[0],
+            n,
+            model,
+            k,
+            min_eigenvalue,
+            work,
+            vectors,
+            rows,
+            se[r],
         )
 
 
@@ -1094,9 +1130,9 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
     point = np.empty((1, 5))
     one = np.empty(1)
     info = np.empty((k, k))
-    score, change, step, se = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+    score, step, se = np.empty(k), np.empty(k), np.empty(k)
     tr = np.empty((6, k, k))
-    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    work, vectors, rows = np.empty((k, k)), np.empty((k, k)), np.empty((4, k))
     for r in range(y.shape[0]):
         data = y[r : r + 1]
         p = theta[r]
@@ -1104,39 +1140,32 @@ def trust_region_rows(y, theta, model, sigma_floor, settings, value, certified):
         logliks(data, point, one)
         value[r] = one[0]
         certified[r] = False
-        active = _valid_point(p, 0.0) and np.isfinite(one[0])
+        if not (_valid_point(p, 0.0) and np.isfinite(one[0])):
+            continue
         radius = radius_start
         for attempt in range(steps + 1):
-            if not active:
-                break
             point[0, :] = p
-            usable = _louis_at(data, point, model, n, complete, missing, moments, info, score)
-            if not usable:
+            if not _louis_at(data, point, model, n, complete, missing, moments, info, score):
                 break
-            if attempt == steps:
-                # A step checks the point it starts from, so the last point reached is
-                # checked here (limit.trust_region_limit).
-                _em_change(p, moments[0], n, model, change)
+            # A step checks the point it starts from, so the point the last step reached is
+            # checked after it (limit.trust_region_limit).
+            last = attempt == steps
+            decrement = np.inf
+            if not last:
+                gain, decrement, factored = _subproblem(
+                    score, info, complete[0], k, radius, halvings, tr, step
+                )
+                finite = np.isfinite(gain)
+                for i in range(k):
+                    finite = finite and np.isfinite(step[i])
+                if not (factored and finite):
+                    break
+            if last or decrement < limit:
                 held, near, moved = _assess_point(
-                    info, score, change, k, min_eigenvalue, work, values, vectors, se
+                    info, score, p, moments[0], n, model, k, min_eigenvalue, work, vectors, rows, se
                 )
                 certified[r] = held and near < limit and moved < limit
-                break
-            gain, decrement, factored = _subproblem(
-                score, info, complete[0], k, radius, halvings, tr, step
-            )
-            finite = np.isfinite(gain)
-            for i in range(k):
-                finite = finite and np.isfinite(step[i])
-            if not (factored and finite):
-                break
-            if decrement < limit:
-                _em_change(p, moments[0], n, model, change)
-                held, near, moved = _assess_point(
-                    info, score, change, k, min_eigenvalue, work, values, vectors, se
-                )
-                if held and near < limit and moved < limit:
-                    certified[r] = True
+                if certified[r] or last:
                     break
             for i in range(4):
                 point[0, i] = p[i] + step[i]
@@ -1180,8 +1209,8 @@ def newton_rows(y, theta, model, settings, done):
     tolerance, min_eigenvalue = settings[2], settings[3]
     complete, missing = np.empty((1, k, k)), np.empty((1, k, k))
     moments, point, trial = np.empty((1, N_STATS)), np.empty((1, 5)), np.empty((1, 5))
-    info, score, step = np.empty((k, k)), np.empty(k), np.empty(5)
-    work, values, vectors = np.empty((k, k)), np.empty(k), np.empty((k, k))
+    info, score, se, step = np.empty((k, k)), np.empty(k), np.empty(k), np.empty(5)
+    work, vectors, rows = np.empty((k, k)), np.empty((k, k)), np.empty((3, k))
     one = np.empty(1)
     for r in range(y.shape[0]):
         data = y[r : r + 1]
@@ -1196,35 +1225,13 @@ def newton_rows(y, theta, model, settings, done):
             point[0, :] = p
             if not _louis_at(data, point, model, n, complete, missing, moments, info, score):
                 break
-            for i in range(k):
-                for j in range(k):
-                    work[i, j] = info[i, j] / math.sqrt(info[i, i]) / math.sqrt(info[j, j])
-            diagonal_positive = True
-            for i in range(k):
-                diagonal_positive = diagonal_positive and info[i, i] > 0.0
-            if not diagonal_positive:
+            positive, _ = _newton_at(info, score, k, min_eigenvalue, work, vectors, rows, se)
+            if not positive:
                 break
-            symmetric_eigen(work, k, values, vectors)
-            if not values[0] > min_eigenvalue:
-                break
-            # The step I^-1 g and its size in SEs, from the decomposition at unit diagonal.
-            size = 0.0
-            for i in range(k):
-                part = 0.0
-                inverse_diagonal = 0.0
-                for j in range(k):
-                    along = 0.0
-                    for m in range(k):
-                        along += vectors[m, j] * (score[m] / math.sqrt(info[m, m]))
-                    part += vectors[i, j] * along / values[j]
-                    inverse_diagonal += vectors[i, j] * vectors[i, j] / values[j]
-                step[i] = part / math.sqrt(info[i, i])
-                ratio = abs(step[i]) / math.sqrt(inverse_diagonal / info[i, i])
-                if np.isnan(ratio) or ratio > size:
-                    size = ratio
-            if size < tolerance:
+            if _largest_ratio(rows[2], se, k) < tolerance:
                 done[r] = True
                 break
+            step[:k] = rows[2]
             if model != 2:
                 step[4] = step[3]
             slack = 1e-12 * (abs(current) + n)
