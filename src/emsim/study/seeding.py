@@ -75,7 +75,12 @@ def cell_key(cell: Mapping[str, float]) -> tuple[int, ...]:
 
 
 def data_seedseq(seed: int, cell: Mapping[str, float], replicate: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence(entropy=int(seed), spawn_key=(*cell_key(cell), int(replicate)))
+    return _data_seedseq(seed, cell_key(cell), replicate)
+
+
+def _data_seedseq(seed: int, words: tuple[int, ...], replicate: int) -> np.random.SeedSequence:
+    """A replicate's data stream from its cell's words of the spawn key (`cell_key`)."""
+    return np.random.SeedSequence(entropy=int(seed), spawn_key=(*words, int(replicate)))
 
 
 def data_rng(seed: int, cell: Mapping[str, float], replicate: int) -> np.random.Generator:
@@ -132,6 +137,5 @@ def simulate_replicates(seed: int, cell: Mapping[str, float], replicates) -> np.
     words = cell_key(cell)
     out = np.empty((len(reps), int(cell["n"])), dtype=np.float64)
     for i, r in enumerate(reps):
-        seedseq = np.random.SeedSequence(entropy=int(seed), spawn_key=(*words, int(r)))
-        out[i] = _simulate(cell, _generator(seedseq))
+        out[i] = _simulate(cell, _generator(_data_seedseq(seed, words, r)))
     return out
