@@ -151,7 +151,9 @@ def test_bad_file_is_refused_naming_its_fault(tmp_path, name, write, column, nee
     assert time.perf_counter() - began < 10
     message = str(info.value)
     assert message.startswith(str(path)), message
-    assert "\n" not in message and len(message) < 180, message[:300]
+    # The cap is on what the message says besides the path, which is as long as pytest's
+    # temporary folder (longer under pytest-xdist's per-worker folders).
+    assert "\n" not in message and len(message) - len(str(path)) < 120, message[:300]
     for needle in needles:
         assert needle in message, f"{needle!r} not named in {message!r}"
 
