@@ -35,8 +35,10 @@ warm: $(STAMP)
 	$(BIN)/emsim warmup
 
 # The 15 slowest tests after every run: the suite is to stay within 5 minutes on two cores.
+# One pytest worker process per core (at most 4: a worker's Snakemake runs use 2 cores each);
+# the session fixtures (tests/conftest.py) then run once per worker.
 test: warm
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --durations=15
 
 study: warm
 	$(SNAKEMAKE) all
