@@ -108,6 +108,10 @@ def warm() -> WarmUp:
         for method in METHODS:
             for data, traced in ((y, False), (y, True), (readonly, False)):
                 fit(data, model, method, known=known if model == "pi" else None, trace=traced)
+    # The summary's group-by kernels too: a cell summary job must not compile them either.
+    from .study.grouping import warm_kernels
+
+    summary_kernels = warm_kernels()
     seconds = time.perf_counter() - began
     for dispatcher, _ in entry_points():
         if len(dispatcher.signatures) != 1:
@@ -115,7 +119,7 @@ def warm() -> WarmUp:
                 f"engine.{dispatcher.__name__} was compiled for {len(dispatcher.signatures)} "
                 "sets of argument types; emsim passes one (see warmup.entry_points)"
             )
-    compiled = tuple(d.__name__ for d in compiled_entry_points())
+    compiled = tuple(d.__name__ for d in compiled_entry_points()) + summary_kernels
     return WarmUp(compiled, seconds, str(engine.fit_rows.stats.cache_path))
 
 

@@ -31,7 +31,7 @@ from pandas.core.groupby import DataFrameGroupBy
 from emsim.families import NORMAL, family_from_label
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.pseudo_true import fixed_points
-from emsim.study.grouping import group_codes, with_keys
+from emsim.study.grouping import GROUPED_REDUCTIONS, group_codes, with_keys
 from emsim.study.quantiles import QUANTILE_INTERVAL_LEVEL as QUANTILE_INTERVAL_LEVEL
 from emsim.study.quantiles import coverage_z, quantile_mcse
 from emsim.study.quantiles import quantile_ranks as quantile_ranks
@@ -487,29 +487,29 @@ def _moment_sources() -> dict[str, tuple[str, str]]:
 
 def _aggregate_pieces(parts: list[dict], codes: np.ndarray) -> list[pd.DataFrame]:
     """The group sums and moments of each of one model's parameter x set per-fit pieces (rows
-    aligned with `codes`). All the parts' columns go through each pandas reduction in one call:
-    pandas reduces every column on its own, so the values are those of one call per column."""
-    wide = pd.DataFrame(
-        {f"{i}:{name}": values for i, part in enumerate(parts) for name, values in part.items()}
-    )
-    grouped = wide.groupby(codes, sort=False)
-    # MSE's MCSE needs each fit's deviation from its group's MSE, hence the transform.
-    sqerr = [f"{i}:_sqerr" for i in range(len(parts))]
-    dev2 = (wide[sqerr].to_numpy() - grouped[sqerr].transform("mean").to_numpy()) ** 2
-    dev2_columns = [f"{i}:_dev2" for i in range(len(parts))]
-    wide = pd.concat([wide, pd.DataFrame(dev2, columns=dev2_columns)], axis=1)
-    grouped = wide.groupby(codes, sort=False)
+    aligned with `codes`, not contiguous per group: `_group_moments`), by the compiled group-by
+    kernels that give pandas' values bit for bit (`grouping.GROUPED_REDUCTIONS`); each
+    reduction takes one piece of every part at once."""
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+
+    def pieces(name: str) -> np.ndarray:  # piece `name` of every part: rows x parts
+        return np.column_stack([part[name] for part in parts])
+
+    # MSE's MCSE needs each fit's deviation from its group's MSE.
+    sqerr = pieces("_sqerr")
+    dev2 = (sqerr - GROUPED_REDUCTIONS["mean"](sqerr, codes, n_groups)[codes]) ** 2
+    parts = [part | {"_dev2": dev2[:, i]} for i, part in enumerate(parts)]
     wanted = _moment_sources()
-    by_reduction: dict[str, list[str]] = {}
-    for source, how in dict.fromkeys(wanted.values()):
-        if how != "size":
-            by_reduction.setdefault(how, []).extend(f"{i}:{source}" for i in range(len(parts)))
-    reduced = {how: getattr(grouped[sources], how)() for how, sources in by_reduction.items()}
-    size = grouped.size()
+    reduced = {
+        (source, how): GROUPED_REDUCTIONS[how](pieces(source), codes, n_groups)
+        for source, how in dict.fromkeys(wanted.values())
+        if how != "size"
+    }
+    size = np.bincount(codes, minlength=n_groups).astype(np.int64)
     return [
         pd.DataFrame(
             {
-                name: size if how == "size" else reduced[how][f"{i}:{source}"]
+                name: size if how == "size" else reduced[source, how][:, i]
                 for name, (source, how) in wanted.items()
             }
         )
