@@ -48,11 +48,15 @@ def with_keys(keys: pd.DataFrame, aggregated: pd.DataFrame) -> pd.DataFrame:
 
 
 @njit(**_KERNEL)
-def _compensated_sums(values, codes, n_groups):
+def _running_moments(values, codes, n_groups):
+    """Per group and column: (Kahan-compensated sum, count, Welford's sum of squared
+    deviations) of the values that are not NaN, in row order; each as pandas' kernel keeps it."""
     n, k = values.shape
     total = np.zeros((n_groups, k))
     compensation = np.zeros((n_groups, k))
     counts = np.zeros((n_groups, k), np.int64)
+    mean = np.zeros((n_groups, k))
+    squares = np.zeros((n_groups, k))
     for i in range(n):
         g = codes[i]
         for j in range(k):
@@ -65,39 +69,10 @@ def _compensated_sums(values, codes, n_groups):
                 # An infinity makes the compensation NaN, which would turn the sum NaN.
                 compensation[g, j] = c if c == c else 0.0
                 total[g, j] = t
-    return total, counts
-
-
-@njit(**_KERNEL)
-def _integer_sums(values, codes, n_groups):
-    n, k = values.shape
-    total = np.zeros((n_groups, k), np.int64)
-    for i in range(n):
-        g = codes[i]
-        for j in range(k):
-            total[g, j] += values[i, j]
-    return total
-
-
-@njit(**_KERNEL)
-def _welford_vars(values, codes, n_groups):
-    n, k = values.shape
-    mean = np.zeros((n_groups, k))
-    out = np.zeros((n_groups, k))
-    counts = np.zeros((n_groups, k), np.int64)
-    for i in range(n):
-        g = codes[i]
-        for j in range(k):
-            value = values[i, j]
-            if value == value:
-                counts[g, j] += 1
                 before = mean[g, j]
                 mean[g, j] += (value - before) / counts[g, j]
-                out[g, j] += (value - mean[g, j]) * (value - before)
-    for g in range(n_groups):
-        for j in range(k):
-            out[g, j] = out[g, j] / (counts[g, j] - 1) if counts[g, j] > 1 else np.nan
-    return out
+                squares[g, j] += (value - mean[g, j]) * (value - before)
+    return total, counts, squares
 
 
 @njit(**_KERNEL)
@@ -123,26 +98,31 @@ def grouped_sums(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
     of `values` (rows x columns): integers exactly (int64), floats by the compensated sum,
     NaN skipped (0 for a group without a value)."""
     if values.dtype.kind in "biu":
-        return _integer_sums(_as_rows(values, np.int64), codes, n_groups)
-    return _compensated_sums(_as_rows(values), codes, n_groups)[0]
+        integers = _as_rows(values, np.int64)
+        total = np.zeros((n_groups, integers.shape[1]), np.int64)
+        np.add.at(total, codes, integers)  # integers: exact in any order
+        return total
+    return _running_moments(_as_rows(values), codes, n_groups)[0]
 
 
 def grouped_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """pandas' ``groupby(codes).mean()``: the compensated sum over the count of values (NaN
     skipped; NaN for a group without a value)."""
-    total, counts = _compensated_sums(_as_rows(values), codes, n_groups)
+    total, counts, _ = _running_moments(_as_rows(values), codes, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, total / counts, np.nan)
 
 
 def grouped_vars(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """pandas' ``groupby(codes).var()`` (divisor count - 1; NaN for fewer than two values)."""
-    return _welford_vars(_as_rows(values), codes, n_groups)
+    _, counts, squares = _running_moments(_as_rows(values), codes, n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 1, squares / (counts - 1), np.nan)
 
 
 def grouped_counts(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """pandas' ``groupby(codes).count()``: the values that are not NaN (int64)."""
-    return _compensated_sums(_as_rows(values), codes, n_groups)[1]
+    return _running_moments(_as_rows(values), codes, n_groups)[1]
 
 
 def grouped_firsts(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -161,7 +141,7 @@ GROUPED_REDUCTIONS = {
 
 def kernels() -> tuple:
     """The compiled kernels behind `GROUPED_REDUCTIONS`."""
-    return (_compensated_sums, _integer_sums, _welford_vars, _firsts)
+    return (_running_moments, _firsts)
 
 
 def warm_kernels() -> tuple[str, ...]:
