@@ -7,19 +7,18 @@ once; a group-by on the codes runs the same pandas kernels over the same values 
 order per group, so every mean, variance and sum is bit for bit the one the text keys gave.
 
 The group moments of a cell's measures (`measures._group_moments`: a few hundred columns of
-per-fit pieces) are reduced by compiled loops (`grouped_sums`, `grouped_means`, `grouped_vars`,
-`grouped_counts`, `grouped_firsts`) that are pandas' own group-by kernels for data whose groups
-are not contiguous, written out: the same Kahan-compensated sum (its compensation reset where an
-infinity made it NaN), Welford's running variance with divisor count - 1, and NaN skipped, in
-row order, so every value is bit for bit pandas' (`tests/test_grouping.py` holds them to pandas
-on adversarial data). Through pandas, building the wide frame and one group-by per reduction
-was about half of a cell summary's time. Compiled without `contract`: a fused multiply-add
-would round where pandas' C code rounds twice.
+per-fit pieces) are reduced by compiled loops (`grouped_reductions`) that are pandas' own
+group-by kernels for data whose groups are not contiguous, written out: the same
+Kahan-compensated sum (its compensation reset where an infinity made it NaN), Welford's running
+variance with divisor count - 1, and NaN skipped, in row order, so every value is bit for bit
+pandas' (`tests/test_grouping.py` holds them to pandas on adversarial data). Through pandas,
+building the wide frame and one group-by per reduction was about half of a cell summary's time.
+Compiled without `contract`: a fused multiply-add would round where pandas' C code rounds twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,54 +92,42 @@ def _as_rows(values: np.ndarray, dtype=np.float64) -> np.ndarray:
     return np.ascontiguousarray(values.reshape(len(values), -1), dtype=dtype)
 
 
-def grouped_sums(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per group (rows: `codes`, 0 .. n_groups - 1) and column, pandas' ``groupby(codes).sum()``
-    of `values` (rows x columns): integers exactly (int64), floats by the compensated sum,
-    NaN skipped (0 for a group without a value)."""
-    if values.dtype.kind in "biu":
+REDUCTIONS = ("sum", "mean", "var", "count", "first")
+
+
+def grouped_reductions(
+    values: np.ndarray, codes: np.ndarray, n_groups: int, hows: Iterable[str]
+) -> dict[str, np.ndarray]:
+    """Per group (rows: `codes`, 0 .. n_groups - 1) and column of `values` (rows x columns),
+    pandas' ``groupby(codes).<how>()`` for each of `hows` (`REDUCTIONS`), NaN skipped: ``sum``
+    (integers exactly, as int64; floats by the compensated sum; 0 for a group without a
+    value), ``mean`` (that sum over the count; NaN without a value), ``var`` (divisor count - 1;
+    NaN for fewer than two values), ``count`` (int64) and ``first``. Every reduction but
+    ``first`` comes from one pass over the values."""
+    hows = list(dict.fromkeys(hows))
+    out: dict[str, np.ndarray] = {}
+    if "first" in hows:
+        out["first"] = _firsts(_as_rows(values), codes, n_groups)
+    if "sum" in hows and values.dtype.kind in "biu":
         integers = _as_rows(values, np.int64)
-        total = np.zeros((n_groups, integers.shape[1]), np.int64)
-        np.add.at(total, codes, integers)  # integers: exact in any order
-        return total
-    return _running_moments(_as_rows(values), codes, n_groups)[0]
-
-
-def grouped_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """pandas' ``groupby(codes).mean()``: the compensated sum over the count of values (NaN
-    skipped; NaN for a group without a value)."""
-    total, counts, _ = _running_moments(_as_rows(values), codes, n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, total / counts, np.nan)
-
-
-def grouped_vars(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """pandas' ``groupby(codes).var()`` (divisor count - 1; NaN for fewer than two values)."""
-    _, counts, squares = _running_moments(_as_rows(values), codes, n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 1, squares / (counts - 1), np.nan)
-
-
-def grouped_counts(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """pandas' ``groupby(codes).count()``: the values that are not NaN (int64)."""
-    return _running_moments(_as_rows(values), codes, n_groups)[1]
-
-
-def grouped_firsts(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """pandas' ``groupby(codes).first()``: each group's first value that is not NaN."""
-    return _firsts(_as_rows(values), codes, n_groups)
-
-
-GROUPED_REDUCTIONS = {
-    "sum": grouped_sums,
-    "mean": grouped_means,
-    "var": grouped_vars,
-    "count": grouped_counts,
-    "first": grouped_firsts,
-}
+        out["sum"] = np.zeros((n_groups, integers.shape[1]), np.int64)
+        np.add.at(out["sum"], codes, integers)  # integers: exact in any order
+    moments = [how for how in hows if how not in out]
+    if moments:
+        total, counts, squares = _running_moments(_as_rows(values), codes, n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            derived = {
+                "sum": total,
+                "count": counts,
+                "mean": np.where(counts > 0, total / counts, np.nan),
+                "var": np.where(counts > 1, squares / (counts - 1), np.nan),
+            }
+        out |= {how: derived[how] for how in moments}
+    return out
 
 
 def kernels() -> tuple:
-    """The compiled kernels behind `GROUPED_REDUCTIONS`."""
+    """The compiled kernels behind `grouped_reductions`."""
     return (_running_moments, _firsts)
 
 
@@ -148,7 +135,5 @@ def warm_kernels() -> tuple[str, ...]:
     """Compile (or load from numba's cache) every kernel for the types the reductions pass
     (`emsim warmup`, so that no summary job compiles them); the names of those compiled."""
     codes = np.zeros(1, np.int64)
-    for reduce in GROUPED_REDUCTIONS.values():
-        reduce(np.zeros(1), codes, 1)
-    grouped_sums(np.zeros(1, np.int64), codes, 1)
+    grouped_reductions(np.zeros(1), codes, 1, REDUCTIONS)
     return tuple(k.__name__ for k in kernels() if sum(k.stats.cache_misses.values()))

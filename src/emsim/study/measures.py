@@ -31,7 +31,7 @@ from pandas.core.groupby import DataFrameGroupBy
 from emsim.families import NORMAL, family_from_label
 from emsim.models import DEFAULT_STOPPING, MODELS, STATUSES, USABLE_STATUS
 from emsim.pseudo_true import fixed_points
-from emsim.study.grouping import GROUPED_REDUCTIONS, group_codes, with_keys
+from emsim.study.grouping import group_codes, grouped_reductions, with_keys
 from emsim.study.quantiles import QUANTILE_INTERVAL_LEVEL as QUANTILE_INTERVAL_LEVEL
 from emsim.study.quantiles import coverage_z, quantile_mcse
 from emsim.study.quantiles import quantile_ranks as quantile_ranks
@@ -488,28 +488,28 @@ def _moment_sources() -> dict[str, tuple[str, str]]:
 def _aggregate_pieces(parts: list[dict], codes: np.ndarray) -> list[pd.DataFrame]:
     """The group sums and moments of each of one model's parameter x set per-fit pieces (rows
     aligned with `codes`, not contiguous per group: `_group_moments`), by the compiled group-by
-    kernels that give pandas' values bit for bit (`grouping.GROUPED_REDUCTIONS`); each
-    reduction takes one piece of every part at once."""
+    kernels that give pandas' values bit for bit (`grouping.grouped_reductions`): one pass
+    over one piece of every part gives all the reductions of that piece."""
     n_groups = int(codes.max()) + 1 if codes.size else 0
-
-    def pieces(name: str) -> np.ndarray:  # piece `name` of every part: rows x parts
-        return np.column_stack([part[name] for part in parts])
-
-    # MSE's MCSE needs each fit's deviation from its group's MSE.
-    sqerr = pieces("_sqerr")
-    dev2 = (sqerr - GROUPED_REDUCTIONS["mean"](sqerr, codes, n_groups)[codes]) ** 2
-    parts = [part | {"_dev2": dev2[:, i]} for i, part in enumerate(parts)]
     wanted = _moment_sources()
-    reduced = {
-        (source, how): GROUPED_REDUCTIONS[how](pieces(source), codes, n_groups)
-        for source, how in dict.fromkeys(wanted.values())
-        if how != "size"
+    by_source: dict[str, list[str]] = {}
+    for source, how in wanted.values():
+        if how != "size":
+            by_source.setdefault(source, []).append(how)
+    stacked = {
+        source: np.column_stack([part[source] for part in parts])
+        for source in by_source
+        if source != "_dev2"
     }
+    reduced = {s: grouped_reductions(v, codes, n_groups, by_source[s]) for s, v in stacked.items()}
+    # MSE's MCSE needs each fit's deviation from its group's MSE.
+    dev2 = (stacked["_sqerr"] - reduced["_sqerr"]["mean"][codes]) ** 2
+    reduced["_dev2"] = grouped_reductions(dev2, codes, n_groups, by_source["_dev2"])
     size = np.bincount(codes, minlength=n_groups).astype(np.int64)
     return [
         pd.DataFrame(
             {
-                name: size if how == "size" else reduced[source, how][:, i]
+                name: size if how == "size" else reduced[source][how][:, i]
                 for name, (source, how) in wanted.items()
             }
         )
