@@ -891,7 +891,8 @@ def _louis_score(theta, moments, n, model, score):
 
 @njit(**_EXACT)
 def _em_change(theta, moments, n, model, change):
-    """One EM step's change of each estimated parameter (limit._em_step_change)."""
+    """One EM step's change of each estimated parameter, from the tau-moments at theta: the
+    M-step in closed form (a mean moves by the tau-weighted mean of y - mu)."""
     w1, t1, q1, w2, t2, q2 = moments[0], moments[1], moments[2], moments[3], moments[4], moments[5]
     shift1, shift2 = t1 / w1, t2 / w2
     var1 = q1 / w1 - shift1 * shift1

@@ -113,17 +113,11 @@ def loglik(y: np.ndarray, theta: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class _Louis:
     """At each row's point, over the model's estimated parameters: the score, the observed
-    information, the complete-data information (EM's own metric; None for the pi model) and
-    the tau-moments of engine.information_sums, from which one EM step follows."""
+    information and the tau-moments of engine.information_sums, from which one EM step follows."""
 
     score: np.ndarray
     info: np.ndarray
-    complete: np.ndarray | None
     moments: np.ndarray
-
-    def rows(self, picked: np.ndarray) -> _Louis:
-        complete = None if self.complete is None else self.complete[picked]
-        return _Louis(self.score[picked], self.info[picked], complete, self.moments[picked])
 
 
 def _louis(y: np.ndarray, theta: np.ndarray, model: str) -> _Louis:
@@ -135,7 +129,7 @@ def _louis(y: np.ndarray, theta: np.ndarray, model: str) -> _Louis:
         pi_information_sums(np.ascontiguousarray(y), theta, sums)
         moments = np.zeros((y.shape[0], N_STATS))
         moments[:, 0] = sums[:, 0]
-        return _Louis(sums[:, 1:2], sums[:, 2, None, None], None, moments)
+        return _Louis(sums[:, 1:2], sums[:, 2, None, None], moments)
     k = 5 if model == "full" else 4
     complete = np.empty((y.shape[0], k, k))
     missing = np.empty((y.shape[0], k, k))
@@ -149,39 +143,7 @@ def _louis(y: np.ndarray, theta: np.ndarray, model: str) -> _Louis:
             scores += [q1 / s1**3 - w1 / s1, q2 / s2**3 - w2 / s2]
         else:
             scores.append((q1 + q2) / s1**3 - y.shape[1] / s1)
-    return _Louis(np.stack(scores, axis=1), complete - missing, complete, moments)
-
-
-def _em_step_change(theta: np.ndarray, moments: np.ndarray, n: int, model: str) -> np.ndarray:
-    """One EM step's change of each estimated parameter, from the tau-moments at theta (the
-    engine's M-step in closed form; a mean moves by the tau-weighted mean of y - mu)."""
-    w1, t1, q1, w2, t2, q2 = moments.T
-    change = [w1 / n - theta[:, 0]]
-    if model == "pi":
-        return np.stack(change, axis=1)
-    with np.errstate(all="ignore"):
-        shift1, shift2 = t1 / w1, t2 / w2
-        var1 = q1 / w1 - shift1**2
-        var2 = q2 / w2 - shift2**2
-        change += [shift1, shift2, np.sqrt(var1) - theta[:, 3]]
-        if model == "equal_var":
-            change[3] = np.sqrt((w1 * var1 + w2 * var2) / n) - theta[:, 3]
-        else:
-            change.append(np.sqrt(var2) - theta[:, 4])
-    return np.stack(change, axis=1)
-
-
-def _expand(step: np.ndarray, model: str) -> np.ndarray:
-    """A step over the estimated parameters as a step over (pi, mu1, mu2, sigma1, sigma2)."""
-    full = np.zeros((step.shape[0], 5))
-    if model == "pi":
-        full[:, 0] = step[:, 0]
-    elif model == "equal_var":
-        full[:, :4] = step
-        full[:, 4] = step[:, 3]
-    else:
-        full[:] = step
-    return full
+    return _Louis(np.stack(scores, axis=1), complete - missing, moments)
 
 
 def _valid(theta: np.ndarray) -> np.ndarray:
@@ -211,7 +173,6 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
 
 def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`newton_limit` for the pi model (a 1 x 1 information), over a stack of rows in numpy."""
-    model = "pi"
     theta = np.array(theta, dtype=np.float64, copy=True)
     done = np.zeros(theta.shape[0], dtype=bool)
     active = _valid(theta)
@@ -220,15 +181,16 @@ def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray
         rows = np.flatnonzero(active & ~done)
         if rows.size == 0:
             break
-        at = _louis(y[rows], theta[rows], model)
+        at = _louis(y[rows], theta[rows], "pi")
         score, info = at.score, at.info
         positive, inverse_diag = positive_definite_inverse_diagonal(info)
         with np.errstate(all="ignore"):
-            safe = np.where(positive[:, None, None], info, np.eye(info.shape[1]))
-            step = np.linalg.solve(safe, score[:, :, None])[:, :, 0]
-            size_se = np.max(np.abs(step) / np.sqrt(inverse_diag), axis=1)
+            safe = np.where(positive[:, None, None], info, np.eye(1))
+            pi_step = np.linalg.solve(safe, score[:, :, None])[:, :, 0]
+            size_se = np.max(np.abs(pi_step) / np.sqrt(inverse_diag), axis=1)
         active[rows[~positive]] = False
-        step = _expand(step, model)
+        step = np.zeros((rows.size, 5))
+        step[:, 0] = pi_step[:, 0]
         small = positive & (size_se < STEP_TOLERANCE_SE)
         moving = positive & ~small
         scale = np.ones(rows.size)
@@ -324,7 +286,8 @@ def _assess_pi(y: np.ndarray, theta: np.ndarray) -> Assessment:
         step = np.linalg.solve(safe, score[:, :, None])[:, :, 0]
         decrement = np.sqrt(np.abs(np.einsum("ri,ri->r", score, step)))
         se = np.where(positive[:, None], np.sqrt(inverse_diag), np.nan)
-        moved = _em_step_change(theta, at.moments, y.shape[1], "pi")
+        # One EM step moves pi to the mean of the tau: sum tau / n.
+        moved = at.moments[:, :1] / y.shape[1] - theta[:, :1]
         residual = np.max(np.abs(moved) / se, axis=1)
     decrement = np.where(positive & np.isfinite(decrement), decrement, np.inf)
     residual = np.where(positive & np.isfinite(residual), residual, np.inf)
