@@ -46,6 +46,30 @@ def test_issue22_design_with_fewer_replicates_keeps_chunks_within_them():
     assert len(load_study(design).cells) == len(load_study(full).cells)
 
 
+def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
+    # A round where the machine was slow for both (10 against 5) is one ratio of 2, not a
+    # slow case against a fast E: the ratio of medians would be 3.
+    cases, es = iter([1.0, 10.0, 3.0]), iter([1.0, 5.0, 1.0])
+    ratio, case_s, e_s = run.paired_ratio(lambda: next(cases), lambda: next(es), 3)
+    assert (ratio, case_s, e_s) == (2.0, 3.0, 1.0)
+
+
+def test_e_around_samples_e_before_and_after_the_run():
+    calls = []
+
+    def e():
+        calls.append("e")
+        return float(len(calls))
+
+    def study():
+        calls.append("run")
+        return "result"
+
+    e_s, result = run.e_around(e, 2, study)
+    assert calls == ["e", "e", "run", "e", "e"]
+    assert (e_s, result) == (3.0, "result")  # the median of 1, 2, 4 and 5
+
+
 def test_study_in_e_scales_to_500_replicates():
     assert run.study_in_e(200.0, 500, 0.4e-3) == pytest.approx(500_000)
     assert run.study_in_e(20.0, 50, 0.4e-3) == pytest.approx(500_000)
