@@ -442,6 +442,33 @@ def process_seconds(argv: list[str], repeats: int) -> float:
     return best_of(once, repeats)
 
 
+def case_diagnostics(rows: list[dict], notes: list[str], replicates: int) -> None:
+    """Issue 22's "diagnostics at a small price": the engine's polish and the limit search
+    beyond it as a share of the fit jobs' CPU (`fit_phases.measure`: the chunk 0 fit job of
+    every cell of its design, in this process)."""
+    import fit_phases
+
+    result = fit_phases.measure(replicates)
+    share = result["diagnostics_share"]
+    limit_s = result["phases"].get(fit_phases.LIMIT_SEARCH, 0.0)
+    rows.append(
+        {
+            "case": f"diagnostics: polish + limit search, share of fit jobs' CPU "
+            f"(issue 22 design, {replicates} reps)",
+            "emsim_s": result["polish_cpu"] + limit_s,
+            "target": f"<= {fit_phases.DIAGNOSTICS_TARGET:.0%}",
+            "met": share <= fit_phases.DIAGNOSTICS_TARGET,
+            "baseline": f"share {share:.1%}",
+        }
+    )
+    notes.append(
+        f"diagnostics: of {result['total']:.1f} CPU-s of fit jobs, the polish "
+        f"{result['polish_cpu']:.2f} s ({result['polish_evals_share']:.1%} of the path's "
+        f"E-steps, weighted by n) and the limit search (find_limits) {limit_s:.2f} s "
+        "(benchmarks/fit_phases.py)"
+    )
+
+
 def case_cli(rows: list[dict], notes: list[str], repeats: int = 5) -> None:
     """Start-up as a user meets it: `emsim --help`, `emsim fit` of 1,000 points and `emsim demo`
     (n = 500,000), each a new process after set-up (the engine compiled by `emsim warmup`)."""
@@ -616,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         case_batch_iteration(rows, notes, repeats, 200 if args.quick else 1000)
         case_small_batch(rows, notes, repeats, 200 if args.quick else 1000)
         case_squarem(rows, notes)
+        case_diagnostics(rows, notes, 20 if args.quick else 50)
     case_cli(rows, notes)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.no_study and not args.cli_only:

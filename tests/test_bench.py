@@ -20,6 +20,7 @@ from emsim.study.config import load_study
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import fit_phases  # noqa: E402
 import run  # noqa: E402
 import study_split  # noqa: E402
 
@@ -68,6 +69,40 @@ def test_e_around_samples_e_before_and_after_the_run():
     e_s, result = run.e_around(e, 2, study)
     assert calls == ["e", "e", "run", "e", "e"]
     assert (e_s, result) == (3.0, "result")  # the median of 1, 2, 4 and 5
+
+
+def test_polish_share_counts_each_path_once_weighted_by_n():
+    import pandas as pd
+
+    def row(cell, n, stopping, evals, polish, start="fixed"):
+        return {
+            "cell_id": cell, "n": n, "replicate": 0, "model": "full", "method": "em",
+            "start": start, "stopping": stopping, "loglik_evals": evals, "polish_evals": polish,
+        }  # fmt: skip
+
+    fits = pd.DataFrame(
+        [
+            # One path, two rules: its E-steps run to the later stop (30), one polish of 10.
+            row("a", 100, "abs", 20, 10),
+            row("a", 100, "aitken", 30, 10),
+            # Another path in a cell of n = 1000: 40 E-steps and a polish of 60.
+            row("b", 1000, "abs", 40, 60, start="quantile"),
+        ]
+    )
+    polish, evals = fit_phases.polish_share(fits)
+    assert polish == 10 * 100 + 60 * 1000
+    assert evals == polish + 30 * 100 + 40 * 1000
+
+
+def test_fit_phase_timers_are_removed_after_the_measurement():
+    before = [getattr(module, name) for module, name, _ in fit_phases.PHASES]
+    spent = {label: 0.0 for _, _, label in fit_phases.PHASES}
+    with fit_phases.timed(spent):
+        assert all(
+            getattr(module, name) is not inner
+            for (module, name, _), inner in zip(fit_phases.PHASES, before, strict=True)
+        )
+    assert [getattr(module, name) for module, name, _ in fit_phases.PHASES] == before
 
 
 def test_study_in_e_scales_to_500_replicates():
