@@ -139,7 +139,7 @@ def main() -> None:
         print(f"{label:<34} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
     print(
         f"diagnostics: the polish {result['polish_cpu']:.2f} s "
-        f"({result['polish_evals_share']:.1%} of the path's E-steps, by n) + the limit search "
+        f"({result['polish_evals_share']:.1%} of the engine's E-steps, by n) + the limit search "
         f"{spent.get(LIMIT_SEARCH, 0.0):.2f} s = {result['diagnostics_share']:.1%} of the fit "
         f"jobs' CPU (target <= {DIAGNOSTICS_TARGET:.0%})"
     )

@@ -328,10 +328,11 @@ def case_small_batch(rows: list[dict], notes: list[str], repeats: int, replicate
 def batch_iteration_cost(Y: np.ndarray, repeats: int) -> dict[str, float]:
     """Issue 22's batched fits with every diagnostic, as a fit job of its default study runs
     them (`fit_batch_by_rule` under abs and aitken: the shared path, the polish to the limit and
-    its continuation, SEs and sandwich SEs at each stop): best wall time, the EM iterations
+    its continuation, SEs and sandwich SEs at each stop): the EM iterations
     summed over rows (each row's path, as long as its latest-stopping rule's), and E over
-    n points (`exp_per_row`) and over n points in one exp call. The wall per iteration in E
-    (`in_E`) is `paired_ratio`'s over `repeats` rounds; `seconds` is the median wall."""
+    n points (`exp_per_row`, the median of the rounds') and over n points in one exp call. The
+    wall per iteration in E (`in_E`) is `paired_ratio`'s over `repeats` rounds; `seconds` is
+    the median wall."""
 
     def fit():
         return fit_batch_by_rule(Y, "full", "em", FULL_START, None, STUDY_TOLERANCES)
@@ -463,7 +464,7 @@ def case_diagnostics(rows: list[dict], notes: list[str], replicates: int) -> Non
     )
     notes.append(
         f"diagnostics: of {result['total']:.1f} CPU-s of fit jobs, the polish "
-        f"{result['polish_cpu']:.2f} s ({result['polish_evals_share']:.1%} of the path's "
+        f"{result['polish_cpu']:.2f} s ({result['polish_evals_share']:.1%} of the engine's "
         f"E-steps, weighted by n) and the limit search (find_limits) {limit_s:.2f} s "
         "(benchmarks/fit_phases.py)"
     )

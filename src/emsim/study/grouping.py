@@ -106,15 +106,16 @@ def grouped_reductions(
     ``first`` comes from one pass over the values."""
     hows = list(dict.fromkeys(hows))
     out: dict[str, np.ndarray] = {}
+    floats = _as_rows(values)
     if "first" in hows:
-        out["first"] = _firsts(_as_rows(values), codes, n_groups)
+        out["first"] = _firsts(floats, codes, n_groups)
     if "sum" in hows and values.dtype.kind in "biu":
         integers = _as_rows(values, np.int64)
         out["sum"] = np.zeros((n_groups, integers.shape[1]), np.int64)
         np.add.at(out["sum"], codes, integers)  # integers: exact in any order
     moments = [how for how in hows if how not in out]
     if moments:
-        total, counts, squares = _running_moments(_as_rows(values), codes, n_groups)
+        total, counts, squares = _running_moments(floats, codes, n_groups)
         with np.errstate(invalid="ignore", divide="ignore"):
             derived = {
                 "sum": total,
@@ -126,14 +127,10 @@ def grouped_reductions(
     return out
 
 
-def kernels() -> tuple:
-    """The compiled kernels behind `grouped_reductions`."""
-    return (_running_moments, _firsts)
-
-
 def warm_kernels() -> tuple[str, ...]:
     """Compile (or load from numba's cache) every kernel for the types the reductions pass
     (`emsim warmup`, so that no summary job compiles them); the names of those compiled."""
     codes = np.zeros(1, np.int64)
     grouped_reductions(np.zeros(1), codes, 1, REDUCTIONS)
-    return tuple(k.__name__ for k in kernels() if sum(k.stats.cache_misses.values()))
+    kernels = (_running_moments, _firsts)
+    return tuple(k.__name__ for k in kernels if sum(k.stats.cache_misses.values()))
