@@ -586,6 +586,12 @@ def bench_e2e(tmp: Path, replicates: int, chunk_size: int, cores: int, workers: 
             f"{available:.0f} core-s: the machine's cores x wall less the {others:.0f} CPU-s "
             "other processes took meanwhile, at most cores x wall",
         ),
+        "e2e, other jobs free": (
+            rows / (core_s - other_job_s),
+            f"{core_s - other_job_s:.0f} core-s: cores x wall less the {other_job_s:.0f} s the "
+            "jobs other than fits ran (summaries, hashes, figures, report): what the run would "
+            "keep if they cost nothing, about the most any tail or gathering work can give",
+        ),
         "fit phase": (
             rows / (cores * fit_phase_s),
             "cores x wall from the command's start to the last fit job's end",
