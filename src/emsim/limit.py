@@ -173,8 +173,24 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
 
 def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`newton_limit` for the pi model (a 1 x 1 information), over a stack of rows in numpy."""
+    theta, done, _, _ = _pi_newton_ends(y, theta)
+    return theta, done
+
+
+def _pi_newton_ends(
+    y: np.ndarray, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, _Louis, np.ndarray]:
+    """`_pi_newton`, and at each row's end the Louis terms (NaN for rows not done) and the
+    log-likelihood: a done row's last step was computed where it ended, so its terms are
+    those of `_louis` there bit for bit (rows are summed one by one), and Newton's finish
+    need not make that pass over the data again, nor the log-likelihood's."""
     theta = np.array(theta, dtype=np.float64, copy=True)
     done = np.zeros(theta.shape[0], dtype=bool)
+    ends = _Louis(
+        np.full((theta.shape[0], 1), np.nan),
+        np.full((theta.shape[0], 1, 1), np.nan),
+        np.full((theta.shape[0], N_STATS), np.nan),
+    )
     active = _valid(theta)
     current = loglik(y, theta)
     for _ in range(MAX_NEWTON_STEPS):
@@ -217,8 +233,10 @@ def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray
         theta[rows[update]] = candidate[update]
         current[rows[update]] = value[update]
         done[rows[small]] = True
+        for name in ("score", "info", "moments"):
+            getattr(ends, name)[rows[small]] = getattr(at, name)[small]
         active[rows[moving & ~accepted]] = False
-    return theta, done
+    return theta, done, ends, current
 
 
 def standard_errors(y: np.ndarray, theta: np.ndarray, model: str) -> np.ndarray:
@@ -278,7 +296,11 @@ def assess(y: np.ndarray, theta: np.ndarray, model: str) -> Assessment:
 
 def _assess_pi(y: np.ndarray, theta: np.ndarray) -> Assessment:
     """`assess` for the pi model, over a stack of rows in numpy."""
-    at = _louis(y, theta, "pi")
+    return _assess_pi_at(_louis(y, theta, "pi"), theta, y.shape[1])
+
+
+def _assess_pi_at(at: _Louis, theta: np.ndarray, n: int) -> Assessment:
+    """`_assess_pi` from the Louis terms at theta (of data sets of n points)."""
     score, info = at.score, at.info
     positive, inverse_diag = positive_definite_inverse_diagonal(info)
     with np.errstate(all="ignore"):
@@ -287,7 +309,7 @@ def _assess_pi(y: np.ndarray, theta: np.ndarray) -> Assessment:
         decrement = np.sqrt(np.abs(np.einsum("ri,ri->r", score, step)))
         se = np.where(positive[:, None], np.sqrt(inverse_diag), np.nan)
         # One EM step moves pi to the mean of the tau: sum tau / n.
-        moved = at.moments[:, :1] / y.shape[1] - theta[:, :1]
+        moved = at.moments[:, :1] / n - theta[:, :1]
         residual = np.max(np.abs(moved) / se, axis=1)
     decrement = np.where(positive & np.isfinite(decrement), decrement, np.inf)
     residual = np.where(positive & np.isfinite(residual), residual, np.inf)
@@ -365,9 +387,13 @@ def _newton_finish(y, state, rows, model, floor_loglik) -> None:
     further than the decrement at the start said (see the module's docstring)."""
     start = state["params"][rows]
     start_decrement = state["assessment"].decrement[rows]
-    theta, done = newton_limit(y[rows], start, model)
-    checked = assess(y[rows], theta, model)
-    value = loglik(y[rows], theta)
+    if model == "pi":
+        theta, done, ends, value = _pi_newton_ends(y[rows], start)
+        checked = _assess_pi_at(ends, theta, y.shape[1])
+    else:
+        theta, done = newton_limit(y[rows], start, model)
+        checked = assess(y[rows], theta, model)
+        value = loglik(y[rows], theta)
     with np.errstate(all="ignore"):
         columns = _ESTIMATED_COLUMNS[model]
         moved = np.max(np.abs(theta[:, columns] - start[:, columns]) / checked.se, axis=1)
