@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import yaml
@@ -38,6 +39,7 @@ from scale import cpu_model
 from study_split import issue22_design
 
 from emsim import api, limit
+from emsim.engine import POLISH_MAX_EVALS
 from emsim.study import fitjob
 from emsim.study.config import default_schema_path, load_study
 from emsim.study.jobs import warm_engine
@@ -84,16 +86,28 @@ def timed(spent: dict[str, float]) -> Iterator[None]:
             setattr(module, name, inner)
 
 
-def polish_share(fits: pd.DataFrame) -> tuple[float, float]:
-    """(polish E-steps, all E-steps of the engine path) over the fit rows' paths, each weighted
+class PolishShare(NamedTuple):
+    """E-steps weighted by n: the polish's, those of the polishes its cap ended, and all of
+    the engine path's (the path's own to its last rule's stop, plus the polish)."""
+
+    polish: float
+    capped: float
+    evals: float
+
+
+def polish_share(fits: pd.DataFrame) -> PolishShare:
+    """The polish's E-steps against the engine path's over the fit rows' paths, each weighted
     by its n: a path is one cell x replicate x fit id but its stopping rule, whose rules share
-    the iterates and the polish; its E-steps run to its last rule's stop."""
+    the iterates and the polish; its E-steps run to its last rule's stop. A polish the cap of
+    POLISH_MAX_EVALS ended is a crawling fit's, which the limit search then takes on."""
     path = fits.groupby(["cell_id", "replicate", *[k for k in FIT_ID if k != "stopping"]])
     per_path = path.agg(
         n=("n", "first"), evals=("loglik_evals", "max"), polish=("polish_evals", "max")
     )
-    polish = float((per_path["polish"] * per_path["n"]).sum())
-    return polish, polish + float((per_path["evals"] * per_path["n"]).sum())
+    weighted = per_path["polish"] * per_path["n"]
+    polish = float(weighted.sum())
+    capped = float(weighted[per_path["polish"] >= POLISH_MAX_EVALS].sum())
+    return PolishShare(polish, capped, polish + float((per_path["evals"] * per_path["n"]).sum()))
 
 
 def measure(replicates: int = 50, cell_prefix: str = "") -> dict:
@@ -104,7 +118,7 @@ def measure(replicates: int = 50, cell_prefix: str = "") -> dict:
     study = load_study(issue22_design(config, replicates), default_schema_path())
     warm_engine()
     spent: dict[str, float] = collections.defaultdict(float)
-    polish = evals = 0.0
+    polish = capped = evals = 0.0
     total = 0.0
     with tempfile.TemporaryDirectory() as folder, timed(spent):
         fits_path = Path(folder) / "fits.parquet"
@@ -114,13 +128,15 @@ def measure(replicates: int = 50, cell_prefix: str = "") -> dict:
                 began = time.process_time()
                 fitjob.fit_chunk(task, fits_path, Path(folder) / "t.parquet")
                 total += time.process_time() - began
-                cell_polish, cell_evals = polish_share(pd.read_parquet(fits_path))
-                polish, evals = polish + cell_polish, evals + cell_evals
+                share = polish_share(pd.read_parquet(fits_path))
+                polish, capped = polish + share.polish, capped + share.capped
+                evals += share.evals
     polish_cpu = spent[ENGINE_PATH] * polish / evals if evals else 0.0
     return {
         "total": total,
         "phases": dict(spent),
         "polish_evals_share": polish / evals if evals else 0.0,
+        "polish_capped_share": capped / polish if polish else 0.0,
         "polish_cpu": polish_cpu,
         "diagnostics_share": (polish_cpu + spent[LIMIT_SEARCH]) / total if total else 0.0,
     }
@@ -139,7 +155,9 @@ def main() -> None:
         print(f"{label:<34} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
     print(
         f"diagnostics: the polish {result['polish_cpu']:.2f} s "
-        f"({result['polish_evals_share']:.1%} of the engine's E-steps, by n) + the limit search "
+        f"({result['polish_evals_share']:.1%} of the engine's E-steps, by n; "
+        f"{result['polish_capped_share']:.0%} of it on paths its cap of {POLISH_MAX_EVALS} ended) "
+        "+ the limit search "
         f"{spent.get(LIMIT_SEARCH, 0.0):.2f} s = {result['diagnostics_share']:.1%} of the fit "
         f"jobs' CPU (target <= {DIAGNOSTICS_TARGET:.0%})"
     )

@@ -89,8 +89,10 @@ def test_polish_share_counts_each_path_once_weighted_by_n():
             row("b", 1000, "abs", 40, 60, start="quantile"),
         ]
     )
-    polish, evals = fit_phases.polish_share(fits)
+    polish, capped, evals = fit_phases.polish_share(fits)
     assert polish == 10 * 100 + 60 * 1000
+    # Only the second path's polish ran into the cap of 60 E-steps.
+    assert capped == 60 * 1000
     assert evals == polish + 30 * 100 + 40 * 1000
 
 
