@@ -46,7 +46,10 @@ def build_report(root: Path) -> dict:
     fits = synthetic_fits(reps=12, seed=3)
     heavy = fits["cell_id"] == "n100_d1_pi0.5"
     fits.loc[heavy & (fits["replicate"] % 2 == 0), "status"] = "max_iterations"
-    fits = fits.assign(stopping="abs", distance_to_limit=0.25)
+    fits = fits.assign(stopping="abs", distance_to_limit=0.25, loglik_gap_to_limit=0.00125)
+    # Each fit's gap below its replicate's best start: its replicate number, so that the
+    # drill-down's rows can be told apart.
+    fits["best_start_gap"] = fits["replicate"] + 0.5
     files = []
     for cell_id, rows in fits.groupby("cell_id"):
         folder = root / "fits" / f"cell={cell_id}"
@@ -132,6 +135,14 @@ def test_drilldown_lists_failed_fits_by_status_with_counts_and_replay(report):
         status = block.split("<summary>", 1)[1].split(":", 1)[0]
         first = rows[rows["status"] == status].sort_values("replicate", kind="stable").iloc[0]
         assert commands[0] == str(escape(replay_command(first)))
+        # Each row shows how far its iteration is from its limit and how far below the best
+        # start the fit ended: the first row is the first fit's.
+        table = block[block.index("<table") : block.index("</table>")]
+        header = re.findall(r"<th[^>]*>(.*?)</th>", table)
+        first_row = table_rows(table)[0]
+        shown = dict(zip(header, first_row, strict=True))
+        assert shown["log-lik to limit"] == "0.00125"
+        assert shown["log-lik below best start"] == f"{first['replicate'] + 0.5:.3g}"
     heavy = failed[failed["cell_id"] == "n100_d1_pi0.5"]
     assert (heavy["status"] == "max_iterations").sum() > SHOWN_PER_STATUS
     assert f"the first {SHOWN_PER_STATUS} shown" in drill
@@ -157,6 +168,8 @@ def test_read_failed_fits_reads_only_the_failures(report):
     expected = report["fits"][report["fits"]["status"] != "converged"]
     assert len(failed) == len(expected) and (failed["status"] != "converged").all()
     assert set(failed["distance_to_limit"]) == {0.25}
+    assert set(failed["loglik_gap_to_limit"]) == {0.00125}
+    assert (failed["best_start_gap"] == failed["replicate"] + 0.5).all()
 
 
 def test_report_without_fits_says_so(report, tmp_path: Path):

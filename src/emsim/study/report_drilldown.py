@@ -25,8 +25,18 @@ from emsim.study.report_html import MISSING, cell_anchor, format_number, html_ta
 from emsim.study.schema import ROW_KEY
 
 SHOWN_PER_STATUS = 20
-# What a fit row tells about a failure, beside its key.
-FAILURE_COLUMNS: tuple[str, ...] = (*ROW_KEY, "status", "iterations", "distance_to_limit")
+# What a fit row tells about a failure, beside its key: how far the fit stopped from the limit
+# of its own iteration (in SEs and in log-likelihood) and how far below the replicate's best
+# start it ended. A fit whose iteration hardly gains more but which another start beats by
+# units of log-likelihood stalled at a saddle or a local maximum (docs/design.md section 2).
+FAILURE_COLUMNS: tuple[str, ...] = (
+    *ROW_KEY,
+    "status",
+    "iterations",
+    "distance_to_limit",
+    "loglik_gap_to_limit",
+    "best_start_gap",
+)
 
 
 def read_failed_fits(fit_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
@@ -69,6 +79,8 @@ def _status_table(fits: pd.DataFrame) -> Markup:
             "start": shown["start"],
             "iterations": shown["iterations"].map(lambda v: MISSING if pd.isna(v) else f"{v}"),
             "distance to limit (SE)": shown["distance_to_limit"].map(lambda v: format_number(v, 3)),
+            "log-lik to limit": shown["loglik_gap_to_limit"].map(lambda v: format_number(v, 3)),
+            "log-lik below best start": shown["best_start_gap"].map(lambda v: format_number(v, 3)),
             "replay": [replay_command(row) for _, row in shown.iterrows()],
         }
     )
