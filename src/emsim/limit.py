@@ -160,9 +160,8 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
     """(maximiser near each row's theta, done) by safeguarded Newton steps (analytic score and
     information, each step halved until the log-likelihood does not fall), until a step is
     below STEP_TOLERANCE_SE of every parameter's SE; rows not done keep the last point reached.
-    Compiled, one row at a time (`engine.newton_rows`), but for the pi model."""
-    if model == "pi":
-        return _pi_newton(y, theta)
+    Compiled, one row at a time (`engine.newton_rows`); models equal_var and full (the pi
+    model's is `_pi_newton`)."""
     theta = np.array(theta, dtype=np.float64, order="C", copy=True)
     done = np.zeros(theta.shape[0], dtype=bool)
     newton_rows(
@@ -171,19 +170,14 @@ def newton_limit(y: np.ndarray, theta: np.ndarray, model: str) -> tuple[np.ndarr
     return theta, done
 
 
-def _pi_newton(y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`newton_limit` for the pi model (a 1 x 1 information), over a stack of rows in numpy."""
-    theta, done, _, _ = _pi_newton_ends(y, theta)
-    return theta, done
-
-
-def _pi_newton_ends(
+def _pi_newton(
     y: np.ndarray, theta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, _Louis, np.ndarray]:
-    """`_pi_newton`, and at each row's end the Louis terms (NaN for rows not done) and the
-    log-likelihood: a done row's last step was computed where it ended, so its terms are
-    those of `_louis` there bit for bit (rows are summed one by one), and Newton's finish
-    need not make that pass over the data again, nor the log-likelihood's."""
+    """`newton_limit` for the pi model (a 1 x 1 information), over a stack of rows in numpy,
+    and at each row's end the Louis terms (NaN for rows not done) and the log-likelihood: a
+    done row's last step was computed where it ended, so its terms are those of `_louis` there
+    bit for bit (rows are summed one by one), and Newton's finish need not make that pass over
+    the data again, nor the log-likelihood's."""
     theta = np.array(theta, dtype=np.float64, copy=True)
     done = np.zeros(theta.shape[0], dtype=bool)
     ends = _Louis(
@@ -388,7 +382,7 @@ def _newton_finish(y, state, rows, model, floor_loglik) -> None:
     start = state["params"][rows]
     start_decrement = state["assessment"].decrement[rows]
     if model == "pi":
-        theta, done, ends, value = _pi_newton_ends(y[rows], start)
+        theta, done, ends, value = _pi_newton(y[rows], start)
         checked = _assess_pi_at(ends, theta, y.shape[1])
     else:
         theta, done = newton_limit(y[rows], start, model)
