@@ -142,6 +142,18 @@ def measure(replicates: int = 50, cell_prefix: str = "") -> dict:
     }
 
 
+def describe(result: dict) -> str:
+    """One line on the diagnostics' share of a `measure` result, against its target."""
+    limit_s = result["phases"].get(LIMIT_SEARCH, 0.0)
+    return (
+        f"diagnostics: of {result['total']:.1f} CPU-s of fit jobs, the polish "
+        f"{result['polish_cpu']:.2f} s ({result['polish_evals_share']:.1%} of the engine's "
+        f"E-steps, by n; {result['polish_capped_share']:.0%} of it on paths its cap of "
+        f"{POLISH_MAX_EVALS} ended) + the limit search (find_limits) {limit_s:.2f} s = "
+        f"{result['diagnostics_share']:.1%} (target <= {DIAGNOSTICS_TARGET:.0%})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=50)
@@ -153,14 +165,7 @@ def main() -> None:
     for _, _, label in PHASES:
         seconds = spent.get(label, 0.0)
         print(f"{label:<34} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
-    print(
-        f"diagnostics: the polish {result['polish_cpu']:.2f} s "
-        f"({result['polish_evals_share']:.1%} of the engine's E-steps, by n; "
-        f"{result['polish_capped_share']:.0%} of it on paths its cap of {POLISH_MAX_EVALS} ended) "
-        "+ the limit search "
-        f"{spent.get(LIMIT_SEARCH, 0.0):.2f} s = {result['diagnostics_share']:.1%} of the fit "
-        f"jobs' CPU (target <= {DIAGNOSTICS_TARGET:.0%})"
-    )
+    print(describe(result))
 
 
 if __name__ == "__main__":

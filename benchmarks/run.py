@@ -462,13 +462,7 @@ def case_diagnostics(rows: list[dict], notes: list[str], replicates: int) -> Non
             "baseline": f"share {share:.1%}",
         }
     )
-    notes.append(
-        f"diagnostics: of {result['total']:.1f} CPU-s of fit jobs, the polish "
-        f"{result['polish_cpu']:.2f} s ({result['polish_evals_share']:.1%} of the engine's "
-        f"E-steps, weighted by n; {result['polish_capped_share']:.0%} of it on paths its cap "
-        f"ended) and the limit search (find_limits) {limit_s:.2f} s "
-        "(benchmarks/fit_phases.py)"
-    )
+    notes.append(f"{fit_phases.describe(result)} (benchmarks/fit_phases.py)")
 
 
 def case_cli(rows: list[dict], notes: list[str], repeats: int = 5) -> None:
