@@ -16,6 +16,7 @@ and as processes of their own, and prints the fit phase's wall time of each: job
 the 2-core time is half the 1-core time.
 
     python benchmarks/tail.py tail [--replicates 100 --chunk-size 50] [--keep DIR]
+    python benchmarks/tail.py tail --issue22 --replicates 500 --chunk-size 250  # make bench's
     python benchmarks/tail.py tail --rerun-tail DIR/study   # the tail again, on kept fits
     python benchmarks/tail.py scaling [--replicates 120 --chunk-size 30]
     python benchmarks/tail.py summary-cpu --study DIR/study   # CPU-s of each cell summary
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 # The CPU clock and CPU model of scale.py, the end-to-end benchmark beside this one.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import children_cpu_s, cpu_model
+from study_split import issue22_design
 
 from emsim.study import snakemake_records
 
@@ -111,6 +113,8 @@ def rule_times(jobs: list[dict], after: float) -> dict[str, dict[str, float]]:
 
 def bench_tail(args: argparse.Namespace, tmp: Path) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if args.issue22:
+        config = issue22_design(config)
     config.update(replicates=args.replicates, chunk_size=args.chunk_size)
     work = workdir(tmp, config)
     began = time.time()
@@ -317,6 +321,11 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--tail-repeats", type=int, default=2)
+    parser.add_argument(
+        "--issue22",
+        action="store_true",
+        help="tail: the design issue 22 measured (study_split.issue22_design), as make bench runs",
+    )
     parser.add_argument("--keep", help="keep the study folder here (for inspection)")
     parser.add_argument(
         "--rerun-tail",
