@@ -5,6 +5,7 @@ draws."""
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emsim.study.captions import figure_spec
-from emsim.study.figure_style import PNG_OPTIONS, bottom_legend, save_png, styled
+from emsim.study.figure_style import FIXED_TITLES, PNG_OPTIONS, bottom_legend, save_png, styled
 from emsim.study.figure_workers import figure_cores
 from emsim.study.figures import TRACE_COLUMNS_NOT_DRAWN, FigureInputs
 from emsim.study.summary import SummaryFiles, read_files
@@ -51,6 +52,21 @@ def test_save_png_writes_the_file_savefig_writes(tmp_path, dpi):
     assert once.read_bytes() == twice.read_bytes()
     with Image.open(once) as image:
         assert image.size == (round(7.0 * dpi), round(4.5 * dpi))
+
+
+def test_titles_at_the_top_draw_what_matplotlib_places_itself(tmp_path):
+    """`styled` fixes the titles' position (FIXED_TITLES) instead of letting matplotlib place
+    each from a measure of its axes' ticks: the same file, titles over shared and log axes,
+    beside a suptitle and mathtext labels."""
+    fixed = styled(lambda: save_png(_faceted_figure.__wrapped__(), tmp_path / "fixed.png"))()
+
+    def placed_by_matplotlib():
+        with mpl.rc_context({"axes.titley": None}):
+            return save_png(_faceted_figure.__wrapped__(), tmp_path / "auto.png")
+
+    auto = styled(placed_by_matplotlib)()
+    assert FIXED_TITLES["axes.titley"] == 1.0
+    assert fixed.read_bytes() == auto.read_bytes()
 
 
 def test_figures_read_the_traces_without_the_columns_they_do_not_draw(tmp_path):
