@@ -14,6 +14,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from markupsafe import Markup
@@ -68,32 +69,42 @@ def replay_command(fit: Mapping[str, object]) -> str:
     return "emsim replay " + " ".join(f"{k} {shlex.quote(str(v))}" for k, v in options.items())
 
 
-def _status_table(fits: pd.DataFrame) -> Markup:
-    shown = fits.head(SHOWN_PER_STATUS)
+def _status_table(shown: list[dict]) -> Markup:
+    """The table of one status's failed fits shown (fit rows as records, in order)."""
     table = pd.DataFrame(
         {
-            "replicate": shown["replicate"].map(str),
-            "model": shown["model"],
-            "method": shown["method"],
-            "stopping": shown["stopping"],
-            "start": shown["start"],
-            "iterations": shown["iterations"].map(lambda v: MISSING if pd.isna(v) else f"{v}"),
-            "distance to limit (SE)": shown["distance_to_limit"].map(lambda v: format_number(v, 3)),
-            "log-lik to limit": shown["loglik_gap_to_limit"].map(lambda v: format_number(v, 3)),
-            "log-lik below best start": shown["best_start_gap"].map(lambda v: format_number(v, 3)),
-            "replay": [replay_command(row) for _, row in shown.iterrows()],
-        }
+            "replicate": [str(fit["replicate"]) for fit in shown],
+            "model": [fit["model"] for fit in shown],
+            "method": [fit["method"] for fit in shown],
+            "stopping": [fit["stopping"] for fit in shown],
+            "start": [fit["start"] for fit in shown],
+            "iterations": [
+                MISSING if pd.isna(fit["iterations"]) else f"{fit['iterations']}" for fit in shown
+            ],
+            "distance to limit (SE)": [format_number(fit["distance_to_limit"], 3) for fit in shown],
+            "log-lik to limit": [format_number(fit["loglik_gap_to_limit"], 3) for fit in shown],
+            "log-lik below best start": [format_number(fit["best_start_gap"], 3) for fit in shown],
+            "replay": [replay_command(fit) for fit in shown],
+        },
+        dtype=object,
     )
     return html_table(table, "sortable drill")
 
 
 def _cell_entry(cell_id: str, label: str, fits: pd.DataFrame, total: int | None) -> dict:
+    # Each status's positions in the frame, then only the rows shown as records: a mask per
+    # status over the frame, and iterrows over the rows shown, had been most of the time.
+    codes, present = pd.factorize(fits["status"].to_numpy(dtype=object))
+    positions = {status: np.flatnonzero(codes == i) for i, status in enumerate(present)}
     statuses = []
     # In the order of `STATUSES` (the failures after converged), others after by name.
-    present = set(fits["status"])
-    for status in [*(s for s in STATUSES if s in present), *sorted(present - set(STATUSES))]:
-        rows = fits[fits["status"] == status]
-        statuses.append({"status": status, "count": len(rows), "table": _status_table(rows)})
+    for status in [
+        *(s for s in STATUSES if s in positions),
+        *sorted(set(positions) - set(STATUSES)),
+    ]:
+        rows = positions[status]
+        shown = fits.iloc[rows[:SHOWN_PER_STATUS]].to_dict("records")
+        statuses.append({"status": status, "count": len(rows), "table": _status_table(shown)})
     return {
         "anchor": cell_anchor(cell_id),
         "cell_id": cell_id,
