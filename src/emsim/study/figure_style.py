@@ -46,9 +46,12 @@ def styled(func: Callable[..., Path]) -> Callable[..., Path]:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-            with mpl.rc_context(FIXED_TITLES):
-                return func(*args, **kwargs)
+        with (
+            sns.axes_style("whitegrid"),
+            sns.plotting_context("notebook", font_scale=0.85),
+            mpl.rc_context(FIXED_TITLES),
+        ):
+            return func(*args, **kwargs)
 
     return wrapper
 

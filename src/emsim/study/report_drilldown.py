@@ -14,7 +14,6 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from markupsafe import Markup
@@ -94,8 +93,7 @@ def _status_table(shown: list[dict]) -> Markup:
 def _cell_entry(cell_id: str, label: str, fits: pd.DataFrame, total: int | None) -> dict:
     # Each status's positions in the frame, then only the rows shown as records: a mask per
     # status over the frame, and iterrows over the rows shown, had been most of the time.
-    codes, present = pd.factorize(fits["status"].to_numpy(dtype=object))
-    positions = {status: np.flatnonzero(codes == i) for i, status in enumerate(present)}
+    positions = fits.groupby("status", sort=False).indices
     statuses = []
     # In the order of `STATUSES` (the failures after converged), others after by name.
     for status in [
