@@ -247,3 +247,35 @@ def test_adaptive_study_killed_mid_round_resumes_to_identical_results(study_src,
         pd.testing.assert_frame_equal(resumed, uninterrupted)
     for round_, running, leftovers in kills:
         print(f"  killed in round {round_}, running {', '.join(running)}; {leftovers} temp file(s)")
+
+
+def test_a_fit_job_writes_its_fits_after_its_traces(tmp_path, monkeypatch):
+    """The cells' summaries read a chunk's fits file alone: written last, it exists only once
+    the job's traces do, so a job killed between its two files is rerun before any summary reads
+    the chunk (a resumed adaptive study had summarised fits whose job then ran again for its
+    missing traces, leaving the summary older than its input)."""
+    from emsim.study import fitjob
+    from emsim.study.config import default_schema_path, load_study
+
+    study = load_study(
+        {
+            "seed": 3,
+            "replicates": 2,
+            "chunk_size": 2,
+            "grid": {"n": [50], "mu": [[0, 2]], "sigma": [1], "pi": [0.5]},
+            "models": ["full"],
+        },
+        default_schema_path(),
+    )
+    written = []
+    real = fitjob.write_parquet_atomic
+
+    def recording(frame, path, *args, **kwargs):
+        written.append(Path(path).name)
+        return real(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr(fitjob, "write_parquet_atomic", recording)
+    fits, traces = tmp_path / "fits.parquet", tmp_path / "traces.parquet"
+    fitjob.fit_chunk(study.fit_task(study.cells[0].cell_id, 0), fits, traces)
+    assert written == ["traces.parquet", "fits.parquet"]
+    assert pq.read_table(fits).num_rows > 0

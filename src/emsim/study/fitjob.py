@@ -176,11 +176,16 @@ def fit_chunk(task: FitTask, out_path: str | Path, traces_path: str | Path) -> d
             FOOTER_EM_CPU_S: f"{em_cpu_seconds:.6f}",
         },
     )
-    write_parquet_atomic(
-        fits, out_path, meta, schema=FITS_SCHEMA, derived_metadata=rows_hash_metadata
-    )
+    # The traces first, the fits last: the cells' summaries read the fits alone, so a job killed
+    # between its two files must leave the fits missing, not present beside missing traces.
+    # Snakemake then reruns the job before any summary reads the chunk; with the fits present,
+    # a resumed adaptive study summarised them, then refitted the job for its traces and left
+    # the summary older than the fits it had read (tests/test_resume.py).
     write_parquet_atomic(
         traces, traces_path, meta, schema=TRACES_SCHEMA, derived_metadata=rows_hash_metadata
+    )
+    write_parquet_atomic(
+        fits, out_path, meta, schema=FITS_SCHEMA, derived_metadata=rows_hash_metadata
     )
     statuses = fits["status"].value_counts().to_dict()
     log.info(
